@@ -1,0 +1,35 @@
+# `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+# Re-installs only when the project's dependency files change, so repeat runs are quick.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@# torch first, pinned to the CPU build on this disk (see constraints.txt)
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/shelfops demo
+
+# Everything, slow tests included (CI runs this).
+test: install
+	$(PY) -m pytest -m 'slow or not slow'
+
+# The fast loop: skips tests marked slow.
+test-fast: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check shelfops tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,146 @@
+"""Pydantic schemas for every stage: the config documentation.
+
+One schema serves the CLI (YAML + ``key=value`` overrides), the HTTP API and workers.
+Builders turn these into plain arguments; library classes never take a config object.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+SourceFormat = Literal[
+    "csv", "tsv", "parquet", "jsonl", "homedepot", "amazon", "diginetica"
+]
+TableName = Literal["items", "events", "judgements"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One input: a file (or files) in a format, mapped onto a canonical table.
+
+    Generic formats (csv/tsv/parquet/jsonl) need ``table`` and, when the file's column
+    names differ from the canonical ones, ``columns`` mapping canonical -> file column.
+    Columns listed in ``item_columns`` additionally feed the items table (e.g. a
+    judgement file that carries ``product_title``).
+    """
+
+    format: SourceFormat
+    paths: list[str] = Field(min_length=1)
+    table: TableName | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    item_columns: dict[str, str] = Field(default_factory=dict)
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="constant values for canonical columns the file lacks"
+    )
+    timestamp_format: str | None = None
+
+    @model_validator(mode="after")
+    def _generic_needs_table(self) -> "SourceConfig":
+        if self.format in ("csv", "tsv", "parquet", "jsonl") and self.table is None:
+            raise ValueError(f"format {self.format!r} needs `table` (items, events or judgements)")
+        return self
+
+
+class SyntheticConfig(_Strict):
+    """The built-in synthetic shop."""
+
+    users: int = Field(2_000, ge=1)
+    items: int = Field(1_500, ge=10)
+    days: int = Field(14, ge=1)
+    sessions_per_user_per_day: float = Field(0.35, gt=0)
+    seed: int = 7
+    start: datetime = datetime(2026, 1, 1)
+    drift_day: int | None = Field(10, ge=0, description="day the drift event starts; null for none")
+    drift_strength: float = Field(0.6, ge=0, le=1)
+    judged_queries: int = Field(300, ge=0)
+    target_events: int | None = Field(
+        None, ge=1, description="stop after about this many events (benchmarks)"
+    )
+
+
+class CleaningConfig(_Strict):
+    batch_rows: int = Field(200_000, ge=1_000, description="rows per streamed batch")
+    max_reject_ratio: float = Field(0.2, ge=0, le=1)
+    drop_duplicates: bool = True
+    strip_html: bool = True
+    earliest_timestamp: datetime = datetime(1995, 1, 1)
+    future_slack_hours: float = 24.0
+    bot_max_events_per_minute: float = Field(30.0, gt=0)
+    bot_min_events: int = Field(50, ge=2, description="sessions shorter than this are never bots")
+    require_known_items: bool = True
+
+
+class PrivacyConfig(_Strict):
+    key_env: str = "SHELFOPS_PSEUDONYM_KEY"
+    key: SecretStr | None = None
+    mask_pii: bool = True
+
+
+class LabelConfig(_Strict):
+    """Grades derived from behaviour: the strongest action wins."""
+
+    purchase: float = 3.0
+    add_to_cart: float = 2.0
+    click: float = 1.0
+    impression: float = 0.0
+    min_impressions: int = Field(1, ge=1)
+
+
+class SplitConfig(_Strict):
+    method: Literal["leave_one_out", "time", "group_kfold", "auto"] = "auto"
+    cutoff: datetime | None = None
+    val_days: float = 1.0
+    test_days: float = 2.0
+    folds: int = Field(5, ge=2)
+    test_fold: int = 0
+    val_fold: int = 1
+    seed: int = 13
+
+
+class AugmentConfig(_Strict):
+    enabled: bool = True
+    variants_per_query: int = Field(1, ge=0)
+    typo_rate: float = Field(0.3, ge=0, le=1)
+    case_rate: float = Field(0.3, ge=0, le=1)
+    drop_rate: float = Field(0.3, ge=0, le=1)
+    pseudo_queries_per_item: int = Field(0, ge=0)
+    seed: int = 11
+
+
+class ReportConfig(_Strict):
+    top_queries: int = 20
+    low_ctr_threshold: float = 0.05
+    min_query_impressions: int = 20
+    audience_category: str | None = None
+    audience_size: int = 100
+
+
+class DataConfig(_Strict):
+    sources: list[SourceConfig] = Field(default_factory=list)
+    synthetic: SyntheticConfig | None = None
+    cleaning: CleaningConfig = CleaningConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    labels: LabelConfig = LabelConfig()
+    splits: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
+    report: ReportConfig = ReportConfig()
+
+    @model_validator(mode="after")
+    def _has_input(self) -> "DataConfig":
+        if not self.sources and self.synthetic is None:
+            raise ValueError("give `sources` or `synthetic` (the built-in shop)")
+        return self
+
+
+class ShelfopsConfig(_Strict):
+    name: str = "shelfops"
+    workdir: str = Field("runs", description="where stage outputs go unless --out says otherwise")
+    data: DataConfig

@@ -1,0 +1,66 @@
+"""Pseudonymisation and PII masking, applied at ingest so no raw id reaches an artifact.
+
+User and session ids are replaced by a keyed hash (HMAC-SHA256, truncated to 16 hex
+characters): stable for one key, so joins across tables and runs still work, and not
+reversible without the key. The key comes from config or an environment variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+
+import polars as pl
+
+from shelfops.errors import ConfigError
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# phone numbers: separated 3-3-4 groups (optional +country code), or + followed by 9-14 digits;
+# bare digit runs are left alone (model numbers and SKUs look like that)
+_PHONE = r"(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}|\+\d{9,14}"
+PHONE = re.compile(_PHONE)
+EMAIL_MASK = "<email>"
+PHONE_MASK = "<phone>"
+
+_PL_EMAIL = EMAIL.pattern
+_PL_PHONE = _PHONE
+
+
+def resolve_key(key: str | None, key_env: str) -> tuple[bytes, str]:
+    """Return (key bytes, where it came from). Generates a fresh key when none is set."""
+    if key:
+        return key.encode(), "config"
+    env = os.environ.get(key_env)
+    if env:
+        return env.encode(), f"environment variable {key_env}"
+    return secrets.token_hex(32).encode(), "generated for this run (set {} to keep ids stable across runs)".format(key_env)
+
+
+def pseudonymise(value: str, key: bytes) -> str:
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def pseudonymise_column(col: pl.Series, key: bytes) -> pl.Series:
+    """Keyed hash of every non-null value; the hash is computed once per distinct value."""
+    if col.len() == 0:
+        return col.cast(pl.String)
+    s = col.cast(pl.String)
+    uniq = s.drop_nulls().unique()
+    mapping = {v: pseudonymise(v, key) for v in uniq.to_list()}
+    return s.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def mask_pii_expr(expr: pl.Expr) -> pl.Expr:
+    return expr.str.replace_all(_PL_EMAIL, EMAIL_MASK).str.replace_all(_PL_PHONE, PHONE_MASK)
+
+
+def mask_pii(text: str) -> str:
+    return PHONE.sub(PHONE_MASK, EMAIL.sub(EMAIL_MASK, text))
+
+
+def check_key(key: bytes) -> None:
+    if len(key) < 16:
+        raise ConfigError(["data.privacy.key: pseudonymisation key must be at least 16 characters"])
