@@ -1,0 +1,373 @@
+"""The ingest engine: sources -> validated, pseudonymised canonical tables + quarantine.
+
+Two streaming passes with bounded memory:
+
+1. every source is read in batches; row-level checks (types, required fields, values,
+   timestamps, text cleaning, PII masking, pseudonymisation) run per batch; passing rows
+   are staged to Parquet, failing rows go to the quarantine with file, row, column, reason;
+2. the staged tables are streamed again for the checks that need the whole table:
+   unknown items, duplicates (64-bit row hashes in sorted arrays) and bot-like sessions.
+
+Every table reconciles per file: rows in = rows kept + rows quarantined.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shelfops.data.dedupe import SeenHashes
+from shelfops.data.schema import QUARANTINE, TABLES, Reason
+from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
+from shelfops.data.validate import Pseudonymiser, Rules, check_batch
+from shelfops.errors import DataError, RejectRatioExceeded
+
+_Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
+
+
+@dataclass
+class Limits:
+    """Whole-table checks (built from ``CleaningConfig``)."""
+
+    batch_rows: int = 200_000
+    drop_duplicates: bool = True
+    require_known_items: bool = True
+    bot_max_events_per_minute: float = 30.0
+    bot_min_events: int = 50
+    max_reject_ratio: float = 0.2
+
+
+@dataclass
+class Ledger:
+    """Per (table, file) counts; the source of the manifest's reconciliation."""
+
+    rows_in: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    kept: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    rejected: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    def summary(self) -> dict:
+        out: dict = {}
+        for (table, file), n in sorted(self.rows_in.items()):
+            t = out.setdefault(table, {"rows_in": 0, "kept": 0, "quarantined": 0,
+                                       "by_reason": {}, "files": {}})
+            q = {r: c for (tb, f, r), c in self.rejected.items() if tb == table and f == file}
+            nq = sum(q.values())
+            k = self.kept[(table, file)]
+            t["files"][file] = {"rows_in": n, "kept": k, "quarantined": nq, "by_reason": q,
+                                "reconciled": n == k + nq}
+            t["rows_in"] += n
+            t["kept"] += k
+            t["quarantined"] += nq
+            for r, c in q.items():
+                t["by_reason"][r] = t["by_reason"].get(r, 0) + c
+        for t in out.values():
+            t["reconciled"] = t["rows_in"] == t["kept"] + t["quarantined"]
+        return out
+
+
+class Quarantine:
+    def __init__(self, path: Path, ledger: Ledger) -> None:
+        self.path = path
+        self.ledger = ledger
+        self.writer: pq.ParquetWriter | None = None
+        self.n = 0
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.is_empty():
+            return
+        df = df.select(_Q_SCHEMA.names()).cast(dict(_Q_SCHEMA))
+        for table, file, reason, c in df.group_by(["table", "file", "reason"]).len().iter_rows():
+            self.ledger.rejected[(table, file, reason)] += c
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, QUARANTINE)
+        self.writer.write_table(df.to_arrow().cast(QUARANTINE))
+        self.n += len(df)
+
+    def close(self) -> None:
+        if self.writer is None:
+            pq.write_table(QUARANTINE.empty_table(), self.path)
+        else:
+            self.writer.close()
+
+
+class _Stage:
+    """Append-only Parquet staging of one table's passing rows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.is_empty():
+            return
+        tbl = df.to_arrow()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, tbl.schema)
+        self.writer.write_table(tbl.cast(self.writer.schema))
+        self.rows += len(df)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def batches(self, n: int):
+        if self.writer is None:
+            return
+        for rb in pq.ParquetFile(self.path).iter_batches(batch_size=n):
+            yield pl.from_arrow(rb)
+
+
+def _reject_rows(table: str, file: str, rows: pl.Series, checked: pl.DataFrame,
+                 raw: pl.Series) -> pl.DataFrame:
+    return pl.DataFrame({
+        "table": table, "file": file, "row": rows, "column": checked["_column"],
+        "reason": checked["_reason"], "detail": checked["_detail"], "raw": raw,
+    }).with_columns(pl.lit(table).alias("table"), pl.lit(file).alias("file"))
+
+
+def _canonical(table: str) -> list[str]:
+    return [n for n in TABLES[table].names if n != "seq"]
+
+
+def ingest(
+    specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: bytes, limits: Limits,
+    progress: bool = True,
+) -> dict:
+    """Run both passes; write items/events/judgements/quarantine Parquet into ``out_dir``.
+
+    Returns the counts for the manifest. Raises :class:`RejectRatioExceeded` (after writing
+    everything, so the quarantine can be inspected) when a file's reject ratio is too high.
+    """
+    out_dir = Path(out_dir)
+    stage_dir = out_dir / "_stage"
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger()
+    quarantine = Quarantine(out_dir / "quarantine.parquet", ledger)
+    ids = Pseudonymiser(key)
+    stages = {t: _Stage(stage_dir / f"{t}.parquet") for t in TABLES}
+    derived = _Stage(stage_dir / "derived_items.parquet")
+    files: list[str] = []
+    sessions: list[pl.DataFrame] = []
+    title_mapped = False
+
+    ordered = sorted(specs, key=lambda s: 0 if s.table == "items" or s.format == "amazon" else 1)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(), disable=not progress, transient=False,
+    ) as bar:
+        task = bar.add_task("ingest: read + check", total=None)
+        for spec in ordered:
+            title_mapped |= "title" in spec.item_columns
+            for batch in iter_source(spec, limits.batch_rows):
+                if isinstance(batch, Rejects):
+                    for tb, f, c in batch.df.group_by(["table", "file"]).len().iter_rows():
+                        ledger.rows_in[(tb, f)] += c
+                    quarantine.add(batch.df)
+                    continue
+                _pass_one(batch, rules, ids, ledger, quarantine, stages, derived, files, sessions)
+                bar.advance(task, len(batch.df))
+        for s in (*stages.values(), derived):
+            s.close()
+
+        bots = _bot_sessions(sessions, limits)
+        items, known = _finish_items(stages["items"], derived, title_mapped, files, ledger,
+                                     quarantine, out_dir, limits)
+        task2 = bar.add_task("ingest: duplicates, unknown items, bots", total=sum(
+            stages[t].rows for t in ("events", "judgements")))
+        counts_extra = {}
+        for table in ("events", "judgements"):
+            n = _pass_two(table, stages[table], files, ledger, quarantine, out_dir, limits,
+                          known if limits.require_known_items else None,
+                          bots if table == "events" else set(), lambda k: bar.advance(task2, k))
+            counts_extra[table] = n
+        if items is None and stages["events"].rows:  # no catalogue at all: stub items from events
+            ev_items = pl.scan_parquet(out_dir / "events.parquet").select("item_id").drop_nulls().unique()
+            stub = ev_items.collect().sort("item_id")
+            full = stub.with_columns([pl.lit(None, dtype=pl.from_arrow(TABLES["items"].empty_table()).schema[c]).alias(c)
+                                      for c in TABLES["items"].names if c != "item_id"])
+            pq.write_table(full.select(TABLES["items"].names).to_arrow().cast(TABLES["items"]),
+                           out_dir / "items.parquet")
+            items = {"stub_items_from_events": len(stub)}
+    quarantine.close()
+    for p in stage_dir.iterdir():
+        p.unlink()
+    stage_dir.rmdir()
+
+    summary = ledger.summary()
+    for table, t in summary.items():
+        if not t["reconciled"]:
+            raise DataError(f"internal: {table} does not reconcile: {t}")
+    if isinstance(items, dict):
+        summary.setdefault("items", {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {},
+                                     "files": {}, "reconciled": True}).update(items)
+    summary["_bots"] = {"sessions": len(bots)}
+    too_bad = [
+        f"{table} {file}: {v['quarantined']:,} of {v['rows_in']:,} rows quarantined "
+        f"({v['quarantined'] / v['rows_in']:.1%} > {limits.max_reject_ratio:.1%})"
+        for table, t in summary.items() if not table.startswith("_")
+        for file, v in t.get("files", {}).items()
+        if v["rows_in"] and v["quarantined"] / v["rows_in"] > limits.max_reject_ratio
+    ]
+    summary["_reject_ratio_exceeded"] = too_bad
+    return summary
+
+
+def _file_id(files: list[str], file: str) -> int:
+    if file not in files:
+        files.append(file)
+    return files.index(file)
+
+
+def _pass_one(batch: RawBatch, rules: Rules, ids: Pseudonymiser, ledger: Ledger,
+              quarantine: Quarantine, stages: dict, derived: _Stage, files: list[str],
+              sessions: list[pl.DataFrame]) -> None:
+    table, file = batch.table, batch.file
+    ledger.rows_in[(table, file)] += len(batch.df)
+    checked, raw = check_batch(table, batch.df, rules, ids)
+    bad = checked["_reason"].is_not_null()
+    if bad.any():
+        quarantine.add(_reject_rows(table, file, batch.rows.filter(bad), checked.filter(bad),
+                                    raw.filter(bad)))
+    good = ~bad
+    kept = checked.filter(good).select(_canonical(table)).with_columns(
+        pl.lit(_file_id(files, file), pl.Int32).alias("_file"), batch.rows.filter(good).alias("_row"),
+    )
+    stages[table].add(kept)
+    if table == "events" and not kept.is_empty():
+        sessions.append(
+            kept.filter(pl.col("session_id").is_not_null()).group_by("session_id").agg(
+                pl.len().alias("n"), pl.col("timestamp").min().alias("t0"),
+                pl.col("timestamp").max().alias("t1"),
+            )
+        )
+        if len(sessions) > 64:
+            sessions[:] = [_merge_sessions(sessions)]
+    if batch.items is not None:
+        it, _ = check_batch("items", batch.items.filter(good), rules, None)
+        it = it.filter(pl.col("_reason").is_null()).select(_canonical("items"))
+        derived.add(it)
+
+
+def _merge_sessions(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(parts).group_by("session_id").agg(
+        pl.col("n").sum(), pl.col("t0").min(), pl.col("t1").max()
+    )
+
+
+def _bot_sessions(parts: list[pl.DataFrame], limits: Limits) -> set[str]:
+    """Sessions with at least ``bot_min_events`` events at a rate above the limit."""
+    if not parts:
+        return set()
+    s = _merge_sessions(parts)
+    minutes = ((pl.col("t1") - pl.col("t0")).dt.total_milliseconds() / 60_000).clip(lower_bound=1.0)
+    bots = s.filter(
+        (pl.col("n") >= limits.bot_min_events)
+        & pl.col("t0").is_not_null()
+        & (pl.col("n") / minutes > limits.bot_max_events_per_minute)
+    )
+    return set(bots["session_id"].to_list())
+
+
+def _finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: list[str],
+                  ledger: Ledger, quarantine: Quarantine, out_dir: Path, limits: Limits):
+    """Catalogue items deduplicated by id (later copies quarantined), plus items described
+    by other tables' rows. Returns (counts or None when there is no item info, known ids)."""
+    cols = TABLES["items"].names
+    frames = []
+    if stage.writer is not None:
+        cat = pl.read_parquet(stage.path)
+        dup = cat["item_id"].is_duplicated() & ~cat["item_id"].is_first_distinct()
+        if limits.drop_duplicates and dup.any():
+            d = cat.filter(dup)
+            quarantine.add(pl.DataFrame({
+                "table": "items", "file": [files[i] for i in d["_file"]], "row": d["_row"],
+                "column": "item_id", "reason": Reason.duplicate.value,
+                "detail": "item_id " + d["item_id"] + " already seen earlier in the catalogue",
+                "raw": d.select(pl.struct(cols).struct.json_encode().alias("raw"))["raw"],
+            }))
+            cat = cat.filter(~dup)
+        for fid, n in cat.group_by("_file").len().iter_rows():
+            ledger.kept[("items", files[fid])] += n
+        frames.append(cat.select(cols).with_columns(pl.lit(0).alias("_src")))
+    n_derived = 0
+    if derived.writer is not None:
+        d = pl.read_parquet(derived.path)
+        d = d.group_by("item_id", maintain_order=True).agg(
+            [pl.col(c).drop_nulls().first() for c in cols if c != "item_id"]
+        )
+        if frames:
+            d = d.filter(~pl.col("item_id").is_in(frames[0]["item_id"].implode()))
+        n_derived = len(d)
+        frames.append(d.select(cols).with_columns(pl.lit(1).alias("_src")))
+    if not frames:
+        return None, None
+    items = pl.concat(frames, how="vertical_relaxed")
+    known_rows = items.filter((pl.col("_src") == 0) | pl.col("title").is_not_null()) if title_mapped else items
+    known = known_rows["item_id"]
+    pq.write_table(items.select(cols).to_arrow().cast(TABLES["items"]), out_dir / "items.parquet")
+    return {"derived_from_other_tables": n_derived, "total_items": len(items)}, known
+
+
+def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
+              quarantine: Quarantine, out_dir: Path, limits: Limits, known: pl.Series | None,
+              bots: set[str], advance) -> int:
+    cols = _canonical(table)
+    if stage.writer is None:
+        if any(t == table for t, _ in ledger.rows_in):
+            pq.write_table(TABLES[table].empty_table(), out_dir / f"{table}.parquet")
+        return 0
+    writer = pq.ParquetWriter(out_dir / f"{table}.parquet", TABLES[table])
+    seen = SeenHashes()
+    known_s = known.implode() if known is not None else None
+    bot_s = pl.Series(sorted(bots), dtype=pl.String).implode()
+    seq = 0
+    for df in stage.batches(limits.batch_rows):
+        reason = pl.lit(None, pl.String)
+        column = pl.lit(None, pl.String)
+        detail = pl.lit(None, pl.String)
+        conds = []
+        if known_s is not None:
+            conds.append((pl.col("item_id").is_not_null() & ~pl.col("item_id").is_in(known_s),
+                          Reason.unknown_item.value, "item_id",
+                          pl.lit("item_id ") + pl.col("item_id")
+                          + pl.lit(" is not in the catalogue (and the row does not describe it)")))
+        if table == "events" and bots:
+            conds.append((pl.col("session_id").is_in(bot_s), Reason.bot_session.value, "session_id",
+                          pl.lit(f"session above {limits.bot_max_events_per_minute:g} events/minute "
+                                 f"with >= {limits.bot_min_events} events")))
+        if limits.drop_duplicates:
+            h = df.select(pl.struct(cols).hash(seed=0)).to_series().to_numpy()
+            df = df.with_columns(pl.Series("_dup", seen.seen_before(h)))
+            conds.append((pl.col("_dup"), Reason.duplicate.value, None,
+                          pl.lit(f"exact duplicate of an earlier {table} row")))
+        for cond, why, col, msg in reversed(conds):
+            reason = pl.when(cond).then(pl.lit(why)).otherwise(reason)
+            column = pl.when(cond).then(pl.lit(col, pl.String)).otherwise(column)
+            detail = pl.when(cond).then(msg).otherwise(detail)
+        df = df.with_columns(reason.alias("_reason"), column.alias("_column"), detail.alias("_detail"))
+        bad = df.filter(pl.col("_reason").is_not_null())
+        if not bad.is_empty():
+            quarantine.add(bad.select(
+                pl.lit(table).alias("table"),
+                pl.col("_file").map_elements(lambda i: files[i], return_dtype=pl.String).alias("file"),
+                pl.col("_row").alias("row"), pl.col("_column").alias("column"),
+                pl.col("_reason").alias("reason"), pl.col("_detail").alias("detail"),
+                pl.struct(cols).struct.json_encode().alias("raw"),
+            ))
+        good = df.filter(pl.col("_reason").is_null())
+        for fid, n in good.group_by("_file").len().iter_rows():
+            ledger.kept[(table, files[fid])] += n
+        good = good.with_columns(pl.int_range(seq, seq + len(good), dtype=pl.Int64).alias("seq"))
+        seq += len(good)
+        writer.write_table(good.select(TABLES[table].names).to_arrow().cast(TABLES[table]))
+        advance(len(df))
+    writer.close()
+    return seq

@@ -1,0 +1,210 @@
+"""Row-level validation and cleaning of one batch, vectorised with polars.
+
+``check_batch`` types every canonical column, cleans text, masks PII, pseudonymises ids
+and decides, per row, the first reason (if any) to reject it. Checks that need the whole
+table (duplicates, unknown items, bot sessions) live in ``shelfops.data.ingest``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+
+from shelfops.data.privacy import mask_pii_expr, pseudonymise
+from shelfops.data.schema import EVENT_TYPES, REQUIRED, TABLES, Reason
+from shelfops.data.text import clean_text_expr
+
+TEXT_COLUMNS = {"title", "description", "query", "category", "brand"}
+ID_COLUMNS = {"user_id", "session_id"}
+EVENT_ALIASES = {
+    "impressions": "impression", "impression": "impression", "show": "impression",
+    "view": "view", "views": "view", "pageview": "view", "detail": "view",
+    "click": "click", "clicks": "click",
+    "cart": "add_to_cart", "addtocart": "add_to_cart", "add_to_cart": "add_to_cart",
+    "add-to-cart": "add_to_cart", "add to cart": "add_to_cart", "basket": "add_to_cart",
+    "purchase": "purchase", "buy": "purchase", "transaction": "purchase", "order": "purchase",
+    "search": "search", "query": "search",
+}
+_KIND = {"Float64": "a number", "Int32": "an integer", "Int64": "an integer",
+         "Datetime": "a timestamp"}
+_TS_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d",
+)
+
+
+@dataclass
+class Rules:
+    """Plain cleaning settings (built from ``CleaningConfig``)."""
+
+    strip_html: bool = True
+    mask_pii: bool = True
+    earliest: datetime = datetime(1995, 1, 1, tzinfo=timezone.utc)
+    latest: datetime = field(default_factory=lambda: datetime.now(timezone.utc) + timedelta(hours=24))
+    timestamp_format: str | None = None
+
+
+class Pseudonymiser:
+    """Keyed hash with a bounded cache (ids recur across batches)."""
+
+    def __init__(self, key: bytes, max_cache: int = 2_000_000) -> None:
+        self.key = key
+        self.cache: dict[str, str] = {}
+        self.max_cache = max_cache
+
+    def column(self, s: pl.Series) -> pl.Series:
+        s = s.cast(pl.String)
+        uniq = s.drop_nulls().unique().to_list()
+        missing = [u for u in uniq if u not in self.cache]
+        if len(self.cache) + len(missing) > self.max_cache:
+            self.cache.clear()
+            missing = uniq
+        for u in missing:
+            self.cache[u] = pseudonymise(u, self.key)
+        mapping = {u: self.cache[u] for u in uniq}
+        return s.replace_strict(mapping, default=None, return_dtype=pl.String) if mapping else s
+
+
+def parse_timestamp(expr: pl.Expr, fmt: str | None = None) -> pl.Expr:
+    """Strings (ISO 8601 variants, epoch seconds or ms) -> UTC datetime[ms]; null if unparseable."""
+    c = expr.cast(pl.String).str.strip_chars()
+    if fmt:
+        out = c.str.to_datetime(fmt, strict=False, time_unit="ms")
+        return out.dt.convert_time_zone("UTC") if "%z" in fmt else out.dt.replace_time_zone("UTC")
+    num = c.cast(pl.Float64, strict=False)
+    parts = [
+        pl.when(num.abs() > 1e11).then(num).otherwise(num * 1000)
+        .cast(pl.Int64).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+    ]
+    c = c.str.replace(r"Z$", "+00:00")
+    for f in _TS_FORMATS:
+        e = c.str.to_datetime(f, strict=False, time_unit="ms")
+        parts.append(e.dt.convert_time_zone("UTC") if "%z" in f else e.dt.replace_time_zone("UTC"))
+    return pl.coalesce(parts)
+
+
+def _typed(df: pl.DataFrame, name: str, dtype: pl.DataType, rules: Rules) -> pl.Expr:
+    if name not in df.columns:
+        return pl.lit(None, dtype=dtype).alias(name)
+    col = pl.col(name)
+    src = df.schema[name]
+    if isinstance(dtype, pl.Datetime):
+        if isinstance(src, pl.Datetime):
+            out = col.dt.cast_time_unit("ms")
+            out = out.dt.convert_time_zone("UTC") if src.time_zone else out.dt.replace_time_zone("UTC")
+            return out.alias(name)
+        return parse_timestamp(col, rules.timestamp_format).alias(name)
+    if dtype == pl.String:
+        if name in TEXT_COLUMNS:
+            out = clean_text_expr(col, strip_html=rules.strip_html)
+            if name == "query" and rules.mask_pii:
+                out = mask_pii_expr(out)
+            return out.alias(name)
+        out = col.cast(pl.String).str.strip_chars()
+        if name == "event_type":
+            out = out.str.to_lowercase().replace(EVENT_ALIASES)
+        return pl.when(out.str.len_chars() == 0).then(None).otherwise(out).alias(name)
+    if src == pl.String:
+        return col.str.strip_chars().cast(dtype, strict=False).alias(name)
+    return col.cast(dtype, strict=False).alias(name)
+
+
+def _present(df: pl.DataFrame, name: str) -> pl.Expr:
+    """The raw value is there (non-null, non-blank)."""
+    if name not in df.columns:
+        return pl.lit(False)
+    c = pl.col(name)
+    if df.schema[name] == pl.String:
+        return c.is_not_null() & (c.str.strip_chars().str.len_chars() > 0)
+    return c.is_not_null()
+
+
+def check_batch(
+    table: str, df: pl.DataFrame, rules: Rules, ids: Pseudonymiser | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (typed canonical frame with ``_reason``/``_column``/``_detail``, raw JSON column).
+
+    Rows with a null ``_reason`` passed. The raw JSON is the input row (ids pseudonymised).
+    """
+    schema = pl.Schema(pl.from_arrow(TABLES[table].empty_table()).schema)
+    if ids is not None:
+        df = df.with_columns(
+            [ids.column(df[c]).alias(c) for c in ID_COLUMNS if c in df.columns]
+        )
+    typed = df.select([_typed(df, n, t, rules) for n, t in schema.items() if n != "seq"])
+    checks: list[tuple[pl.Expr, str, str, pl.Expr]] = []  # (failed, reason, column, detail)
+
+    # a preset transform may already have found the bad column
+    if "_error_column" in df.columns:
+        checks.append((pl.col("_error_column").is_not_null(), Reason.bad_type.value, "", pl.lit("")))
+
+    required = list(REQUIRED[table])
+    if table == "events":
+        required += ["item_id"]  # except for searches, below
+    for name in required:
+        missing = pl.col(name).is_null()
+        if table == "events" and name == "item_id":
+            missing = missing & (pl.col("event_type") != "search")
+        checks.append((missing, Reason.missing_required.value, name, pl.lit(f"{name} is required")))
+    for name, dtype in schema.items():
+        if name == "seq" or name not in df.columns or dtype == pl.String:
+            continue
+        failed = pl.col(name).is_null() & pl.col(f"__present_{name}")
+        checks.append((failed, Reason.bad_type.value, name,
+                       pl.lit(f"{name}: cannot read ") + pl.col(f"__raw_{name}").cast(pl.String)
+                       + pl.lit(f" as {_KIND.get(type(dtype).__name__, str(dtype))}")))
+    if table == "events":
+        checks.append((
+            pl.col("event_type").is_not_null() & ~pl.col("event_type").is_in(EVENT_TYPES),
+            Reason.bad_value.value, "event_type",
+            pl.lit("event_type ") + pl.col("event_type") + pl.lit(f" is not one of {list(EVENT_TYPES)}"),
+        ))
+        checks.append((
+            (pl.col("event_type") == "search") & pl.col("query").is_null(),
+            Reason.missing_required.value, "query", pl.lit("a search event needs a query"),
+        ))
+        checks.append((pl.col("position") < 1, Reason.bad_value.value, "position",
+                       pl.lit("position must be >= 1")))
+        ts = pl.col("timestamp")
+        checks.append((
+            (ts < rules.earliest) | (ts > rules.latest), Reason.impossible_timestamp.value,
+            "timestamp",
+            pl.lit("timestamp ") + ts.cast(pl.String)
+            + pl.lit(f" outside [{rules.earliest:%Y-%m-%d}, {rules.latest:%Y-%m-%d %H:%M}]"),
+        ))
+    if table == "judgements":
+        checks.append((~pl.col("grade").is_finite(), Reason.bad_value.value, "grade",
+                       pl.lit("grade must be a finite number")))
+    if table == "items":
+        checks.append((pl.col("price") < 0, Reason.bad_value.value, "price",
+                       pl.lit("price must be >= 0")))
+
+    helpers = {}
+    for name, dtype in schema.items():
+        if name != "seq" and name in df.columns and dtype != pl.String:
+            helpers[f"__present_{name}"] = _present(df, name)
+            helpers[f"__raw_{name}"] = pl.col(name).cast(pl.String)
+    work = pl.concat(
+        [typed, df.select([e.alias(k) for k, e in helpers.items()]),
+         df.select([c for c in ("_error_column", "_error_detail") if c in df.columns])],
+        how="horizontal",
+    )
+    reason, column, detail = pl.lit(None, pl.String), pl.lit(None, pl.String), pl.lit(None, pl.String)
+    for failed, why, col, msg in reversed(checks):  # first check listed wins
+        hit = failed.fill_null(False)
+        if col == "":  # from the transform
+            reason = pl.when(hit).then(pl.lit(why)).otherwise(reason)
+            column = pl.when(hit).then(pl.col("_error_column")).otherwise(column)
+            detail = pl.when(hit).then(pl.col("_error_detail")).otherwise(detail)
+        else:
+            reason = pl.when(hit).then(pl.lit(why)).otherwise(reason)
+            column = pl.when(hit).then(pl.lit(col)).otherwise(column)
+            detail = pl.when(hit).then(msg).otherwise(detail)
+    out = work.with_columns(reason.alias("_reason"), column.alias("_column"), detail.alias("_detail"))
+    out = out.select([n for n in schema.names() if n != "seq"] + ["_reason", "_column", "_detail"])
+    raw_cols = [c for c in df.columns if not c.startswith("_error")]
+    raw_json = pl.struct(raw_cols).struct.json_encode()
+    raw = df.select((mask_pii_expr(raw_json) if rules.mask_pii else raw_json).alias("raw"))["raw"]
+    return out, raw
