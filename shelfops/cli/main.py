@@ -1,2 +1,58 @@
-def main() -> None:  # replaced below
-    pass
+"""The `shelfops` command: thin; parse, call the library, print, exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from shelfops.cli import data as data_cli
+from shelfops.cli.common import console, reported_errors, say, split_overrides
+
+STAGES = "① data → ② train → ③ optimize → ④ gate → ⑤ registry → ⑥ serve → ⑦ monitor"
+
+app = typer.Typer(
+    help=f"shelfops: pretrained transformers behind e-commerce search and recommendation.\n\n"
+    f"Stages, in order: {STAGES}",
+    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+)
+app.add_typer(data_cli.app, name="data")
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="a shelfops YAML config")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
+) -> None:
+    """Check a config file; report every problem at once."""
+    with reported_errors():
+        from shelfops.config.load import load_config
+
+        _, ov = split_overrides(overrides)
+        cfg = load_config(config, ov)
+        n = len(cfg.data.sources)
+        what = f"{n} source(s)" if n else "the synthetic shop"
+        say(f"[green]ok[/] {config}: valid ({what})")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("runs/demo"),
+    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
+) -> None:
+    """Run the main job end to end on the built-in synthetic shop."""
+    with reported_errors():
+        from shelfops import pipeline
+
+        _, ov = split_overrides(overrides)
+        pipeline.demo(workdir, config=config, overrides=ov, console=console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -237,8 +237,11 @@ def _pass_one(batch: RawBatch, rules: Rules, ids: Pseudonymiser, ledger: Ledger,
         quarantine.add(_reject_rows(table, file, batch.rows.filter(bad), checked.filter(bad),
                                     raw.filter(bad)))
     good = ~bad
+    dedupe_key = (batch.df["_dedupe_key"].cast(pl.Int64) if "_dedupe_key" in batch.df.columns
+                  else pl.Series([None] * len(batch.df), dtype=pl.Int64))
     kept = checked.filter(good).select(_canonical(table)).with_columns(
         pl.lit(_file_id(files, file), pl.Int32).alias("_file"), batch.rows.filter(good).alias("_row"),
+        dedupe_key.filter(good).alias("_dedupe_key"),
     )
     stages[table].add(kept)
     if table == "events" and not kept.is_empty():
@@ -344,7 +347,7 @@ def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
                           pl.lit(f"session above {limits.bot_max_events_per_minute:g} events/minute "
                                  f"with >= {limits.bot_min_events} events")))
         if limits.drop_duplicates:
-            h = df.select(pl.struct(cols).hash(seed=0)).to_series().to_numpy()
+            h = df.select(pl.struct([*cols, "_dedupe_key"]).hash(seed=0)).to_series().to_numpy()
             df = df.with_columns(pl.Series("_dup", seen.seen_before(h)))
             conds.append((pl.col("_dup"), Reason.duplicate.value, None,
                           pl.lit(f"exact duplicate of an earlier {table} row")))

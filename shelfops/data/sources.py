@@ -451,48 +451,50 @@ def read_amazon_sequences(spec: SourceSpec, path: str, batch_rows: int) -> Itera
     Row numbers are line numbers; the column names the position (``item[3]``). A last line
     with no line terminator is treated as truncated (its last id may be cut) and quarantined.
     """
-    p = _check_readable(path)
-    size = p.stat().st_size
-    with open(path, "rb") as fh:
-        fh.seek(size - 1)
-        ends_with_newline = fh.read(1) == b"\n"
+    _check_readable(path)
     users: list[str] = []
-    items: list[str] = []
+    items: list[str | None] = []
     lines: list[int] = []
     pos: list[int] = []
+    errors: list[str | None] = []
     rejects: list[tuple[int, str | None, str, str, str]] = []
-    nlines = 0
     with open(path, "rb") as fh:
-        for nlines, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                rejects.append((nlines, None, Reason.undecodable.value, "bytes not valid utf-8",
-                                raw.decode("utf-8", "backslashreplace").rstrip()))
-                continue
-            toks = text.split()
+        for nline, raw in enumerate(fh, start=1):
+            toks = raw.split()
             if not toks:
                 continue
-            if not raw.endswith(b"\n") and not ends_with_newline:
-                rejects.append((nlines, None, Reason.malformed_row.value,
-                                "last line has no line terminator: the file looks truncated",
-                                text))
+            text = raw.decode("utf-8", "backslashreplace").rstrip()
+            truncated = not raw.endswith(b"\n")
+            if truncated or len(toks) < 2:
+                why = ("last line has no line terminator: the file looks truncated" if truncated
+                       else "a user line needs a user id and at least one item")
+                for k in range(1, max(len(toks), 2)):
+                    rejects.append((nline, f"item[{k}]", Reason.malformed_row.value, why, text))
                 continue
-            if len(toks) < 2:
-                rejects.append((nlines, None, Reason.malformed_row.value,
-                                "a user line needs a user id and at least one item", text.rstrip()))
+            try:
+                u = toks[0].decode("utf-8")
+            except UnicodeDecodeError:
+                for k in range(1, len(toks)):
+                    rejects.append((nline, "user_id", Reason.undecodable.value,
+                                    "user id bytes not valid utf-8", text))
                 continue
-            u = toks[0]
-            for k, it in enumerate(toks[1:], start=1):
+            for k, tok in enumerate(toks[1:], start=1):
+                try:
+                    it: str | None = tok.decode("utf-8")
+                except UnicodeDecodeError:
+                    rejects.append((nline, f"item[{k}]", Reason.undecodable.value,
+                                    "item id bytes not valid utf-8", text))
+                    continue
                 users.append(u)
                 items.append(it)
-                lines.append(nlines)
+                lines.append(nline)
                 pos.append(k)
+                errors.append(None if it.isdigit() else f"item[{k}]")
             if len(users) >= batch_rows:
-                yield _amazon_batch(path, users, items, lines, pos)
-                users, items, lines, pos = [], [], [], []
+                yield _amazon_batch(path, users, items, lines, pos, errors)
+                users, items, lines, pos, errors = [], [], [], [], []
     if users:
-        yield _amazon_batch(path, users, items, lines, pos)
+        yield _amazon_batch(path, users, items, lines, pos, errors)
     if rejects:
         yield Rejects(reject_frame(
             "events", path, [r[0] for r in rejects], [r[1] for r in rejects], rejects[0][2],
@@ -500,12 +502,17 @@ def read_amazon_sequences(spec: SourceSpec, path: str, batch_rows: int) -> Itera
         ).with_columns(pl.Series("reason", [r[2] for r in rejects])))
 
 
-def _amazon_batch(path: str, users, items, lines, pos) -> RawBatch:
+def _amazon_batch(path: str, users, items, lines, pos, errors) -> RawBatch:
     df = pl.DataFrame({
         "user_id": users, "session_id": users, "item_id": items,
         "event_type": ["purchase"] * len(users),
-        "_position_in_line": pos,
-    })
+        # a user may buy an item twice: the position in the line keeps repeats distinct,
+        # while a repeated line is still caught as a duplicate
+        "_dedupe_key": pos,
+        "_error_column": errors,
+    }, schema_overrides={"_error_column": pl.String}).with_columns(
+        (pl.lit("item id ") + pl.col("item_id") + pl.lit(" is not an integer id")).alias("_error_detail")
+    )
     return RawBatch("events", path, pl.Series("row", lines, dtype=pl.Int64), df)
 
 

@@ -145,6 +145,8 @@ def check_batch(
         required += ["item_id"]  # except for searches, below
     for name in required:
         missing = pl.col(name).is_null()
+        if name in df.columns and schema[name] != pl.String:  # unreadable is bad_type, not missing
+            missing = missing & ~pl.col(f"__present_{name}")
         if table == "events" and name == "item_id":
             missing = missing & (pl.col("event_type") != "search")
         checks.append((missing, Reason.missing_required.value, name, pl.lit(f"{name} is required")))

@@ -1,0 +1,3 @@
+from shelfops.cli.main import main
+
+main()

@@ -1,0 +1,106 @@
+"""`shelfops data ...`: generate, ingest, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from shelfops.cli.common import console, load, reported_errors, say, split_overrides
+
+app = typer.Typer(help="① data: ingest, validate, clean, label, split, pseudonymise; behaviour report.",
+                  no_args_is_help=True)
+
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value config overrides")]
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the shop's raw export")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
+    overrides: Overrides = None,
+    progress: bool = True,
+) -> None:
+    """Generate the built-in synthetic shop (catalogue, sessions, judgements, hidden truth)."""
+    with reported_errors():
+        from shelfops.config.schema import SyntheticConfig
+        from shelfops.data.recipe import generate as gen
+
+        _, ov = split_overrides(overrides)
+        cfg = load(config, ov)
+        summary = gen(cfg.data.synthetic or SyntheticConfig(), out, progress=progress)
+        console.print_json(json.dumps(summary, default=str))
+        say(f"wrote the synthetic shop to {out}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="input files, then key=value overrides")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="dataset folder to write")] = Path("runs/data"),
+    format: Annotated[Optional[str], typer.Option(
+        "--format", "-f",
+        help="csv | tsv | parquet | jsonl | homedepot | amazon | diginetica | synthetic")] = None,
+    table: Annotated[Optional[str], typer.Option(help="items | events | judgements (generic formats)")] = None,
+    map: Annotated[Optional[list[str]], typer.Option(
+        "--map", help="canonical=file_column, repeatable (generic formats)")] = None,
+    item_map: Annotated[Optional[list[str]], typer.Option(
+        "--item-map", help="canonical item column=file column carried by the same rows")] = None,
+    encoding: Annotated[Optional[str], typer.Option()] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
+    progress: bool = True,
+) -> None:
+    """Turn catalogue / behaviour / judgement files into clean, split, pseudonymised tables.
+
+    Every rejected row lands in quarantine.parquet with file, row, column and reason; the
+    manifest reconciles rows in = kept + quarantined per table and file.
+    """
+    with reported_errors():
+        from shelfops.data import recipe
+
+        files, ov = split_overrides(paths)
+        if format and format != "synthetic":
+            if not files:
+                raise typer.BadParameter("give at least one input PATH", param_hint="PATH")
+            src = {"format": format, "paths": files}
+            if table:
+                src["table"] = table
+            if map:
+                src["columns"] = dict(kv.split("=", 1) for kv in map)
+            if item_map:
+                src["item_columns"] = dict(kv.split("=", 1) for kv in item_map)
+            if encoding:
+                src["encoding"] = encoding
+            from shelfops.config.load import load_config
+
+            base = load_config(config, []).model_dump(mode="json") if config else {"data": {}}
+            base["data"]["sources"] = [src]
+            base["data"].pop("synthetic", None)
+            cfg = load(None, ov, default=base)
+        else:
+            cfg = load(config, ov)
+        manifest = recipe.run(cfg.data, out, progress=progress, say=say,
+                              config_dump=cfg.model_dump(mode="json"))
+        say(f"[green]wrote[/] {out}  (manifest.json, quarantine.parquet, report/report.html)")
+        _ = manifest
+
+
+@app.command()
+def report(
+    dataset: Annotated[Path, typer.Argument(help="a dataset folder written by `data ingest`")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
+    category: Annotated[Optional[str], typer.Option(help="audience export for this top-level category")] = None,
+    audience_size: int = 100,
+) -> None:
+    """Behaviour report: funnel, queries with low CTR / no results, category affinity,
+    RFM segments and a marketing audience export (JSON + HTML with charts)."""
+    with reported_errors():
+        from shelfops.artifacts import read_manifest
+        from shelfops.data.report import build_report, write_report
+
+        read_manifest(dataset)
+        rep = build_report(dataset, audience_category=category, audience_size=audience_size)
+        written = write_report(rep, out or dataset / "report")
+        for name, path in written.items():
+            say(f"{name}: {path}")
