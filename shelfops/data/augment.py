@@ -47,10 +47,13 @@ def _keyboard_neighbours() -> dict[str, str]:
 
 KEYBOARD_NEIGHBOURS: dict[str, str] = _keyboard_neighbours()
 
-STOPWORDS: frozenset[str] = frozenset(
-    """a an and are as at be by for from in into is it its of on or per the to with without
-    pk pack set ct count ft oz lb lbs cm mm ml inch inches new""".split()
-)
+STOPWORDS: frozenset[str] = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it",
+    "its", "of", "on", "or", "per", "the", "to", "with", "without",
+    # units and pack words: true of many products, they tell none apart
+    "pk", "pack", "set", "ct", "count", "ft", "oz", "lb", "lbs", "cm", "mm", "ml", "inch",
+    "inches", "new",
+])
 _WORD = re.compile(r"[0-9a-z][0-9a-z'.\-]*[0-9a-z]|[a-z]")
 
 
@@ -85,8 +88,9 @@ def _typo(query: str, rng: np.random.Generator) -> str:
         return query[:i] + query[i + 1:]
     if op == "double":
         return query[:i] + ch + query[i:]
+    # "replace", or a swap with no letter to swap with: a neighbouring key instead
     near = KEYBOARD_NEIGHBOURS.get(ch.lower(), "")
-    if not near:  # non-latin letter, or a swap that had nothing to swap with
+    if not near:  # a letter off the latin keyboard: double it
         return query[:i] + ch + query[i:]
     new = near[int(rng.integers(len(near)))]
     return query[:i] + (new.upper() if ch.isupper() else new) + query[i + 1:]
@@ -330,12 +334,12 @@ def augment_train_split(
     typo_rate: float = 0.3,
     case_rate: float = 0.3,
     drop_rate: float = 0.3,
-    pseudo_per_item: int = 0,
+    pseudo_queries_per_item: int = 0,
     seed: int = 11,
 ) -> dict[str, pl.DataFrame]:
     """Augment ``splits["train"]`` only; every other split is returned as the same object.
 
-    Generated queries (variants and, when ``items`` is given and ``pseudo_per_item > 0``,
+    Generated queries (variants and, when ``items`` is given and ``pseudo_queries_per_item > 0``,
     pseudo-queries) whose normalised form equals a query of any other split are dropped,
     so no evaluation query reaches training. Pseudo-queries that equal a training query
     are dropped too (they would contradict its human or behavioural grades).
@@ -356,11 +360,11 @@ def augment_train_split(
         train, variants_per_query=variants_per_query, typo_rate=typo_rate,
         case_rate=case_rate, drop_rate=drop_rate, seed=seed, exclude=held_out,
     )
-    if items is not None and pseudo_per_item > 0:
+    if items is not None and pseudo_queries_per_item > 0:
         train_queries = set(
             out.select(normalise_query(pl.col("query")))["query"].drop_nulls().to_list()
         )
-        pseudo = pseudo_queries(items, per_item=pseudo_per_item, seed=seed).filter(
+        pseudo = pseudo_queries(items, per_item=pseudo_queries_per_item, seed=seed).filter(
             ~normalise_query(pl.col("query")).is_in(list(held_out | train_queries))
         )
         out = pl.concat([out, pseudo], how="diagonal_relaxed")

@@ -146,9 +146,12 @@ def time_split(
     ``val_start`` is ``test_start - val_days``. Row order is kept within each split. A
     naive ``cutoff`` is read in the column's zone (UTC for canonical events).
 
+    Rows whose ``time_col`` is null cannot be placed without risking leakage: they are in
+    none of the three splits and come back under an extra ``"undated"`` key (present only
+    when there are such rows), so the parts always add up to the input.
+
     Raises :class:`SchemaError` when ``time_col`` is missing or not a datetime/date, and
-    :class:`DataError` when it holds nulls (such rows belong to no split; use
-    :func:`leave_one_out` for sources without timestamps) or is empty.
+    :class:`DataError` when no row has a time (use :func:`leave_one_out` then).
     """
     problems = []
     if not val_days >= 0:
@@ -170,25 +173,24 @@ def time_split(
         pl.col(time_col).null_count().alias("nulls"), pl.col(time_col).max().alias("max"),
     ).collect()
     nulls, latest = stats["nulls"][0], stats["max"][0]
-    if nulls:
-        raise DataError(
-            f"column {time_col} has {nulls} null value(s): a time split needs a timestamp "
-            "on every row", column=time_col, nulls=int(nulls),
-        )
     if latest is None:
-        raise DataError(f"column {time_col} is empty: nothing to split", column=time_col)
+        raise DataError(
+            f"column {time_col} has no value: nothing to split by time", column=time_col
+        )
     if cutoff is None:
         test_start = latest - timedelta(days=test_days)
     else:
         test_start = _as_column_time(cutoff, dtype)
     val_start = test_start - timedelta(days=val_days)
     t = pl.col(time_col)
-    train, valid, test = pl.collect_all([
+    parts = [
         lf.filter(t < val_start),
         lf.filter((t >= val_start) & (t < test_start)),
         lf.filter(t >= test_start),
-    ])
-    return {"train": train, "valid": valid, "test": test}
+    ]
+    if nulls:
+        parts.append(lf.filter(t.is_null()))
+    return dict(zip(("train", "valid", "test", "undated"), pl.collect_all(parts)))
 
 
 # --------------------------------------------------------------------------- group k-fold

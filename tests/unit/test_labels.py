@@ -22,18 +22,18 @@ def events(rows: list[dict]) -> pl.DataFrame:
 
 def served(request: str, query: str, session: str, shown: list[str]) -> list[dict]:
     """A search event plus the impressions of one served result page."""
-    rows = [dict(event_type="search", query=query, request_id=request, session_id=session)]
+    rows = [{"event_type": "search", "query": query, "request_id": request, "session_id": session}]
     rows += [
-        dict(event_type="impression", item_id=it, position=p, request_id=request,
-             session_id=session)
+        {"event_type": "impression", "item_id": it, "position": p, "request_id": request,
+             "session_id": session}
         for p, it in enumerate(shown, start=1)
     ]
     return rows
 
 
 def act(kind: str, item: str, request: str | None, session: str, query: str | None = None):
-    return dict(event_type=kind, item_id=item, request_id=request, session_id=session,
-                query=query)
+    return {"event_type": kind, "item_id": item, "request_id": request, "session_id": session,
+                "query": query}
 
 
 def by_item(df: pl.DataFrame) -> dict[str, dict]:
@@ -95,9 +95,9 @@ def test_without_request_id_falls_back_to_session_and_query():
 
 def test_unlinkable_events_and_search_events_give_no_judgement():
     ev = events([
-        dict(event_type="search", query="drill", session_id="s1"),  # no item
+        {"event_type": "search", "query": "drill", "session_id": "s1"},  # no item
         act("purchase", "a", None, "s1"),  # no query, no request
-        dict(event_type="click", item_id="b", query="saw"),  # neither request nor session
+        {"event_type": "click", "item_id": "b", "query": "saw"},  # neither request nor session
         act("click", "c", "r9", "s1"),  # request with no query anywhere
     ])
     out = derive_judgements(ev)

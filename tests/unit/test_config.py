@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shelfops.cli.main import app
+from shelfops.config.load import apply_overrides, load_config
+from shelfops.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_shipped_config_is_valid():
+    for cfg in sorted((ROOT / "configs").glob("*.yaml")):
+        load_config(cfg, check_files=False)
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "data:\n"
+        "  sources:\n"
+        "    - {format: csv, paths: [nope.csv]}\n"
+        "    - {format: xml, paths: []}\n"
+        "  cleaning: {max_reject_ratio: 3, batch_rows: 5}\n"
+        "  colour: blue\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    text = "\n".join(e.value.problems)
+    for needle in ("data.sources.0", "needs `table`", "data.sources.1.format",
+                   "data.sources.1.paths", "data.cleaning.max_reject_ratio",
+                   "data.cleaning.batch_rows", "data.colour"):
+        assert needle in text, needle
+    assert len(e.value.problems) >= 6
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(data={"data": {"synthetic": {}}},
+                      overrides=["data.synthetic.users=50", "data.synthetic.drift_day=null",
+                                 "data.cleaning.strip_html=false", "name=x y"])
+    assert cfg.data.synthetic.users == 50 and cfg.data.synthetic.drift_day is None
+    assert cfg.data.cleaning.strip_html is False and cfg.name == "x y"
+
+
+def test_override_into_list_and_bad_override():
+    d = apply_overrides({"a": [{"b": 1}]}, ["a.0.b=2"])
+    assert d["a"][0]["b"] == 2
+    with pytest.raises(ConfigError, match="no list index 3"):
+        apply_overrides({"a": [{"b": 1}]}, ["a.3.b=2"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides({}, ["justakey"])
+
+
+def test_unknown_mapping_column_is_named(tmp_path):
+    f = tmp_path / "j.csv"
+    f.write_text("q,t,g\n")
+    with pytest.raises(ConfigError, match=r"columns.relevance: not a column of judgements"):
+        load_config(data={"data": {"sources": [{"format": "csv", "table": "judgements",
+                                                "paths": [str(f)],
+                                                "columns": {"relevance": "g"}}]}})
+
+
+def test_cli_validate_exit_codes(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", str(ROOT / "configs" / "synthetic.yaml"),
+                             "data.synthetic.users=10"])
+    assert ok.exit_code == 0, ok.output
+    bad = tmp_path / "b.yaml"
+    bad.write_text("data: {synthetic: {users: -1, items: 2}}\n")
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2
+    assert "data.synthetic.users" in res.output and "data.synthetic.items" in res.output

@@ -1,0 +1,160 @@
+"""Generic loaders with column mappings, cleaning rules, privacy and reconciliation."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from shelfops.data.dedupe import SeenHashes
+from shelfops.data.ingest import Limits, ingest
+from shelfops.data.sources import build_spec
+from shelfops.data.validate import Rules
+
+KEY = b"q" * 32
+
+
+def _ingest(specs, out, **limits):
+    return ingest(specs, out, rules=Rules(), key=KEY, limits=Limits(**limits), progress=False)
+
+
+def test_judgement_file_loads_with_mapping_alone(tmp_path):
+    f = tmp_path / "j.csv"
+    f.write_text(
+        "query,product_title,product_description,median_relevance\n"
+        "red kettle,<b>Acme Kettle</b> Red,A kettle &amp; more,4\n"
+        "red kettle,Acme Toaster,Toasts bread,1\n"
+        "  BLUE   mug ,Mugsy Mug,ｍｕｇ,3\n"
+    )
+    spec = build_spec(
+        "csv", [str(f)], table="judgements",
+        columns={"query": "query", "item_id": "product_title", "grade": "median_relevance"},
+        item_columns={"item_id": "product_title", "title": "product_title",
+                      "description": "product_description"},
+    )
+    counts = _ingest([spec], tmp_path / "out")
+    j = pl.read_parquet(tmp_path / "out" / "judgements.parquet")
+    items = pl.read_parquet(tmp_path / "out" / "items.parquet")
+    assert counts["judgements"]["kept"] == 3 and j["grade"].to_list() == [4.0, 1.0, 3.0]
+    assert j["query"].to_list()[2] == "BLUE mug"  # whitespace collapsed
+    assert items.filter(pl.col("item_id") == "<b>Acme Kettle</b> Red")["title"][0] == "Acme Kettle Red"
+    assert items.filter(pl.col("title") == "Acme Kettle Red")["description"][0] == "A kettle & more"
+    assert items.filter(pl.col("title") == "Mugsy Mug")["description"][0] == "mug"  # NFKC
+
+
+def test_events_jsonl_checks_and_privacy(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(r) for r in [
+        {"item_id": "i1", "title": "Kettle", "price": "19.5"},
+        {"item_id": "i2", "title": "Mug", "price": -1},
+        {"item_id": "i1", "title": "Kettle again"},
+    ]) + "\n")
+    ev = tmp_path / "events.jsonl"
+    rows = [
+        {"user": "alice@example.com", "sess": "s1", "item": "i1", "type": "click", "ts": "2026-01-01T10:00:00Z"},
+        {"user": "alice@example.com", "sess": "s1", "item": None, "type": "search", "ts": "2026-01-01T10:00:01Z",
+         "q": "kettle for bob@example.com +1 (555) 123-4567"},
+        {"user": "bob", "sess": "s2", "item": "i9", "type": "view", "ts": "2026-01-01T10:00:02Z"},
+        {"user": "bob", "sess": "s2", "item": "i1", "type": "teleport", "ts": "2026-01-01T10:00:03Z"},
+        {"user": "bob", "sess": "s2", "item": "i1", "type": "view", "ts": "1970-01-02T00:00:00Z"},
+        {"user": "bob", "sess": "s2", "item": "i1", "type": "view", "ts": "yesterday"},
+        {"user": "alice@example.com", "sess": "s1", "item": "i1", "type": "click", "ts": "2026-01-01T10:00:00Z"},
+    ]
+    ev.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken json\n")
+    specs = [
+        build_spec("jsonl", [str(items)], table="items"),
+        build_spec("jsonl", [str(ev)], table="events", columns={
+            "user_id": "user", "session_id": "sess", "item_id": "item", "event_type": "type",
+            "timestamp": "ts", "query": "q"}),
+    ]
+    out = tmp_path / "out"
+    counts = _ingest(specs, out)
+    q = pl.read_parquet(out / "quarantine.parquet")
+    got = {(t, r): why for t, r, why in q.select("table", "row", "reason").iter_rows()}
+    assert got == {
+        ("items", 2): "bad_value", ("items", 3): "duplicate",
+        ("events", 3): "unknown_item", ("events", 4): "bad_value",
+        ("events", 5): "impossible_timestamp", ("events", 6): "bad_type",
+        ("events", 7): "duplicate", ("events", 8): "malformed_row",
+    }
+    assert counts["events"] == {**counts["events"], "rows_in": 8, "kept": 2, "quarantined": 6}
+    kept = pl.read_parquet(out / "events.parquet")
+    assert kept["query"].drop_nulls().to_list() == ["kettle for <email> <phone>"]
+    # no raw id or e-mail anywhere in the artifacts, quarantine included
+    blob = b"".join(p.read_bytes() for p in out.glob("*.parquet"))
+    text = q.write_csv() + kept.write_csv()
+    for secret in ("alice@example.com", "bob@example.com", "555"):
+        assert secret not in text
+    assert b"alice@example.com" not in blob
+    assert kept["user_id"][0] == kept["user_id"][1] and len(kept["user_id"][0]) == 16
+
+
+def test_bot_sessions_are_quarantined(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = [("human", "h", f"i{k % 3}", t0 + timedelta(minutes=k)) for k in range(60)]
+    rows += [("bot", "b", f"i{k % 3}", t0 + timedelta(seconds=k)) for k in range(60)]
+    df = pl.DataFrame(rows, schema=["user_id", "session_id", "item_id", "timestamp"], orient="row")
+    df = df.with_columns(pl.lit("view").alias("event_type"))
+    f = tmp_path / "ev.parquet"
+    df.write_parquet(f)
+    counts = _ingest([build_spec("parquet", [str(f)], table="events")], tmp_path / "out",
+                     bot_max_events_per_minute=30, bot_min_events=50)
+    assert counts["events"]["by_reason"] == {"bot_session": 60}
+    assert counts["events"]["kept"] == 60
+
+
+def test_seen_hashes_matches_python_set():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    seen = SeenHashes()
+    ref: set[int] = set()
+    for _ in range(40):
+        h = rng.integers(0, 5000, size=300).astype(np.uint64)
+        got = seen.seen_before(h)
+        exp = []
+        for x in h.tolist():
+            exp.append(x in ref)
+            ref.add(x)
+        assert got.tolist() == exp
+    assert len(seen) == len(ref) and len(seen.levels) <= 12
+
+
+def test_reject_ratio_makes_cli_fail(tmp_path):
+    from typer.testing import CliRunner
+
+    from shelfops.cli.main import app
+
+    f = tmp_path / "j.csv"
+    f.write_text("query,item,grade\n" + "".join(f"q{i},i{i},bad\n" for i in range(8))
+                 + "q,i,1\nq2,i2,2\n")
+    res = CliRunner().invoke(app, [
+        "data", "ingest", "--format", "csv", "--table", "judgements", "--map", "item_id=item",
+        str(f), "--out", str(tmp_path / "out"), "--no-progress", "data.cleaning.max_reject_ratio=0.5",
+    ])
+    assert res.exit_code == 3, res.output
+    assert "80.0% > 50.0%" in res.output
+    from shelfops.artifacts import read_manifest
+
+    m = read_manifest(tmp_path / "out")
+    assert m.extra["status"] == "rejected" and m.counts["judgements"]["quarantined"] == 8
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b"", "file is empty"),
+    (b"a,c\n1,2\n", r"column\(s\) \['grade'\] named in the column mapping are not in the file"),
+    (b"a,,c\n1,2,3\n", "header line has empty column names"),
+])
+def test_unreadable_file_is_named(tmp_path, content, problem):
+    from shelfops.errors import SourceReadError
+
+    f = tmp_path / "x.csv"
+    f.write_bytes(content)
+    spec = build_spec("csv", [str(f)], table="judgements",
+                      columns={"query": "a", "item_id": "c", "grade": "grade"})
+    with pytest.raises(SourceReadError, match=problem) as e:
+        _ingest([spec], tmp_path / "out")
+    assert str(f) in str(e.value)
