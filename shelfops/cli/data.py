@@ -97,10 +97,10 @@ def report(
     RFM segments and a marketing audience export (JSON + HTML with charts)."""
     with reported_errors():
         from shelfops.artifacts import read_manifest
-        from shelfops.data.report import build_report, write_report
+        from shelfops.data.report import report_dataset
 
         read_manifest(dataset)
-        rep = build_report(dataset, audience_category=category, audience_size=audience_size)
-        written = write_report(rep, out or dataset / "report")
+        written = report_dataset(dataset, out or dataset / "report", audience_category=category,
+                                 audience_size=audience_size)
         for name, path in written.items():
             say(f"{name}: {path}")

@@ -97,10 +97,10 @@ def run(
         if cfg.sources:
             specs = [spec_from_config(s) for s in cfg.sources]
         else:
-            assert_syn = cfg.synthetic or SyntheticConfig()
+            syn = cfg.synthetic or SyntheticConfig()
             raw_dir = raw_dir or out.parent / f"{out.name}-source"
             say(f"generating the synthetic shop into {raw_dir} (the shop's raw export)")
-            synthetic_summary = generate(assert_syn, raw_dir, progress=progress)
+            synthetic_summary = generate(syn, raw_dir, progress=progress)
             specs = synthetic_specs(raw_dir)
     inputs = [input_ref(p) for s in specs for p in _all_paths(s)]
     rules = rules_from(cfg, next((s.timestamp_format for s in specs if s.timestamp_format), None))
@@ -126,15 +126,10 @@ def run(
         split_counts = make_splits(w.dir, cfg, say)
         extra["splits"] = split_counts
 
-        from shelfops.data.report import build_report, write_report
+        from shelfops.data.report import report_dataset
 
-        report = build_report(
-            w.dir, top_queries=cfg.report.top_queries,
-            low_ctr_threshold=cfg.report.low_ctr_threshold,
-            min_query_impressions=cfg.report.min_query_impressions,
-            audience_category=cfg.report.audience_category, audience_size=cfg.report.audience_size,
-        )
-        write_report(report, w.dir / "report")
+        written = report_dataset(w.dir, w.dir / "report", **cfg.report.model_dump())
+        report = json.loads(written["report.json"].read_text())
         w.manifest.counts = {k: v for k, v in counts.items()}
         w.manifest.counts["labels_from_behaviour"] = labels or 0
         w.manifest.metrics = _headline_metrics(report)
@@ -166,6 +161,12 @@ def _reconciliation_text(counts: dict) -> str:
         if not isinstance(t, dict) or "rows_in" not in t:
             continue
         reasons = ", ".join(f"{r} {c:,}" for r, c in sorted(t["by_reason"].items())) or "none"
+        derived = t.get("derived_from_other_tables") or t.get("stub_items_from_events")
+        if table == "items" and not t["rows_in"] and derived:
+            how = "described by other tables' rows" if "derived_from_other_tables" in t else \
+                "ids only, taken from the events (no catalogue given)"
+            lines.append(f"{table:<10} {derived:>10,} {how}")
+            continue
         lines.append(
             f"{table:<10} in {t['rows_in']:>10,} = kept {t['kept']:>10,} + quarantined "
             f"{t['quarantined']:>8,}  ({reasons})"
