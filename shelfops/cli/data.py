@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,13 +13,13 @@ from shelfops.cli.common import console, load, reported_errors, say, split_overr
 app = typer.Typer(help="① data: ingest, validate, clean, label, split, pseudonymise; behaviour report.",
                   no_args_is_help=True)
 
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value config overrides")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="key=value config overrides")]
 
 
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the shop's raw export")],
-    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Overrides = None,
     progress: bool = True,
 ) -> None:
@@ -37,18 +37,18 @@ def generate(
 
 @app.command()
 def ingest(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="input files, then key=value overrides")] = None,
+    paths: Annotated[list[str] | None, typer.Argument(help="input files, then key=value overrides")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="dataset folder to write")] = Path("runs/data"),
-    format: Annotated[Optional[str], typer.Option(
+    format: Annotated[str | None, typer.Option(
         "--format", "-f",
         help="csv | tsv | parquet | jsonl | homedepot | amazon | diginetica | synthetic")] = None,
-    table: Annotated[Optional[str], typer.Option(help="items | events | judgements (generic formats)")] = None,
-    map: Annotated[Optional[list[str]], typer.Option(
+    table: Annotated[str | None, typer.Option(help="items | events | judgements (generic formats)")] = None,
+    map: Annotated[list[str] | None, typer.Option(
         "--map", help="canonical=file_column, repeatable (generic formats)")] = None,
-    item_map: Annotated[Optional[list[str]], typer.Option(
+    item_map: Annotated[list[str] | None, typer.Option(
         "--item-map", help="canonical item column=file column carried by the same rows")] = None,
-    encoding: Annotated[Optional[str], typer.Option()] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
+    encoding: Annotated[str | None, typer.Option()] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     progress: bool = True,
 ) -> None:
     """Turn catalogue / behaviour / judgement files into clean, split, pseudonymised tables.
@@ -89,8 +89,8 @@ def ingest(
 @app.command()
 def report(
     dataset: Annotated[Path, typer.Argument(help="a dataset folder written by `data ingest`")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o")] = None,
-    category: Annotated[Optional[str], typer.Option(help="audience export for this top-level category")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o")] = None,
+    category: Annotated[str | None, typer.Option(help="audience export for this top-level category")] = None,
     audience_size: int = 100,
 ) -> None:
     """Behaviour report: funnel, queries with low CTR / no results, category affinity,

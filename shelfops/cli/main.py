@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ app.add_typer(data_cli.app, name="data")
 @app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="a shelfops YAML config")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
 ) -> None:
     """Check a config file; report every problem at once."""
     with reported_errors():
@@ -39,8 +39,8 @@ def validate(
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("runs/demo"),
-    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
 ) -> None:
     """Run the main job end to end on the built-in synthetic shop."""
     with reported_errors():

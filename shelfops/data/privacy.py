@@ -36,7 +36,7 @@ def resolve_key(key: str | None, key_env: str) -> tuple[bytes, str]:
     env = os.environ.get(key_env)
     if env:
         return env.encode(), f"environment variable {key_env}"
-    return secrets.token_hex(32).encode(), "generated for this run (set {} to keep ids stable across runs)".format(key_env)
+    return secrets.token_hex(32).encode(), f"generated for this run (set {key_env} to keep ids stable across runs)"
 
 
 def pseudonymise(value: str, key: bytes) -> str:

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 

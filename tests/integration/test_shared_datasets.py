@@ -121,7 +121,7 @@ def test_beauty_damaged_copy(shared_data, tmp_path):
     assert got[(5, f"item[{n4}]")] == "bad_type"
     assert got[(6, "item_id")] == "unknown_item"
     n8 = len(lines[8].split()) - 1
-    dup_rows = q.filter((pl.col("reason") == "duplicate"))
+    dup_rows = q.filter(pl.col("reason") == "duplicate")
     assert set(dup_rows["row"].to_list()) == {9} and dup_rows.height == n8
     assert got[(11, "item[2]")] == "undecodable"
     last_no = len(lines)

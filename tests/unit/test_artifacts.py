@@ -24,10 +24,9 @@ def test_failed_stage_leaves_previous_artifact(tmp_path):
     out = tmp_path / "stage"
     with stage_output(out, "data") as w:
         w.write_json("x.json", {"v": 1})
-    with pytest.raises(RuntimeError):
-        with stage_output(out, "data") as w:
-            w.write_json("x.json", {"v": 2})
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), stage_output(out, "data") as w:
+        w.write_json("x.json", {"v": 2})
+        raise RuntimeError("boom")
     assert json.loads((out / "x.json").read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["stage"]  # no temp folders left
 

@@ -1,0 +1,393 @@
+"""Stage ② train, top to bottom, one task at a time:
+
+    dataset folder -> task data -> fine-tune (fit) -> test metrics with bootstrap CIs
+    -> baselines measured in the same run on the same split -> paired comparisons
+    -> model folder (safetensors + encoder files) + manifest.json (written last)
+
+Training state lives beside the output (``.<out>.work``) until the run succeeds, so an
+interrupted run resumes where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
+from shelfops.config.schema import ScheduleConfig, TrainConfig
+from shelfops.errors import ConfigError
+
+TASKS = ("search", "retrieval", "recommend", "classify")
+Say = Callable[[str], None]
+
+
+def schedule_from(c: ScheduleConfig):
+    from shelfops.train.loop import Schedule
+
+    return Schedule(**c.model_dump())
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items() if k != "per_query"}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if np.isnan(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def beats(comparisons: dict[str, dict]) -> bool:
+    """The model beats every baseline with non-overlapping 95% intervals."""
+    return bool(comparisons) and all(c["a_better"] and not c["overlap"] for c in comparisons.values())
+
+
+def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True,
+        say: Say = print, config_dump: dict[str, Any] | None = None,
+        reranker: Path | None = None) -> Manifest:
+    if task not in TASKS:
+        raise ConfigError([f"task: {task!r} is not one of {list(TASKS)}"])
+    import torch
+
+    from shelfops.train.encoder import resolve_encoder
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data_dir, out = Path(data_dir), Path(out)
+    dm = read_manifest(data_dir)
+    encoder_path = resolve_encoder(cfg.encoder)
+    work = out.parent / f".{out.name}.work"
+    t0 = time.perf_counter()
+    with stage_output(out, "train", config=config_dump or {"train": cfg.model_dump(mode="json")},
+                      inputs=[input_ref(data_dir / "manifest.json")]) as w:
+        fn = {"search": _search, "retrieval": _retrieval, "recommend": _recommend,
+              "classify": _classify}[task]
+        metrics, counts, extra = fn(data_dir, w.dir, work, cfg, encoder_path, progress, say,
+                                    reranker=reranker)
+        w.manifest.metrics = _jsonable(metrics)
+        w.manifest.counts = counts
+        w.manifest.extra = {"task": task, "encoder": encoder_path, "data": str(data_dir.resolve()),
+                            "data_created_at": dm.created_at, "seconds": round(time.perf_counter() - t0, 1),
+                            **_jsonable(extra)}
+    shutil.rmtree(work, ignore_errors=True)
+    return read_manifest(out)
+
+
+# --------------------------------------------------------------------------------- search
+
+
+def search_test_metrics(model, tok, spec, data, *, n_boot: int, batch_size: int = 64,
+                        progress: bool = True) -> tuple[dict, np.ndarray]:
+    from shelfops.train.search import evaluate_scores, score_pairs
+
+    lo, hi = spec.extra["grade_min"], spec.extra["grade_max"]
+    s = score_pairs(model, tok, data.test["query"].to_list(), data.test["text"].to_list(),
+                    max_length=spec.max_length, batch_size=batch_size,
+                    progress="search: test" if progress else None)
+    ev = evaluate_scores(data.test, s, lo=lo, hi=hi, n_boot=n_boot,
+                         calibrated=spec.extra.get("loss") == "pointwise")
+    return ev, s
+
+
+def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
+    from shelfops.train import metrics as M
+    from shelfops.train import text_models
+    from shelfops.train.pairs import load_pairs
+    from shelfops.train.search import (
+        SearchSettings,
+        bm25_pool_scores,
+        evaluate_scores,
+        train_search,
+        zero_shot_pool_scores,
+    )
+
+    c = cfg.search
+    data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
+    say(f"search: {len(data.train):,} training pairs ({data.sources['train']}), "
+        f"{data.test['query'].n_unique():,} test queries ({data.sources['eval']})")
+    settings = SearchSettings(loss=c.loss, batch_size=c.batch_size, max_length=c.max_length,
+                              eval_queries=c.eval_queries)
+    model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
+                                            schedule=schedule_from(c.schedule), settings=settings,
+                                            progress=progress)
+    text_models.save(model, spec, encoder_path, out)
+    t = time.perf_counter()
+    ev, _ = search_test_metrics(model, tok, spec, data, n_boot=cfg.bootstrap, progress=progress)
+    infer_s = time.perf_counter() - t
+    lo, hi = data.grade_min, data.grade_max
+    bm25 = evaluate_scores(data.test, bm25_pool_scores(data.test, data.items), lo=lo,
+                           n_boot=cfg.bootstrap, ties="optimistic")
+    zs = evaluate_scores(data.test, zero_shot_pool_scores(encoder_path, data.test,
+                                                          max_length=c.max_length, progress=progress),
+                         lo=lo, n_boot=cfg.bootstrap)
+    rng = np.random.default_rng(0)
+    rnd = evaluate_scores(data.test, rng.random(len(data.test)), lo=lo, n_boot=cfg.bootstrap)
+    comparisons = {name: M.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],
+                                   n_boot=cfg.bootstrap)
+                   for name, b in (("bm25", bm25), ("zero_shot", zs))}
+    metrics = {"model": ev["summary"], "baselines": {"bm25": bm25["summary"],
+                                                     "zero_shot": zs["summary"],
+                                                     "random": rnd["summary"]},
+               "comparisons_ndcg@10": comparisons, "beats_baselines": beats(comparisons),
+               "test_pairs_per_second": round(len(data.test) / infer_s, 1)}
+    _say_table(say, "search (NDCG within judged pools)", metrics, ("ndcg@10", "ndcg@5", "mrr", "rmse"))
+    counts = {"train_pairs": len(data.train), "test_pairs": len(data.test),
+              "test_queries": data.test["query"].n_unique()}
+    return metrics, counts, {"fit": fitres.to_dict(), "sources": data.sources,
+                             "grade_range": [lo, hi]}
+
+
+# ------------------------------------------------------------------------------ retrieval
+
+
+def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, reranker=None, **_):
+
+    from shelfops.train import metrics as M
+    from shelfops.train import text_models
+    from shelfops.train.baselines import BM25Index
+    from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
+    from shelfops.train.index import build_index, save_index, search
+    from shelfops.train.pairs import load_pairs
+    from shelfops.train.retrieval import (
+        RetrievalSettings,
+        catalogue_eval,
+        positives,
+        train_retrieval,
+    )
+    from shelfops.train.search import embed_texts
+
+    c = cfg.retrieval
+    data = load_pairs(data_dir)
+    lo, hi = data.grade_min, data.grade_max
+    settings = RetrievalSettings(batch_size=c.batch_size, max_length=c.max_length,
+                                 positive_threshold=c.positive_threshold, eval_queries=c.eval_queries)
+    say(f"retrieval: {len(positives(data.train, lo, hi, c.positive_threshold)):,} positive pairs, "
+        f"catalogue of {len(data.items):,} items")
+    model, tok, spec, fitres = train_retrieval(data, encoder_path=encoder_path, workdir=work,
+                                               schedule=schedule_from(c.schedule),
+                                               settings=settings, progress=progress)
+    text_models.save(model, spec, encoder_path, out)
+    items = data.items
+    texts, ids = items["text"].to_list(), items["item_id"].to_list()
+    item_emb = embed_texts(model.encoder, tok, texts, max_length=c.max_length,
+                           progress="retrieval: catalogue" if progress else None)
+    index, info = build_index(item_emb)
+    save_index(index, info, out / "index")
+    items.select("item_id").with_row_index("row").write_parquet(out / "index" / "items.parquet")
+    np.save(out / "index" / "embeddings.npy", item_emb)
+
+    test_q = positives(data.test, lo, hi, c.positive_threshold)["query"].unique(maintain_order=True).to_list()
+    kw = dict(lo=lo, hi=hi, threshold=c.positive_threshold, ks=(10, 50))
+    qe = embed_texts(model.encoder, tok, test_q, max_length=c.max_length)
+    _, got = search(index, qe, max(50, c.rerank_depth))
+    model_pq = catalogue_eval(qe, None, test_q, data.test, ids, retrieved=got[:, :50], **kw)
+    bm = BM25Index(texts)
+    bm_ids, _ = bm.search(test_q, 50)
+    bm_pq = catalogue_eval(None, None, test_q, data.test, ids, retrieved=bm_ids, **kw)
+    zenc = TextEncoder(load_backbone(encoder_path), "mean")
+    ztok = load_tokenizer(encoder_path)
+    z_items = embed_texts(zenc, ztok, texts, max_length=c.max_length,
+                          progress="zero-shot: catalogue" if progress else None)
+    zi, _ = build_index(z_items)
+    _, z_ids = search(zi, embed_texts(zenc, ztok, test_q, max_length=c.max_length), 50)
+    zs_pq = catalogue_eval(None, None, test_q, data.test, ids, retrieved=z_ids, **kw)
+    n = cfg.bootstrap
+    metrics: dict[str, Any] = {
+        "model": M.summarize(model_pq, n_boot=n),
+        "baselines": {"bm25": M.summarize(bm_pq, n_boot=n), "zero_shot": M.summarize(zs_pq, n_boot=n)},
+        "comparisons_recall@10": {
+            "bm25": M.compare(model_pq["recall@10"], bm_pq["recall@10"], n_boot=n),
+            "zero_shot": M.compare(model_pq["recall@10"], zs_pq["recall@10"], n_boot=n)},
+        "index": {"kind": info.kind, "n": info.n, "dim": info.dim},
+    }
+    metrics["beats_baselines"] = beats(metrics["comparisons_recall@10"])
+    if reranker is not None:
+        metrics["pipeline"] = _rerank_pipeline(Path(reranker), test_q, got[:, :c.rerank_depth],
+                                               items, data, n, **kw)
+    _say_table(say, "retrieval (whole catalogue)", metrics, ("recall@10", "recall@50", "ndcg@10"))
+    counts = {"catalogue_items": len(items), "test_queries": len(test_q)}
+    return metrics, counts, {"fit": fitres.to_dict(), "sources": data.sources}
+
+
+def _rerank_pipeline(reranker: Path, queries, candidates, items, data, n_boot, **kw) -> dict:
+    """Retrieve ``depth`` candidates with the bi-encoder, re-rank them with a cross-encoder."""
+    from shelfops.train import metrics as M
+    from shelfops.train import text_models
+    from shelfops.train.retrieval import catalogue_eval
+    from shelfops.train.search import score_pairs
+
+    ce, ctok, cspec = text_models.load(reranker)
+    texts = items["text"].to_list()
+    qs = [q for q in queries for _ in range(candidates.shape[1])]
+    ts = [texts[i] for row in candidates for i in row]
+    s = score_pairs(ce, ctok, qs, ts, max_length=cspec.max_length).reshape(candidates.shape)
+    order = np.argsort(-s, axis=1, kind="stable")
+    reranked = np.take_along_axis(candidates, order, axis=1)
+    ids = items["item_id"].to_list()
+    per = catalogue_eval(None, None, queries, data.test, ids, retrieved=reranked, **kw)
+    return {"reranker": str(reranker), "depth": int(candidates.shape[1]),
+            "summary": M.summarize(per, n_boot=n_boot)}
+
+
+# ------------------------------------------------------------------------------- classify
+
+
+def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
+    from shelfops.train import metrics as M
+    from shelfops.train import text_models
+    from shelfops.train.baselines import TfidfCentroidClassifier, majority_class
+    from shelfops.train.classify import (
+        ClassifySettings,
+        load_items,
+        predict_proba,
+        train_classifier,
+    )
+
+    c = cfg.classify
+    splits = load_items(data_dir, level=c.level, min_class_size=c.min_class_size, seed=13)
+    say(f"classify: {len(splits['train']):,} train / {len(splits['test']):,} test items, "
+        f"{splits['train']['label'].n_unique()} categories")
+    settings = ClassifySettings(batch_size=c.batch_size, max_length=c.max_length, level=c.level,
+                                min_class_size=c.min_class_size)
+    model, tok, spec, fitres = train_classifier(splits, encoder_path=encoder_path, workdir=work,
+                                                schedule=schedule_from(c.schedule),
+                                                settings=settings, progress=progress)
+    text_models.save(model, spec, encoder_path, out)
+    test = splits["test"]
+    y = test["label"].to_list()
+    p = predict_proba(model, tok, test["text"].to_list(), max_length=c.max_length)
+    pred = [spec.labels[i] for i in p.argmax(1)]
+    tfidf = TfidfCentroidClassifier(splits["train"]["text"].to_list(), splits["train"]["label"].to_list())
+    base = {"majority": list(majority_class(splits["train"]["label"].to_list(), len(y))),
+            "tfidf_centroid": list(tfidf.predict(test["text"].to_list()))}
+    n = cfg.bootstrap
+
+    def summary(pr: list) -> dict:
+        correct = np.array([a == b for a, b in zip(pr, y)], dtype=float)
+        return {"accuracy": M.bootstrap_ci(correct, n_boot=n), "macro_f1": M.macro_f1(y, pr)}
+
+    metrics = {"model": summary(pred), "baselines": {k: summary(v) for k, v in base.items()}}
+    correct = np.array([a == b for a, b in zip(pred, y)], dtype=float)
+    metrics["comparisons_accuracy"] = {
+        k: M.compare(correct, np.array([a == b for a, b in zip(v, y)], dtype=float), n_boot=n)
+        for k, v in base.items()}
+    metrics["beats_baselines"] = beats(metrics["comparisons_accuracy"])
+    say(f"classify: accuracy {metrics['model']['accuracy']['estimate']:.4f} "
+        f"(majority {metrics['baselines']['majority']['accuracy']['estimate']:.4f}, "
+        f"tf-idf {metrics['baselines']['tfidf_centroid']['accuracy']['estimate']:.4f}); "
+        f"macro-F1 {metrics['model']['macro_f1']:.4f}")
+    counts = {"train_items": len(splits["train"]), "test_items": len(test), "classes": len(spec.labels)}
+    return metrics, counts, {"fit": fitres.to_dict()}
+
+
+# ------------------------------------------------------------------------------ recommend
+
+
+def _recommend(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
+    from shelfops.train.recommend import save, train_recommend
+
+    c = cfg.recommend
+    res = train_recommend(
+        data_dir, hidden=c.hidden, layers=c.layers, heads=c.heads, dropout=c.dropout,
+        max_len=c.max_len, batch_size=c.batch_size, loss=c.loss, negatives=c.negatives,
+        init_from_text=c.init_from_text, encoder_path=encoder_path,
+        eval_every_epochs=c.eval_every_epochs, schedule=schedule_from(c.schedule), workdir=work,
+        progress=progress, bootstrap=cfg.bootstrap)
+    save(res, out)
+    metrics = res.metrics
+    comps = metrics.get("comparisons") or {}
+    if comps and "a_better" in comps:
+        comps = {"poprec_train": comps}
+    metrics["beats_baselines"] = beats(comps)
+    _say_table(say, "recommend (full ranking)", metrics, ("ndcg@10", "hr@10", "ndcg@20", "hr@20"))
+    return metrics, getattr(res, "counts", {}), {"fit": getattr(res, "fit", {})}
+
+
+# -------------------------------------------------------------------------------- output
+
+
+def _fmt(s: dict | None, k: str) -> str:
+    if not s or k not in s or s[k] is None:
+        return "-"
+    v = s[k]
+    if isinstance(v, dict):
+        m = v.get("mean", v.get("estimate"))
+        if m is None or (isinstance(m, float) and np.isnan(m)):
+            return "-"
+        lo, hi = v.get("ci_low"), v.get("ci_high")
+        return f"{m:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None and "ci_low" in v else "")
+    return f"{v:.4f}"
+
+
+def _say_table(say: Say, title: str, metrics: dict, keys: tuple[str, ...]) -> None:
+    rows = [("model", metrics.get("model"))] + list((metrics.get("baselines") or {}).items())
+    say(f"{title}:")
+    say("  " + f"{'':<14}" + "".join(f"{k:>28}" for k in keys))
+    for name, s in rows:
+        say("  " + f"{name:<14}" + "".join(f"{_fmt(s, k):>28}" for k in keys))
+
+
+def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: bool = True,
+             say: Say = print) -> dict[str, Any]:
+    """Evaluate a trained model on another dataset's test split; the result is written to
+    ``evaluations/`` and recorded in the model's manifest."""
+    from shelfops.train import text_models
+
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    read_manifest(data_dir)
+    spec_path = model_dir / "model.json"
+    task = json.loads(spec_path.read_text())["task"] if spec_path.exists() else None
+    if task == "search":
+        from shelfops.train.pairs import load_pairs
+
+        model, tok, spec = text_models.load(model_dir)
+        ev, _ = search_test_metrics(model, tok, spec, load_pairs(data_dir), n_boot=cfg.bootstrap,
+                                    progress=progress)
+        result = {"task": task, "summary": ev["summary"]}
+    elif task == "classify":
+        from shelfops.train import metrics as M
+        from shelfops.train.classify import load_items, predict_proba
+
+        model, tok, spec = text_models.load(model_dir)
+        sp = load_items(data_dir, level=spec.extra.get("level"), min_class_size=1, seed=13)
+        test = sp["test"]
+        p = predict_proba(model, tok, test["text"].to_list(), max_length=spec.max_length)
+        pred = [spec.labels[i] for i in p.argmax(1)]
+        y = test["label"].to_list()
+        result = {"task": task, "summary": {
+            "accuracy": M.bootstrap_ci(np.array([a == b for a, b in zip(pred, y)], float), n_boot=cfg.bootstrap),
+            "macro_f1": M.macro_f1(y, pred)}}
+    elif task == "recommend":
+        from shelfops.train.recommend import evaluate_folder
+
+        result = {"task": task, "summary": evaluate_folder(model_dir, data_dir, bootstrap=cfg.bootstrap)}
+    elif task == "retrieval":
+        raise ConfigError(["evaluate: retrieval models are evaluated by `shelfops train --task "
+                           "retrieval` (it needs the catalogue index built for that dataset)"])
+    else:
+        raise ConfigError([f"{model_dir}: not a trained model folder (model.json missing or unknown task)"])
+    result = _jsonable(result)
+    name = data_dir.resolve().name
+    (model_dir / "evaluations").mkdir(exist_ok=True)
+    (model_dir / "evaluations" / f"{name}.json").write_text(json.dumps(result, indent=2))
+    _record_evaluation(model_dir, str(data_dir.resolve()), result)
+    return result
+
+
+def _record_evaluation(model_dir: Path, data: str, result: dict) -> None:
+    """Add the evaluation to the manifest, atomically (temp file + rename)."""
+    m = read_manifest(model_dir)
+    m.metrics.setdefault("evaluations", {})[data] = result.get("summary")
+    tmp = model_dir / "manifest.json.tmp"
+    tmp.write_text(m.model_dump_json(indent=2))
+    tmp.replace(model_dir / "manifest.json")

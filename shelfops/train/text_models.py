@@ -1,0 +1,117 @@
+"""Heads on the shared text encoder: cross-encoder, bi-encoder, classifier.
+
+A trained model is a folder: ``model.json`` (task, architecture, settings),
+``model.safetensors`` (all weights) and ``encoder/`` (tokenizer + architecture config),
+so it loads with no access to the original pretrained folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from shelfops.errors import ModelError
+from shelfops.train.checkpoint import load_model, save_model
+from shelfops.train.encoder import (
+    TextEncoder,
+    backbone_from_config,
+    copy_encoder_files,
+    load_backbone,
+    load_tokenizer,
+)
+
+
+@dataclass
+class ModelSpec:
+    task: str  # search | retrieval | classify
+    encoder: str  # where the pretrained weights came from (lineage)
+    pooling: str = "mean"
+    max_length: int = 64
+    labels: list[str] = field(default_factory=list)  # classify
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CrossEncoder(nn.Module):
+    """(query, product text) -> relevance score, read from the pooled joint encoding."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(encoder.dim, 1))
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, token_type_ids)).squeeze(-1)
+
+
+class BiEncoder(nn.Module):
+    """Query and product embedded apart (shared weights); cosine similarity scores."""
+
+    def __init__(self, encoder: TextEncoder, scale: float = 20.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.scale = scale
+
+    def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return nn.functional.normalize(
+            self.encoder(input_ids, attention_mask, token_type_ids), dim=-1
+        )
+
+    def forward(self, q: dict[str, torch.Tensor], d: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.scale * self.embed(**q) @ self.embed(**d).T
+
+
+class Classifier(nn.Module):
+    def __init__(self, encoder: TextEncoder, n_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(encoder.dim, n_classes))
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, token_type_ids))
+
+
+def build(spec: ModelSpec, backbone: nn.Module) -> nn.Module:
+    enc = TextEncoder(backbone, spec.pooling)
+    if spec.task == "search":
+        return CrossEncoder(enc)
+    if spec.task == "retrieval":
+        return BiEncoder(enc, float(spec.extra.get("scale", 20.0)))
+    if spec.task == "classify":
+        if not spec.labels:
+            raise ModelError("a classifier needs its labels")
+        return Classifier(enc, len(spec.labels))
+    raise ModelError(f"unknown text task {spec.task!r}")
+
+
+def new_model(spec: ModelSpec, encoder_path: str) -> tuple[nn.Module, Any]:
+    """A model whose encoder starts from pretrained weights; returns (model, tokenizer)."""
+    return build(spec, load_backbone(encoder_path)), load_tokenizer(encoder_path)
+
+
+def save(model: nn.Module, spec: ModelSpec, encoder_path: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    copy_encoder_files(encoder_path, folder / "encoder")
+    save_model(model, folder / "model.safetensors")
+    (folder / "model.json").write_text(json.dumps(asdict(spec), indent=2))
+
+
+def read_spec(folder: Path) -> ModelSpec:
+    p = Path(folder) / "model.json"
+    if not p.exists():
+        raise ModelError(f"{folder} holds no model (no model.json)")
+    return ModelSpec(**json.loads(p.read_text()))
+
+
+def load(folder: Path) -> tuple[nn.Module, Any, ModelSpec]:
+    """Load a trained text model folder (safetensors only; never a pickle)."""
+    folder = Path(folder)
+    spec = read_spec(folder)
+    model = build(spec, backbone_from_config(str(folder / "encoder")))
+    load_model(model, folder / "model.safetensors")
+    model.eval()
+    return model, load_tokenizer(str(folder / "encoder")), spec
