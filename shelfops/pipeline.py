@@ -47,9 +47,7 @@ def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | No
                         say=console.print, config_dump=cfg.model_dump(mode="json"))
     results["data"] = {"dir": str(workdir / "data"), "seconds": round(time.perf_counter() - t0, 1),
                        "counts": m.counts}
-    funnel = m.metrics.get("funnel")
-    if funnel:
-        console.print(f"funnel: {funnel}")
+    console.print(data_recipe.funnel_line(m.metrics))
     console.print(f"[green]data stage done[/] in {results['data']['seconds']} s -> "
                   f"{workdir / 'data'} (report: {workdir / 'data' / 'report' / 'report.html'})")
     return results

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from shelfops.cli import data as data_cli
+from shelfops.cli import train as train_cli
 from shelfops.cli.common import console, reported_errors, say, split_overrides
 
 STAGES = "① data → ② train → ③ optimize → ④ gate → ⑤ registry → ⑥ serve → ⑦ monitor"
@@ -18,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
 )
 app.add_typer(data_cli.app, name="data")
+app.command("train")(train_cli.train)
+app.command("evaluate")(train_cli.evaluate)
 
 
 @app.command()

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from shelfops.data.dedupe import SeenHashes
 from shelfops.data.schema import QUARANTINE, TABLES, Reason
 from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
-from shelfops.data.validate import Pseudonymiser, Rules, check_batch
+from shelfops.data.validate import Pseudonymiser, Rules, check_batch, raw_json
 from shelfops.errors import DataError
 
 _Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
@@ -107,8 +107,8 @@ class _Stage:
         if df.is_empty():
             return
         tbl = df.to_arrow()
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, tbl.schema)
+        if self.writer is None:  # scratch space, read once more: no compression
+            self.writer = pq.ParquetWriter(self.path, tbl.schema, compression="none")
         self.writer.write_table(tbl.cast(self.writer.schema))
         self.rows += len(df)
 
@@ -229,11 +229,11 @@ def _pass_one(batch: RawBatch, rules: Rules, ids: Pseudonymiser, ledger: Ledger,
               sessions: list[pl.DataFrame]) -> None:
     table, file = batch.table, batch.file
     ledger.rows_in[(table, file)] += len(batch.df)
-    checked, raw = check_batch(table, batch.df, rules, ids)
+    checked, source = check_batch(table, batch.df, rules, ids)
     bad = checked["_reason"].is_not_null()
     if bad.any():
         quarantine.add(_reject_rows(table, file, batch.rows.filter(bad), checked.filter(bad),
-                                    raw.filter(bad)))
+                                    raw_json(source.filter(bad), mask_pii=rules.mask_pii)))
     good = ~bad
     dedupe_key = (batch.df["_dedupe_key"].cast(pl.Int64) if "_dedupe_key" in batch.df.columns
                   else pl.Series([None] * len(batch.df), dtype=pl.Int64))

@@ -248,5 +248,20 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
 
 
 def _headline_metrics(report: dict) -> dict[str, Any]:
-    funnel = report.get("funnel", {})
-    return {"funnel": funnel.get("conversion", funnel)} if funnel else {}
+    """Funnel conversion per step (event level and session level) for the manifest."""
+    funnel = report.get("funnel") or {}
+    if not funnel.get("available"):
+        return {}
+    return {"funnel": {
+        s["step"]: {"events": s["events"], "rate_from_previous": s["rate_from_previous"],
+                    "session_share": s["session_share"]}
+        for s in funnel.get("steps", [])}}
+
+
+def funnel_line(metrics: dict[str, Any]) -> str:
+    steps = metrics.get("funnel") or {}
+    parts = []
+    for name, s in steps.items():
+        rate = s["rate_from_previous"]
+        parts.append(f"{name} {s['events']:,}" + (f" ({rate:.1%})" if rate is not None else ""))
+    return "funnel: " + " -> ".join(parts) if parts else "funnel: not available"

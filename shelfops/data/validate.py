@@ -124,9 +124,11 @@ def _present(df: pl.DataFrame, name: str) -> pl.Expr:
 def check_batch(
     table: str, df: pl.DataFrame, rules: Rules, ids: Pseudonymiser | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (typed canonical frame with ``_reason``/``_column``/``_detail``, raw JSON column).
+    """Return (typed canonical frame with ``_reason``/``_column``/``_detail``, the input
+    frame with ids pseudonymised).
 
-    Rows with a null ``_reason`` passed. The raw JSON is the input row (ids pseudonymised).
+    Rows with a null ``_reason`` passed; ``raw_json`` of the input rows that did not
+    becomes the quarantine's ``raw`` column.
     """
     schema = pl.Schema(pl.from_arrow(TABLES[table].empty_table()).schema)
     if ids is not None:
@@ -206,7 +208,12 @@ def check_batch(
             detail = pl.when(hit).then(msg).otherwise(detail)
     out = work.with_columns(reason.alias("_reason"), column.alias("_column"), detail.alias("_detail"))
     out = out.select([n for n in schema.names() if n != "seq"] + ["_reason", "_column", "_detail"])
-    raw_cols = [c for c in df.columns if not c.startswith("_error")]
-    raw_json = pl.struct(raw_cols).struct.json_encode()
-    raw = df.select((mask_pii_expr(raw_json) if rules.mask_pii else raw_json).alias("raw"))["raw"]
-    return out, raw
+    return out, df
+
+
+def raw_json(df: pl.DataFrame, *, mask_pii: bool = True) -> pl.Series:
+    """The input rows as JSON (ids already pseudonymised by ``check_batch``), for the
+    quarantine; only ever called on the rejected rows."""
+    cols = [c for c in df.columns if not c.startswith("_error")]
+    enc = pl.struct(cols).struct.json_encode()
+    return df.select((mask_pii_expr(enc) if mask_pii else enc).alias("raw"))["raw"]

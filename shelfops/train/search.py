@@ -168,30 +168,28 @@ def embed_texts(
     return out
 
 
-def pool_metrics(
-    df: pl.DataFrame, scores: np.ndarray, *, lo: float, ks=(5, 10)
-) -> dict[str, np.ndarray]:
-    """Per-query NDCG@k / MRR within each query's judged pool; gain = grade - min grade."""
+def pool_metrics(df: pl.DataFrame, scores: np.ndarray, *, lo: float, ks=(5, 10),
+                 ties: str = "pessimistic") -> dict[str, np.ndarray]:
+    """Per-query NDCG@k / MRR within each query's judged pool; gain = grade - min grade.
+
+    Values are aligned with the sorted distinct queries, so two scorers' arrays on the same
+    table pair up query by query."""
     qids = df["query"].rank("dense").cast(pl.Int64).to_numpy()
     gains = df["grade"].to_numpy() - lo
-    return M.grouped_ranking_metrics(qids, scores, gains, ks=ks)
+    return M.grouped_ranking_metrics(qids, scores, gains, ks=ks, ties=ties)
 
 
-def evaluate_scores(
-    df: pl.DataFrame,
-    scores: np.ndarray,
-    *,
-    lo: float,
-    hi: float | None = None,
-    ks=(5, 10),
-    n_boot: int = 1000,
-    calibrated: bool = False,
-) -> dict[str, Any]:
-    per_query = pool_metrics(df, scores, lo=lo, ks=ks)
+def evaluate_scores(df: pl.DataFrame, scores: np.ndarray, *, lo: float, hi: float | None = None,
+                    ks=(5, 10), n_boot: int = 1000, calibrated: bool = False,
+                    ties: str = "pessimistic") -> dict[str, Any]:
+    """Pool metrics with bootstrap intervals. ``ties="optimistic"`` for baselines with many
+    equal scores (BM25), so that a baseline is never under-rated by its ties; a calibrated
+    (pointwise) model also gets RMSE in the grade scale."""
+    per_query = pool_metrics(df, scores, lo=lo, ks=ks, ties=ties)
     out = {"per_query": per_query, "summary": M.summarize(per_query, n_boot=n_boot)}
     if calibrated and hi is not None:
         pred = lo + (hi - lo) / (1 + np.exp(-scores))
-        out["summary"]["rmse"] = {"mean": M.rmse(pred, df["grade"].to_numpy()), "n": len(df)}
+        out["summary"]["rmse"] = {"mean": M.rmse(df["grade"].to_numpy(), pred), "n": len(df)}
     return out
 
 
