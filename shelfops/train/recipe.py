@@ -11,6 +11,7 @@ interrupted run resumes where it stopped when the same command is run again.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -67,6 +68,9 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
     dm = read_manifest(data_dir)
     encoder_path = resolve_encoder(cfg.encoder)
     work = out.parent / f".{out.name}.work"
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # under torchrun every rank trains; only rank 0 writes the model folder
+        out = work / f"rank{rank}"
     t0 = time.perf_counter()
     with stage_output(out, "train", config=config_dump or {"train": cfg.model_dump(mode="json")},
                       inputs=[input_ref(data_dir / "manifest.json")]) as w:
@@ -79,8 +83,10 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
         w.manifest.extra = {"task": task, "encoder": encoder_path, "data": str(data_dir.resolve()),
                             "data_created_at": dm.created_at, "seconds": round(time.perf_counter() - t0, 1),
                             **_jsonable(extra)}
-    shutil.rmtree(work, ignore_errors=True)
-    return read_manifest(out)
+    m = read_manifest(out)
+    if rank == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    return m
 
 
 # --------------------------------------------------------------------------------- search
