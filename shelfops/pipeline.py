@@ -19,7 +19,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic
 
 
 def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
-         console: Console | None = None) -> dict:
+         console: Console | None = None, train: bool = False) -> dict:
     from shelfops.config.load import load_config
     from shelfops.data import recipe as data_recipe
 
@@ -50,4 +50,49 @@ def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | No
     console.print(data_recipe.funnel_line(m.metrics))
     console.print(f"[green]data stage done[/] in {results['data']['seconds']} s -> "
                   f"{workdir / 'data'} (report: {workdir / 'data' / 'report' / 'report.html'})")
+
+    if train:  # opt-in until the demo-size training budget is tuned (issue 3)
+        console.print(Rule("② train: four tasks fine-tuned from the pretrained encoder, vs baselines"))
+        results["train"] = train_all(workdir / "data", workdir / "models", cfg, console)
     return results
+
+
+HEADLINE = {"search": "ndcg@10", "retrieval": "recall@10", "recommend": "ndcg@10",
+            "classify": "accuracy"}
+
+
+def _value(summary: dict | None, key: str) -> float | None:
+    if not summary or key not in summary:
+        return None
+    v = summary[key]
+    return v.get("mean", v.get("estimate")) if isinstance(v, dict) else v
+
+
+def train_all(data_dir: Path, models_dir: Path, cfg, console: Console) -> dict:
+    """Train every task on the demo shop; print one line per task with its baselines."""
+    from rich.table import Table
+
+    from shelfops.train import recipe as train_recipe
+
+    out: dict = {}
+    table = Table(title="② train on the synthetic shop (test split, 95% bootstrap CIs)")
+    for col in ("task", "metric", "model", "best baseline", "beats all", "seconds"):
+        table.add_column(col)
+    for task in train_recipe.TASKS:
+        t0 = time.perf_counter()
+        m = train_recipe.run(task, data_dir, models_dir / task, cfg.train, say=console.print,
+                             config_dump=cfg.model_dump(mode="json"))
+        key = HEADLINE[task]
+        model = _value(m.metrics.get("model"), key)
+        base = {n: _value(s, key) for n, s in (m.metrics.get("baselines") or {}).items()}
+        base = {n: v for n, v in base.items() if v is not None}
+        best = max(base.items(), key=lambda kv: kv[1]) if base else ("-", None)
+        secs = round(time.perf_counter() - t0, 1)
+        out[task] = {"dir": str(models_dir / task), "metric": key, "model": model,
+                     "baselines": base, "beats_baselines": m.metrics.get("beats_baselines"),
+                     "seconds": secs}
+        table.add_row(task, key, f"{model:.4f}" if model is not None else "-",
+                      f"{best[0]} {best[1]:.4f}" if best[1] is not None else "-",
+                      "yes" if m.metrics.get("beats_baselines") else "no", str(secs))
+    console.print(table)
+    return out

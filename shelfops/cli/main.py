@@ -50,7 +50,7 @@ def demo(
         from shelfops import pipeline
 
         _, ov = split_overrides(overrides)
-        pipeline.demo(workdir, config=config, overrides=ov, console=console)
+        pipeline.demo(workdir, config=config, overrides=ov, console=console, train=train)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
     out_dir/items.parquet        ITEMS       the catalogue (item_id "i00042", category paths)
     out_dir/events.parquet       EVENTS      sessions sorted by time, seq = 0..n-1
-    out_dir/judgements.parquet   JUDGEMENTS  rint(hidden relevance), 0..3, ~10-20 items a query
+    out_dir/judgements.parquet   JUDGEMENTS  rint(hidden relevance), 0..3, ~15-20 items a query
     out_dir/truth/               the hidden model (.npz + JSON), read by ShopTruth.load
 
 Events are simulated a block of sessions at a time (vectorised, see
@@ -26,8 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shelfops.data.schema import EVENT_TYPES, EVENTS, JUDGEMENTS
+from shelfops.data.schema import CATEGORY_SEP, EVENT_TYPES, EVENTS, JUDGEMENTS
 from shelfops.data.synthetic_catalogue import (
+    LexicalIndex,
     build_query_bank,
     build_vocab,
     item_ids,
@@ -254,11 +255,23 @@ def _simulate_days(rng: np.random.Generator, truth: ShopTruth, ranker: Ranker,
         writer.write(carry)
 
 
+def _item_texts(items: pa.Table) -> list[str]:
+    """What a lexical engine indexes of a product: title, brand and category leaf."""
+    return [f"{t} {b} {c.rsplit(CATEGORY_SEP, 1)[-1]}" for t, b, c in zip(
+        items.column("title").to_pylist(), items.column("brand").to_pylist(),
+        items.column("category").to_pylist())]
+
+
+# Judged pool of a query (at most 20 items, about 15-20): the most relevant items, the
+# production ranker's candidates, others of the query's leaf, items of other leaves that
+# share a word with the query (lexical distractors) and random items.
+POOL_PARTS = {"best": 5, "ranker": 3, "leaf": 3, "distractors": 4, "random": 3}
+
+
 def make_judgements(rng: np.random.Generator, truth: ShopTruth, ranker: Ranker,
-                    n_queries: int) -> pa.Table:
+                    lex: LexicalIndex, n_queries: int) -> pa.Table:
     """Graded judgements (rint of the hidden relevance) for distinct bank queries, each
-    over ~10-20 items: the most relevant, the production ranker's candidates, the same
-    leaf and elsewhere."""
+    over a pool of :data:`POOL_PARTS`."""
     bank, cat = truth.bank, truth.cat
     cand = np.arange(truth.n_zero_start)
     w = np.sqrt(bank.weight[cand] * truth.pop_leaf[bank.leaf[cand]])
@@ -268,14 +281,21 @@ def make_judgements(rng: np.random.Generator, truth: ShopTruth, ranker: Ranker,
     rows_q: list[str] = []
     rows_i: list[np.ndarray] = []
     rows_g: list[np.ndarray] = []
+    n = POOL_PARTS
     for qi in chosen:
         q = bank.query(int(qi))
         same = leaf_items[q.leaf]
         rel = relevance_of(q, truth.vocab, cat, same, truth.params)
-        best = same[np.lexsort((rng.random(len(same)), -rel))[:5]]
+        best = same[np.lexsort((rng.random(len(same)), -rel))[:n["best"]]]
         pool = ranker.items[qi][ranker.items[qi] >= 0]
-        picks = [best, rng.permutation(pool)[:5], rng.permutation(same)[:4],
-                 rng.integers(0, len(cat), 3)]
+        shared = lex.scores(bank.text[qi])
+        other = np.flatnonzero((shared > 0) & (cat.leaf != q.leaf))
+        top = other[np.argsort(-(shared[other] + rng.gumbel(0.0, 0.5, len(other))),
+                               kind="stable")[:3 * n["distractors"]]]
+        picks = [best, rng.permutation(pool)[:n["ranker"]], rng.permutation(same)[:n["leaf"]],
+                 rng.permutation(top)[:n["distractors"]],
+                 rng.integers(0, len(cat), n["random"] + n["distractors"] - min(
+                     len(top), n["distractors"]))]
         ids = np.unique(np.concatenate(picks))[:20]
         ids = ids[rng.permutation(len(ids))]
         rows_q += [bank.text[qi]] * len(ids)
@@ -325,8 +345,9 @@ def _make_truth(r_cat: np.random.Generator, r_users: np.random.Generator, *, use
                   ramp_days=params.drift_ramp_days)
     meta = {"seed": seed, "start": t0.isoformat(), "start_ms": start_ms, "days": days,
             "user_width": widths["user"], "n_new_items": n_new}
-    truth = ShopTruth(vocab=vocab, cat=cat, users=population, bank=build_query_bank(vocab, cat),
-                      params=params, drift=drift, meta=meta)
+    truth = ShopTruth(vocab=vocab, cat=cat, users=population,
+                      bank=build_query_bank(vocab, cat, r_cat), params=params, drift=drift,
+                      meta=meta)
     return truth, items_tbl, widths
 
 
@@ -351,7 +372,8 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
         seed=seed, start=start, drift_day=drift_day, drift_strength=drift_strength)
     pq.write_table(items_tbl, out / "items.parquet")
     truth.save(out / "truth")
-    ranker = build_ranker(r_rank, truth)
+    lex = LexicalIndex(_item_texts(items_tbl))
+    ranker = build_ranker(r_rank, truth, lex)
     phases = _phases(r_nb, truth)
 
     leaves = truth.vocab.n_leaves
@@ -366,7 +388,7 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
     finally:
         writer.close()
 
-    judgements = make_judgements(r_judge, truth, ranker, judged_queries)
+    judgements = make_judgements(r_judge, truth, ranker, lex, judged_queries)
     pq.write_table(judgements, out / "judgements.parquet")
     return _summary(truth, writer, judgements, tally)
 

@@ -1,18 +1,24 @@
 """The synthetic shop's catalogue: vocabulary, products, and the bank of shopper queries.
 
 * :class:`Vocab` numbers the tree, nouns, brands and attribute values and maps every
-  query term (singular and plural nouns, leaf words, brands, values) to what it means.
-  :func:`parse_query` reads any query text back into a :class:`Query` by greedy
-  longest match, so a query typed by a simulator means what the generator meant.
+  query term (singular and plural nouns, their shopper synonyms, leaf words, brands,
+  values and theirs) to what it means; it also knows one misspelling of each longer word.
+  :func:`parse_query` reads any query text back into a :class:`Query` by correcting known
+  misspellings, then greedy longest match, so a query typed by a simulator means what
+  the generator meant ("grey couches" and "gray sofa" mean the same).
 * :func:`make_catalogue` draws the products (numeric truth in :class:`Catalogue`, text in
   :func:`items_table`).
-* :func:`build_query_bank` lists the queries shoppers type, grouped by leaf, with weights.
+* :func:`build_query_bank` lists the queries shoppers type, grouped by leaf, with weights:
+  each in the catalogue's words and in shoppers' own words (synonyms, plurals, typos).
+* :class:`LexicalIndex` finds products that share words with a text (a lexical engine's
+  view, for the production ranker's false friends and the judged pools' distractors).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +28,19 @@ import pyarrow as pa
 from shelfops.data.schema import CATEGORY_SEP, ITEMS
 from shelfops.data.synthetic_text import (
     BRANDS,
+    HOUSE_BRANDS,
     LEAVES,
     PRE_ATTRS,
     ZERO_RESULT_QUERIES,
     plural,
+    related_nouns,
     render_description,
     render_title,
+    value_synonyms,
 )
 
 LATENT_DIM = 8
+HOUSE_SHARE = 0.3  # popularity of a house brand relative to a department's own brands
 MAX_VALUES = 3  # attribute slots per item and value terms per query
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -42,7 +52,12 @@ def tokens(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Vocab:
-    """Numbered names of the catalogue tree and every query term."""
+    """Numbered names of the catalogue tree and every query term.
+
+    ``*_syn`` hold the other words shoppers use for a noun, leaf or attribute value
+    ("couch" for "sofa"); ``typos`` maps a misspelt word to the word meant ("skilet").
+    Every form (and a noun form's plural) means one thing: :attr:`terms` maps it there.
+    """
 
     departments: list[str]
     leaf_paths: list[str]
@@ -52,18 +67,37 @@ class Vocab:
     nouns: list[str]
     noun_leaf: np.ndarray
     brands: list[str]
-    brand_dept: np.ndarray
+    brand_dept: np.ndarray  # -1: a house brand, sold in every department
     values: list[str]
     leaf_attrs: list[list[tuple[str, list[int]]]]  # leaf -> [(attribute, value ids)]
+    noun_syn: list[list[str]] = field(default_factory=list)
+    leaf_syn: list[list[str]] = field(default_factory=list)
+    value_syn: list[list[str]] = field(default_factory=list)
+    typos: dict[str, str] = field(default_factory=dict)
     terms: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, n in (("noun_syn", len(self.nouns)), ("leaf_syn", len(self.leaf_paths)),
+                        ("value_syn", len(self.values))):
+            if not getattr(self, name):
+                getattr(self, name).extend([] for _ in range(n))
         if not self.terms:
             self.terms.update(_term_map(self))
 
     @property
     def n_leaves(self) -> int:
         return len(self.leaf_paths)
+
+    def forms(self, kind: str, i: int) -> list[str]:
+        """The catalogue's word for a concept first, then the shoppers' synonyms."""
+        if kind == "noun":
+            return [self.nouns[i], *self.noun_syn[i]]
+        if kind == "leaf":
+            term = self.leaf_terms[i]
+            return ([term] if term else []) + self.leaf_syn[i]
+        if kind == "value":
+            return [self.values[i], *self.value_syn[i]]
+        return [self.brands[i].lower()]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +107,8 @@ class Vocab:
             "noun_leaf": self.noun_leaf.tolist(), "brands": self.brands,
             "brand_dept": self.brand_dept.tolist(), "values": self.values,
             "leaf_attrs": [[[a, v] for a, v in attrs] for attrs in self.leaf_attrs],
+            "noun_syn": self.noun_syn, "leaf_syn": self.leaf_syn, "value_syn": self.value_syn,
+            "typos": self.typos,
         }
 
     @classmethod
@@ -84,6 +120,10 @@ class Vocab:
             noun_leaf=np.asarray(d["noun_leaf"], np.int32), brands=d["brands"],
             brand_dept=np.asarray(d["brand_dept"], np.int32), values=d["values"],
             leaf_attrs=[[(a, list(v)) for a, v in attrs] for attrs in d["leaf_attrs"]],
+            noun_syn=[list(s) for s in d.get("noun_syn", [])],
+            leaf_syn=[list(s) for s in d.get("leaf_syn", [])],
+            value_syn=[list(s) for s in d.get("value_syn", [])],
+            typos=dict(d.get("typos", {})),
         )
 
 
@@ -96,16 +136,48 @@ def _term_map(v: Vocab) -> dict[str, tuple[str, int]]:
             raise ValueError(f"query term {key!r} is ambiguous: {out[key]} and {(kind, i)}")
         out[key] = (kind, i)
 
-    for i, n in enumerate(v.nouns):
-        add(n, "noun", i)
-        add(plural(n), "noun", i)
-    for i, t in enumerate(v.leaf_terms):
-        if t:
-            add(t, "leaf", i)
+    for i in range(len(v.nouns)):
+        for form in v.forms("noun", i):
+            add(form, "noun", i)
+            add(plural(form), "noun", i)
+    for i in range(v.n_leaves):
+        for form in v.forms("leaf", i):
+            add(form, "leaf", i)
     for i, b in enumerate(v.brands):
         add(b, "brand", i)
-    for i, val in enumerate(v.values):
-        add(val, "value", i)
+    for i in range(len(v.values)):
+        for form in v.forms("value", i):
+            add(form, "value", i)
+    return out
+
+
+def _typo(word: str) -> str:
+    """A deterministic slip of the keyboard: drop, swap or double an inner letter."""
+    h = zlib.crc32(word.encode())
+    i = 1 + h % (len(word) - 2)
+    op = (h >> 12) % 3
+    if op == 0:
+        return word[:i] + word[i + 1:]
+    if op == 1 and i + 1 < len(word):
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    return word[:i] + word[i] + word[i:]
+
+
+def _typos(v: Vocab) -> dict[str, str]:
+    """One misspelling for each longer word of nouns, leaf terms and brands (never a word
+    the vocabulary already uses, so a correction is never ambiguous)."""
+    words: list[str] = []
+    for kind, n in (("noun", len(v.nouns)), ("leaf", v.n_leaves), ("brand", len(v.brands))):
+        for i in range(n):
+            for form in v.forms(kind, i):
+                words += tokens(form) + (tokens(plural(form)) if kind == "noun" else [])
+    known = set(words) | {t for key in v.terms for t in key.split(" ")}
+    out: dict[str, str] = {}
+    for w in dict.fromkeys(words):
+        if len(w) >= 5 and w.isalpha():
+            t = _typo(w)
+            if t != w and t not in known and t not in out:
+                out[t] = w
     return out
 
 
@@ -114,12 +186,14 @@ def build_vocab() -> Vocab:
     departments = list(dict.fromkeys(leaf.path[0] for leaf in LEAVES))
     groups = list(dict.fromkeys(leaf.path[:2] for leaf in LEAVES))
     nouns: list[str] = []
+    noun_syn: list[list[str]] = []
     noun_leaf: list[int] = []
     values: list[str] = []
     leaf_attrs: list[list[tuple[str, list[int]]]] = []
     for li, leaf in enumerate(LEAVES):
-        for n in leaf.nouns:
-            nouns.append(n)
+        for word, *syn in leaf.noun_forms:
+            nouns.append(word)
+            noun_syn.append(list(syn))
             noun_leaf.append(li)
         attrs = []
         for name, vals in leaf.attrs:
@@ -130,18 +204,22 @@ def build_vocab() -> Vocab:
                 ids.append(values.index(val))
             attrs.append((name, ids))
         leaf_attrs.append(attrs)
-    brands = [b for d in departments for b in BRANDS[d]]
-    return Vocab(
+    brands = [b for d in departments for b in BRANDS[d]] + list(HOUSE_BRANDS)
+    vocab = Vocab(
         departments=departments,
         leaf_paths=[CATEGORY_SEP.join(leaf.path) for leaf in LEAVES],
         leaf_terms=[leaf.term for leaf in LEAVES],
         leaf_dept=np.array([departments.index(leaf.path[0]) for leaf in LEAVES], np.int32),
         leaf_group=np.array([groups.index(leaf.path[:2]) for leaf in LEAVES], np.int32),
         nouns=nouns, noun_leaf=np.array(noun_leaf, np.int32), brands=brands,
-        brand_dept=np.array([departments.index(d) for d in departments for _ in BRANDS[d]],
-                            np.int32),
-        values=values, leaf_attrs=leaf_attrs,
+        brand_dept=np.array([departments.index(d) for d in departments for _ in BRANDS[d]]
+                            + [-1] * len(HOUSE_BRANDS), np.int32),
+        values=values, leaf_attrs=leaf_attrs, noun_syn=noun_syn,
+        leaf_syn=[list(leaf.term_syn) for leaf in LEAVES],
+        value_syn=[list(value_synonyms(val)) for val in values],
     )
+    vocab.typos.update(_typos(vocab))
+    return vocab
 
 
 @dataclass(frozen=True)
@@ -159,8 +237,9 @@ class Query:
 
 
 def parse_query(text: str, vocab: Vocab) -> Query:
-    """Read a query by greedy longest match of known terms; unknown words are ignored."""
-    toks = tokens(text)
+    """Read a query by greedy longest match of known terms (synonyms and plurals included,
+    known misspellings corrected first); unknown words are ignored."""
+    toks = [vocab.typos.get(t, t) for t in tokens(text)]
     noun = leaf = brand = -1
     values: list[int] = []
     i = 0
@@ -230,7 +309,7 @@ def make_catalogue(rng: np.random.Generator, vocab: Vocab, n_items: int, *,
     leaf = np.repeat(np.arange(vocab.n_leaves), _leaf_sizes(rng, n_old, vocab.n_leaves))
     leaf = np.concatenate([rng.permutation(leaf), np.full(n_new, new_leaf or 0)]).astype(np.int32)
     nb = len(vocab.brands)
-    brand_pop = rng.pareto(1.5, nb) + 0.5
+    brand_pop = (rng.pareto(1.5, nb) + 0.5) * np.where(vocab.brand_dept < 0, HOUSE_SHARE, 1.0)
     brand_tier = rng.lognormal(0.0, 0.3, nb)
     brand_q = rng.normal(0.0, 0.15, nb)
     brand_vec = rng.normal(0.0, 1.0, (nb, LATENT_DIM))
@@ -243,7 +322,7 @@ def make_catalogue(rng: np.random.Generator, vocab: Vocab, n_items: int, *,
         idx = np.flatnonzero(leaf == li)
         nouns = np.flatnonzero(vocab.noun_leaf == li)
         noun[idx] = nouns[rng.integers(len(nouns), size=len(idx))]
-        brands = np.flatnonzero(vocab.brand_dept == vocab.leaf_dept[li])
+        brands = np.flatnonzero((vocab.brand_dept == vocab.leaf_dept[li]) | (vocab.brand_dept < 0))
         p = brand_pop[brands] / brand_pop[brands].sum()
         brand[idx] = brands[rng.choice(len(brands), size=len(idx), p=p)]
         for s, (name, ids) in enumerate(vocab.leaf_attrs[li]):
@@ -281,6 +360,7 @@ def make_catalogue(rng: np.random.Generator, vocab: Vocab, n_items: int, *,
 def items_table(rng: np.random.Generator, vocab: Vocab, cat: Catalogue) -> pa.Table:
     """Titles, descriptions and attribute JSON for every product, as an ITEMS table."""
     titles, descs, attrs_json = [], [], []
+    related = [related_nouns(li) for li in range(vocab.n_leaves)]
     for i in range(len(cat)):
         li = int(cat.leaf[i])
         spec = LEAVES[li]
@@ -288,7 +368,8 @@ def items_table(rng: np.random.Generator, vocab: Vocab, cat: Catalogue) -> pa.Ta
                  for s, (name, _) in enumerate(vocab.leaf_attrs[li]) if cat.values[i, s] >= 0]
         brand, noun = vocab.brands[int(cat.brand[i])], vocab.nouns[int(cat.noun[i])]
         titles.append(render_title(rng, brand=brand, noun=noun, attrs=attrs, leaf=spec))
-        descs.append(render_description(rng, brand=brand, noun=noun, attrs=attrs, leaf=spec))
+        descs.append(render_description(rng, brand=brand, noun=noun, attrs=attrs, leaf=spec,
+                                        others=related[li]))
         attrs_json.append(json.dumps(dict(attrs), separators=(",", ":")))
     return pa.table({
         "item_id": pa.array(item_ids(len(cat)), pa.string()),
@@ -332,30 +413,39 @@ def _shares(x: np.ndarray) -> list[tuple[int, float]]:
     return [(int(a), float(b) / len(x)) for a, b in zip(u, c) if a >= 0]
 
 
-def _leaf_queries(vocab: Vocab, cat: Catalogue, li: int) -> list[tuple[str, Query, float]]:
-    out: list[tuple[str, Query, float]] = []
+Slot = tuple[str, int]  # ("noun" | "leaf" | "value" | "brand", id)
+
+# How shoppers word a query: each base query is typed in the catalogue's words
+# (VARIANTS[0] of its typing weight) and in two renderings in the shopper's own words,
+# where each noun, leaf and value takes a synonym with P_SYNONYM, a noun is plural with
+# P_PLURAL, and P_TYPO of renderings misspell one word.
+VARIANTS = (0.4, 0.3, 0.3)
+P_SYNONYM = 0.8
+P_PLURAL = 0.3
+P_TYPO = 0.1
+
+
+def _leaf_queries(vocab: Vocab, cat: Catalogue, li: int) -> list[tuple[list[Slot], Query, float]]:
+    """The base queries of a leaf (as slots of concepts) with their typing weights."""
+    out: list[tuple[list[Slot], Query, float]] = []
     in_leaf = np.flatnonzero(cat.leaf == li)
     pre = [s for s, (a, _) in enumerate(vocab.leaf_attrs[li]) if a in PRE_ATTRS]
-    term = vocab.leaf_terms[li]
-    if term:
-        out.append((term, Query(leaf=li), 0.4))
+    if vocab.forms("leaf", li):
+        out.append(([("leaf", li)], Query(leaf=li), 0.4))
         for s in pre:
             for v, sh in _shares(cat.values[in_leaf, s]):
-                out.append((f"{vocab.values[v]} {term}", Query(leaf=li, values=(v,)), 0.3 * sh))
+                out.append(([("value", v), ("leaf", li)], Query(leaf=li, values=(v,)), 0.3 * sh))
     for n in np.unique(cat.noun[in_leaf]):
         idx = in_leaf[cat.noun[in_leaf] == n]
-        word, w = vocab.nouns[n], float(np.sqrt(len(idx) / len(in_leaf)))
+        noun, w = ("noun", int(n)), float(np.sqrt(len(idx) / len(in_leaf)))
         q = Query(noun=int(n), leaf=li)
-        out.append((word, q, w))
-        if plural(word) != word:
-            out.append((plural(word), q, 0.3 * w))
+        out.append(([noun], q, 1.3 * w))
         for s, (attr, _) in enumerate(vocab.leaf_attrs[li]):
             for v, sh in _shares(cat.values[idx, s]):
-                val = vocab.values[v]
-                text = f"{val} {word}" if attr in PRE_ATTRS else f"{word} {val}"
-                out.append((text, Query(int(n), li, -1, (v,)), 0.5 * w * sh))
+                slots = [("value", v), noun] if attr in PRE_ATTRS else [noun, ("value", v)]
+                out.append((slots, Query(int(n), li, -1, (v,)), 0.5 * w * sh))
         for b, sh in _shares(cat.brand[idx]):
-            out.append((f"{vocab.brands[b].lower()} {word}", Query(int(n), li, b), 0.4 * w * sh))
+            out.append(([("brand", b), noun], Query(int(n), li, b), 0.4 * w * sh))
         if len(vocab.leaf_attrs[li]) >= 2 and pre:
             s0 = pre[0]
             s1 = next(s for s in range(len(vocab.leaf_attrs[li])) if s != s0)
@@ -364,19 +454,54 @@ def _leaf_queries(vocab: Vocab, cat: Catalogue, li: int) -> list[tuple[str, Quer
             pairs, counts = pairs[keep], counts[keep]
             for k in np.argsort(-counts, kind="stable")[:8]:
                 v0, v1 = (int(x) for x in pairs[k])
-                a, b = vocab.values[v0], vocab.values[v1]
-                text = f"{a} {b} {word}" if s1 in pre else f"{a} {word} {b}"
-                out.append((text, Query(int(n), li, -1, (v0, v1)), 0.3 * w * counts[k] / len(idx)))
+                slots = ([("value", v0), ("value", v1), noun] if s1 in pre
+                         else [("value", v0), noun, ("value", v1)])
+                out.append((slots, Query(int(n), li, -1, (v0, v1)),
+                            0.3 * w * counts[k] / len(idx)))
     return out
 
 
-def build_query_bank(vocab: Vocab, cat: Catalogue) -> QueryBank:
-    """All queries for the products that exist, weighted by how often they are typed."""
+def render_query(rng: np.random.Generator | None, vocab: Vocab, slots: list[Slot],
+                 misspell: dict[str, str]) -> str:
+    """A query's text: the catalogue's words (``rng`` None) or a shopper's own words."""
+    words = []
+    for kind, k in slots:
+        forms = vocab.forms(kind, k)
+        form = forms[0]
+        if rng is not None and len(forms) > 1 and rng.random() < P_SYNONYM:
+            form = forms[1 + int(rng.integers(len(forms) - 1))]
+        if rng is not None and kind == "noun" and rng.random() < P_PLURAL:
+            form = plural(form)
+        words.append(form)
+    text = " ".join(words)
+    if rng is not None and rng.random() < P_TYPO:
+        toks = text.split(" ")
+        can = [i for i, t in enumerate(toks) if t in misspell]
+        if can:
+            i = can[int(rng.integers(len(can)))]
+            toks[i] = misspell[toks[i]]
+            text = " ".join(toks)
+    return text
+
+
+def build_query_bank(vocab: Vocab, cat: Catalogue, rng: np.random.Generator) -> QueryBank:
+    """All queries for the products that exist, weighted by how often they are typed;
+    every text parses back (:func:`parse_query`) to the meaning it was written for."""
+    misspell = {w: t for t, w in vocab.typos.items()}
     rows: list[tuple[str, Query, float]] = []
     for li in range(vocab.n_leaves):
         part = _leaf_queries(vocab, cat, li)
         total = sum(w for _, _, w in part)
-        rows += [(t, q, w / total) for t, q, w in part]
+        texts: dict[str, list] = {}
+        for slots, q, w in part:
+            canonical = render_query(None, vocab, slots, misspell)
+            texts.setdefault(canonical, [q, 0.0])[1] += VARIANTS[0] * w / total
+            for share in VARIANTS[1:]:
+                text = render_query(rng, vocab, slots, misspell)
+                if text not in texts and parse_query(text, vocab) != q:
+                    text = canonical  # a rendering that reads as something else
+                texts.setdefault(text, [q, 0.0])[1] += share * w / total
+        rows += [(t, q, w) for t, (q, w) in texts.items()]
     rows += [(t, Query(), 1.0 / len(ZERO_RESULT_QUERIES)) for t in ZERO_RESULT_QUERIES]
     vals = np.full((len(rows), MAX_VALUES), -1, np.int32)
     for r, (_, q, _) in enumerate(rows):
@@ -388,3 +513,29 @@ def build_query_bank(vocab: Vocab, cat: Catalogue) -> QueryBank:
         brand=np.array([q.brand for _, q, _ in rows], np.int32),
         values=vals, weight=np.array([w for _, _, w in rows], np.float64),
     )
+
+
+# ----------------------------------------------------------------------------- lexical
+
+STOPWORDS = frozenset({"a", "an", "and", "by", "for", "of", "on", "the", "with", "s"})
+
+
+class LexicalIndex:
+    """Which products share words with a text: an inverted index over product texts (title,
+    brand, category leaf) scoring items by the idf of the distinct words they share."""
+
+    def __init__(self, texts: list[str]) -> None:
+        post: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            for t in dict.fromkeys(tokens(text)):
+                post.setdefault(t, []).append(i)
+        self.n = len(texts)
+        self.postings = {t: np.asarray(ix, np.int64) for t, ix in post.items()}
+        self.idf = {t: float(np.log(1.0 + self.n / len(ix))) for t, ix in post.items()}
+
+    def scores(self, text: str) -> np.ndarray:
+        s = np.zeros(self.n)
+        for t in dict.fromkeys(tokens(text)):
+            if t not in STOPWORDS and t in self.postings:
+                s[self.postings[t]] += self.idf[t]
+        return s

@@ -4,8 +4,9 @@ Everything is vectorised over the sessions of a block: a loop runs over search r
 or browse steps (a handful), never over events.
 
 * **search** session: search -> up to 10 impressions from the shop's *current*
-  production ranker (:class:`Ranker`: lexical candidates + popularity + heavy noise,
-  nothing for zero-result queries) -> clicks (examination x attractiveness, see
+  production ranker (:class:`Ranker`: candidates by meaning, a few "false friends" that
+  only share a word with the query, popularity, heavy noise; nothing for zero-result
+  queries) -> clicks (examination x attractiveness, see
   :mod:`shelfops.data.synthetic_truth`) -> some carts -> some purchases; then maybe a
   follow-up search (more likely after no results or no click, often a refinement).
 * **browse** session: a chain of product views; each step follows an item-to-item
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shelfops.data.schema import EVENT_TYPES
-from shelfops.data.synthetic_catalogue import Catalogue
+from shelfops.data.synthetic_catalogue import Catalogue, LexicalIndex, Query
 from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of, sigmoid
 
 IMPRESSION, VIEW, CLICK, CART, PURCHASE, SEARCH = (
@@ -34,6 +35,7 @@ NEIGHBOURS = 20
 MAX_ROUNDS = 4
 MAX_VIEWS = 30
 RANKER_NOISE = 1.2
+FALSE_FRIENDS = 6  # candidates per query from other categories that only share a word
 
 
 @dataclass
@@ -57,8 +59,11 @@ class Ranker:
                 shown)
 
 
-def build_ranker(rng: np.random.Generator, truth: ShopTruth) -> Ranker:
-    """Lexical candidate pools for every bank query (zero-result queries get none)."""
+def build_ranker(rng: np.random.Generator, truth: ShopTruth, lex: LexicalIndex) -> Ranker:
+    """Candidate pools for every bank query (zero-result queries get none): the items that
+    match what the query means (same department, by category, values, brand), and a few
+    of other categories that only share a word with the query text (a lexical engine's
+    false friends: "exercise mat" finds bath mats), scored low."""
     cat, bank, vocab = truth.cat, truth.bank, truth.vocab
     nq = len(bank)
     items = np.full((nq, POOL), -1, np.int32)
@@ -67,23 +72,38 @@ def build_ranker(rng: np.random.Generator, truth: ShopTruth) -> Ranker:
     dept_items = [np.flatnonzero(vocab.leaf_dept[cat.leaf] == d)
                   for d in range(len(vocab.departments))]
     logpop = np.log(cat.popularity)
+    meant: dict[Query, tuple[np.ndarray, np.ndarray]] = {}  # a meaning's candidates, best first
     for qi in range(truth.n_zero_start):
         q = bank.query(qi)
-        idx = dept_items[int(vocab.leaf_dept[q.leaf])]
-        lex = np.where(cat.leaf[idx] == q.leaf, 2.0 if q.noun < 0 else 0.3, 0.0)
-        if q.noun >= 0:
-            lex += 2.0 * (cat.noun[idx] == q.noun)
-        for v in q.values:
-            lex += (cat.values[idx] == v).any(1)
-        if q.brand >= 0:
-            lex += cat.brand[idx] == q.brand
-        cand = idx[lex > 0]
-        s = (lex + 0.4 * logpop[idx])[lex > 0]
-        k = min(POOL, len(cand))
-        pick = np.argsort(-(s + rng.gumbel(0.0, 0.7, len(s))), kind="stable")[:k]
-        items[qi, :k] = cand[pick]
-        base[qi, :k] = s[pick]
-        grade[qi, :k] = relevance_of(q, vocab, cat, cand[pick], truth.params)
+        shared = lex.scores(bank.text[qi])
+        false = np.flatnonzero((shared > 0) & (cat.leaf != q.leaf))
+        noisy = shared[false] + rng.gumbel(0.0, 1.0, len(false))
+        if len(false) > FALSE_FRIENDS:
+            keep = np.argpartition(-noisy, FALSE_FRIENDS - 1)[:FALSE_FRIENDS]
+            false, noisy = false[keep], noisy[keep]
+        false = false[np.argsort(-noisy, kind="stable")]
+        if q not in meant:  # every wording of a query finds the same items by meaning
+            idx = dept_items[int(vocab.leaf_dept[q.leaf])]
+            lex_q = np.where(cat.leaf[idx] == q.leaf, 2.0 if q.noun < 0 else 0.3, 0.0)
+            if q.noun >= 0:
+                lex_q += 2.0 * (cat.noun[idx] == q.noun)
+            for v in q.values:
+                lex_q += (cat.values[idx] == v).any(1)
+            if q.brand >= 0:
+                lex_q += cat.brand[idx] == q.brand
+            cand, s = idx[lex_q > 0], (lex_q + 0.4 * logpop[idx])[lex_q > 0]
+            noisy = s + rng.gumbel(0.0, 0.7, len(s))
+            k = min(POOL, len(s))
+            pick = np.argpartition(-noisy, k - 1)[:k] if 0 < k < len(s) else np.arange(k)
+            pick = pick[np.argsort(-noisy[pick], kind="stable")]
+            meant[q] = (cand[pick], s[pick])
+        cand, s = meant[q]
+        k = min(POOL - len(false), len(cand))
+        ids = np.concatenate([cand[:k], false])
+        items[qi, :len(ids)] = ids
+        base[qi, :len(ids)] = np.concatenate([s[:k], 0.25 * shared[false] - 0.5
+                                              + 0.4 * logpop[false]])
+        grade[qi, :len(ids)] = relevance_of(q, vocab, cat, ids, truth.params)
     return Ranker(items, base, grade)
 
 

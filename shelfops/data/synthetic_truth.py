@@ -4,7 +4,9 @@ The generator draws its behaviour from these functions, and :class:`ShopTruth` l
 them back from ``<out_dir>/truth/`` so a traffic simulator can play the same shoppers
 against a served model. Nothing here is visible in the exported tables.
 
-Relevance of an item to a query (grade in [0, 3]) is ``3 * category * match + quality``:
+Relevance of an item to a query (grade in [0, 3]) is ``3 * category * match + quality``,
+computed on the query's *meaning* (:func:`parse_query`: a synonym, plural or known
+misspelling means what the catalogue's word means), never on its words:
 
 * *category*: 1 for the query's noun, 0.3 for another noun of the same leaf, 0.05 for the
   same group; 0.85 for any noun of a leaf the query names ("cookware"); 1 when the

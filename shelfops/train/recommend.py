@@ -15,8 +15,9 @@ Protocol (S3-Rec / ICLRec code, which later papers copy):
 * Full ranking over every item. As in the S3-Rec/ICLRec code
   (``rating_pred[train_matrix > 0] = 0`` with ``train_matrix`` = the items before the
   target), the items already in the user's history are masked, and so is padding;
-  unlike that code the target itself is never masked (a repeat stays reachable; on
-  Beauty repeats are rare). The unmasked variant is reported too (``model_unmasked``).
+  unlike that code the target itself is never masked (a repeat stays reachable; no
+  Beauty test target repeats an earlier item, so there it makes no difference). The
+  unmasked variant is reported too (``model_unmasked``).
 * Sampled ranking for context: the target against 99 items the user never touched
   (``sample_negatives``, seed 0).
 * Baselines in the same run: PopRec counted over training interactions only (the honest
@@ -167,8 +168,9 @@ def make_batches(inputs: np.ndarray, targets: np.ndarray, *, batch_size: int, lo
                  negatives: int, n_items: int, seed: int, bucket: int = 50):
     """``batches(epoch)``: a seeded shuffle of the windows; within each run of ``bucket``
     batches the windows are grouped by length, so a batch is cut to its longest row with
-    little padding (the batch order is shuffled again); negatives for "bce" ([B x L], never the position's target) and "sampled_ce"
-    ([B x negatives]) are drawn here so a resumed run sees the same ones."""
+    little padding (the batch order is shuffled again). Negatives for "bce" ([B x L],
+    never the position's target) and "sampled_ce" ([B x negatives]) are drawn here, so a
+    resumed run sees the same ones."""
     lengths = (inputs > 0).sum(1)
     cache: dict[int, list[dict[str, torch.Tensor]]] = {}
 
@@ -269,8 +271,12 @@ def full_metrics(model: SASRec, histories: list[np.ndarray], targets: np.ndarray
 
 
 def sampled_negatives(seqs: Sequences, n: int = 99, seed: int = 0) -> np.ndarray:
+    """``n`` untouched items per test user (fewer when a small catalogue has fewer)."""
     touched = [np.concatenate((h, [t])) for h, t in zip(seqs.test_history(), seqs.test_target)]
-    return M.sample_negatives(seqs.n_items, touched, n, seed, exclude_padding=True)
+    free = seqs.n_items - 1 - max(len(np.unique(t[t > 0])) for t in touched)
+    if min(n, free) < 1:
+        return np.zeros((len(touched), 0), dtype=np.int64)
+    return M.sample_negatives(seqs.n_items, touched, min(n, free), seed, exclude_padding=True)
 
 
 def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
@@ -296,15 +302,18 @@ def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
         h = hidden[torch.as_tensor(rows, device=hidden.device)]
         return (h[:, None, :] * emb[torch.as_tensor(cand, device=emb.device)]).sum(-1)
 
-    sampled = {"model": M.sampled_rank_metrics(sampled_model, tgt, neg, (1, 5, 10))}
-    for name, pop in pops.items():
-        sampled[name] = M.sampled_rank_metrics(lambda r, c, p=pop: p[c], tgt, neg, (1, 5, 10),
-                                               ties="optimistic")
+    sampled = {}
+    if neg.shape[1]:
+        sampled["model"] = M.sampled_rank_metrics(sampled_model, tgt, neg, (1, 5, 10))
+        for name, pop in pops.items():
+            sampled[name] = M.sampled_rank_metrics(lambda r, c, p=pop: p[c], tgt, neg, (1, 5, 10),
+                                                   ties="optimistic")
     n = bootstrap
     return {
         "model": M.summarize(per["model"], n_boot=n),
         "model_unmasked": M.summarize(per["model_unmasked"], n_boot=n),
-        "sampled": {k: M.summarize(v, n_boot=n) for k, v in sampled.items()},
+        "sampled": {"negatives": int(neg.shape[1]),
+                    **{k: M.summarize(v, n_boot=n) for k, v in sampled.items()}},
         "baselines": {k: M.summarize(per[k], n_boot=n) for k in pops},
         "comparisons": M.compare(per["model"]["ndcg@10"], per["poprec_train"]["ndcg@10"], n_boot=n),
         "per_user": per,

@@ -14,8 +14,8 @@ import pytest
 
 from shelfops.data.schema import CATEGORY_SEP, EVENT_TYPES, EVENTS, ITEMS, JUDGEMENTS
 from shelfops.data.synthetic import ShopTruth, generate_shop
-from shelfops.data.synthetic_catalogue import build_vocab, parse_query
-from shelfops.data.synthetic_text import ZERO_RESULT_QUERIES
+from shelfops.data.synthetic_catalogue import STOPWORDS, Vocab, build_vocab, parse_query, tokens
+from shelfops.data.synthetic_text import LEAVES, ZERO_RESULT_QUERIES, short_noun
 from shelfops.errors import ConfigError
 
 DRIFT_DAY = 5
@@ -207,6 +207,81 @@ def test_queries_parse_back_to_their_meaning(truth):
     for q in ZERO_RESULT_QUERIES:
         assert parse_query(q, vocab).empty
     assert parse_query("Red CAST-IRON skillets", vocab).noun == vocab.nouns.index("skillet")
+    # shoppers' own words, plurals and misspellings mean the catalogue's concepts
+    gray, sofa = vocab.values.index("gray"), vocab.nouns.index("sofa")
+    assert parse_query("grey couches", vocab) == parse_query("gray sofa", vocab)
+    assert parse_query("grey couches", vocab) == parse_query("Gray Settee", vocab)
+    assert parse_query("charcoal couch", vocab).values == (gray,)
+    assert parse_query("trainers", vocab).noun == vocab.nouns.index("running shoe")
+    assert parse_query("charging brick", vocab).noun == vocab.nouns.index("wall charger")
+    assert parse_query("tee", vocab).noun == vocab.nouns.index("t-shirt")
+    assert parse_query("stainless skillet", vocab).values == (vocab.values.index("stainless steel"),)
+    typo, word = next((t, w) for t, w in vocab.typos.items() if w == "sofa" or w == "couch")
+    assert parse_query(f"navy {typo}", vocab).noun == sofa, (typo, word)
+    assert not set(vocab.typos) & {t for key in vocab.terms for t in key.split(" ")}
+    again = Vocab.from_json(json.loads(json.dumps(vocab.to_json())))
+    assert again.terms == vocab.terms and again.typos == vocab.typos
+
+
+def test_shoppers_use_their_own_words(truth, shop):
+    """A good share of what shoppers type is not in the relevant products' text."""
+    items = pl.read_parquet(shop[0] / "items.parquet")
+    text = [set(tokens(f"{a} {b}")) for a, b in zip(items["title"], items["description"])]
+    absent = []
+    weights = []
+    for qi in range(truth.n_zero_start):
+        q = truth.bank.query(qi)
+        cand = np.flatnonzero(truth.cat.leaf == q.leaf)
+        ids = [f"i{i:05d}" for i in cand]
+        rel = truth.relevance(truth.bank.text[qi], ids)
+        best = cand[rel >= rel.max() - 1e-9]
+        words = [w for w in tokens(truth.bank.text[qi]) if w not in STOPWORDS]
+        absent += [np.mean([w not in text[i] for i in best]) for w in words]
+        weights += [truth.bank.weight[qi]] * len(words)
+    share = np.average(absent, weights=weights)
+    assert 0.3 < share < 0.6, share
+    words = {w for t in truth.bank.text for w in tokens(t)}
+    assert {"gray", "grey", "sofa", "couch", "yoga", "exercise"} <= words
+    assert words & set(truth.vocab.typos)  # some misspelt
+
+
+def test_synonyms_do_not_change_relevance(truth):
+    ids = [f"i{i:05d}" for i in range(len(truth.cat))]
+    pairs = [("gray sofa", "grey couch"), ("yoga mat", "exercise mats"),
+             ("wireless earbuds", "bluetooth earphones"), ("black running shoe", "jet black trainers"),
+             ("stainless steel skillet", "stainless frying pan"), ("t-shirt", "tees")]
+    for canonical, own_words in pairs:
+        a, b = truth.relevance(canonical, ids), truth.relevance(own_words, ids)
+        assert a.max() >= 1.5 and np.array_equal(a, b), (canonical, own_words)
+
+
+def test_a_word_alone_does_not_tell_the_category(shop, truth):
+    """Head nouns recur across leaves ("mat" in Bath and Yoga), so titles share words
+    with products of other categories; judged pools hold such lexical distractors."""
+    items = pl.read_parquet(shop[0] / "items.parquet")
+    leaf = items["category"].str.split(CATEGORY_SEP).list.last()
+    leaves_of: dict[str, set[str]] = {}
+    for title, lf in zip(items["title"], leaf):
+        for w in set(tokens(title)):
+            leaves_of.setdefault(w, set()).add(lf)
+    for word in ("mat", "stand", "towel", "bag", "chair", "cushion", "pad", "bench"):
+        assert len(leaves_of.get(word, ())) >= 2, (word, leaves_of.get(word))
+    heads = {}
+    for spec in LEAVES:
+        for noun in spec.nouns:
+            heads.setdefault(short_noun(noun), set()).add(spec.path[-1])
+    assert {"Towels", "Yoga"} <= heads["mat"] and len(heads["stand"]) >= 4
+    j = pl.read_parquet(shop[0] / "judgements.parquet")
+    cats = dict(zip(items["item_id"], items["category"]))
+    distractors = 0
+    for g in j.partition_by("query"):
+        q = truth.parse(g["query"][0])
+        words = set(tokens(g["query"][0])) - STOPWORDS
+        for iid, grade in zip(g["item_id"], g["grade"]):
+            other = cats[iid] != truth.vocab.leaf_paths[q.leaf]
+            title = set(tokens(items.filter(pl.col("item_id") == iid)["title"][0]))
+            distractors += other and grade == 0 and bool(words & title)
+    assert distractors > 0.5 * j["query"].n_unique()
 
 
 def test_bad_arguments_are_reported_together(tmp_path):
