@@ -44,6 +44,8 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("runs/demo"),
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
+    train: Annotated[bool, typer.Option("--train/--no-train",
+                                        help="also fine-tune the four tasks (slow on CPU)")] = False,
 ) -> None:
     """Run the main job end to end on the built-in synthetic shop."""
     with reported_errors():
