@@ -181,7 +181,7 @@ class RecommendSchedule(ScheduleConfig):
 
 class ClassifySchedule(ScheduleConfig):
     lr: float = Field(5e-5, gt=0)
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(8, ge=1)  # 3 undertrains on the synthetic shop's text (0.84 vs 0.99 at 8)
 
 
 class SearchTrainConfig(_Strict):
