@@ -19,7 +19,7 @@ from torch import nn
 
 from shelfops.errors import DataError
 from shelfops.train.loop import FitResult, Schedule, fit
-from shelfops.train.text_batches import LazyBatches, encode_texts, epoch_order, length_sorted
+from shelfops.train.text_batches import LazyBatches, encode_texts, epoch_order, run_by_length
 from shelfops.train.text_models import ModelSpec, new_model
 
 
@@ -79,19 +79,10 @@ def predict_proba(
     model: nn.Module, tok, texts: list[str], *, max_length: int, batch_size: int = 64
 ) -> np.ndarray:
     model.eval()
-    order = length_sorted(texts)
-    out = None
-    dev = next(model.parameters()).device
-    for i in range(0, len(order), batch_size):
-        ix = order[i : i + batch_size]
-        enc = {
-            k: v.to(dev) for k, v in encode_texts(tok, [texts[j] for j in ix], max_length).items()
-        }
-        p = torch.softmax(model(**enc).float(), -1).cpu().numpy()
-        if out is None:
-            out = np.empty((len(texts), p.shape[1]), dtype=np.float32)
-        out[ix] = p
-    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+    return run_by_length(
+        texts, batch_size, lambda ix: encode_texts(tok, [texts[j] for j in ix], max_length),
+        lambda enc: torch.softmax(model(**enc).float(), -1), next(model.parameters()).device,
+        empty_shape=(0, 0))
 
 
 def train_classifier(

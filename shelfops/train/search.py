@@ -27,7 +27,7 @@ from shelfops.train.text_batches import (
     encode_pairs,
     encode_texts,
     epoch_order,
-    length_sorted,
+    run_by_length,
 )
 from shelfops.train.text_models import ModelSpec, new_model
 
@@ -120,20 +120,10 @@ def score_pairs(
 ) -> np.ndarray:
     """Cross-encoder logits for (query, text) pairs, batched by similar length."""
     model.eval()
-    order = length_sorted([a + b for a, b in zip(queries, texts)])
-    out = np.empty(len(queries), dtype=np.float32)
-    rng = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        rng = tqdm(rng, desc=progress, leave=False, dynamic_ncols=True)
-    dev = next(model.parameters()).device
-    for i in rng:
-        ix = order[i : i + batch_size]
-        enc = encode_pairs(tok, [queries[j] for j in ix], [texts[j] for j in ix], max_length)
-        enc = {k: v.to(dev) for k, v in enc.items()}
-        out[ix] = model(**enc).float().cpu().numpy()
-    return out
+    return run_by_length(
+        [a + b for a, b in zip(queries, texts)], batch_size,
+        lambda ix: encode_pairs(tok, [queries[j] for j in ix], [texts[j] for j in ix], max_length),
+        lambda enc: model(**enc), next(model.parameters()).device, progress=progress)
 
 
 @torch.no_grad()
@@ -148,24 +138,14 @@ def embed_texts(
     progress: str | None = None,
 ) -> np.ndarray:
     encoder.eval()
-    order = length_sorted(texts)
-    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    rng = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
 
-        rng = tqdm(rng, desc=progress, leave=False, dynamic_ncols=True)
-    dev = next(encoder.parameters()).device
-    for i in rng:
-        ix = order[i : i + batch_size]
-        enc = {
-            k: v.to(dev) for k, v in encode_texts(tok, [texts[j] for j in ix], max_length).items()
-        }
+    def fn(enc: dict[str, torch.Tensor]) -> torch.Tensor:
         e = encoder(**enc)
-        if normalize:
-            e = nn.functional.normalize(e, dim=-1)
-        out[ix] = e.float().cpu().numpy()
-    return out
+        return nn.functional.normalize(e, dim=-1) if normalize else e
+
+    return run_by_length(
+        texts, batch_size, lambda ix: encode_texts(tok, [texts[j] for j in ix], max_length), fn,
+        next(encoder.parameters()).device, empty_shape=(0, encoder.dim), progress=progress)
 
 
 def pool_metrics(df: pl.DataFrame, scores: np.ndarray, *, lo: float, ks=(5, 10),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -47,34 +47,35 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def chunks(n: int, size: int) -> Iterator[slice]:
-    for i in range(0, n, size):
-        yield slice(i, min(n, i + size))
-
-
 @torch.no_grad()
-def predict(
+def run_by_length(
+    keys: Sequence[str],
+    batch_size: int,
+    encode: Callable[[np.ndarray], dict[str, torch.Tensor]],
     fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-    encode: Callable[[slice], dict],
-    n: int,
-    batch_size: int = 64,
-    device: torch.device | None = None,
+    device: torch.device,
+    *,
+    empty_shape: tuple[int, ...] = (0,),
     progress: str | None = None,
-) -> torch.Tensor:
-    """Run ``fn`` over ``n`` inputs in batches sorted by length-independent order; returns
-    the concatenated outputs on CPU."""
-    outs = []
-    it = chunks(n, batch_size)
+) -> np.ndarray:
+    """Inference over many inputs in batches of similar length (little padding).
+
+    ``keys`` (one text per input) fix the order; ``encode(indices)`` tokenises a batch and
+    ``fn`` maps it to one output row per input. Rows come back in input order."""
+    order = length_sorted(keys)
+    starts = range(0, len(order), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(list(it), desc=progress, leave=False, dynamic_ncols=True)
-    for sl in it:
-        b = encode(sl)
-        if device is not None:
-            b = {k: v.to(device) for k, v in b.items()}
-        outs.append(fn(b).float().cpu())
-    return torch.cat(outs) if outs else torch.empty(0)
+        starts = tqdm(starts, desc=progress, leave=False, dynamic_ncols=True)
+    out = None
+    for i in starts:
+        ix = order[i : i + batch_size]
+        y = fn({k: v.to(device) for k, v in encode(ix).items()}).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(order), *y.shape[1:]), dtype=np.float32)
+        out[ix] = y
+    return out if out is not None else np.empty(empty_shape, dtype=np.float32)
 
 
 def length_sorted(texts: Sequence[str]) -> np.ndarray:
