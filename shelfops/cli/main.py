@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from shelfops.cli import data as data_cli
+from shelfops.cli import optimize as optimize_cli
 from shelfops.cli import train as train_cli
 from shelfops.cli.common import console, reported_errors, say, split_overrides
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.command("train")(train_cli.train)
 app.command("evaluate")(train_cli.evaluate)
+app.command("optimize")(optimize_cli.optimize)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 SourceFormat = Literal[
     "csv", "tsv", "parquet", "jsonl", "homedepot", "amazon", "diginetica"
@@ -156,6 +156,12 @@ class ScheduleConfig(_Strict):
     bf16: Literal["auto", "on", "off"] = "auto"
     checkpoint_every: int | None = Field(200, ge=1)
 
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _yaml_bool(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare on/off as a boolean; accept it as the user meant it.
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
 
 # Per-task schedule defaults are subclasses (not instances), so that overriding one field
 # (train.search.schedule.max_steps=10) keeps the task's other defaults.
@@ -236,8 +242,43 @@ class TrainConfig(_Strict):
     classify: ClassifyTrainConfig = ClassifyTrainConfig()
 
 
+class PruneConfig(_Strict):
+    enabled: bool = True
+    drop_layers: int = Field(2, ge=1, description="whole layers removed, least important first")
+    importance_queries: int = Field(150, ge=10, description="validation queries used to rank layers")
+    recovery_steps: int = Field(300, ge=0, description="distillation steps after pruning")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-5, gt=0)
+
+
+class OptimizeConfig(_Strict):
+    """Stage ③: variants, how they are measured, and the selection policy."""
+
+    variants: list[Literal["torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32", "onnx-int8",
+                           "onnx-int8-static"]] = ["torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32",
+                                                   "onnx-int8", "onnx-int8-static"]
+    prune: PruneConfig = PruneConfig()
+    slo_p99_ms: float = Field(100.0, gt=0)
+    max_quality_drop: float = Field(0.01, ge=0, lt=1, description="relative, e.g. 0.01 = 1%")
+    objective: Literal["throughput", "latency", "quality"] = "throughput"
+    min_parity_pass_rate: float = Field(0.95, ge=0, le=1)
+    min_top10_overlap: float = Field(0.8, ge=0, le=1, description="per golden group")
+    min_kendall_tau: float = Field(0.7, ge=-1, le=1, description="per golden group")
+    batch_sizes: list[int] = [1, 8, 32, 128]
+    threads: list[int] | None = Field(None, description="thread counts to try; null = 1..cores")
+    seconds_per_point: float = Field(1.0, gt=0)
+    max_queries: int = Field(500, ge=10, description="validation queries (x8 items for classify)")
+    golden: int = Field(200, ge=1, description="golden queries / items for ranking parity")
+    candidate_depth: int = Field(30, ge=10, description="candidates per golden query")
+    calibration_batches: int = Field(16, ge=1)
+    keep_all: bool = Field(False, description="keep every variant's files, not just the chosen one")
+    extra_models: list[str] = Field(default_factory=list, description="other model folders of the "
+                                    "same task measured as variants too (e.g. your own distilled model)")
+
+
 class ShelfopsConfig(_Strict):
     name: str = "shelfops"
     workdir: str = Field("runs", description="where stage outputs go unless --out says otherwise")
     data: DataConfig = Field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
     train: TrainConfig = TrainConfig()
+    optimize: OptimizeConfig = OptimizeConfig()

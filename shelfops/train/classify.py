@@ -19,7 +19,7 @@ from torch import nn
 
 from shelfops.errors import DataError
 from shelfops.train.loop import FitResult, Schedule, fit
-from shelfops.train.text_batches import LazyBatches, encode_texts, epoch_order, run_by_length
+from shelfops.train.text_batches import LazyBatches, bucketed_batches, encode_texts, run_by_length
 from shelfops.train.text_models import ModelSpec, new_model
 
 
@@ -109,17 +109,15 @@ def train_classifier(
     valid = splits["valid"].filter(pl.col("label").is_in(labels))
     vt, vy = valid["text"].to_list(), np.array([lid[v] for v in valid["label"].to_list()])
 
+    lengths = np.array([len(x) for x in texts])
+
     def make(ix: np.ndarray) -> dict[str, torch.Tensor]:
         enc = encode_texts(tok, [texts[i] for i in ix], settings.max_length)
         enc["y"] = torch.tensor(y[ix], dtype=torch.long)
         return enc
 
     def batches(epoch: int) -> LazyBatches:
-        order = epoch_order(len(texts), schedule.seed, epoch)
-        return LazyBatches(
-            [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)],
-            make,
-        )
+        return LazyBatches(bucketed_batches(lengths, settings.batch_size, schedule.seed, epoch), make)
 
     def loss(m, b):
         return nn.functional.cross_entropy(

@@ -24,6 +24,7 @@ from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
 from shelfops.train.text_batches import (
     LazyBatches,
+    bucketed_batches,
     encode_pairs,
     encode_texts,
     epoch_order,
@@ -62,6 +63,7 @@ def make_batches(df: pl.DataFrame, tok, s: SearchSettings, seed: int, lo: float,
     q, t, g = df["query"].to_list(), df["text"].to_list(), df["grade"].to_numpy()
     target = (g - lo) / max(hi - lo, 1e-9)
     qids = df["query"].rank("dense").cast(pl.Int64).to_numpy()
+    lengths = np.array([len(a) + len(b) for a, b in zip(q, t)])
 
     def make(ix: np.ndarray) -> dict[str, torch.Tensor]:
         enc = encode_pairs(tok, [q[i] for i in ix], [t[i] for i in ix], s.max_length)
@@ -71,8 +73,7 @@ def make_batches(df: pl.DataFrame, tok, s: SearchSettings, seed: int, lo: float,
 
     def batches(epoch: int) -> LazyBatches:
         if s.loss == "pointwise":
-            order = epoch_order(len(df), seed, epoch)
-            idxs = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+            idxs = bucketed_batches(lengths, s.batch_size, seed, epoch)
         else:
             idxs = _group_batches(df, s.batch_size, seed, epoch)
         return LazyBatches(idxs, make)

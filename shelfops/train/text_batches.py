@@ -47,6 +47,26 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, *, pool: int = 50
+) -> list[np.ndarray]:
+    """A seeded epoch of batches whose members have similar lengths.
+
+    Shuffles, sorts each window of ``pool`` batches by length, cuts it into batches and
+    shuffles the batches, so each batch is padded to a length close to its members' own
+    instead of the epoch's longest (dynamic padding then roughly halves the tokens for
+    query + title pairs) while the order stays random from batch to batch."""
+    rng = np.random.default_rng([seed, epoch, 1])
+    order = rng.permutation(len(lengths))
+    window = batch_size * pool
+    out: list[np.ndarray] = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 @torch.no_grad()
 def run_by_length(
     keys: Sequence[str],

@@ -1,0 +1,143 @@
+"""Measure a variant: outputs on the evaluation set, ranking parity, latency, FLOPs.
+
+Latency is measured on real tokenised inputs (dynamic padding, as served), per batch
+size and thread count, for a fixed time per point; p50 / p99 are per-batch wall times,
+throughput is items per second. The machine's fp32 matrix-multiply rate is measured in the
+same run, so compute efficiency is a ratio of two numbers taken minutes apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from shelfops.optimize.variants import Variant
+
+
+def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int) -> dict[str, torch.Tensor]:
+    enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=True,
+               return_tensors="pt") if b is not None else
+           tok(list(a), truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+    out = dict(enc)
+    if "token_type_ids" not in out:
+        out["token_type_ids"] = torch.zeros_like(out["input_ids"])
+    return out
+
+
+def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,
+            batch_size: int = 32) -> np.ndarray:
+    """The variant's outputs for every input, in input order (batched by similar length)."""
+    keys = [len(x) + (len(b[i]) if b is not None else 0) for i, x in enumerate(a)]
+    order = np.argsort(keys, kind="stable")
+    parts: list[np.ndarray] = []
+    for s in range(0, len(order), batch_size):
+        ix = order[s : s + batch_size]
+        parts.append(variant(encode(tok, [a[i] for i in ix], [b[i] for i in ix] if b is not None else None,
+                                    max_length)))
+    out = np.concatenate(parts)
+    res = np.empty_like(out)
+    res[order] = out
+    return res
+
+
+def top_k_overlap(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
+    k = min(k, len(ref))
+    if k == 0:
+        return 1.0
+    a = set(np.argsort(-ref, kind="stable")[:k].tolist())
+    b = set(np.argsort(-got, kind="stable")[:k].tolist())
+    return len(a & b) / k
+
+
+def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.ndarray,
+           out_all: np.ndarray, *, k: int = 10, min_overlap: float = 0.8, min_tau: float = 0.7
+           ) -> dict:
+    """Ranking parity with the reference over golden groups, plus raw output differences.
+
+    A group passes when its top-k overlap >= ``min_overlap`` and its Kendall tau >= ``min_tau``;
+    ``worst`` lists the groups that moved most (for review)."""
+    taus, overlaps = [], []
+    for r, g in zip(ref_groups, groups):
+        overlaps.append(top_k_overlap(r, g, k))
+        t = kendalltau(r, g).statistic if len(r) > 1 else 1.0
+        taus.append(1.0 if np.isnan(t) else float(t))
+    taus_a, ov_a = np.array(taus), np.array(overlaps)
+    passed = (ov_a >= min_overlap) & (taus_a >= min_tau)
+    diff = np.abs(np.asarray(out_all, np.float64) - np.asarray(ref_all, np.float64))
+    worst = np.argsort(ov_a + taus_a, kind="stable")[:5]
+    return {"groups": len(taus), f"top{k}_overlap_mean": float(ov_a.mean()) if len(ov_a) else 1.0,
+            f"top{k}_overlap_min": float(ov_a.min()) if len(ov_a) else 1.0,
+            "kendall_tau_mean": float(taus_a.mean()) if len(taus_a) else 1.0,
+            "kendall_tau_min": float(taus_a.min()) if len(taus_a) else 1.0,
+            "pass_rate": float(passed.mean()) if len(passed) else 1.0,
+            "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+            "worst_groups": [int(i) for i in worst],
+            "thresholds": {"min_overlap": min_overlap, "min_tau": min_tau}}
+
+
+@dataclass
+class Point:
+    threads: int
+    batch: int
+    p50_ms: float
+    p99_ms: float
+    items_per_s: float
+    tokens_per_item: float
+    reps: int
+
+
+def latency(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,
+            batch_sizes: Sequence[int], threads: Sequence[int], seconds: float, seed: int = 0
+            ) -> list[Point]:
+    """Per-batch latency for each (threads, batch size), on random real inputs."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for t in threads:
+        variant.set_threads(t)
+        for bs in batch_sizes:
+            batches = []
+            for _ in range(8):
+                ix = rng.integers(0, len(a), bs)
+                batches.append(encode(tok, [a[i] for i in ix], [b[i] for i in ix] if b is not None else None,
+                                      max_length))
+            variant(batches[0])  # warm-up
+            times, items, toks, t_end = [], 0, 0, time.perf_counter() + seconds
+            i = 0
+            while time.perf_counter() < t_end or len(times) < 5:
+                enc = batches[i % len(batches)]
+                t0 = time.perf_counter()
+                variant(enc)
+                times.append(time.perf_counter() - t0)
+                items += bs
+                toks += int(enc["attention_mask"].sum())
+                i += 1
+            ms = np.array(times) * 1e3
+            points.append(Point(t, bs, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+                                items / float(np.sum(times)), toks / items, len(times)))
+    return points
+
+
+def flops_per_item(config, tokens: float, layers: int | None = None) -> float:
+    """Forward FLOPs of a BERT-style encoder for one input of ``tokens`` tokens."""
+    d, f = int(config.hidden_size), int(config.intermediate_size)
+    n = layers if layers is not None else int(config.num_hidden_layers)
+    per_layer = 2 * tokens * (4 * d * d + 2 * d * f) + 4 * tokens * tokens * d
+    return float(n * per_layer)
+
+
+def matmul_flops(threads: int, n: int = 2048, seconds: float = 1.0) -> float:
+    """The machine's fp32 matmul FLOP/s at ``threads`` threads, measured now."""
+    torch.set_num_threads(threads)
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    x @ y
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or reps < 3:
+        x @ y
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)

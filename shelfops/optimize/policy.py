@@ -1,0 +1,126 @@
+"""Pure decisions: serving settings per variant, and which variant ships.
+
+``tune`` picks, for one variant, the thread count, maximum batch and maximum batch wait
+that meet the p99 SLO with the highest throughput. A request waits at most ``max_wait``
+for its batch to fill and then takes one batch's time, so the budget is
+``p99(batch) + max_wait <= slo``; waiting longer than one batch's own p50 fills nothing
+that the next batch would not, so the wait is capped there.
+
+``select`` rejects every variant whose quality fell by more than the allowed relative
+drop or whose rankings drifted from the reference (so a collapsed variant is never chosen,
+however fast), rejects those that cannot meet the SLO, and picks the best of the rest by
+the objective. Every rejection carries the numbers that condemned it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Objective = Literal["throughput", "latency", "quality"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    threads: int
+    max_batch: int
+    max_wait_ms: float
+    p50_ms: float
+    p99_ms: float
+    items_per_s: float
+
+
+def tune(points: list[dict], slo_p99_ms: float) -> Setting | None:
+    """Best (threads, batch, wait) under the SLO from measured points, or None if none fits.
+
+    ``points``: dicts with threads, batch, p50_ms, p99_ms, items_per_s."""
+    best: Setting | None = None
+    for p in points:
+        if p["p99_ms"] > slo_p99_ms:
+            continue
+        wait = max(0.0, min(slo_p99_ms - p["p99_ms"], p["p50_ms"]))
+        s = Setting(int(p["threads"]), int(p["batch"]), round(wait, 2), p["p50_ms"], p["p99_ms"],
+                    p["items_per_s"])
+        if best is None or (s.items_per_s, -s.threads) > (best.items_per_s, -best.threads):
+            best = s
+    return best
+
+
+@dataclass
+class Candidate:
+    name: str
+    quality: float
+    parity_pass_rate: float
+    top10_overlap: float
+    kendall_tau: float
+    setting: Setting | None  # tuned serving settings; None = cannot meet the SLO
+    fp32_items_per_s: float = 0.0  # reference throughput at the same batch size (for ratios)
+
+
+@dataclass
+class Selection:
+    chosen: str | None
+    reason: str
+    accepted: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    frontier: list[str] = field(default_factory=list)
+    objective: str = "throughput"
+    slo_p99_ms: float = 0.0
+    max_quality_drop: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def relative_drop(reference: float, quality: float) -> float:
+    return (reference - quality) / reference if reference else 0.0
+
+
+def pareto(cands: list[Candidate]) -> list[str]:
+    """Names not dominated in (quality up, throughput up), among those with a setting."""
+    pts = [(c.name, c.quality, c.setting.items_per_s) for c in cands if c.setting]
+    out = []
+    for n, q, t in pts:
+        if not any((q2 >= q and t2 >= t) and (q2 > q or t2 > t) for _, q2, t2 in pts):
+            out.append(n)
+    return sorted(out, key=lambda n: -next(t for m, _, t in pts if m == n))
+
+
+def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_quality_drop: float,
+           objective: Objective = "throughput", min_pass_rate: float = 0.95) -> Selection:
+    ref = next((c for c in cands if c.name == reference), None)
+    if ref is None:
+        raise ValueError(f"reference variant {reference!r} was not measured")
+    sel = Selection(None, "", objective=objective, slo_p99_ms=slo_p99_ms,
+                    max_quality_drop=max_quality_drop)
+    for c in cands:
+        drop = relative_drop(ref.quality, c.quality)
+        if drop > max_quality_drop:
+            sel.rejected[c.name] = (f"quality {c.quality:.4f} vs reference {ref.quality:.4f}: "
+                                    f"{drop:+.2%} relative drop > allowed {max_quality_drop:.2%}")
+        elif c.parity_pass_rate < min_pass_rate:
+            sel.rejected[c.name] = (f"rankings drifted from the reference: {c.parity_pass_rate:.1%} of "
+                                    f"golden groups pass (< {min_pass_rate:.1%}); top-10 overlap "
+                                    f"{c.top10_overlap:.3f}, Kendall tau {c.kendall_tau:.3f}")
+        elif c.setting is None:
+            sel.rejected[c.name] = f"no measured setting meets p99 <= {slo_p99_ms:g} ms"
+        else:
+            sel.accepted.append(c.name)
+    sel.frontier = pareto([c for c in cands if c.name in sel.accepted])
+    ok = [c for c in cands if c.name in sel.accepted]
+    if not ok:
+        sel.reason = "no variant meets both the quality budget and the latency SLO"
+        return sel
+    key = {"throughput": lambda c: (c.setting.items_per_s, c.quality),
+           "latency": lambda c: (-c.setting.p99_ms, c.quality),
+           "quality": lambda c: (c.quality, c.setting.items_per_s)}[objective]
+    best = max(ok, key=key)
+    sel.chosen = best.name
+    speed = best.setting.items_per_s / ref.setting.items_per_s if ref.setting else float("nan")
+    sel.reason = (f"{best.name}: best {objective} among {len(ok)} variant(s) within the budget; "
+                  f"{best.setting.items_per_s:.0f} items/s at batch {best.setting.max_batch}, "
+                  f"{best.setting.threads} thread(s), p99 {best.setting.p99_ms:.1f} ms "
+                  f"(SLO {slo_p99_ms:g} ms); quality {best.quality:.4f} "
+                  f"({-relative_drop(ref.quality, best.quality):+.2%} vs {reference})"
+                  + (f"; {speed:.2f}x the reference's tuned throughput" if speed == speed else ""))
+    return sel

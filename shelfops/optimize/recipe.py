@@ -1,0 +1,227 @@
+"""Stage ③ optimize, top to bottom:
+
+    trained model folder (integrity checked) -> evaluation set (validation split + golden groups)
+    -> for each variant: build -> outputs -> quality + parity with fp32 -> latency per threads
+       x batch size -> tuned serving settings
+    -> pruned variants (layers ranked by measured importance, dropped, distilled, exported)
+    -> selection policy (quality budget, parity, SLO, objective) -> report JSON + Pareto PNG
+    -> output folder: the source model, the chosen variant's file, serving.json, manifest
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output, verify_outputs
+from shelfops.config.schema import OptimizeConfig
+from shelfops.errors import ConfigError
+
+Say = Callable[[str], None]
+REFERENCE = "torch-fp32"
+MODEL_FILES = ("model.json", "model.safetensors", "encoder")
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, progress: bool
+              ) -> Iterator[tuple[Any, str]]:
+    """Build variants one at a time (each is measured, then dropped, before the next)."""
+    from shelfops.optimize import variants as V
+    from shelfops.optimize.measure import encode
+    from shelfops.train import text_models
+
+    for name in ("torch-fp32", "torch-bf16", "torch-int8"):
+        if name in cfg.variants or name == REFERENCE:
+            yield V.torch_variant(name, model, spec.task), ""
+    calib = [encode(tok, ev.train_a[i:i + 32], ev.train_b[i:i + 32] if ev.train_b else None,
+                    spec.max_length) for i in range(0, min(len(ev.train_a), 32 * cfg.calibration_batches), 32)]
+    onnx = tuple(n for n in cfg.variants if n.startswith("onnx"))
+    if onnx:
+        t = time.perf_counter()
+        for v in V.onnx_variants(model, spec.task, tok, vdir, onnx, calibration=calib):
+            yield v, f"exported in {time.perf_counter() - t:.1f} s"
+    for folder in map(Path, cfg.extra_models):
+        other, _, ospec = text_models.load(folder)
+        if ospec.task != spec.task:
+            raise ConfigError([f"optimize.extra_models: {folder} is a {ospec.task} model, not {spec.task}"])
+        dst = vdir / f"external-{folder.name}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES:
+            src = folder / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+        v = V.torch_variant("torch-fp32", other, spec.task)
+        v.name, v.note, v.files = f"external-{folder.name}", f"model folder {folder}", [dst / "model.safetensors"]
+        yield v, ""
+    if cfg.prune.enabled:
+        student, info = _prune(model, tok, spec, ev, cfg, vdir, say, progress)
+        prefix = f"pruned{V.n_layers(student)}-"
+        for v in V.onnx_variants(student, spec.task, tok, vdir, ("onnx-fp32", "onnx-int8"), prefix=prefix):
+            v.note = f"{info}; {v.note}"
+            yield v, ""
+
+
+def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, progress: bool):
+    from shelfops.optimize import prune as P
+    from shelfops.optimize.measure import encode, run_all
+    from shelfops.optimize.variants import torch_variant
+    from shelfops.train import text_models
+
+    n_imp = min(len(ev), cfg.prune.importance_queries * 8)
+    sub_a, sub_b = ev.texts_a[:n_imp], ev.texts_b[:n_imp] if ev.texts_b else None
+    # importance on the same quality function, restricted to a prefix of the validation inputs
+    full_len = len(ev)
+
+    def quality(m) -> float:
+        out = run_all(torch_variant("torch-fp32", m, spec.task), tok, sub_a, sub_b,
+                      max_length=spec.max_length)
+        padded = np.zeros((full_len,) + out.shape[1:], dtype=out.dtype)
+        padded[:n_imp] = out
+        return ev.quality(padded)
+
+    t = time.perf_counter()
+    imp = P.layer_importance(model, quality)
+    drop = P.choose_drop(imp, cfg.prune.drop_layers)
+    say(f"optimize: layer importance {[round(x, 4) for x in imp]} -> dropping layers {drop}")
+    student = P.drop_layers(model, drop)
+    bs = cfg.prune.batch_size
+    rng = np.random.default_rng(0)
+
+    def batch(i: int):
+        ix = rng.integers(0, len(ev.train_a), bs)
+        return encode(tok, [ev.train_a[j] for j in ix],
+                      [ev.train_b[j] for j in ix] if ev.train_b else None, spec.max_length)
+
+    losses = P.distill(student, model, spec.task, batch, steps=cfg.prune.recovery_steps,
+                       lr=cfg.prune.lr, progress=progress) if cfg.prune.recovery_steps else []
+    folder = vdir / f"pruned{len(student.encoder.backbone.encoder.layer)}"
+    text_models.save(student, spec, str(vdir.parent / "encoder"), folder)
+    student.encoder.backbone.config.to_json_file(str(folder / "encoder" / "config.json"))
+    info = (f"dropped layers {drop} (importance {[round(x, 4) for x in imp]}), "
+            f"{len(losses)} distillation steps (loss {np.mean(losses[:10]) if losses else 0:.4f} -> "
+            f"{np.mean(losses[-10:]) if losses else 0:.4f}) in {time.perf_counter() - t:.0f} s")
+    return student, info
+
+
+def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | None = None,
+        progress: bool = True, say: Say = print, config_dump: dict | None = None) -> Manifest:
+    from shelfops.optimize import measure as Ms
+    from shelfops.optimize.evalsets import evalset_for
+    from shelfops.optimize.policy import Candidate, Setting, select, tune
+    from shelfops.optimize.report import plot_pareto, variant_table
+    from shelfops.train import text_models
+
+    model_dir, out = Path(model_dir), Path(out)
+    if not (model_dir / "model.json").exists():
+        raise ConfigError([f"{model_dir}: not a trained text model folder (no model.json); "
+                           "recommendation models have no text variants to optimize"])
+    mm = verify_outputs(model_dir)
+    data_dir = Path(data_dir or mm.extra.get("data") or "")
+    if not (data_dir / "manifest.json").exists():
+        raise ConfigError([f"optimize: dataset {data_dir} not found; pass --data DIR"])
+    read_manifest(data_dir)
+    model, tok, spec = text_models.load(model_dir)
+    if spec.task not in ("search", "retrieval", "classify"):
+        raise ConfigError([f"optimize: task {spec.task!r} has no text variants to build"])
+    threads = cfg.threads or list(range(1, (os.cpu_count() or 1) + 1))
+    ev = evalset_for(spec, data_dir, max_queries=cfg.max_queries, golden=cfg.golden,
+                     depth=cfg.candidate_depth, train_inputs=4000)
+    say(f"optimize: {spec.task} model, {len(ev):,} evaluation inputs, {len(ev.group_names)} golden "
+        f"groups, threads {threads}, batch sizes {cfg.batch_sizes}")
+    roofline = {t: Ms.matmul_flops(t) for t in threads}
+    config = model.encoder.backbone.config
+    with stage_output(out, "optimize", config=config_dump or {"optimize": cfg.model_dump(mode="json")},
+                      inputs=[input_ref(model_dir / "manifest.json")]) as w:
+        for name in MODEL_FILES:  # the fp32 reference travels with its variants
+            src = model_dir / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, w.dir / name)
+        vdir = w.dir / "variants"
+        rows: list[dict] = []
+        ref_out = None
+        ref_points: dict[tuple[int, int], float] = {}
+        for variant, build_note in _variants(model, tok, spec, ev, cfg, vdir, say, progress):
+            rss0 = _rss_mb()
+            t0 = time.perf_counter()
+            outs = Ms.run_all(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length)
+            eval_s = time.perf_counter() - t0
+            if ref_out is None:
+                ref_out = outs
+            par = Ms.parity(ev.groups(ref_out), ev.groups(outs), ref_out, outs,
+                            min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau)
+            pts = Ms.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
+                             batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point)
+            if variant.name == REFERENCE:
+                ref_points = {(p.threads, p.batch): p.items_per_s for p in pts}
+            points = [p.__dict__ for p in pts]
+            setting = tune(points, cfg.slo_p99_ms)
+            best = max(pts, key=lambda p: p.items_per_s)
+            at = (setting.threads, setting.max_batch) if setting else (best.threads, best.batch)
+            p_at = next(p for p in pts if (p.threads, p.batch) == at)
+            flops = Ms.flops_per_item(config, p_at.tokens_per_item, variant.layers)
+            row = {"name": variant.name, "engine": variant.engine, "precision": variant.precision,
+                   "layers": variant.layers, "note": "; ".join(x for x in (variant.note, build_note) if x),
+                   "quality": ev.quality(outs), "parity": par, "points": points,
+                   "setting": setting.__dict__ if setting else None,
+                   "speedup_vs_fp32_same_batch": p_at.items_per_s / ref_points.get(at, np.nan),
+                   "compute_efficiency": flops * p_at.items_per_s / roofline[at[0]],
+                   "gflop_per_item": flops / 1e9,
+                   "file_mb": variant.file_bytes / 2**20, "rss_delta_mb": _rss_mb() - rss0,
+                   "eval_seconds": eval_s, "files": [str(f.relative_to(w.dir)) for f in variant.files]}
+            rows.append(row)
+            say(f"optimize: {variant.name:<22} {ev.metric} {row['quality']:.4f}  parity "
+                f"{par['pass_rate']:.1%}  top10 {par['top10_overlap_mean']:.3f}  tau "
+                f"{par['kendall_tau_mean']:.3f}  best {best.items_per_s:,.0f}/s (b{best.batch},t{best.threads})"
+                + (f"  tuned p99 {setting.p99_ms:.1f} ms" if setting else "  misses SLO"))
+            del variant
+        cands = [Candidate(r["name"], r["quality"], r["parity"]["pass_rate"],
+                           r["parity"]["top10_overlap_mean"], r["parity"]["kendall_tau_mean"],
+                           Setting(**r["setting"]) if r["setting"] else None) for r in rows]
+        sel = select(cands, reference=REFERENCE, slo_p99_ms=cfg.slo_p99_ms,
+                     max_quality_drop=cfg.max_quality_drop, objective=cfg.objective,
+                     min_pass_rate=cfg.min_parity_pass_rate)
+        say(f"optimize: chosen {sel.chosen}: {sel.reason}")
+        for n, why in sel.rejected.items():
+            say(f"optimize: rejected {n}: {why}")
+        chosen = next((r for r in rows if r["name"] == sel.chosen), None)
+        keep = {f for r in rows for f in r["files"]} if cfg.keep_all else set(chosen["files"] if chosen else [])
+        for r in rows:
+            for f in r["files"]:
+                if f not in keep:
+                    (w.dir / f).unlink(missing_ok=True)
+        if not cfg.keep_all:
+            for d in [*vdir.glob("pruned*"), *vdir.glob("external-*")]:
+                if d.is_dir() and not (chosen and chosen["name"].startswith(d.name + "-")):
+                    shutil.rmtree(d)
+        roof = {str(t): v for t, v in roofline.items()}
+        report = {"task": spec.task, "metric": ev.metric, "reference": REFERENCE,
+                  "selection": sel.to_dict(), "variants": rows, "matmul_flops_fp32": roof,
+                  "evaluation": {"inputs": len(ev), "golden_groups": len(ev.group_names),
+                                 "golden_names": ev.group_names[:50]}}
+        w.write_json("optimize.json", report)
+        plot_pareto(rows, sel, w.path("pareto.png"))
+        (w.dir / "variants.md").write_text(variant_table(rows, sel))
+        if chosen:
+            w.write_json("serving.json", {"variant": chosen["name"], "engine": chosen["engine"],
+                                          "precision": chosen["precision"], "files": chosen["files"],
+                                          "max_length": spec.max_length, **chosen["setting"]})
+        w.manifest.metrics = {"chosen": sel.chosen, "reason": sel.reason, "metric": ev.metric,
+                              "rejected": sel.rejected, "frontier": sel.frontier,
+                              "variants": {r["name"]: {"quality": r["quality"],
+                                                       "parity_pass_rate": r["parity"]["pass_rate"],
+                                                       "setting": r["setting"],
+                                                       "speedup_vs_fp32_same_batch": r["speedup_vs_fp32_same_batch"],
+                                                       "compute_efficiency": r["compute_efficiency"]}
+                                           for r in rows}}
+        w.manifest.extra = {"task": spec.task, "source_model": str(model_dir.resolve()),
+                            "data": str(data_dir.resolve()), "grade_range": mm.extra.get("grade_range")}
+    return read_manifest(out)

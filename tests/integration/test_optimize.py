@@ -1,0 +1,83 @@
+"""`shelfops optimize` end to end on a small synthetic shop with a tiny encoder: real
+torch / ONNX Runtime variants, real measurements, the selection and its evidence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from shelfops.artifacts import read_manifest, verify_outputs
+from shelfops.cli.main import app
+from shelfops.train import text_models
+
+QUICK = ["optimize.seconds_per_point=0.1", "optimize.prune.drop_layers=1",
+         "optimize.prune.recovery_steps=10", "optimize.golden=20", "optimize.max_queries=40",
+         "optimize.batch_sizes=[1,16]", "optimize.threads=[1]"]
+
+
+@pytest.fixture(scope="module")
+def search_model(small_shop, tiny_encoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("opt") / "search"
+    res = CliRunner().invoke(app, ["train", "--task", "search", "--data", str(small_shop), "--out",
+                                   str(out), "--no-progress", f"train.encoder={tiny_encoder}",
+                                   "train.threads=1", "train.bootstrap=100",
+                                   "train.search.schedule.max_steps=40"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _scrambled_copy(model_dir, dst):
+    """The same architecture with every weight tensor's values shuffled."""
+    model, _, spec = text_models.load(model_dir)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            flat = p.view(-1)
+            flat.copy_(flat[torch.randperm(flat.numel(), generator=g)])
+    text_models.save(model, spec, str(model_dir / "encoder"), dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp_path):
+    broken = _scrambled_copy(search_model, tmp_path / "scrambled")
+    out = tmp_path / "optimized"
+    res = CliRunner().invoke(app, ["optimize", str(search_model), "--out", str(out), "--slo-p99-ms",
+                                   "200", "--max-quality-drop", "0.05", "--no-progress", *QUICK,
+                                   f"optimize.extra_models=[{broken}]"])
+    assert res.exit_code == 0, res.output
+    m = verify_outputs(out)
+    assert m.stage == "optimize" and m.inputs[0].path.endswith("manifest.json")
+    rep = json.loads((out / "optimize.json").read_text())
+    names = [v["name"] for v in rep["variants"]]
+    for n in ("torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int8-static",
+              "pruned1-onnx-fp32", "pruned1-onnx-int8", "external-scrambled"):
+        assert n in names
+    ref = rep["variants"][0]
+    assert ref["name"] == "torch-fp32" and ref["parity"]["pass_rate"] == 1.0
+    onnx = next(v for v in rep["variants"] if v["name"] == "onnx-fp32")
+    assert onnx["parity"]["max_abs_diff"] < 1e-3  # the export computes the same function
+
+    sel = rep["selection"]
+    assert sel["chosen"] and sel["chosen"] != "external-scrambled"
+    why = sel["rejected"]["external-scrambled"]
+    assert any(ch.isdigit() for ch in why) and ("drop" in why or "drifted" in why)
+    scr = next(v for v in rep["variants"] if v["name"] == "external-scrambled")
+    assert scr["parity"]["pass_rate"] < 0.95 or scr["quality"] < ref["quality"] * 0.95
+
+    serving = json.loads((out / "serving.json").read_text())
+    assert serving["variant"] == sel["chosen"] and serving["threads"] == 1
+    assert serving["max_batch"] in (1, 16) and serving["p99_ms"] <= 200
+    for f in serving["files"]:
+        assert (out / f).exists()
+    assert (out / "pareto.png").stat().st_size > 10_000 and (out / "variants.md").exists()
+    assert not (out / "variants" / "external-scrambled").exists()  # only the chosen one is kept
+    assert read_manifest(out).metrics["chosen"] == sel["chosen"]
+
+
+def test_optimize_refuses_a_folder_without_a_model(tmp_path):
+    res = CliRunner().invoke(app, ["optimize", str(tmp_path), "--no-progress"])
+    assert res.exit_code != 0 and "model.json" in res.output

@@ -1,0 +1,85 @@
+"""The optimize stage's pure decisions: tuning, selection, Pareto frontier, layer choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shelfops.errors import ConfigError
+from shelfops.optimize.measure import flops_per_item, parity, top_k_overlap
+from shelfops.optimize.policy import Candidate, Setting, pareto, select, tune
+from shelfops.optimize.prune import choose_drop
+
+
+def _pt(threads, batch, p50, p99, ips):
+    return {"threads": threads, "batch": batch, "p50_ms": p50, "p99_ms": p99, "items_per_s": ips}
+
+
+def test_tune_picks_highest_throughput_within_slo_and_caps_wait():
+    pts = [_pt(1, 8, 10, 12, 800), _pt(1, 32, 30, 40, 1000), _pt(2, 32, 20, 25, 1600),
+           _pt(2, 128, 70, 90, 1900)]
+    s = tune(pts, slo_p99_ms=50)
+    assert (s.threads, s.max_batch) == (2, 32)  # batch 128 is faster but misses the SLO
+    assert s.max_wait_ms == pytest.approx(20)  # capped at one batch's p50, not 50 - 25
+    s = tune(pts, slo_p99_ms=14)
+    assert (s.max_batch, s.max_wait_ms) == (8, pytest.approx(2))  # 12 + 2 = 14
+    assert tune(pts, slo_p99_ms=5) is None
+
+
+def _c(name, q, ips, p99=10.0, pass_rate=1.0):
+    return Candidate(name, q, pass_rate, pass_rate, pass_rate,
+                     Setting(1, 32, 1.0, p99 / 2, p99, ips) if ips else None)
+
+
+def test_select_never_picks_a_collapsed_variant_however_fast():
+    cands = [_c("torch-fp32", 0.90, 100), _c("int8", 0.895, 300), _c("broken", 0.45, 5000),
+             _c("drifted", 0.899, 4000, pass_rate=0.6), _c("slow", 0.91, 0)]
+    sel = select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01)
+    assert sel.chosen == "int8"
+    assert "50.00% relative drop" in sel.rejected["broken"] and "0.4500" in sel.rejected["broken"]
+    assert "60.0% of golden groups" in sel.rejected["drifted"]
+    assert "p99 <= 50 ms" in sel.rejected["slow"]
+    assert "3.00x" in sel.reason
+    assert sel.frontier == ["int8", "torch-fp32"]
+
+
+def test_select_objectives_and_no_feasible_variant():
+    cands = [_c("torch-fp32", 0.90, 100, p99=40), _c("a", 0.899, 300, p99=30), _c("b", 0.905, 200, p99=5)]
+    assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01).chosen == "a"
+    assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01,
+                  objective="latency").chosen == "b"
+    assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01,
+                  objective="quality").chosen == "b"
+    none = select([_c("torch-fp32", 0.9, 0)], reference="torch-fp32", slo_p99_ms=1, max_quality_drop=0.01)
+    assert none.chosen is None and "no variant" in none.reason
+
+
+def test_pareto_drops_dominated_points():
+    cands = [_c("a", 0.9, 100), _c("b", 0.8, 50), _c("c", 0.85, 300), _c("d", 0.95, 10)]
+    assert pareto(cands) == ["c", "a", "d"]
+
+
+def test_parity_catches_a_reshuffled_ranking():
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(size=30) for _ in range(20)]
+    same = [r + 1e-4 * rng.normal(size=30) for r in ref]
+    scrambled = [rng.permutation(r) for r in ref]
+    flat = np.concatenate(ref)
+    good = parity(ref, same, flat, np.concatenate(same))
+    bad = parity(ref, scrambled, flat, np.concatenate(scrambled))
+    assert good["pass_rate"] == 1.0 and good["kendall_tau_mean"] > 0.99
+    assert bad["pass_rate"] < 0.2 and bad["top10_overlap_mean"] < 0.6
+    assert top_k_overlap(np.arange(20.0), np.arange(20.0)[::-1], k=10) == 0.0
+
+
+def test_choose_drop_and_flops():
+    assert choose_drop([0.05, -0.01, 0.02, 0.0], 2) == [1, 3]
+    with pytest.raises(ConfigError):
+        choose_drop([0.1, 0.2], 2)
+
+    class Cfg:
+        hidden_size, intermediate_size, num_hidden_layers = 384, 1536, 6
+
+    # MiniLM-L6 at 32 tokens: ~0.70 GFLOP per pair (PERF-NOTES)
+    assert flops_per_item(Cfg, 32) / 1e9 == pytest.approx(0.70, abs=0.03)
+    assert flops_per_item(Cfg, 32, layers=3) == pytest.approx(flops_per_item(Cfg, 32) / 2)
