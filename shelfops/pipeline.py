@@ -19,7 +19,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic
 
 
 def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
-         console: Console | None = None, train: bool = False) -> dict:
+         console: Console | None = None, train: bool = True) -> dict:
     from shelfops.config.load import load_config
     from shelfops.data import recipe as data_recipe
 
@@ -51,10 +51,43 @@ def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | No
     console.print(f"[green]data stage done[/] in {results['data']['seconds']} s -> "
                   f"{workdir / 'data'} (report: {workdir / 'data' / 'report' / 'report.html'})")
 
-    if train:  # opt-in until the demo-size training budget is tuned (issue 3)
+    if train:
         console.print(Rule("② train: four tasks fine-tuned from the pretrained encoder, vs baselines"))
         results["train"] = train_all(workdir / "data", workdir / "models", cfg, console)
+        console.print(Rule("③ optimize: faster variants, measured, chosen under the latency SLO"))
+        results["optimize"] = optimize_all(workdir / "models", workdir / "optimized", cfg, console)
     return results
+
+
+def optimize_all(models_dir: Path, out_dir: Path, cfg, console: Console) -> dict:
+    """Optimize every text model the demo trained; one table row per model."""
+    from rich.table import Table
+
+    from shelfops.optimize import recipe as opt_recipe
+
+    out: dict = {}
+    table = Table(title=f"③ optimize (validation quality; SLO p99 <= {cfg.optimize.slo_p99_ms:g} ms, "
+                        f"quality drop <= {cfg.optimize.max_quality_drop:.0%})")
+    for col in ("model", "chosen", "quality (fp32 -> chosen)", "items/s (fp32 best -> chosen)",
+                "rejected", "seconds"):
+        table.add_column(col)
+    for task in ("search", "retrieval", "classify"):
+        t0 = time.perf_counter()
+        m = opt_recipe.run(models_dir / task, out_dir / task, cfg.optimize, say=console.print,
+                           config_dump=cfg.model_dump(mode="json"))
+        v = m.metrics["variants"]
+        ref, ch = v["torch-fp32"], v.get(m.metrics["chosen"] or "", {})
+        ref_ips = (ref.get("setting") or {}).get("items_per_s")
+        ch_ips = (ch.get("setting") or {}).get("items_per_s")
+        secs = round(time.perf_counter() - t0, 1)
+        out[task] = {"dir": str(out_dir / task), "chosen": m.metrics["chosen"],
+                     "reason": m.metrics["reason"], "rejected": m.metrics["rejected"], "seconds": secs}
+        table.add_row(task, str(m.metrics["chosen"]),
+                      f"{ref['quality']:.4f} -> {ch.get('quality', float('nan')):.4f}",
+                      f"{ref_ips or 0:,.0f} -> {ch_ips or 0:,.0f}", str(len(m.metrics["rejected"])),
+                      str(secs))
+    console.print(table)
+    return out
 
 
 HEADLINE = {"search": "ndcg@10", "retrieval": "recall@10", "recommend": "ndcg@10",

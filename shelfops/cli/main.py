@@ -47,7 +47,8 @@ def demo(
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
     train: Annotated[bool, typer.Option("--train/--no-train",
-                                        help="also fine-tune the four tasks (slow on CPU)")] = False,
+                                        help="fine-tune the four tasks and optimize them "
+                                        "(--no-train: the data stage only)")] = True,
 ) -> None:
     """Run the main job end to end on the built-in synthetic shop."""
     with reported_errors():

@@ -1,0 +1,39 @@
+"""`shelfops demo` end to end (data -> train four tasks -> optimize) on a small shop with a
+tiny encoder: the same code path as `make demo`, at toy cost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from shelfops.artifacts import read_manifest, verify_outputs
+from shelfops.cli.main import app
+
+SMALL = ["data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic.days=8",
+         "data.synthetic.drift_day=5", "data.synthetic.judged_queries=120",
+         "train.threads=1", "train.bootstrap=100",
+         "train.search.schedule.max_steps=10", "train.retrieval.schedule.max_steps=10",
+         "train.classify.schedule.max_steps=10", "train.recommend.schedule.epochs=2",
+         "train.recommend.init_from_text=false",
+         "optimize.seconds_per_point=0.05", "optimize.batch_sizes=[1,8]", "optimize.threads=[1]",
+         "optimize.golden=10", "optimize.max_queries=20", "optimize.prune.drop_layers=1",
+         "optimize.prune.recovery_steps=5", "optimize.variants=[torch-fp32,torch-int8,onnx-int8]"]
+
+
+@pytest.mark.slow
+def test_demo_trains_and_optimizes_every_model(tmp_path, tiny_encoder):
+    w = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--workdir", str(w), f"train.encoder={tiny_encoder}", *SMALL])
+    assert res.exit_code == 0, res.output
+    for task in ("search", "retrieval", "recommend", "classify"):
+        m = verify_outputs(w / "models" / task)
+        assert m.extra["task"] == task and "model" in m.metrics
+    for task in ("search", "retrieval", "classify"):
+        m = verify_outputs(w / "optimized" / task)
+        assert m.metrics["chosen"], m.metrics["reason"]
+        serving = json.loads((w / "optimized" / task / "serving.json").read_text())
+        assert serving["variant"] == m.metrics["chosen"]
+        assert m.inputs[0].path == str((w / "models" / task / "manifest.json").resolve())
+    assert "③ optimize" in res.output and read_manifest(w / "data").stage == "data"
