@@ -52,3 +52,36 @@ def small_shop(tmp_path_factory) -> Path:
     ])
     recipe.run(cfg.data, root / "data", raw_dir=root / "source", progress=False)
     return root / "data"
+
+
+PG_ADMIN = os.environ.get("SHELFOPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database on the local server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"shelfops_t_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def make_stage_folder(path: Path, *, stage: str = "train", task: str = "search", payload: bytes = b"w" * 64,
+                      metrics: dict | None = None) -> Path:
+    """A real artifact folder written by shelfops' own stage writer (manifest last)."""
+    from shelfops.artifacts import stage_output
+
+    with stage_output(path, stage, config={"note": "test"}) as w:
+        (w.dir / "model.safetensors").write_bytes(payload)
+        (w.dir / "model.json").write_text('{"task": "%s"}' % task)
+        w.manifest.metrics = metrics or {"model": {"ndcg@10": {"mean": 0.9}}}
+        w.manifest.extra = {"task": task, "data": "/data/shop"}
+    return path

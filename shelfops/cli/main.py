@@ -9,6 +9,7 @@ import typer
 
 from shelfops.cli import data as data_cli
 from shelfops.cli import optimize as optimize_cli
+from shelfops.cli import registry as registry_cli
 from shelfops.cli import train as train_cli
 from shelfops.cli.common import console, reported_errors, say, split_overrides
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(registry_cli.app, name="registry")
 app.command("train")(train_cli.train)
 app.command("evaluate")(train_cli.evaluate)
 app.command("optimize")(optimize_cli.optimize)

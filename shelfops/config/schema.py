@@ -276,9 +276,19 @@ class OptimizeConfig(_Strict):
                                     "same task measured as variants too (e.g. your own distilled model)")
 
 
+class RegistryConfig(_Strict):
+    """Stage ⑤: MLflow tracking + registry, and the operational store for alias history."""
+
+    home: str | None = Field(None, description="shelfops home folder; null = $SHELFOPS_HOME or ~/.shelfops")
+    tracking_uri: str | None = Field(None, description="any MLflow tracking URI; null = SQLite in home")
+    ops_url: str | None = Field(None, description="SQLAlchemy URL of the operational store; "
+                                "null = SQLite in home, e.g. postgresql+psycopg://host/db")
+
+
 class ShelfopsConfig(_Strict):
     name: str = "shelfops"
     workdir: str = Field("runs", description="where stage outputs go unless --out says otherwise")
     data: DataConfig = Field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
     train: TrainConfig = TrainConfig()
     optimize: OptimizeConfig = OptimizeConfig()
+    registry: RegistryConfig = RegistryConfig()
