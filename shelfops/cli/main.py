@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from shelfops.cli import data as data_cli
+from shelfops.cli import gate as gate_cli
 from shelfops.cli import optimize as optimize_cli
 from shelfops.cli import registry as registry_cli
 from shelfops.cli import train as train_cli
@@ -25,6 +26,7 @@ app.add_typer(registry_cli.app, name="registry")
 app.command("train")(train_cli.train)
 app.command("evaluate")(train_cli.evaluate)
 app.command("optimize")(optimize_cli.optimize)
+app.command("gate")(gate_cli.gate)
 
 
 @app.command()

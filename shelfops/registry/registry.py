@@ -157,6 +157,15 @@ class Registry:
         mvs = self.client.search_model_versions(f"name='{name}'")
         return sorted((self.show(name, mv.version) for mv in mvs), key=lambda v: int(v.version))
 
+    def find_version(self, name: str, folder: Path) -> str | None:
+        """The registered version of ``name`` whose manifest is byte-identical to ``folder``'s."""
+        sha = file_sha256(Path(folder) / "manifest.json")
+        try:
+            mvs = self.client.search_model_versions(f"name='{name}'")
+        except Exception:
+            return None
+        return next((str(mv.version) for mv in mvs if mv.tags.get("shelfops.manifest_sha256") == sha), None)
+
     def models(self) -> list[str]:
         return sorted(rm.name for rm in self.client.search_registered_models())
 

@@ -1,0 +1,271 @@
+"""Stage ④ gate, top to bottom:
+
+    candidate folder (as it ships) [+ production folder] + the candidate's dataset
+    -> golden queries (seeded sample of test queries, each with its judged pool + BM25 hits)
+    -> outputs: candidate variant, its fp32 reference, production
+    -> every check (checks.py, pure): quality non-regression, parity with fp32, determinism,
+       ranking consistency vs production, behavioural probes, serving smoke in a fresh process
+    -> gate.json + gate.html (all failures together, the most-changed queries for review)
+
+A retrained candidate (a different fp32 model from production's) is expected to move
+rankings: its consistency check shows the churn per query and only blocks a wholesale
+reshuffle; an optimized variant of the production model must keep its rankings.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from shelfops.artifacts import file_sha256, read_manifest
+from shelfops.errors import ConfigError
+from shelfops.gate import checks as C
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class GateSettings:
+    golden: int = 200
+    depth: int = 30
+    max_queries: int = 1000
+    title_probes: int = 100
+    quality_margin: float = 0.005
+    parity_min_pass_rate: float = 0.999
+    consistency_min_pass_rate: float = 0.9  # same fp32 model (an optimized variant of production)
+    churn_min_pass_rate: float = 0.3  # retrained model: only a wholesale reshuffle blocks
+    determinism_atol_fp32: float = 1e-4
+    determinism_atol_int8: float = 0.05  # dynamic int8 quantises activations per batch
+    n_boot: int = 1000
+    seed: int = 0
+
+
+def _pair_scores(s, qs: list[str], ts: list[str], *, reference: bool = False,
+                 batch_size: int | None = None) -> np.ndarray:
+    """Relevance of (query, text) pairs: cross-encoder scores, or bi-encoder cosines."""
+    if s.spec.task == "search":
+        return s.run(qs, ts, reference=reference, batch_size=batch_size)
+    uniq = list(dict.fromkeys(qs + ts))
+    emb = s.run(uniq, None, reference=reference, batch_size=batch_size)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return (emb[[pos[q] for q in qs]] * emb[[pos[t] for t in ts]]).sum(1)
+
+
+def _groups(s, queries: list[str], cands: list[list[str]], **kw) -> list[np.ndarray]:
+    qs = [q for q, c in zip(queries, cands) for _ in c]
+    flat = _pair_scores(s, qs, [t for c in cands for t in c], **kw)
+    bounds = np.cumsum([0] + [len(c) for c in cands])
+    return [flat[bounds[i]:bounds[i + 1]] for i in range(len(cands))]
+
+
+def _per_query_ndcg(s, test: pl.DataFrame, lo: float) -> np.ndarray:
+    from shelfops.train.search import pool_metrics
+
+    sc = _pair_scores(s, test["query"].to_list(), test["text"].to_list())
+    return pool_metrics(test, sc, lo=lo)["ndcg@10"]
+
+
+def _padded_outputs(s, a: list[str], b: list[str] | None, bs: int) -> np.ndarray:
+    """Outputs with every batch padded to the model's maximum length (padding invariance)."""
+    out = []
+    for i in range(0, len(a), bs):
+        args = (a[i:i + bs], b[i:i + bs]) if b is not None else (a[i:i + bs],)
+        enc = dict(s.tok(*[list(x) for x in args], truncation=True, max_length=s.spec.max_length,
+                         padding="max_length", return_tensors="pt"))
+        if "token_type_ids" not in enc:
+            import torch
+
+            enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+        out.append(s.variant(enc))
+    return np.concatenate(out)
+
+
+def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> C.GateResult:
+    """Load the artifact in a fresh Python process (as a server would) and score one input."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "shelfops.gate.smoke", str(folder), probe[0]] + ([probe[1]] if probe[1] else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    secs = time.perf_counter() - t0
+    ok, out = p.returncode == 0, None
+    if ok:
+        try:
+            out = json.loads(p.stdout.strip().splitlines()[-1])
+            ok = bool(out.get("finite"))
+        except (ValueError, IndexError):
+            ok = False
+    details = [] if ok else [f"the artifact did not load and answer in a fresh process "
+                             f"(exit {p.returncode}): {p.stderr.strip()[-400:]}"]
+    return C.GateResult("serving_smoke", ok, {"seconds": round(secs, 2), "answer": out,
+                                              "exit_code": p.returncode}, {"must_answer": True}, details)
+
+
+def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data_dir: Path | None = None,
+             settings: GateSettings | None = None, say: Say = print) -> dict:
+    from shelfops.optimize.evalsets import _candidates, _sample_queries
+    from shelfops.optimize.shipped import load_shipped
+    from shelfops.train.pairs import load_pairs
+
+    st = settings or GateSettings()
+    candidate = Path(candidate)
+    cm = read_manifest(candidate)
+    data_dir = Path(data_dir or cm.extra.get("data") or "")
+    if not (data_dir / "manifest.json").exists():
+        raise ConfigError([f"gate: dataset {data_dir} not found; pass --data DIR"])
+    cand = load_shipped(candidate)
+    prod = load_shipped(production) if production is not None else None
+    task = cand.spec.task
+    if prod is not None and prod.spec.task != task:
+        raise ConfigError([f"gate: candidate is a {task} model, production a {prod.spec.task} model"])
+    results: list[C.GateResult] = []
+    rng = np.random.default_rng(st.seed)
+    same_model = prod is not None and _fp32_sha(candidate) == _fp32_sha(production)
+    info: dict = {"candidate": str(candidate.resolve()), "variant": cand.name, "task": task,
+                  "production": str(Path(production).resolve()) if production else None,
+                  "production_variant": prod.name if prod else None, "same_fp32_model": same_model,
+                  "data": str(data_dir.resolve())}
+    say(f"gate: {task} candidate {candidate} ({cand.name})"
+        + (f" against {production} ({prod.name})" if prod else " (no production version yet)"))
+
+    if task in ("search", "retrieval"):
+        data = load_pairs(data_dir, augmented=False)
+        lo = cand.spec.extra.get("grade_min", data.grade_min)
+        test = data.test.filter(pl.col("query").is_in(_sample_queries(data.test, st.max_queries, st.seed)))
+        gq = _sample_queries(test, st.golden, st.seed + 1)
+        cands = _candidates(gq, test, data.items, st.depth)
+        info.update(golden_queries=len(gq), test_queries=test["query"].n_unique())
+        c_groups = _groups(cand, gq, cands)
+        cand_q = _per_query_ndcg(cand, test, lo)
+        info["candidate_ndcg@10"] = float(np.mean(cand_q))
+        if prod is not None:  # 1. quality, 4. ranking consistency
+            prod_q = _per_query_ndcg(prod, test, lo)
+            results.append(C.quality_non_regression(cand_q, prod_q, margin=st.quality_margin,
+                                                    n_boot=st.n_boot, metric="ndcg@10"))
+            p_groups = _groups(prod, gq, cands)
+            results.append(C.ranking_consistency(gq, p_groups, c_groups, min_pass_rate=(
+                st.consistency_min_pass_rate if same_model else st.churn_min_pass_rate)))
+        if cand.variant is not cand.reference:  # 2. parity with its own fp32 reference
+            r_groups = _groups(cand, gq, cands, reference=True)
+            results.append(C.parity_with_reference(r_groups, c_groups, min_pass_rate=st.parity_min_pass_rate))
+        # 3. determinism on a slice of the golden inputs
+        qs = [q for q, c in zip(gq, cands) for _ in c][:96]
+        ts = [t for c in cands for t in c][:96]
+        a, b = (qs, ts) if task == "search" else (qs + ts, None)
+        first = cand.run(a, b)
+        atol = st.determinism_atol_int8 if cand.variant.precision == "int8" else st.determinism_atol_fp32
+        results.append(C.determinism(first, cand.run(a, b), {bs: cand.run(a, b, batch_size=bs)
+                                                             for bs in (1, 8, 32)},
+                                     _padded_outputs(cand, a, b, 32), atol=atol))
+        # 5. behavioural probes
+        upper = _groups(cand, [q.upper() for q in gq], cands)
+        spaced = _groups(cand, ["  " + "  ".join(q.split()) + " " for q in gq], cands)
+        results.append(C.case_whitespace_invariance(c_groups + c_groups, upper + spaced))
+        typos = [C.typo(q, rng) for q in gq]
+        results.append(C.typo_robustness(c_groups, _groups(cand, typos, cands)))
+        titles = data.items.filter(pl.col("title").is_not_null()).sample(
+            min(st.title_probes, len(data.items)), seed=st.seed)
+        t_q = titles["title"].to_list()
+        t_c = _candidates(t_q, test.head(0), data.items, st.depth)
+        own = titles["text"].to_list()
+        t_c = [list(dict.fromkeys([o] + c))[: st.depth] for o, c in zip(own, t_c)]
+        ranks = [int(np.where(np.argsort(-g, kind="stable") == 0)[0][0]) for g in _groups(cand, t_q, t_c)]
+        results.append(C.exact_title_top_k(ranks))
+        probe = (gq[0], cands[0][0] if task == "search" else None)
+    elif task == "classify":
+        from shelfops.train.classify import load_items
+
+        sp = load_items(data_dir, level=cand.spec.extra.get("level"), min_class_size=1, seed=13)
+        test = sp["test"].head(st.max_queries)
+        texts, y = test["text"].to_list(), test["label"].to_list()
+        lab = cand.spec.labels
+        c_out = cand.run(texts)
+        correct = np.array([lab[i] == t for i, t in zip(c_out.argmax(1), y)], float)
+        info["candidate_accuracy"] = float(correct.mean())
+        g = min(st.golden, len(texts))
+        if prod is not None:
+            p_out = prod.run(texts)
+            p_correct = np.array([prod.spec.labels[i] == t for i, t in zip(p_out.argmax(1), y)], float)
+            results.append(C.quality_non_regression(correct, p_correct, margin=st.quality_margin,
+                                                    n_boot=st.n_boot, metric="accuracy"))
+            if prod.spec.labels == lab:
+                results.append(C.ranking_consistency(test["item_id"].cast(pl.Utf8).to_list()[:g],
+                                                     list(p_out[:g]), list(c_out[:g]), k=3, min_pass_rate=(
+                                                         st.consistency_min_pass_rate if same_model
+                                                         else st.churn_min_pass_rate)))
+        if cand.variant is not cand.reference:
+            r_out = cand.run(texts[:g], reference=True)
+            results.append(C.parity_with_reference(list(r_out), list(c_out[:g]), k=3,
+                                                   min_pass_rate=st.parity_min_pass_rate))
+        sub = texts[:96]
+        atol = st.determinism_atol_int8 if cand.variant.precision == "int8" else st.determinism_atol_fp32
+        first = cand.run(sub)
+        results.append(C.determinism(first, cand.run(sub), {bs: cand.run(sub, batch_size=bs) for bs in (1, 8, 32)},
+                                     _padded_outputs(cand, sub, None, 32), atol=atol))
+        base = c_out[:g].argmax(1)
+        up = cand.run([t.upper() for t in texts[:g]]).argmax(1)
+        ty = cand.run([C.typo(t, rng) for t in texts[:g]]).argmax(1)
+        results.append(C.behavioural({"case_invariant_label": list(base == up),
+                                      "typo_invariant_label": list(base == ty)}, min_pass_rate=0.9))
+        probe = (texts[0], None)
+    else:
+        raise ConfigError([f"gate: task {task!r} is not gated yet (search, retrieval, classify are)"])
+    results.append(serving_smoke(candidate, probe))
+
+    report = {**C.summarize(results), **info, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "candidate_manifest_sha256": file_sha256(candidate / "manifest.json")}
+    report["consistency_pass_rate"] = next((r.numbers.get("pass_rate") for r in results
+                                            if r.name == "parity_with_reference"), None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gate.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "gate.html").write_text(gate_html(report))
+    for r in results:
+        say(f"gate: {'[green]pass[/]' if r.passed else '[red]FAIL[/]'} {r.name}: "
+            + ", ".join(f"{k}={_short(v)}" for k, v in r.numbers.items()
+                        if not isinstance(v, (list, dict)))[:220]
+            + ("" if r.passed else f"  <- {'; '.join(r.details)[:300]}"))
+    return report
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _fp32_sha(folder: Path) -> str | None:
+    m = read_manifest(folder)
+    return m.outputs.get("model.safetensors")
+
+
+def gate_html(rep: dict) -> str:
+    """One self-contained page: verdict, every check with numbers, the most-changed queries."""
+    esc = html.escape
+    rows = []
+    for r in rep["results"]:
+        nums = ", ".join(f"{k}={_short(v)}" for k, v in r["numbers"].items() if not isinstance(v, (list, dict)))
+        rows.append(f"<tr class={'pass' if r['passed'] else 'fail'}><td>{esc(r['name'])}</td>"
+                    f"<td>{'pass' if r['passed'] else 'FAIL'}</td><td>{esc(nums)}</td>"
+                    f"<td>{esc(json.dumps(r['thresholds']))}</td><td>{esc('; '.join(r['details']))}</td></tr>")
+    moved = next((r["numbers"].get("most_changed") for r in rep["results"]
+                  if r["name"] == "ranking_consistency"), None) or []
+    moved_rows = "".join(f"<tr><td>{esc(str(m.get('name')))}</td><td>{_short(m.get('overlap'))}</td>"
+                         f"<td>{_short(m.get('rbo'))}</td><td>{_short(m.get('tau'))}</td></tr>" for m in moved)
+    verdict = "PASSED" if rep["passed"] else "FAILED: " + ", ".join(rep["failed"])
+    return f"""<!doctype html><html><head><meta charset=utf-8><title>shelfops gate</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}
+table{{border-collapse:collapse}}.pass td:nth-child(2){{color:#070}}.fail td:nth-child(2){{color:#b00;font-weight:bold}}</style>
+</head><body><h1>Gate report: <span id=verdict>{esc(verdict)}</span></h1>
+<p>candidate {esc(str(rep.get('candidate')))} ({esc(str(rep.get('variant')))}) against
+{esc(str(rep.get('production') or 'no production version'))}</p>
+<table><tr><th>check</th><th>result</th><th>numbers</th><th>thresholds</th><th>details</th></tr>
+{''.join(rows)}</table>
+<h2>Queries whose results changed most</h2>
+<table><tr><th>query</th><th>top-10 overlap</th><th>RBO</th><th>Kendall tau</th></tr>{moved_rows}</table>
+</body></html>"""

@@ -1,0 +1,77 @@
+"""Open a model folder the way it ships: the variant that serves, plus its fp32 reference.
+
+A trained folder (stage ``train``) serves its torch fp32 model. An optimized folder
+(stage ``optimize``) serves the variant named in ``serving.json`` (an ONNX file, or a torch
+variant derived from the folder's own safetensors) with that file's tuned settings, and
+keeps the fp32 model it was derived from as the reference for parity checks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shelfops.artifacts import verify_outputs
+from shelfops.errors import ModelError
+from shelfops.optimize.variants import Variant, load_onnx_variant, torch_variant
+
+
+@dataclass
+class Shipped:
+    folder: Path
+    stage: str
+    spec: Any
+    tok: Any
+    variant: Variant
+    reference: Variant
+    serving: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    def run(self, a: list[str], b: list[str] | None = None, *, reference: bool = False,
+            batch_size: int | None = None) -> np.ndarray:
+        """Outputs for inputs (pairs for search, single texts otherwise), in input order."""
+        from shelfops.optimize.measure import run_all
+
+        v = self.reference if reference else self.variant
+        bs = batch_size or int(self.serving.get("max_batch", 32))
+        return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs)
+
+
+def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True) -> Shipped:
+    from shelfops.train import text_models
+
+    folder = Path(folder)
+    m = verify_outputs(folder) if verify else None
+    model, tok, spec = text_models.load(folder)
+    ref = torch_variant("torch-fp32", model, spec.task)
+    ref.threads = threads
+    serving_path = folder / "serving.json"
+    if not serving_path.exists():
+        return Shipped(folder, m.stage if m else "train", spec, tok, ref, ref, {"threads": threads})
+    serving = json.loads(serving_path.read_text())
+    name, engine = serving["variant"], serving["engine"]
+    threads = int(serving.get("threads", threads))
+    if engine == "onnxruntime":
+        v = load_onnx_variant(folder / serving["files"][0], name, serving["precision"],
+                              _layers(folder, serving), threads)
+    elif name in ("torch-fp32", "torch-bf16", "torch-int8"):
+        v = torch_variant(name, model, spec.task)
+        v.threads = threads
+    else:
+        raise ModelError(f"{folder}: cannot open shipped variant {name!r} ({engine})")
+    return Shipped(folder, m.stage if m else "optimize", spec, tok, v, ref, serving)
+
+
+def _layers(folder: Path, serving: dict) -> int:
+    name = serving["variant"]
+    if name.startswith("pruned"):
+        return int(name[len("pruned"):].split("-")[0])
+    cfg = json.loads((folder / "encoder" / "config.json").read_text())
+    return int(cfg.get("num_hidden_layers", 0))

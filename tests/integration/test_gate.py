@@ -1,0 +1,80 @@
+"""`shelfops gate` on real artifacts: an optimized variant against its own fp32 source, and
+a deliberately damaged candidate that must fail with the numbers that condemn it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from shelfops.cli.main import app
+from shelfops.registry.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["optimize.seconds_per_point=0.05", "optimize.prune.enabled=false", "optimize.golden=10",
+         "optimize.max_queries=20", "optimize.batch_sizes=[8]", "optimize.threads=[1]",
+         "optimize.variants=[torch-fp32,onnx-fp32]", "optimize.objective=throughput"]
+
+
+@pytest.fixture(scope="module")
+def models(small_shop, tiny_encoder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    r = CliRunner()
+    res = r.invoke(app, ["train", "--task", "search", "--data", str(small_shop), "--out", str(root / "search"),
+                         "--no-progress", f"train.encoder={tiny_encoder}", "train.threads=1",
+                         "train.bootstrap=100", "train.search.schedule.max_steps=40"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["optimize", str(root / "search"), "--out", str(root / "opt"), "--slo-p99-ms", "500",
+                         "--max-quality-drop", "0.05", "--no-progress", *QUICK])
+    assert res.exit_code == 0, res.output
+    from test_optimize import _scrambled_copy
+
+    _scrambled_copy(root / "search", root / "broken-model")
+    # a stage folder (manifest last) around the damaged weights, like a real retrain would write
+    from shelfops.artifacts import read_manifest, stage_output
+
+    src = read_manifest(root / "search")
+    with stage_output(root / "broken", "train") as w:
+        for f in (root / "broken-model").iterdir():
+            (w.dir / f.name).symlink_to(f) if f.is_dir() else (w.dir / f.name).write_bytes(f.read_bytes())
+        w.manifest.extra = dict(src.extra)
+    return root
+
+
+def _checks(rep):
+    return {r["name"]: r for r in rep["results"]}
+
+
+def test_optimized_variant_keeps_its_rankings(models, tmp_path):
+    res = CliRunner().invoke(app, ["gate", str(models / "opt"), "--against", str(models / "search"),
+                                   "--out", str(tmp_path / "g")])
+    rep = json.loads((tmp_path / "g" / "gate.json").read_text())
+    c = _checks(rep)
+    for name in ("quality_non_regression", "parity_with_reference", "ranking_consistency", "determinism",
+                 "case_whitespace_invariance", "serving_smoke"):
+        assert c[name]["passed"], (name, c[name])
+    assert rep["same_fp32_model"] and rep["consistency_pass_rate"] >= 0.999
+    assert c["parity_with_reference"]["numbers"]["max_abs_diff"] < 1e-3  # ONNX fp32 = torch fp32
+    assert "Gate report" in (tmp_path / "g" / "gate.html").read_text()
+    assert (res.exit_code == 0) == rep["passed"]
+
+
+def test_damaged_candidate_fails_with_reasons_and_cannot_be_promoted(models, tmp_path, monkeypatch):
+    monkeypatch.setenv("SHELFOPS_HOME", str(tmp_path / "home"))
+    reg = Registry()
+    v1 = reg.register(models / "search", "shop").version
+    reg.promote("shop", v1, "production", reason="bootstrap", force=True)
+    res = CliRunner().invoke(app, ["gate", str(models / "broken"), "--name", "shop", "--register"])
+    assert res.exit_code != 0 and "gate_failed" in res.output
+    v2 = reg.find_version("shop", models / "broken")
+    rep = json.loads((tmp_path / "home" / "gates" / "shop" / f"v{v2}" / "gate.json").read_text())
+    c = _checks(rep)
+    assert not rep["passed"] and "ranking_consistency" in rep["failed"]
+    rc = c["ranking_consistency"]["numbers"]
+    assert rc["pass_rate"] < 0.3 and len(rc["most_changed"]) > 0  # the reviewer sees what moved
+    assert any("pass_rate" in d for d in c["ranking_consistency"]["details"])
+    assert reg.show("shop", v2).gate == "failed"
+    res = CliRunner().invoke(app, ["registry", "promote", "shop", v2, "production", "-r", "try"])
+    assert res.exit_code != 0 and reg.aliases("shop")["production"] == v1  # production untouched
