@@ -56,7 +56,59 @@ def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | No
         results["train"] = train_all(workdir / "data", workdir / "models", cfg, console)
         console.print(Rule("③ optimize: faster variants, measured, chosen under the latency SLO"))
         results["optimize"] = optimize_all(workdir / "models", workdir / "optimized", cfg, console)
+        console.print(Rule("④ gate + ⑤ registry: check against production, register, promote"))
+        results["release"] = release_all(workdir / "optimized", workdir / "gates", cfg, console)
     return results
+
+
+def release_all(optimized: Path, gates: Path, cfg, console: Console) -> dict:
+    """Register each optimized model, gate it against production, promote it if it passed.
+
+    The gate report travels with the MLflow version; ``candidate`` always moves to the new
+    version, ``production`` only when every check passed (the previous production becomes
+    ``previous``). ``shelfops registry history`` then shows each move with its evidence."""
+    from rich.table import Table
+
+    from shelfops.errors import ArtifactNotFound
+    from shelfops.gate.recipe import GateSettings, run_gate
+    from shelfops.registry.registry import registry_from
+
+    reg = registry_from(cfg.registry)
+    out: dict = {}
+    table = Table(title=f"④ gate + ⑤ registry ({reg.tracking_uri})")
+    for col in ("model", "version", "against", "gate", "failed checks", "production now", "seconds"):
+        table.add_column(col)
+    for task in ("search", "retrieval", "classify"):
+        t0 = time.perf_counter()
+        name = f"{cfg.name}-{task}"
+        v = reg.register(optimized / task, name)
+        try:
+            prod_version = reg.show(name, "production").version
+            production = reg.load(name, "production")
+        except ArtifactNotFound:
+            prod_version, production = None, None
+        report_dir = gates / f"{name}-v{v.version}"
+        rep = run_gate(optimized / task, report_dir, production=production, say=console.print,
+                       settings=GateSettings(**cfg.gate.model_dump()))
+        reg.attach_gate(name, v.version, report_dir)
+        evidence = {"gate_report": str(report_dir / "gate.json"),
+                    "checks": {r["name"]: r["passed"] for r in rep["results"]}}
+        reg.promote(name, v.version, "candidate", reason="new optimized version from the demo",
+                    actor="demo", evidence=evidence)
+        if rep["passed"]:
+            why = ("gate passed against production v" + prod_version if prod_version
+                   else "first version; every gate check passed")
+            reg.promote(name, v.version, "production", reason=why, actor="demo", evidence=evidence)
+        now = reg.aliases(name).get("production", "-")
+        secs = round(time.perf_counter() - t0, 1)
+        out[task] = {"name": name, "version": v.version, "gate_passed": rep["passed"],
+                     "failed": rep["failed"], "production": now, "seconds": secs}
+        table.add_row(name, v.version, f"v{prod_version}" if prod_version else "-",
+                      "[green]passed[/]" if rep["passed"] else "[red]failed[/]",
+                      ", ".join(rep["failed"]) or "-", f"v{now}", str(secs))
+    console.print(table)
+    console.print("see every alias move with its evidence: [bold]shelfops registry history[/]")
+    return out
 
 
 def optimize_all(models_dir: Path, out_dir: Path, cfg, console: Console) -> dict:

@@ -25,7 +25,7 @@ def gate(
     behaviour, serving smoke. Exit code 0 only if every check passes."""
     with reported_errors():
         from shelfops.errors import ArtifactNotFound, ConfigError, GateError
-        from shelfops.gate.recipe import run_gate
+        from shelfops.gate.recipe import GateSettings, run_gate
         from shelfops.registry.registry import registry_from
 
         _, ov = split_overrides(overrides)
@@ -54,7 +54,8 @@ def gate(
                 say(f"gate: {name}@{against} is not set: first version, nothing to compare against")
         out = out or (reg.home / "gates" / name / f"v{version}" if reg and version else
                       folder.with_name(folder.name + "-gate"))
-        rep = run_gate(folder, out, production=production, data_dir=data, say=say)
+        rep = run_gate(folder, out, production=production, data_dir=data, say=say,
+                       settings=GateSettings(**cfg.gate.model_dump()))
         if reg is not None and version is not None:
             reg.attach_gate(name, version, out)
             say(f"gate report stored with {name} v{version}")

@@ -276,6 +276,24 @@ class OptimizeConfig(_Strict):
                                     "same task measured as variants too (e.g. your own distilled model)")
 
 
+class GateConfig(_Strict):
+    """Stage ④: how much is checked and the thresholds (see shelfops/gate/checks.py)."""
+
+    golden: int = Field(200, ge=1, description="golden queries (seeded sample of test queries)")
+    depth: int = Field(30, ge=5, description="candidates per golden query: judged pool + BM25 hits")
+    max_queries: int = Field(1000, ge=10, description="test queries for quality non-regression")
+    title_probes: int = Field(100, ge=1, description="products whose exact title is used as a query")
+    quality_margin: float = Field(0.005, ge=0, description="allowed drop of the metric (absolute)")
+    parity_min_pass_rate: float = Field(0.999, ge=0, le=1)
+    consistency_min_pass_rate: float = Field(0.9, ge=0, le=1, description="variant of production's model")
+    churn_min_pass_rate: float = Field(0.3, ge=0, le=1, description="retrained model: blocks a wholesale "
+                                       "reshuffle only")
+    determinism_atol_fp32: float = Field(1e-4, gt=0)
+    determinism_atol_int8: float = Field(0.05, gt=0)
+    n_boot: int = Field(1000, ge=100)
+    seed: int = 0
+
+
 class RegistryConfig(_Strict):
     """Stage ⑤: MLflow tracking + registry, and the operational store for alias history."""
 
@@ -291,4 +309,5 @@ class ShelfopsConfig(_Strict):
     data: DataConfig = Field(default_factory=lambda: DataConfig(synthetic=SyntheticConfig()))
     train: TrainConfig = TrainConfig()
     optimize: OptimizeConfig = OptimizeConfig()
+    gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()

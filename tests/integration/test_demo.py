@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from shelfops.artifacts import read_manifest, verify_outputs
 from shelfops.cli.main import app
+from shelfops.registry.registry import Registry
 
 SMALL = ["data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic.days=8",
          "data.synthetic.drift_day=5", "data.synthetic.judged_queries=120",
@@ -19,11 +20,13 @@ SMALL = ["data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic
          "train.recommend.init_from_text=false",
          "optimize.seconds_per_point=0.05", "optimize.batch_sizes=[1,8]", "optimize.threads=[1]",
          "optimize.golden=10", "optimize.max_queries=20", "optimize.prune.drop_layers=1",
-         "optimize.prune.recovery_steps=5", "optimize.variants=[torch-fp32,torch-int8,onnx-int8]"]
+         "optimize.prune.recovery_steps=5", "optimize.variants=[torch-fp32,torch-int8,onnx-int8]",
+         "gate.golden=10", "gate.depth=10", "gate.max_queries=20", "gate.title_probes=5", "gate.n_boot=100"]
 
 
 @pytest.mark.slow
-def test_demo_trains_and_optimizes_every_model(tmp_path, tiny_encoder):
+def test_demo_trains_optimizes_gates_and_registers_every_model(tmp_path, tiny_encoder, monkeypatch):
+    monkeypatch.setenv("SHELFOPS_HOME", str(tmp_path / "home"))
     w = tmp_path / "demo"
     res = CliRunner().invoke(app, ["demo", "--workdir", str(w), f"train.encoder={tiny_encoder}", *SMALL])
     assert res.exit_code == 0, res.output
@@ -37,3 +40,15 @@ def test_demo_trains_and_optimizes_every_model(tmp_path, tiny_encoder):
         assert serving["variant"] == m.metrics["chosen"]
         assert m.inputs[0].path == str((w / "models" / task / "manifest.json").resolve())
     assert "③ optimize" in res.output and read_manifest(w / "data").stage == "data"
+
+    reg = Registry()
+    for task in ("search", "retrieval", "classify"):
+        name = f"synthetic-shop-{task}"
+        v = reg.show(name, "candidate")
+        assert v.stage == "optimize" and v.gate in ("passed", "failed")
+        gate = json.loads((w / "gates" / f"{name}-v{v.version}" / "gate.json").read_text())
+        assert (v.gate == "passed") == gate["passed"]
+        assert ("production" in reg.aliases(name)) == gate["passed"]  # only a passing gate ships
+    hist = CliRunner().invoke(app, ["registry", "history"])
+    assert hist.exit_code == 0 and "synthetic-shop-search@candidate" in hist.output
+    assert "checks=" in hist.output and "why: new optimized version" in hist.output
