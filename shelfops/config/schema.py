@@ -194,6 +194,7 @@ class SearchTrainConfig(_Strict):
     schedule: SearchSchedule = SearchSchedule()
     loss: Literal["pointwise", "pairwise", "listwise"] = "pointwise"
     batch_size: int = Field(32, ge=1)
+    freeze_layers: int = Field(0, ge=0, description="freeze embeddings + the lowest N layers (faster steps)")
     max_length: int = Field(64, ge=8)
     eval_queries: int = Field(400, ge=10)
     train_on: list[Literal["judgements", "labels"]] = ["judgements", "labels"]
@@ -203,6 +204,7 @@ class SearchTrainConfig(_Strict):
 class RetrievalTrainConfig(_Strict):
     schedule: RetrievalSchedule = RetrievalSchedule()
     batch_size: int = Field(64, ge=2)
+    freeze_layers: int = Field(0, ge=0, description="freeze embeddings + the lowest N layers (faster steps)")
     max_length: int = Field(48, ge=8)
     positive_threshold: float = Field(0.5, ge=0, le=1)
     eval_queries: int = Field(300, ge=10)
@@ -226,6 +228,7 @@ class RecommendTrainConfig(_Strict):
 class ClassifyTrainConfig(_Strict):
     schedule: ClassifySchedule = ClassifySchedule()
     batch_size: int = Field(32, ge=1)
+    freeze_layers: int = Field(0, ge=0, description="freeze embeddings + the lowest N layers (faster steps)")
     max_length: int = Field(64, ge=8)
     level: int | None = Field(None, ge=1, description="category depth; null = full path")
     min_class_size: int = Field(3, ge=1)

@@ -20,12 +20,13 @@ from torch import nn
 from shelfops.errors import DataError
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.text_batches import LazyBatches, bucketed_batches, encode_texts, run_by_length
-from shelfops.train.text_models import ModelSpec, new_model
+from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
 
 
 @dataclass
 class ClassifySettings:
     batch_size: int = 32
+    freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
     max_length: int = 64
     level: int | None = None  # category depth to predict; None = the full path
     min_class_size: int = 3
@@ -103,6 +104,7 @@ def train_classifier(
         extra={"level": settings.level},
     )
     model, tok = new_model(spec, encoder_path)
+    freeze_lower(model, settings.freeze_layers)
     lid = {name: i for i, name in enumerate(labels)}
     train = splits["train"]
     texts, y = train["text"].to_list(), np.array([lid[v] for v in train["label"].to_list()])

@@ -121,8 +121,8 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
     say(f"search: {len(data.train):,} training pairs ({data.sources['train']}), "
         f"{data.test['query'].n_unique():,} test queries ({data.sources['eval']})")
-    settings = SearchSettings(loss=c.loss, batch_size=c.batch_size, max_length=c.max_length,
-                              eval_queries=c.eval_queries)
+    settings = SearchSettings(loss=c.loss, freeze_layers=c.freeze_layers, batch_size=c.batch_size,
+                              max_length=c.max_length, eval_queries=c.eval_queries)
     model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
                                             schedule=schedule_from(c.schedule), settings=settings,
                                             progress=progress)
@@ -175,7 +175,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     c = cfg.retrieval
     data = load_pairs(data_dir)
     lo, hi = data.grade_min, data.grade_max
-    settings = RetrievalSettings(batch_size=c.batch_size, max_length=c.max_length,
+    settings = RetrievalSettings(freeze_layers=c.freeze_layers, batch_size=c.batch_size, max_length=c.max_length,
                                  positive_threshold=c.positive_threshold, eval_queries=c.eval_queries)
     say(f"retrieval: {len(positives(data.train, lo, hi, c.positive_threshold)):,} positive pairs, "
         f"catalogue of {len(data.items):,} items")
@@ -263,7 +263,7 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
     splits = load_items(data_dir, level=c.level, min_class_size=c.min_class_size, seed=13)
     say(f"classify: {len(splits['train']):,} train / {len(splits['test']):,} test items, "
         f"{splits['train']['label'].n_unique()} categories")
-    settings = ClassifySettings(batch_size=c.batch_size, max_length=c.max_length, level=c.level,
+    settings = ClassifySettings(freeze_layers=c.freeze_layers, batch_size=c.batch_size, max_length=c.max_length, level=c.level,
                                 min_class_size=c.min_class_size)
     model, tok, spec, fitres = train_classifier(splits, encoder_path=encoder_path, workdir=work,
                                                 schedule=schedule_from(c.schedule),

@@ -23,12 +23,13 @@ from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
 from shelfops.train.search import embed_texts
 from shelfops.train.text_batches import LazyBatches, encode_texts, epoch_order
-from shelfops.train.text_models import ModelSpec, new_model
+from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
 
 
 @dataclass
 class RetrievalSettings:
     batch_size: int = 64
+    freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
     max_length: int = 48
     positive_threshold: float = 0.5  # share of the grade scale a positive must reach
     eval_queries: int = 300
@@ -131,6 +132,7 @@ def train_retrieval(
         },
     )
     model, tok = new_model(spec, encoder_path)
+    freeze_lower(model, settings.freeze_layers)
     pos = positives(data.train, data.grade_min, data.grade_max, settings.positive_threshold)
     items = data.items
     valid = data.valid

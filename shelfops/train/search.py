@@ -30,13 +30,14 @@ from shelfops.train.text_batches import (
     epoch_order,
     run_by_length,
 )
-from shelfops.train.text_models import ModelSpec, new_model
+from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
 
 
 @dataclass
 class SearchSettings:
     loss: str = "pointwise"  # pointwise | pairwise | listwise
     batch_size: int = 32
+    freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
     max_length: int = 64
     eval_queries: int = 400  # validation queries used for early stopping
     ks: tuple[int, ...] = (5, 10)
@@ -223,6 +224,7 @@ def train_search(
         extra={"loss": settings.loss, "grade_min": data.grade_min, "grade_max": data.grade_max},
     )
     model, tok = new_model(spec, encoder_path)
+    freeze_lower(model, settings.freeze_layers)
     valid = data.valid
     vq = valid["query"].unique(maintain_order=True)
     if len(vq) > settings.eval_queries:

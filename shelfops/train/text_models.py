@@ -93,6 +93,22 @@ def new_model(spec: ModelSpec, encoder_path: str) -> tuple[nn.Module, Any]:
     return build(spec, load_backbone(encoder_path)), load_tokenizer(encoder_path)
 
 
+def freeze_lower(model: nn.Module, n_layers: int) -> nn.Module:
+    """Freeze the embeddings and the lowest ``n_layers`` transformer layers (no gradients, no
+    optimiser state): backward stops at the first trainable layer, so a step costs less while
+    the top layers and the head adapt. 0 leaves everything trainable."""
+    if n_layers <= 0:
+        return model
+    backbone = model.encoder.backbone
+    layers = backbone.encoder.layer
+    if n_layers > len(layers):
+        raise ModelError(f"freeze_layers={n_layers} but the encoder has only {len(layers)} layers")
+    for module in [backbone.embeddings, *layers[:n_layers]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return model
+
+
 def save(model: nn.Module, spec: ModelSpec, encoder_path: str, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     copy_encoder_files(encoder_path, folder / "encoder")

@@ -75,3 +75,20 @@ def test_index_kinds_and_roundtrip(tmp_path):
     save_index(hnsw, hinfo, tmp_path / "ix")
     again, info2 = load_index(tmp_path / "ix")
     assert info2 == hinfo and np.array_equal(search(again, x[:5], 3)[1], search(hnsw, x[:5], 3)[1])
+
+
+def test_freeze_lower_stops_gradients_below_the_cut(tiny_encoder):
+    from shelfops.errors import ModelError
+    from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
+
+    model, tok = new_model(ModelSpec(task="search", encoder=tiny_encoder), tiny_encoder)
+    freeze_lower(model, 1)
+    enc = tok(["drill"], ["cordless drill"], return_tensors="pt")
+    model(**enc).sum().backward()
+    bb = model.encoder.backbone
+    assert all(p.grad is None for p in bb.embeddings.parameters())
+    assert all(p.grad is None for p in bb.encoder.layer[0].parameters())
+    assert all(p.grad is not None for p in bb.encoder.layer[1].parameters())
+    assert model.head[1].weight.grad is not None
+    with pytest.raises(ModelError, match="only 2 layers"):
+        freeze_lower(model, 3)
