@@ -1,0 +1,332 @@
+"""The HTTP API (FastAPI): search, recommend, classify, events, health, metrics, admin.
+
+    POST /v1/search     {query, k, filters}  bi-encoder + FAISS retrieval, cross-encoder re-rank
+    POST /v1/recommend  {user | session, k}  SASRec over the user's history + live session events
+    POST /v1/classify   {title, description} category + probability
+    POST /v1/events     impressions, clicks, carts, purchases tied to the request that served them
+    GET  /healthz /readyz /metrics           liveness, readiness, Prometheus
+    POST /admin/reload  {task, folder, version}  hot swap (bearer token)
+
+Every response carries the request id and the model versions that produced it, so feedback
+events are attributed to a version (online click-through per version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections import OrderedDict, deque
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import polars as pl
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
+from shelfops.serve.host import ModelHost, Slot
+from shelfops.serve.metrics import ServeMetrics
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchIn(_In):
+    query: Text
+    k: int = Field(10, ge=1, le=100)
+    filters: dict[Literal["category"], Annotated[str, StringConstraints(max_length=256)]] = {}
+    user: Id | None = None
+    session: Id | None = None
+
+
+class RecommendIn(_In):
+    user: Id | None = None
+    session: Id | None = None
+    k: int = Field(10, ge=1, le=100)
+
+
+class ClassifyIn(_In):
+    title: Text
+    description: Annotated[str, StringConstraints(max_length=4096)] = ""
+
+
+class EventIn(_In):
+    type: Literal["impression", "view", "click", "add_to_cart", "purchase"]
+    item_id: Id
+    request_id: Id | None = None
+    user: Id | None = None
+    session: Id | None = None
+
+
+class ReloadIn(_In):
+    task: Literal["search", "retrieval", "classify", "recommend"]
+    folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    version: Id
+
+
+@dataclass
+class ServeSettings:
+    models: dict[str, tuple[Path, str]]  # task -> (folder, version)
+    data_dir: Path | None = None
+    admin_token: str | None = None
+    rerank_depth: int = 50
+    max_body_bytes: int = 64 * 1024
+    session_length: int = 50
+    request_log: int = 100_000
+    extra: dict = field(default_factory=dict)
+
+
+class Catalogue:
+    """Items the API can return, with the retrieval index over them (rebuilt on a swap)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from shelfops.train.pairs import item_texts
+
+        items = item_texts(pl.read_parquet(Path(data_dir) / "items.parquet"))
+        self.ids = items["item_id"].to_list()
+        self.texts = items["text"].to_list()
+        self.titles = items["title"].to_list()
+        self.categories = items["category"].fill_null("").to_list()
+        self.row = {i: r for r, i in enumerate(self.ids)}
+        self.index = None
+        self.index_version: str | None = None
+        self._bm25 = None
+
+    def build_index(self, emb: np.ndarray, version: str) -> None:
+        from shelfops.train.index import build_index
+
+        self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32))
+        self.index_version = version
+
+    def bm25(self):
+        if self._bm25 is None:
+            from shelfops.train.baselines import BM25Index
+
+            self._bm25 = BM25Index(self.texts)
+        return self._bm25
+
+
+class State:
+    def __init__(self, s: ServeSettings) -> None:
+        self.settings = s
+        self.host = ModelHost()
+        self.metrics = ServeMetrics()
+        self.catalogue: Catalogue | None = None
+        self.sessions: dict[str, deque] = {}
+        self.requests: OrderedDict[str, dict] = OrderedDict()
+        self.ready = False
+        self.started = time.time()
+
+    def remember(self, rid: str, info: dict) -> None:
+        self.requests[rid] = info
+        while len(self.requests) > self.settings.request_log:
+            self.requests.popitem(last=False)
+
+
+async def _warm(state: State, slot: Slot) -> None:
+    """Run real inputs through a new slot before it takes traffic (and index the catalogue)."""
+    cat = state.catalogue
+    if slot.task == "search":
+        await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
+    elif slot.task == "retrieval" and cat is not None:
+        emb = await slot.batcher.submit_many(cat.texts)
+        cat.build_index(np.stack(emb), slot.version)
+    elif slot.task == "classify":
+        await slot.batcher.submit_many(["warm up"] * 4)
+    elif slot.task == "recommend":
+        await slot.batcher.submit(([], 1))
+
+
+async def swap(state: State, task: str, folder: Path, version: str) -> Slot:
+    def on_batch(n: int, secs: float, task=task) -> None:
+        state.metrics.batch(task, n, secs)
+
+    slot = await state.host.swap(task, folder, version, warm=lambda s: _warm(state, s), on_batch=on_batch)
+    state.metrics.swaps.labels(task).inc()
+    return slot
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    state = State(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.data_dir is not None:
+            state.catalogue = Catalogue(settings.data_dir)
+        for task in ("retrieval", "search", "classify", "recommend"):  # retrieval first: it builds the index
+            if task in settings.models:
+                folder, version = settings.models[task]
+                await swap(state, task, folder, version)
+        state.ready = True
+        yield
+        await state.host.close()
+
+    app = FastAPI(title="shelfops", version="1", lifespan=lifespan,
+                  description="Search, recommendation and classification served from the registry.")
+    app.state.shelfops = state
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > settings.max_body_bytes:
+            return JSONResponse({"code": "body_too_large", "message":
+                                 f"request body is {size} bytes; the limit is {settings.max_body_bytes}"},
+                                status_code=413)
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        state.metrics.request(request.url.path, response.status_code, time.perf_counter() - t0,
+                              response.headers.get("x-shelfops-version", ""))
+        return response
+
+    @app.exception_handler(ShelfopsError)
+    async def shelfops_error(request: Request, e: ShelfopsError):
+        return JSONResponse(e.to_dict(), status_code=e.http_status)
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        token = settings.admin_token
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not token or not secrets.compare_digest(given, token):
+            raise Unauthorized("admin endpoints need 'Authorization: Bearer <token>'")
+
+    @app.post("/v1/search")
+    async def search(body: SearchIn):
+        cat = state.catalogue
+        if cat is None:
+            raise Unavailable("no catalogue loaded")
+        depth = min(len(cat.ids), max(settings.rerank_depth, body.k))
+        want = min(len(cat.ids), depth * (4 if body.filters else 1))
+        versions: dict[str, str] = {}
+        if "retrieval" in state.host.slots and cat.index is not None:
+            r = state.host.get("retrieval")
+            try:
+                q = await r.batcher.submit(body.query)
+                versions["retrieval"] = r.version
+            finally:
+                r.release()
+            from shelfops.train.index import search as faiss_search
+
+            _, rows = faiss_search(cat.index, np.asarray([q]), want)
+            rows = [int(i) for i in rows[0] if i >= 0]
+        else:
+            rows_arr, _ = cat.bm25().search([body.query], want)
+            rows = [int(i) for i in rows_arr[0] if i >= 0]
+            versions["retrieval"] = "bm25"
+        if body.filters.get("category"):
+            pre = body.filters["category"]
+            rows = [i for i in rows if cat.categories[i].startswith(pre)]
+        rows = rows[:depth]
+        scores = [0.0] * len(rows)
+        if rows and "search" in state.host.slots:
+            s = state.host.get("search")
+            try:
+                scores = await s.batcher.submit_many([(body.query, cat.texts[i]) for i in rows])
+                versions["search"] = s.version
+            finally:
+                s.release()
+            order = np.argsort(-np.asarray(scores), kind="stable")
+            rows, scores = [rows[i] for i in order], [scores[i] for i in order]
+        rid = uuid.uuid4().hex
+        items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
+                  "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
+        state.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
+                             "session": body.session, "items": [it["item_id"] for it in items]})
+        return JSONResponse({"request_id": rid, "items": items, "versions": versions},
+                            headers={"x-shelfops-version": versions.get("search", versions["retrieval"])})
+
+    @app.post("/v1/recommend")
+    async def recommend(body: RecommendIn):
+        if not (body.user or body.session):
+            raise BadRequest("recommend needs 'user' or 'session'", field="user")
+        key = body.session or body.user
+        history = list(state.sessions.get(key, ()))
+        s = state.host.get("recommend")
+        try:
+            got = await s.batcher.submit((history, body.k))
+        finally:
+            s.release()
+        rid = uuid.uuid4().hex
+        state.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
+                             "user": body.user, "session": body.session, "items": [i for i, _ in got]})
+        return JSONResponse({"request_id": rid, "items": [{"item_id": i, "score": sc} for i, sc in got],
+                             "history_length": len(history), "versions": {"recommend": s.version}},
+                            headers={"x-shelfops-version": s.version})
+
+    @app.post("/v1/classify")
+    async def classify(body: ClassifyIn):
+        s = state.host.get("classify")
+        try:
+            text = body.title + (f". {body.description}" if body.description else "")
+            p = await s.batcher.submit(text)
+        finally:
+            s.release()
+        labels = s.meta["labels"]
+        top = np.argsort(-p)[:3]
+        return JSONResponse({"category": labels[int(top[0])], "probability": float(p[top[0]]),
+                             "alternatives": [{"category": labels[int(i)], "probability": float(p[i])}
+                                              for i in top[1:]], "versions": {"classify": s.version}},
+                            headers={"x-shelfops-version": s.version})
+
+    @app.post("/v1/events")
+    async def events(body: EventIn):
+        served = state.requests.get(body.request_id) if body.request_id else None
+        if body.request_id and served is None:
+            raise BadRequest(f"unknown request_id {body.request_id!r} (expired or never served)",
+                             field="request_id")
+        key = body.session or body.user or (served or {}).get("session") or (served or {}).get("user")
+        if key and body.type in ("view", "click", "add_to_cart", "purchase"):
+            q = state.sessions.setdefault(key, deque(maxlen=settings.session_length))
+            q.append(body.item_id)
+        if served:
+            for task, version in served["versions"].items():
+                state.metrics.feedback(task, version, body.type)
+        return {"ok": True, "session_length": len(state.sessions.get(key, ())) if key else 0}
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"ok": True, "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/readyz")
+    async def readyz():
+        if not state.ready:
+            return JSONResponse({"ready": False}, status_code=503)
+        return {"ready": True, "models": {t: {"version": s.version, **{k: v for k, v in s.meta.items()
+                                                                       if k != "labels"}}
+                                          for t, s in state.host.slots.items()}, "swaps": state.host.swaps}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/admin/reload", dependencies=[Depends(admin)])
+    async def reload(body: ReloadIn):
+        folder = Path(body.folder)
+        if not (folder / "manifest.json").exists():
+            raise BadRequest(f"{folder} is not a model folder (no manifest.json)", field="folder")
+        t0 = time.perf_counter()
+        try:
+            slot = await swap(state, body.task, folder, body.version)
+        except ShelfopsError:
+            raise
+        except Exception as e:  # the old model keeps serving
+            raise Unavailable(f"could not load {folder}: {e}; the serving version is unchanged") from e
+        return {"task": body.task, "version": slot.version, "seconds": round(time.perf_counter() - t0, 2)}
+
+    return app
+
+
+async def wait_ready(app: FastAPI, timeout: float = 120.0) -> None:
+    t0 = time.time()
+    while not app.state.shelfops.ready:
+        if time.time() - t0 > timeout:
+            raise TimeoutError("server not ready")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,131 @@
+"""Loaded models, one slot per task, swapped without dropping a request.
+
+A slot is a loaded model (as it ships: the optimized variant with its tuned threads,
+batch size and wait) plus its micro-batcher. ``swap`` loads and warms the new slot beside
+the old one, then replaces the pointer in one step; requests that already hold the old
+slot finish on it, and the old slot is closed (drained) once the last of them is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shelfops.errors import Unavailable
+from shelfops.serve.batcher import MicroBatcher
+
+TASKS = ("search", "retrieval", "classify", "recommend")
+
+
+@dataclass
+class Slot:
+    task: str
+    version: str
+    folder: Path
+    batcher: MicroBatcher
+    model: Any
+    meta: dict = field(default_factory=dict)
+    users: int = 0
+    retired: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def acquire(self) -> Slot:
+        self.users += 1
+        return self
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.retired.is_set():
+            asyncio.get_running_loop().create_task(self.batcher.close())
+
+
+def _text_fn(shipped, task: str) -> Callable[[list[Any]], list[Any]]:
+    if task == "search":
+        def fn(items):
+            return list(shipped.run([q for q, _ in items], [t for _, t in items]).astype(float))
+    elif task == "retrieval":
+        def fn(items):
+            return list(shipped.run(list(items)))
+    else:
+        def fn(items):
+            logits = shipped.run(list(items))
+            z = np.exp(logits - logits.max(1, keepdims=True))
+            return list(z / z.sum(1, keepdims=True))
+    return fn
+
+
+def _rec_fn(rec) -> Callable[[list[Any]], list[Any]]:
+    def fn(items):
+        k = max(k for _, k in items)
+        got = rec.recommend_batch([h for h, _ in items], k=k)
+        return [g[:kk] for g, (_, kk) in zip(got, items)]
+    return fn
+
+
+def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_override: dict | None = None
+              ) -> Slot:
+    """Load (checksums verified) and wrap a model folder; call ``warm`` before serving it."""
+    folder = Path(folder)
+    if task == "recommend":
+        from shelfops.artifacts import verify_outputs
+        from shelfops.train.recommend import Recommender
+
+        verify_outputs(folder)
+        rec = Recommender.load(folder)
+        b = MicroBatcher(_rec_fn(rec), max_batch=64, max_wait_ms=2, name=f"recommend-v{version}",
+                         on_batch=on_batch)
+        return Slot(task, version, folder, b, rec, {"items": len(rec.items)})
+    from shelfops.optimize.shipped import load_shipped
+
+    shipped = load_shipped(folder)
+    serving = {**shipped.serving, **(batch_override or {})}
+    b = MicroBatcher(_text_fn(shipped, task), max_batch=int(serving.get("max_batch", 32)),
+                     max_wait_ms=float(serving.get("max_wait_ms", 2.0)), name=f"{task}-v{version}",
+                     on_batch=on_batch)
+    meta = {"variant": shipped.name, "max_batch": b.max_batch, "max_wait_ms": b.max_wait * 1e3,
+            "threads": shipped.variant.threads}
+    if task == "classify":
+        meta["labels"] = shipped.spec.labels
+    if (folder / "manifest.json").exists():
+        meta["data"] = json.loads((folder / "manifest.json").read_text()).get("extra", {}).get("data")
+    return Slot(task, version, folder, b, shipped, meta)
+
+
+class ModelHost:
+    def __init__(self) -> None:
+        self.slots: dict[str, Slot] = {}
+        self.swaps = 0
+        self._lock = asyncio.Lock()
+
+    def get(self, task: str) -> Slot:
+        slot = self.slots.get(task)
+        if slot is None:
+            raise Unavailable(f"no {task} model is loaded")
+        return slot.acquire()
+
+    async def swap(self, task: str, folder: Path, version: str, *, warm: Callable[[Slot], Any] | None = None,
+                   on_batch=None) -> Slot:
+        """Load + warm beside the old slot, switch atomically, drain the old one."""
+        async with self._lock:  # one swap at a time per host
+            loop = asyncio.get_running_loop()
+            new = await loop.run_in_executor(None, lambda: load_slot(task, folder, version, on_batch=on_batch))
+            new.batcher.start()
+            if warm is not None:
+                await warm(new)
+            old = self.slots.get(task)
+            self.slots[task] = new  # the switch: one assignment on the event loop
+            self.swaps += 1
+            if old is not None:
+                old.retired.set()
+                if old.users == 0:
+                    await old.batcher.close()
+            return new
+
+    async def close(self) -> None:
+        for s in self.slots.values():
+            await s.batcher.close()

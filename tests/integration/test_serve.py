@@ -1,0 +1,133 @@
+"""The HTTP API over real loopback HTTP (uvicorn), with real trained (tiny) models:
+endpoints, bad input, metrics, admin auth, and hot swaps under load with no failed request."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from shelfops.cli.main import app as cli
+from shelfops.serve.app import ServeSettings, create_app
+from shelfops.serve.server import start_in_thread
+
+pytestmark = pytest.mark.slow
+TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="module")
+def models(small_shop, tiny_encoder, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    steps = {"search": 20, "retrieval": 10, "classify": 10}
+    for task in ("search", "retrieval", "classify", "recommend"):
+        extra = ([f"train.{task}.schedule.max_steps={steps[task]}"] if task in steps else
+                 ["train.recommend.schedule.epochs=2", "train.recommend.init_from_text=false"])
+        res = CliRunner().invoke(cli, ["train", "--task", task, "--data", str(small_shop), "--out",
+                                       str(root / task), "--no-progress", f"train.encoder={tiny_encoder}",
+                                       "train.threads=1", "train.bootstrap=100", *extra])
+        assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["train", "--task", "search", "--data", str(small_shop), "--out",
+                                   str(root / "search-b"), "--no-progress", f"train.encoder={tiny_encoder}",
+                                   "train.threads=1", "train.bootstrap=100", "train.search.schedule.max_steps=5",
+                                   "train.search.schedule.seed=1"])
+    assert res.exit_code == 0, res.output
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models, small_shop):
+    settings = ServeSettings(models={t: (models / t, "1") for t in ("search", "retrieval", "classify",
+                                                                   "recommend")},
+                             data_dir=small_shop, admin_token=TOKEN, rerank_depth=20)
+    running = start_in_thread(create_app(settings))
+    yield running
+    running.stop()
+
+
+def test_endpoints_answer_with_versions(server):
+    c = httpx.Client(base_url=server.url, timeout=30)
+    assert c.get("/healthz").json()["ok"]
+    ready = c.get("/readyz").json()
+    assert ready["ready"] and set(ready["models"]) == {"search", "retrieval", "classify", "recommend"}
+    r = c.post("/v1/search", json={"query": "red running shoes", "k": 5}).json()
+    assert len(r["items"]) == 5 and r["versions"] == {"retrieval": "1", "search": "1"}
+    assert r["items"][0]["score"] >= r["items"][-1]["score"]
+    cat = r["items"][0]["category"].split(" > ")[0]
+    f = c.post("/v1/search", json={"query": "shoes", "k": 5, "filters": {"category": cat}}).json()
+    assert all(it["category"].startswith(cat) for it in f["items"])
+    cl = c.post("/v1/classify", json={"title": "cotton t-shirt", "description": "soft"}).json()
+    assert 0 <= cl["probability"] <= 1 and cl["category"]
+
+    # events feed the live session; recommend then uses it
+    before = c.post("/v1/recommend", json={"session": "s1", "k": 5}).json()
+    assert before["history_length"] == 0
+    for it in r["items"][:3]:
+        ev = c.post("/v1/events", json={"type": "click", "item_id": it["item_id"], "request_id": r["request_id"],
+                                        "session": "s1"})
+        assert ev.status_code == 200, ev.text
+    after = c.post("/v1/recommend", json={"session": "s1", "k": 5}).json()
+    assert after["history_length"] == 3
+    assert not {i["item_id"] for i in after["items"]} & {i["item_id"] for i in r["items"][:3]}
+    m = c.get("/metrics").text
+    assert 'shelfops_feedback_total{task="search",type="click",version="1"} 3.0' in m
+    assert "shelfops_batch_size_bucket" in m and "shelfops_request_seconds_bucket" in m
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"query": "", "k": 5}, "query"), ({"query": "x", "k": 0}, "k"), ({"query": "x", "k": 10_000}, "k"),
+    ({"query": "x", "colour": "red"}, "colour"), ({"query": 5}, "query"), ({"query": "x" * 600}, "query"),
+    ({"query": "x", "filters": {"brand": "acme"}}, "brand"),
+])
+def test_bad_search_input_is_a_4xx_naming_the_field(server, body, field):
+    r = httpx.post(server.url + "/v1/search", json=body, timeout=30)
+    assert r.status_code == 422 and field in r.text
+
+
+def test_body_limit_unknown_request_and_admin_auth(server, models):
+    assert httpx.post(server.url + "/v1/search", content=b"x" * 100_000,
+                      headers={"content-type": "application/json"}).status_code == 413
+    r = httpx.post(server.url + "/v1/events", json={"type": "click", "item_id": "i", "request_id": "nope"})
+    assert r.status_code == 400 and "request_id" in r.text
+    body = {"task": "search", "folder": str(models / "search"), "version": "1"}
+    assert httpx.post(server.url + "/admin/reload", json=body).status_code == 401
+    assert httpx.post(server.url + "/admin/reload", json=body,
+                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    bad = {**body, "folder": str(models / "missing")}
+    r = httpx.post(server.url + "/admin/reload", json=bad, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 400 and "folder" in r.text
+
+
+def test_five_hot_swaps_under_load_fail_no_request(server, models):
+    async def main():
+        stats = {"ok": 0, "failed": 0, "versions": set()}
+        stop = asyncio.Event()
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
+            async def user(i):
+                while not stop.is_set():
+                    r = await c.post("/v1/search", json={"query": f"shoes {i}", "k": 5})
+                    if r.status_code == 200:
+                        stats["ok"] += 1
+                        stats["versions"].add(r.json()["versions"]["search"])
+                    else:
+                        stats["failed"] += 1
+            users = [asyncio.create_task(user(i)) for i in range(8)]
+            await asyncio.sleep(0.5)
+            for n in range(5):
+                folder = models / ("search-b" if n % 2 == 0 else "search")
+                r = await c.post("/admin/reload", json={"task": "search", "folder": str(folder),
+                                                        "version": str(n + 2)},
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+                assert r.status_code == 200, r.text
+                await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*users)
+        return stats
+
+    stats = asyncio.run(main())
+    assert stats["failed"] == 0 and stats["ok"] > 20
+    assert {"2", "6"} <= stats["versions"]  # traffic moved across the swaps
+    ready = httpx.get(server.url + "/readyz").json()
+    assert ready["models"]["search"]["version"] == "6" and ready["swaps"] >= 9
