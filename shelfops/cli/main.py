@@ -16,6 +16,7 @@ from shelfops.cli import data as data_cli
 from shelfops.cli import gate as gate_cli
 from shelfops.cli import optimize as optimize_cli
 from shelfops.cli import registry as registry_cli
+from shelfops.cli import serve as serve_cli
 from shelfops.cli import train as train_cli
 from shelfops.cli.common import console, reported_errors, say, split_overrides
 
@@ -32,6 +33,7 @@ app.command("train")(train_cli.train)
 app.command("evaluate")(train_cli.evaluate)
 app.command("optimize")(optimize_cli.optimize)
 app.command("gate")(gate_cli.gate)
+app.command("serve")(serve_cli.serve)
 
 
 @app.command()

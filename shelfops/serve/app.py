@@ -18,6 +18,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,10 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024
     session_length: int = 50
     request_log: int = 100_000
+    # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
+    # registry's production alias); a different version is hot-swapped in
+    watch: Callable[[], dict[str, tuple[Path, str]]] | None = None
+    watch_seconds: float = 5.0
     extra: dict = field(default_factory=dict)
 
 
@@ -126,6 +131,8 @@ class State:
         self.requests: OrderedDict[str, dict] = OrderedDict()
         self.ready = False
         self.started = time.time()
+        self.last_watch_error: str | None = None
+        self.refused: set[tuple[str, str]] = set()  # versions that failed to load (not retried)
 
     def remember(self, rid: str, info: dict) -> None:
         self.requests[rid] = info
@@ -156,6 +163,29 @@ async def swap(state: State, task: str, folder: Path, version: str) -> Slot:
     return slot
 
 
+async def _watch(state: State) -> None:
+    """Follow alias moves: when the wanted version of a task changes, swap it in."""
+    s = state.settings
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(s.watch_seconds)
+        try:
+            wanted = await loop.run_in_executor(None, s.watch)
+        except Exception as e:  # registry unreachable: keep serving what we have
+            state.metrics.watch_errors.inc()
+            state.last_watch_error = str(e)
+            continue
+        for task, (folder, version) in wanted.items():
+            cur = state.host.slots.get(task)
+            if (cur is None or cur.version != version) and (task, version) not in state.refused:
+                try:
+                    await swap(state, task, Path(folder), version)
+                except Exception as e:  # a version that fails to load never replaces the serving one
+                    state.refused.add((task, version))
+                    state.metrics.watch_errors.inc()
+                    state.last_watch_error = f"{task} v{version}: {e}"
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     state = State(settings)
 
@@ -168,7 +198,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 folder, version = settings.models[task]
                 await swap(state, task, folder, version)
         state.ready = True
+        watcher = asyncio.create_task(_watch(state)) if settings.watch else None
         yield
+        if watcher:
+            watcher.cancel()
         await state.host.close()
 
     app = FastAPI(title="shelfops", version="1", lifespan=lifespan,

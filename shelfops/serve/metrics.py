@@ -23,6 +23,8 @@ class ServeMetrics:
         self.feedback_events = Counter("shelfops_feedback_total", "feedback events by served version",
                                        ["task", "version", "type"], registry=r)
         self.swaps = Counter("shelfops_swaps_total", "hot swaps", ["task"], registry=r)
+        self.watch_errors = Counter("shelfops_watch_errors_total", "failed registry polls or loads",
+                                    registry=r)
         self.online: dict[tuple[str, str], dict[str, int]] = {}
 
     def request(self, path: str, status: int, seconds: float, version: str) -> None:

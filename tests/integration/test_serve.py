@@ -131,3 +131,37 @@ def test_five_hot_swaps_under_load_fail_no_request(server, models):
     assert {"2", "6"} <= stats["versions"]  # traffic moved across the swaps
     ready = httpx.get(server.url + "/readyz").json()
     assert ready["models"]["search"]["version"] == "6" and ready["swaps"] >= 9
+
+
+def test_server_follows_the_production_alias(models, small_shop, tmp_path):
+    """Moving production in the registry hot-swaps the served version; rollback moves it back."""
+    from shelfops.registry.registry import Registry
+    from shelfops.serve.watch import follow_registry
+
+    reg = Registry(home=tmp_path / "home")
+    for folder in ("search", "search-b"):
+        reg.register(models / folder, "shop-search")
+    reg.promote("shop-search", "1", "production", reason="first", force=True)
+    settings = ServeSettings(models=follow_registry(reg, "shop")(), data_dir=small_shop,
+                             watch=follow_registry(reg, "shop"), watch_seconds=0.2)
+    running = start_in_thread(create_app(settings))
+    try:
+        def served():
+            return httpx.post(running.url + "/v1/search", json={"query": "shoes", "k": 3}).json()["versions"]
+
+        assert served() == {"retrieval": "bm25", "search": "1"}
+        reg.promote("shop-search", "2", "production", reason="second", force=True)
+        _wait(lambda: served()["search"] == "2")
+        reg.rollback("shop-search", reason="test rollback")
+        _wait(lambda: served()["search"] == "1")
+    finally:
+        running.stop()
+
+
+def _wait(cond, timeout=60.0):
+    import time
+
+    t0 = time.time()
+    while not cond():
+        assert time.time() - t0 < timeout, "condition not met in time"
+        time.sleep(0.2)

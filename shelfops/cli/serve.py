@@ -1,0 +1,62 @@
+"""`shelfops serve`: the HTTP API over model folders or the registry's production aliases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shelfops.cli.common import load, reported_errors, say, split_overrides
+
+TASKS = ("search", "retrieval", "classify", "recommend")
+
+
+def serve(
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="TASK=FOLDER (repeatable)")] = None,
+    registry_prefix: Annotated[str | None, typer.Option(help="serve <prefix>-<task>@production from the "
+                                                        "registry and follow its alias moves")] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="dataset with the catalogue "
+                                              "(default: the retrieval or search model's)")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    watch_seconds: float = 5.0,
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
+) -> None:
+    """⑥ Serve search / recommend / classify over HTTP (admin token: $SHELFOPS_ADMIN_TOKEN)."""
+    with reported_errors():
+        import uvicorn
+
+        from shelfops.artifacts import read_manifest
+        from shelfops.errors import ConfigError
+        from shelfops.serve.app import ServeSettings, create_app
+
+        _, ov = split_overrides(overrides)
+        cfg = load(config, ov)
+        models: dict[str, tuple[Path, str]] = {}
+        watch = None
+        for spec in model or []:
+            task, _, folder = spec.partition("=")
+            if task not in TASKS or not folder:
+                raise ConfigError([f"--model {spec!r}: expected TASK=FOLDER with TASK in {list(TASKS)}"])
+            models[task] = (Path(folder), read_manifest(folder).created_at or "local")
+        if registry_prefix:
+            from shelfops.registry.registry import registry_from
+            from shelfops.serve.watch import follow_registry
+
+            watch = follow_registry(registry_from(cfg.registry), registry_prefix)
+            models.update(watch())
+        if not models:
+            raise ConfigError(["serve: nothing to serve; pass --model TASK=FOLDER or --registry-prefix"])
+        if data is None:
+            for task in ("retrieval", "search", "classify"):
+                if task in models:
+                    data = Path(read_manifest(models[task][0]).extra.get("data", ""))
+                    break
+        settings = ServeSettings(models=models, data_dir=data, admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
+                                 watch=watch, watch_seconds=watch_seconds)
+        say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in models.items())} on http://{host}:{port} "
+            f"(docs: /docs)")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
