@@ -1,6 +1,7 @@
 """The HTTP API (FastAPI): search, recommend, classify, events, health, metrics, admin.
 
     POST /v1/search     {query, k, filters}  bi-encoder + FAISS retrieval, cross-encoder re-rank
+    POST /v1/rerank     {query, items}      cross-encoder scores for the caller's candidates
     POST /v1/recommend  {user | session, k}  SASRec over the user's history + live session events
     POST /v1/classify   {title, description} category + probability
     POST /v1/events     impressions, clicks, carts, purchases tied to the request that served them
@@ -48,6 +49,11 @@ class SearchIn(_In):
     filters: dict[Literal["category"], Annotated[str, StringConstraints(max_length=256)]] = {}
     user: Id | None = None
     session: Id | None = None
+
+
+class RerankIn(_In):
+    query: Text
+    items: list[Id] = Field(min_length=1, max_length=200)
 
 
 class RecommendIn(_In):
@@ -275,6 +281,24 @@ def create_app(settings: ServeSettings) -> FastAPI:
                              "session": body.session, "items": [it["item_id"] for it in items]})
         return JSONResponse({"request_id": rid, "items": items, "versions": versions},
                             headers={"x-shelfops-version": versions.get("search", versions["retrieval"])})
+
+    @app.post("/v1/rerank")
+    async def rerank(body: RerankIn):
+        """Cross-encoder scores for the caller's own candidates (their retrieval, our ranking)."""
+        cat = state.catalogue
+        if cat is None:
+            raise Unavailable("no catalogue loaded")
+        unknown = [i for i in body.items if i not in cat.row]
+        if unknown:
+            raise BadRequest(f"unknown item ids: {unknown[:5]}", field="items")
+        s = state.host.get("search")
+        try:
+            scores = await s.batcher.submit_many([(body.query, cat.texts[cat.row[i]]) for i in body.items])
+        finally:
+            s.release()
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        return JSONResponse({"items": [{"item_id": body.items[i], "score": float(scores[i])} for i in order],
+                             "versions": {"search": s.version}}, headers={"x-shelfops-version": s.version})
 
     @app.post("/v1/recommend")
     async def recommend(body: RecommendIn):

@@ -1,0 +1,215 @@
+"""Served re-rank throughput vs in-process, and vs a plain per-request FastAPI service.
+
+Three numbers from one run, all on the same optimized search model and the same
+(query, 20 candidates) requests drawn from the dataset's judged pools:
+
+1. in-process: the shipped variant scoring batches of its tuned max_batch, no HTTP;
+2. shelfops serve (`/v1/rerank`, micro-batching, the tuned variant) in its own process,
+   driven over loopback by C concurrent clients;
+3. a plain FastAPI + transformers fp32 service (one model call per request, no batching
+   across requests, torch fp32 eager), in its own process, same clients and requests.
+
+    .venv/bin/python bench/serve.py --model runs/demo/optimized/search --concurrency 16
+    .venv/bin/python bench/serve.py --serve-baseline runs/demo/optimized/search --port 8123  # (internal)
+
+Writes bench/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------- the plain baseline server
+class Body(BaseModel):
+    query: str
+    items: list[str]
+
+
+def baseline_app(folder: Path):
+    """FastAPI + transformers fp32 eager, one forward per request: what teams start with."""
+    import torch
+    from fastapi import FastAPI
+
+    from shelfops.artifacts import read_manifest
+    from shelfops.train import text_models
+    from shelfops.train.pairs import item_texts
+    import polars as pl
+
+    model, tok, spec = text_models.load(folder)
+    torch.set_num_threads(int(os.environ.get("BASELINE_THREADS", "2")))
+    data = Path(read_manifest(folder).extra["data"])
+    items = item_texts(pl.read_parquet(data / "items.parquet"))
+    text = dict(zip(items["item_id"].to_list(), items["text"].to_list()))
+    app = FastAPI()
+
+    @app.post("/v1/rerank")
+    def rerank(b: Body):  # a sync endpoint: FastAPI runs it in its thread pool, one per request
+        enc = tok([b.query] * len(b.items), [text[i] for i in b.items], truncation=True,
+                  max_length=spec.max_length, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            s = model(**enc).tolist()
+        return {"items": [{"item_id": i, "score": x} for i, x in sorted(zip(b.items, s), key=lambda t: -t[1])]}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"ok": True}
+
+    return app
+
+
+# ----------------------------------------------------------------- load generator
+async def load(url: str, requests: list[dict], *, concurrency: int, seconds: float) -> dict:
+    import httpx
+
+    lat, errors, pairs = [], 0, 0
+    stop = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=120,
+                                 limits=httpx.Limits(max_connections=concurrency * 2)) as c:
+        async def user(i: int) -> None:
+            nonlocal errors, pairs
+            n = i
+            while time.perf_counter() < stop:
+                body = requests[n % len(requests)]
+                n += concurrency
+                t0 = time.perf_counter()
+                try:
+                    r = await c.post("/v1/rerank", json=body)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                lat.append(time.perf_counter() - t0)
+                if ok:
+                    pairs += len(body["items"])
+                else:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(user(i) for i in range(concurrency)))
+        wall = time.perf_counter() - t0
+    import numpy as np
+
+    ms = np.array(lat) * 1e3
+    return {"requests": len(lat), "errors": errors, "wall_s": wall, "req_per_s": len(lat) / wall,
+            "pairs_per_s": pairs / wall, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99))}
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    t0 = time.time()
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() - t0 > timeout:
+            raise RuntimeError(f"server at {url} did not start")
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=ROOT / "runs" / "demo" / "optimized" / "search")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--candidates", type=int, default=20)
+    ap.add_argument("--serve-baseline", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.serve_baseline:
+        import uvicorn
+
+        uvicorn.run(baseline_app(a.serve_baseline), host="127.0.0.1", port=a.port, log_level="warning")
+        return 0
+
+    import numpy as np
+    import polars as pl
+
+    from shelfops.artifacts import read_manifest
+    from shelfops.optimize.shipped import load_shipped
+    from shelfops.serve.server import free_port
+    from shelfops.train.pairs import item_texts
+
+    data = Path(read_manifest(a.model).extra["data"])
+    items = item_texts(pl.read_parquet(data / "items.parquet"))
+    ids, texts = items["item_id"].to_list(), items["text"].to_list()
+    judg = pl.read_parquet(data / "judgements.parquet")
+    queries = judg["query"].unique(maintain_order=True).to_list()[:300]
+    rng = np.random.default_rng(0)
+    requests = [{"query": q, "items": [ids[i] for i in rng.choice(len(ids), a.candidates, replace=False)]}
+                for q in queries]
+    text_of = dict(zip(ids, texts))
+
+    # 1. in-process, the tuned variant at its own batch size
+    s = load_shipped(a.model)
+    bs = int(s.serving.get("max_batch", 32))
+    qs = [r["query"] for r in requests for _ in r["items"]]
+    ts = [text_of[i] for r in requests for i in r["items"]]
+    s.run(qs[:bs], ts[:bs])
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < a.seconds / 2:
+        lo = (n * bs) % (len(qs) - bs)
+        s.run(qs[lo:lo + bs], ts[lo:lo + bs], batch_size=bs)
+        n += 1
+    inproc = n * bs / (time.perf_counter() - t0)
+    del s
+
+    results = {"in_process_pairs_per_s": inproc, "variant_batch": bs}
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    for name, cmd in (
+        ("shelfops", [str(Path(sys.executable).parent / "shelfops"), "serve", "--model", f"search={a.model}",
+                      "--port", "{port}"]),
+        ("plain_fastapi_fp32", [sys.executable, __file__, "--serve-baseline", str(a.model), "--port", "{port}"]),
+    ):
+        port = free_port()
+        proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(url, proc)
+            asyncio.run(load(url, requests[:20], concurrency=a.concurrency, seconds=3))  # warm-up
+            results[name] = asyncio.run(load(url, requests, concurrency=a.concurrency, seconds=a.seconds))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        r = results[name]
+        print(f"{name:<20} {r['pairs_per_s']:8.0f} pairs/s  {r['req_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+              f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}/{r['requests']}")
+    ours, base = results["shelfops"], results["plain_fastapi_fp32"]
+    summary = {
+        "served_vs_in_process": ours["pairs_per_s"] / inproc,
+        "served_vs_plain": ours["pairs_per_s"] / base["pairs_per_s"],
+        "p99_ours_ms": ours["p99_ms"], "p99_plain_ms": base["p99_ms"],
+        "passes": bool(ours["pairs_per_s"] >= 0.8 * inproc and ours["pairs_per_s"] >= 4 * base["pairs_per_s"]
+                       and ours["p99_ms"] < base["p99_ms"]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "concurrency": a.concurrency,
+        "candidates_per_request": a.candidates, "model": str(a.model)}
+    print(f"in-process {inproc:.0f} pairs/s at batch {bs}; served/in-process "
+          f"{summary['served_vs_in_process']:.2f} (bar 0.8); served/plain {summary['served_vs_plain']:.2f}x "
+          f"(bar 4x); p99 {ours['p99_ms']:.0f} vs {base['p99_ms']:.0f} ms")
+    print("PASS" if summary["passes"] else "FAIL")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2))
+    return 0 if summary["passes"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
