@@ -1,0 +1,53 @@
+"""The rollout decision function: advance, hold, promote and every rollback reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from shelfops.serve.rollout import Observed, Policy, decide, one_sided_p
+
+P = Policy(min_dwell_s=60, min_requests=100, min_impressions=1000)
+PROD = Observed(requests=1000, errors=0, p99_ms=40, impressions=5000, clicks=500, conversions=100)
+
+
+def healthy(**kw):
+    base = dict(requests=200, errors=0, p99_ms=42, impressions=2000, clicks=205, conversions=41, overlap=0.9)
+    return Observed(**{**base, **kw})
+
+
+def test_a_healthy_candidate_walks_every_step_to_promotion():
+    stage, seen = "shadow", []
+    for _ in range(4):
+        d = decide(stage, 61, healthy(), PROD, P)
+        seen.append((d.action, d.stage, d.traffic))
+        stage = d.stage
+    assert seen == [("advance", 5, 5), ("advance", 25, 25), ("advance", 50, 50), ("promote", 100, 100)]
+
+
+def test_holds_until_dwell_and_sample_size():
+    assert decide(5, 30, healthy(), PROD, P).action == "hold"
+    d = decide(5, 120, healthy(requests=50), PROD, P)
+    assert d.action == "hold" and "50/100 requests" in d.reason and d.traffic == 5
+
+
+@pytest.mark.parametrize("cand,stage,words", [
+    (healthy(errors=10), 25, "error rate 5.00%"),
+    (healthy(p99_ms=90), 5, "2.25x production"),
+    (healthy(overlap=0.2), "shadow", "diverge"),
+    (healthy(clicks=120), 25, "click-through 6.00% vs production 10.00%"),
+    (healthy(conversions=10), 50, "conversion"),
+])
+def test_rolls_back_with_the_reason_and_numbers(cand, stage, words):
+    d = decide(stage, 5, cand, PROD, P)  # at any dwell time
+    assert d.action == "rollback" and d.traffic == 0 and words in d.reason
+    assert d.evidence["candidate"]["requests"] == cand.requests
+
+
+def test_click_through_needs_enough_impressions_and_significance():
+    few = healthy(impressions=300, clicks=20)  # 6.7% but too few impressions to decide
+    assert decide(25, 120, few, PROD, P).action == "advance"
+    noise = healthy(impressions=2000, clicks=190)  # 9.5% vs 10%: not significant
+    assert decide(25, 120, noise, PROD, P).action == "advance"
+    assert one_sided_p(100, 2000, 200, 2000) < 1e-6 < one_sided_p(200, 2000, 100, 2000)
+    with pytest.raises(ValueError):
+        decide(10, 0, healthy(), PROD, P)
