@@ -51,6 +51,19 @@ class SearchIn(_In):
     session: Id | None = None
 
 
+class RolloutIn(_In):
+    task: Literal["search"]
+    mode: Literal["shadow", "canary"]
+    percent: int = Field(0, ge=0, le=100)
+    folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    version: Id | None = None
+
+
+class RolloutEndIn(_In):
+    task: Literal["search"]
+    promote: bool = False
+
+
 class RerankIn(_In):
     query: Text
     items: list[Id] = Field(min_length=1, max_length=200)
@@ -127,6 +140,22 @@ class Catalogue:
         return self._bm25
 
 
+@dataclass
+class Rollout:
+    mode: str  # shadow | canary
+    percent: int
+    version: str
+    folder: Path
+    started: float
+
+
+def arm_of(task: str, who: str, percent: int) -> bool:
+    """Sticky canary assignment: the same user (or session) always lands in the same arm."""
+    import hashlib
+
+    return int(hashlib.sha256(f"{task}:{who}".encode()).hexdigest()[:8], 16) % 100 < percent
+
+
 class State:
     def __init__(self, s: ServeSettings) -> None:
         self.settings = s
@@ -139,11 +168,54 @@ class State:
         self.started = time.time()
         self.last_watch_error: str | None = None
         self.refused: set[tuple[str, str]] = set()  # versions that failed to load (not retried)
+        self.rollouts: dict[str, Rollout] = {}
+        self.arms: dict[tuple[str, str], dict] = {}  # (task, version) -> requests, errors, latencies
+        self.shadow_tasks: set[asyncio.Task] = set()
+
+    def arm(self, task: str, version: str) -> dict:
+        return self.arms.setdefault((task, version), {"requests": 0, "errors": 0,
+                                                      "latency_ms": deque(maxlen=5000), "overlap": deque(maxlen=5000)})
+
+    def observed(self, task: str, version: str) -> dict:
+        a = self.arm(task, version)
+        fb = self.metrics.online.get((task, version), {})
+        lat = sorted(a["latency_ms"])
+        return {"requests": a["requests"], "errors": a["errors"],
+                "p99_ms": float(lat[int(0.99 * (len(lat) - 1))]) if lat else 0.0,
+                "impressions": fb.get("impression", 0), "clicks": fb.get("click", 0),
+                "conversions": fb.get("purchase", 0),
+                "overlap": float(np.mean(a["overlap"])) if a["overlap"] else None}
+
+    def route(self, task: str, who: str | None) -> Slot:
+        """The production slot, or the canary candidate for users hashed into its share."""
+        r = self.rollouts.get(task)
+        key = f"{task}:candidate"
+        if r and r.mode == "canary" and who and key in self.host.slots and arm_of(task, who, r.percent):
+            return self.host.get(key)
+        return self.host.get(task)
 
     def remember(self, rid: str, info: dict) -> None:
         self.requests[rid] = info
         while len(self.requests) > self.settings.request_log:
             self.requests.popitem(last=False)
+
+
+async def _shadow(state: State, pairs: list, prod_top: list[int], k: int) -> None:
+    """Mirror a request to the shadow candidate, off the response path; compare its answer."""
+    c = state.host.get("search:candidate")
+    arm = state.arm("search", c.version)
+    t0 = time.perf_counter()
+    try:
+        got = await c.batcher.submit_many(pairs)
+        top = [int(i) for i in np.argsort(-np.asarray(got), kind="stable")[:k]]
+        arm["overlap"].append(len(set(top) & set(prod_top)) / max(1, len(prod_top)))
+        state.metrics.shadow_overlap.labels("search", c.version).observe(arm["overlap"][-1])
+    except Exception:  # a failing shadow never affects users; it is counted against the candidate
+        arm["errors"] += 1
+    finally:
+        c.release()
+        arm["requests"] += 1
+        arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
 
 
 async def _warm(state: State, slot: Slot) -> None:
@@ -160,11 +232,12 @@ async def _warm(state: State, slot: Slot) -> None:
         await slot.batcher.submit(([], 1))
 
 
-async def swap(state: State, task: str, folder: Path, version: str) -> Slot:
+async def swap(state: State, task: str, folder: Path, version: str, *, key: str | None = None) -> Slot:
     def on_batch(n: int, secs: float, task=task) -> None:
         state.metrics.batch(task, n, secs)
 
-    slot = await state.host.swap(task, folder, version, warm=lambda s: _warm(state, s), on_batch=on_batch)
+    slot = await state.host.swap(task, folder, version, warm=lambda s: _warm(state, s), on_batch=on_batch,
+                                 key=key)
     state.metrics.swaps.labels(task).inc()
     return slot
 
@@ -266,13 +339,26 @@ def create_app(settings: ServeSettings) -> FastAPI:
         rows = rows[:depth]
         scores = [0.0] * len(rows)
         if rows and "search" in state.host.slots:
-            s = state.host.get("search")
+            s = state.route("search", body.user or body.session)
+            arm = state.arm("search", s.version)
+            t0 = time.perf_counter()
             try:
-                scores = await s.batcher.submit_many([(body.query, cat.texts[i]) for i in rows])
+                pairs = [(body.query, cat.texts[i]) for i in rows]
+                scores = await s.batcher.submit_many(pairs)
                 versions["search"] = s.version
+            except Exception:
+                arm["errors"] += 1
+                raise
             finally:
                 s.release()
+                arm["requests"] += 1
+                arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
             order = np.argsort(-np.asarray(scores), kind="stable")
+            r = state.rollouts.get("search")
+            if r and r.mode == "shadow" and "search:candidate" in state.host.slots:
+                task = asyncio.create_task(_shadow(state, pairs, [int(i) for i in order[:body.k]], body.k))
+                state.shadow_tasks.add(task)
+                task.add_done_callback(state.shadow_tasks.discard)
             rows, scores = [rows[i] for i in order], [scores[i] for i in order]
         rid = uuid.uuid4().hex
         items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
@@ -363,6 +449,46 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/metrics")
     async def metrics():
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/rollout")
+    async def rollout_status():
+        out = {}
+        for task, r in state.rollouts.items():
+            prod = state.host.slots.get(task)
+            out[task] = {"mode": r.mode, "percent": r.percent, "candidate": r.version,
+                         "production": prod.version if prod else None,
+                         "seconds": round(time.time() - r.started, 1),
+                         "observed": {"candidate": state.observed(task, r.version),
+                                      "production": state.observed(task, prod.version) if prod else None}}
+        return out
+
+    @app.post("/admin/rollout", dependencies=[Depends(admin)])
+    async def rollout(body: RolloutIn):
+        """Start or move a rollout: load the candidate beside production (shadow or canary %)."""
+        cur = state.rollouts.get(body.task)
+        if body.folder and body.version and (cur is None or cur.version != body.version):
+            folder = Path(body.folder)
+            if not (folder / "manifest.json").exists():
+                raise BadRequest(f"{folder} is not a model folder (no manifest.json)", field="folder")
+            await swap(state, body.task, folder, body.version, key=f"{body.task}:candidate")
+            cur = Rollout(body.mode, body.percent, body.version, folder, time.time())
+        elif cur is None:
+            raise BadRequest("no rollout running: give folder and version to start one", field="folder")
+        state.rollouts[body.task] = Rollout(body.mode, body.percent if body.mode == "canary" else 0,
+                                            cur.version, cur.folder, cur.started)
+        return {"task": body.task, "mode": body.mode, "percent": state.rollouts[body.task].percent,
+                "candidate": cur.version}
+
+    @app.post("/admin/rollout/end", dependencies=[Depends(admin)])
+    async def rollout_end(body: RolloutEndIn):
+        """Promote the candidate to production (hot swap) or roll it back (drop it)."""
+        r = state.rollouts.pop(body.task, None)
+        if r is None:
+            raise BadRequest(f"no rollout running for {body.task}", field="task")
+        if body.promote:
+            await swap(state, body.task, r.folder, r.version)
+        await state.host.remove(f"{body.task}:candidate")
+        return {"task": body.task, "promoted": body.promote, "production": state.host.slots[body.task].version}
 
     @app.post("/admin/reload", dependencies=[Depends(admin)])
     async def reload(body: ReloadIn):

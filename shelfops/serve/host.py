@@ -102,29 +102,39 @@ class ModelHost:
         self.swaps = 0
         self._lock = asyncio.Lock()
 
-    def get(self, task: str) -> Slot:
-        slot = self.slots.get(task)
+    def get(self, key: str) -> Slot:
+        slot = self.slots.get(key)
         if slot is None:
-            raise Unavailable(f"no {task} model is loaded")
+            raise Unavailable(f"no {key} model is loaded")
         return slot.acquire()
 
     async def swap(self, task: str, folder: Path, version: str, *, warm: Callable[[Slot], Any] | None = None,
-                   on_batch=None) -> Slot:
-        """Load + warm beside the old slot, switch atomically, drain the old one."""
+                   on_batch=None, key: str | None = None) -> Slot:
+        """Load + warm beside the old slot, switch atomically, drain the old one. ``key`` names
+        the slot (default: the task; ``search:candidate`` for a canary or shadow model)."""
+        key = key or task
         async with self._lock:  # one swap at a time per host
             loop = asyncio.get_running_loop()
             new = await loop.run_in_executor(None, lambda: load_slot(task, folder, version, on_batch=on_batch))
             new.batcher.start()
             if warm is not None:
                 await warm(new)
-            old = self.slots.get(task)
-            self.slots[task] = new  # the switch: one assignment on the event loop
+            old = self.slots.get(key)
+            self.slots[key] = new  # the switch: one assignment on the event loop
             self.swaps += 1
             if old is not None:
                 old.retired.set()
                 if old.users == 0:
                     await old.batcher.close()
             return new
+
+    async def remove(self, key: str) -> None:
+        """Stop routing to a slot and drain it (e.g. a rolled-back candidate)."""
+        old = self.slots.pop(key, None)
+        if old is not None:
+            old.retired.set()
+            if old.users == 0:
+                await old.batcher.close()
 
     async def close(self) -> None:
         for s in self.slots.values():

@@ -25,6 +25,9 @@ class ServeMetrics:
         self.swaps = Counter("shelfops_swaps_total", "hot swaps", ["task"], registry=r)
         self.watch_errors = Counter("shelfops_watch_errors_total", "failed registry polls or loads",
                                     registry=r)
+        self.shadow_overlap = Histogram("shelfops_shadow_overlap", "top-k overlap of shadow vs production",
+                                        ["task", "version"], buckets=(0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0),
+                                        registry=r)
         self.online: dict[tuple[str, str], dict[str, int]] = {}
 
     def request(self, path: str, status: int, seconds: float, version: str) -> None:

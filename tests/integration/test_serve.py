@@ -165,3 +165,41 @@ def _wait(cond, timeout=60.0):
     while not cond():
         assert time.time() - t0 < timeout, "condition not met in time"
         time.sleep(0.2)
+
+
+def test_shadow_then_canary_then_promote(models, small_shop):
+    settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop,
+                             admin_token=TOKEN, rerank_depth=20)
+    running = start_in_thread(create_app(settings))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    c = httpx.Client(base_url=running.url, timeout=60)
+    try:
+        r = c.post("/admin/rollout", json={"task": "search", "mode": "shadow", "folder": str(models / "search-b"),
+                                           "version": "2"}, headers=auth)
+        assert r.status_code == 200, r.text
+        for i in range(20):
+            assert c.post("/v1/search", json={"query": f"shoes {i}", "k": 5, "user": f"u{i}"}).json()[
+                "versions"]["search"] == "1"  # shadow never answers users
+        _wait(lambda: c.get("/v1/rollout").json()["search"]["observed"]["candidate"]["requests"] >= 20)
+        st = c.get("/v1/rollout").json()["search"]
+        assert st["mode"] == "shadow" and 0 <= st["observed"]["candidate"]["overlap"] <= 1
+        assert "shelfops_shadow_overlap_bucket" in c.get("/metrics").text
+
+        assert c.post("/admin/rollout", json={"task": "search", "mode": "canary", "percent": 50},
+                      headers=auth).status_code == 200
+        arms = {}
+        for i in range(60):
+            u = f"user{i}"
+            got = {c.post("/v1/search", json={"query": "shoes", "k": 3, "user": u}).json()["versions"]["search"]
+                   for _ in range(2)}
+            assert len(got) == 1  # sticky: a user stays in one arm
+            arms[u] = got.pop()
+        share = sum(v == "2" for v in arms.values()) / len(arms)
+        assert 0.25 < share < 0.75
+        r = c.post("/admin/rollout/end", json={"task": "search", "promote": True}, headers=auth)
+        assert r.json() == {"task": "search", "promoted": True, "production": "2"}
+        assert c.post("/v1/search", json={"query": "shoes", "k": 3, "user": "user1"}).json()[
+            "versions"]["search"] == "2"
+        assert c.get("/v1/rollout").json() == {}
+    finally:
+        running.stop()
