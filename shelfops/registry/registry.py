@@ -260,6 +260,23 @@ class Registry:
                              also=[("previous", cur, prev_rev)] if cur is not None else None,
                              side_effect=mirror)
 
+    def clear(self, name: str, alias: str, *, reason: str, actor: str = "cli",
+              evidence: dict | None = None) -> Move:
+        """Unset an alias (e.g. ``canary`` after a rolled-back canary), audited like any move."""
+        cur, rev = self.ops.get(name, alias)
+        if cur is None:
+            raise PromotionRefused(f"{name}@{alias} is not set", model=name, alias=alias)
+
+        def mirror() -> None:
+            try:
+                self.client.delete_registered_model_alias(name, alias)
+            except Exception:  # already absent in MLflow: the operational store is the authority
+                pass
+
+        return self.ops.move(name, alias, None, expected_rev=rev, actor=actor, action="rollback",
+                             reason=reason, evidence={"rolled_back": cur, **(evidence or {})},
+                             side_effect=mirror)
+
     def aliases(self, name: str) -> dict[str, str]:
         return self.ops.aliases(name)
 

@@ -176,6 +176,12 @@ class State:
         return self.arms.setdefault((task, version), {"requests": 0, "errors": 0,
                                                       "latency_ms": deque(maxlen=5000), "overlap": deque(maxlen=5000)})
 
+    def reset_window(self, task: str, versions: list[str]) -> None:
+        """A rollout step starts: its numbers are counted afresh (Prometheus counters keep totals)."""
+        for v in versions:
+            self.arms.pop((task, v), None)
+            self.metrics.online.pop((task, v), None)
+
     def observed(self, task: str, version: str) -> dict:
         a = self.arm(task, version)
         fb = self.metrics.online.get((task, version), {})
@@ -474,8 +480,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
             cur = Rollout(body.mode, body.percent, body.version, folder, time.time())
         elif cur is None:
             raise BadRequest("no rollout running: give folder and version to start one", field="folder")
-        state.rollouts[body.task] = Rollout(body.mode, body.percent if body.mode == "canary" else 0,
-                                            cur.version, cur.folder, cur.started)
+        new = Rollout(body.mode, body.percent if body.mode == "canary" else 0, cur.version, cur.folder,
+                      cur.started)
+        old = state.rollouts.get(body.task)
+        if old is None or (old.mode, old.percent, old.version) != (new.mode, new.percent, new.version):
+            prod = state.host.slots.get(body.task)
+            state.reset_window(body.task, [new.version] + ([prod.version] if prod else []))
+        state.rollouts[body.task] = new
         return {"task": body.task, "mode": body.mode, "percent": state.rollouts[body.task].percent,
                 "candidate": cur.version}
 

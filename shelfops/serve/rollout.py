@@ -3,7 +3,8 @@
     shadow -> 5% -> 25% -> 50% -> 100% (promote)
 
 At each step the candidate must stay for ``min_dwell_s`` and collect ``min_requests``
-before it may advance. It is rolled back at once, whatever the step, when its error rate,
+(and, in canary steps, ``min_impressions`` per arm, so the click-through test has had its
+chance) before it may advance; the server counts each step's window afresh. It is rolled back at once, whatever the step, when its error rate,
 its p99 latency against production's, or (in shadow) its output divergence from production
 break a limit, or when its click-through or conversion is significantly lower than
 production's (one-sided two-proportion z-test at ``alpha``, once both arms have enough
@@ -107,10 +108,13 @@ def decide(stage: str | int, dwell_s: float, cand: Observed, prod: Observed, pol
                 return rollback(f"{name} {c_hits / cand.impressions:.2%} vs production "
                                 f"{p_hits / prod.impressions:.2%} is significantly lower (p={p:.2g} < "
                                 f"{policy.alpha:g})", **{f"{name}_p": p})
-    if dwell_s < policy.min_dwell_s or cand.requests < policy.min_requests:
+    short_of_impressions = stage != "shadow" and min(cand.impressions, prod.impressions) < policy.min_impressions
+    if dwell_s < policy.min_dwell_s or cand.requests < policy.min_requests or short_of_impressions:
         return Decision("hold", stage, traffic_of(stage),
                         f"collecting: {dwell_s:.0f}/{policy.min_dwell_s:.0f} s, "
-                        f"{cand.requests}/{policy.min_requests} requests", ev)
+                        f"{cand.requests}/{policy.min_requests} requests"
+                        + (f", {min(cand.impressions, prod.impressions)}/{policy.min_impressions} impressions "
+                           "per arm" if stage != "shadow" else ""), ev)
     nxt = STAGES[STAGES.index(stage) + 1]
     if nxt == 100:
         return Decision("promote", nxt, 100, f"healthy at every step; promoting after {stage}%", ev)

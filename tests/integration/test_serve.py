@@ -203,3 +203,65 @@ def test_shadow_then_canary_then_promote(models, small_shop):
         assert c.get("/v1/rollout").json() == {}
     finally:
         running.stop()
+
+
+def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_shop, tmp_path):
+    """Simulated users click less on the candidate's results: the controller (a fresh instance
+    after the first step, as after a crash) rolls it back, and the history says why."""
+    import json as _json
+    import random
+
+    from shelfops.registry.registry import Registry
+    from shelfops.serve.controller import Controller, HttpServer
+    from shelfops.serve.rollout import Policy
+
+    reg = Registry(home=tmp_path / "home")
+    reg.register(models / "search", "shop-search")
+    reg.register(models / "search-b", "shop-search")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "gate.json").write_text(_json.dumps({"passed": True, "failed": []}))  # gating is tested elsewhere
+    (gate / "gate.html").write_text("<html></html>")
+    for v in ("1", "2"):
+        reg.attach_gate("shop-search", v, gate)
+    reg.promote("shop-search", "1", "production", reason="v1")
+    settings = ServeSettings(models={"search": (reg.load("shop-search", "1"), "1")}, data_dir=small_shop,
+                             admin_token=TOKEN, rerank_depth=10)
+    running = start_in_thread(create_app(settings))
+    policy = Policy(min_dwell_s=0, min_requests=20, min_impressions=30, min_shadow_overlap=0.0, alpha=0.01)
+    clock = {"t": 0.0}
+    server = HttpServer(running.url, TOKEN)
+    ctl = Controller(reg, server, "shop-search", policy=policy, clock=lambda: clock["t"])
+    c = httpx.Client(base_url=running.url, timeout=60)
+    rng = random.Random(0)
+    try:
+        ctl.start("2")
+        decisions, n = [], 0
+        while ctl.row().status == "running" and n < 4000:
+            n += 1
+            r = c.post("/v1/search", json={"query": "shoes", "k": 3, "user": f"u{n}"}).json()
+            version = r["versions"]["search"]
+            c.post("/v1/events", json={"type": "impression", "item_id": r["items"][0]["item_id"],
+                                       "request_id": r["request_id"]})
+            if rng.random() < (0.30 if version == "1" else 0.02):  # the candidate is worse
+                c.post("/v1/events", json={"type": "click", "item_id": r["items"][0]["item_id"],
+                                           "request_id": r["request_id"]})
+            if n % 40 == 0:
+                clock["t"] += 10
+                d = ctl.tick()
+                if d and d.action != "hold":
+                    decisions.append((d.action, d.stage))
+                    if d.action == "advance":  # a new controller process picks up from the store
+                        ctl = Controller(reg, server, "shop-search", policy=policy, clock=lambda: clock["t"])
+        row = ctl.row()
+        assert row.status == "rolled_back" and "click-through" in row.reason, (row, decisions)
+        assert decisions[0] == ("advance", 5) and decisions[-1][0] == "rollback"
+        assert c.get("/v1/rollout").json() == {}  # candidate dropped
+        assert c.post("/v1/search", json={"query": "shoes", "k": 3, "user": "u1"}).json()["versions"]["search"] == "1"
+        hist = reg.history("shop-search")
+        last = hist[-1]
+        assert last.action == "rollback" and last.to_version is None and "click-through" in last.reason
+        assert last.evidence["observed"]["candidate"]["impressions"] >= 30
+        assert reg.aliases("shop-search")["production"] == "1"
+    finally:
+        running.stop()

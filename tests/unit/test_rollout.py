@@ -45,7 +45,8 @@ def test_rolls_back_with_the_reason_and_numbers(cand, stage, words):
 
 def test_click_through_needs_enough_impressions_and_significance():
     few = healthy(impressions=300, clicks=20)  # 6.7% but too few impressions to decide
-    assert decide(25, 120, few, PROD, P).action == "advance"
+    d = decide(25, 120, few, PROD, P)
+    assert d.action == "hold" and "300/1000 impressions" in d.reason  # nor to advance
     noise = healthy(impressions=2000, clicks=190)  # 9.5% vs 10%: not significant
     assert decide(25, 120, noise, PROD, P).action == "advance"
     assert one_sided_p(100, 2000, 200, 2000) < 1e-6 < one_sided_p(200, 2000, 100, 2000)

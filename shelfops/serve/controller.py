@@ -1,0 +1,159 @@
+"""The rollout reconciler: observe the server, decide (rollout.decide), act, record.
+
+State (model, candidate, stage, when the stage began, status) lives in the operational
+store, so a controller killed mid-rollout resumes where it was: ``tick`` first makes the
+server match the stored stage, then decides. Every stage change moves a registry alias
+(shadow, canary, production) with the decision's evidence, or clears ``canary`` on a
+rollback, so ``shelfops registry history`` tells the rollout's story.
+
+The server is reached through a small transport (HTTP by default); tests may pass another.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from shelfops.ops.store import META, now
+from shelfops.serve.rollout import Decision, Observed, Policy, decide, traffic_of
+
+ROLLOUTS = sa.Table(
+    "shelfops_rollouts", META,
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("candidate", sa.String(50), nullable=False),
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("stage_started", sa.Float, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # running | promoted | rolled_back
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+
+@dataclass
+class RolloutRow:
+    model: str
+    candidate: str
+    stage: str | int
+    stage_started: float
+    status: str
+    reason: str
+
+
+def _stage(s: str) -> str | int:
+    return s if s == "shadow" else int(s)
+
+
+class HttpServer:
+    """The transport to one shelfops server's rollout endpoints."""
+
+    def __init__(self, url: str, token: str, timeout: float = 120.0) -> None:
+        import httpx
+
+        self.c = httpx.Client(base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+
+    def status(self) -> dict:
+        return self.c.get("/v1/rollout").raise_for_status().json()
+
+    def set(self, **body) -> dict:
+        return self.c.post("/admin/rollout", json=body).raise_for_status().json()
+
+    def end(self, **body) -> dict:
+        return self.c.post("/admin/rollout/end", json=body).raise_for_status().json()
+
+
+class Controller:
+    def __init__(self, registry, server, model: str, *, task: str = "search", policy: Policy = Policy(),
+                 clock: Callable[[], float] = time.time, actor: str = "controller") -> None:
+        self.reg, self.server, self.model, self.task = registry, server, model, task
+        self.policy, self.clock, self.actor = policy, clock, actor
+        self.engine = registry.ops.engine
+        META.create_all(self.engine)
+
+    # ----------------------------------------------------------------- state
+    def row(self) -> RolloutRow | None:
+        with self.engine.connect() as c:
+            r = c.execute(sa.select(ROLLOUTS).where(ROLLOUTS.c.model == self.model)).mappings().first()
+        return None if r is None else RolloutRow(r["model"], r["candidate"], _stage(r["stage"]),
+                                                 r["stage_started"], r["status"], r["reason"])
+
+    def _save(self, row: RolloutRow) -> None:
+        vals = dict(candidate=row.candidate, stage=str(row.stage), stage_started=row.stage_started,
+                    status=row.status, reason=row.reason, updated_at=now())
+        with self.engine.begin() as c:
+            if c.execute(ROLLOUTS.update().where(ROLLOUTS.c.model == self.model).values(**vals)).rowcount == 0:
+                c.execute(ROLLOUTS.insert().values(model=self.model, **vals))
+
+    # ----------------------------------------------------------------- actions
+    def start(self, candidate: str, reason: str = "new candidate") -> RolloutRow:
+        """Begin a rollout in shadow; the candidate must be a registered version."""
+        folder = self.reg.load(self.model, candidate)
+        self.reg.promote(self.model, candidate, "shadow", reason=reason, actor=self.actor)
+        self.server.set(task=self.task, mode="shadow", folder=str(folder), version=candidate)
+        row = RolloutRow(self.model, candidate, "shadow", self.clock(), "running", reason)
+        self._save(row)
+        return row
+
+    def _sync(self, row: RolloutRow, live: dict) -> None:
+        """Make the server match the stored stage (after a restart of either)."""
+        want_mode = "shadow" if row.stage == "shadow" else "canary"
+        if live.get("candidate") != row.candidate or live.get("mode") != want_mode or \
+                live.get("percent", 0) != traffic_of(row.stage):
+            folder = self.reg.load(self.model, row.candidate)
+            self.server.set(task=self.task, mode=want_mode, percent=traffic_of(row.stage), folder=str(folder),
+                            version=row.candidate)
+
+    def tick(self) -> Decision | None:
+        row = self.row()
+        if row is None or row.status != "running":
+            return None
+        status = self.server.status()
+        live = status.get(self.task) or {}
+        if not live:
+            self._sync(row, live)
+            return None
+        self._sync(row, live)
+        obs = live.get("observed") or {}
+        cand = Observed(**{k: v for k, v in (obs.get("candidate") or {}).items() if k in Observed.__annotations__})
+        prod = Observed(**{k: v for k, v in (obs.get("production") or {}).items() if k in Observed.__annotations__})
+        d = decide(row.stage, self.clock() - row.stage_started, cand, prod, self.policy)
+        if d.action == "hold":
+            return d
+        evidence: dict[str, Any] = {"decision": d.action, "from_stage": row.stage, "to_stage": d.stage,
+                                    "observed": d.evidence}
+        if d.action == "rollback":
+            self.server.end(task=self.task, promote=False)
+            self.reg.clear(self.model, "canary" if row.stage != "shadow" else "shadow", reason=d.reason,
+                           actor=self.actor, evidence=evidence)
+            row.status, row.reason = "rolled_back", d.reason
+        elif d.action == "promote":
+            self.server.end(task=self.task, promote=True)
+            self.reg.promote(self.model, row.candidate, "production", reason=d.reason, actor=self.actor,
+                             evidence=evidence)
+            row.status, row.reason, row.stage = "promoted", d.reason, 100
+        else:
+            self.server.set(task=self.task, mode="canary", percent=d.traffic)
+            self.reg.promote(self.model, row.candidate, "canary", reason=d.reason, actor=self.actor,
+                             evidence=evidence)
+            row.stage, row.stage_started, row.reason = d.stage, self.clock(), d.reason
+        self._save(row)
+        return d
+
+    def run(self, *, every: float = 5.0, until_done: bool = True, max_seconds: float | None = None) -> RolloutRow:
+        t0 = self.clock()
+        while True:
+            self.tick()
+            row = self.row()
+            if until_done and (row is None or row.status != "running"):
+                return row
+            if max_seconds is not None and self.clock() - t0 > max_seconds:
+                return row
+            time.sleep(every)
+
+
+def describe(row: RolloutRow | None) -> str:
+    return "no rollout" if row is None else json.dumps(row.__dict__)
