@@ -16,6 +16,7 @@ from shelfops.cli import data as data_cli
 from shelfops.cli import gate as gate_cli
 from shelfops.cli import optimize as optimize_cli
 from shelfops.cli import registry as registry_cli
+from shelfops.cli import rollout as rollout_cli
 from shelfops.cli import serve as serve_cli
 from shelfops.cli import train as train_cli
 from shelfops.cli.common import console, reported_errors, say, split_overrides
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(registry_cli.app, name="registry")
+app.add_typer(rollout_cli.app, name="rollout")
 app.command("train")(train_cli.train)
 app.command("evaluate")(train_cli.evaluate)
 app.command("optimize")(optimize_cli.optimize)

@@ -1,0 +1,61 @@
+"""`shelfops rollout ...`: drive a candidate through shadow -> canary -> production."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shelfops.cli.common import console, load, reported_errors, say, split_overrides
+
+app = typer.Typer(help="⑥ rollout: shadow -> 5% -> 25% -> 50% -> 100%, rolled back on live signals.",
+                  no_args_is_help=True)
+Server = Annotated[str, typer.Option("--server", help="the shelfops server's base URL")]
+Config = Annotated[Path | None, typer.Option("--config", "-c")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides")]
+
+
+def _controller(name: str, server: str, config, overrides, **policy):
+    from shelfops.registry.registry import registry_from
+    from shelfops.serve.controller import Controller, HttpServer
+    from shelfops.serve.rollout import Policy
+
+    token = os.environ.get("SHELFOPS_ADMIN_TOKEN")
+    if not token:
+        from shelfops.errors import ConfigError
+
+        raise ConfigError(["rollout: set SHELFOPS_ADMIN_TOKEN (the server's admin token)"])
+    _, ov = split_overrides(overrides)
+    reg = registry_from(load(config, ov).registry)
+    return Controller(reg, HttpServer(server, token), name, policy=Policy(**policy))
+
+
+@app.command()
+def start(name: str, version: str, server: Server = "http://127.0.0.1:8000",
+          config: Config = None, overrides: Overrides = None) -> None:
+    """Load VERSION of NAME beside production as a shadow (recorded as the `shadow` alias)."""
+    with reported_errors():
+        row = _controller(name, server, config, overrides).start(version)
+        say(f"rollout of {name} v{row.candidate} started in shadow")
+
+
+@app.command()
+def run(name: str, server: Server = "http://127.0.0.1:8000", every: float = 5.0,
+        min_dwell_s: float = 300.0, min_requests: int = 500, min_impressions: int = 500,
+        config: Config = None, overrides: Overrides = None) -> None:
+    """Reconcile until the rollout is promoted or rolled back (safe to kill and restart)."""
+    with reported_errors():
+        ctl = _controller(name, server, config, overrides, min_dwell_s=min_dwell_s,
+                          min_requests=min_requests, min_impressions=min_impressions)
+        while True:
+            d = ctl.tick()
+            row = ctl.row()
+            if d is not None and d.action != "hold":
+                console.print(f"{d.action}: {d.reason}")
+            if row is None or row.status != "running":
+                say(f"rollout finished: {row.status if row else 'none'}: {row.reason if row else ''}")
+                return
+            time.sleep(every)
