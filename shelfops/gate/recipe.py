@@ -144,7 +144,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         info.update(golden_queries=len(gq), test_queries=test["query"].n_unique())
         c_groups = _groups(cand, gq, cands)
         cand_q = _per_query_ndcg(cand, test, lo)
-        info["candidate_ndcg@10"] = float(np.mean(cand_q))
+        info["candidate_ndcg@10"] = float(np.nanmean(cand_q))
         if prod is not None:  # 1. quality, 4. ranking consistency
             prod_q = _per_query_ndcg(prod, test, lo)
             results.append(C.quality_non_regression(cand_q, prod_q, margin=st.quality_margin,

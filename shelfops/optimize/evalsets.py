@@ -74,7 +74,7 @@ def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth
     bounds = np.cumsum([n_valid] + [len(c) for c in cands])
 
     def quality(out: np.ndarray) -> float:
-        return float(np.mean(pool_metrics(valid, out[:n_valid], lo=lo)["ndcg@10"]))
+        return float(np.nanmean(pool_metrics(valid, out[:n_valid], lo=lo)["ndcg@10"]))
 
     def groups(out: np.ndarray) -> list[np.ndarray]:
         return [out[bounds[i]:bounds[i + 1]] for i in range(len(cands))]
@@ -103,7 +103,7 @@ def retrieval_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, de
 
     def quality(out: np.ndarray) -> float:
         s = (out[vq] * out[vd]).sum(1)
-        return float(np.mean(pool_metrics(valid, s, lo=lo)["ndcg@10"]))
+        return float(np.nanmean(pool_metrics(valid, s, lo=lo)["ndcg@10"]))
 
     def groups(out: np.ndarray) -> list[np.ndarray]:
         return [out[[pos[t] for t in c]] @ out[pos[q]] for q, c in zip(gq, cands)]

@@ -42,6 +42,11 @@ def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, p
     from shelfops.train import text_models
 
     for name in ("torch-fp32", "torch-bf16", "torch-int8"):
+        if name == "torch-bf16" and name in cfg.variants:
+            fast, why = V.bf16_is_fast()
+            if not fast:
+                say(f"optimize: skipping torch-bf16: this CPU has no fast bf16 ({why})")
+                continue
         if name in cfg.variants or name == REFERENCE:
             yield V.torch_variant(name, model, spec.task), ""
     calib = [encode(tok, ev.train_a[i:i + 32], ev.train_b[i:i + 32] if ev.train_b else None,
