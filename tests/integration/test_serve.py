@@ -8,6 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 from typer.testing import CliRunner
 
 from shelfops.cli.main import app as cli
@@ -45,6 +48,21 @@ def server(models, small_shop):
     running = start_in_thread(create_app(settings))
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    return schemathesis.openapi.from_url(server.url + "/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_never_get_a_5xx(case):
+    """Property-based requests generated from the API's own OpenAPI document (schemathesis)."""
+    case.call_and_validate(checks=[not_a_server_error])
 
 
 def test_endpoints_answer_with_versions(server):
