@@ -9,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
 from shelfops.cli.main import app as cli
@@ -50,19 +49,23 @@ def server(models, small_shop):
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def api(server):
-    return schemathesis.openapi.from_url(server.url + "/openapi.json")
+def test_fuzzed_requests_never_get_a_5xx(server):
+    """Property-based requests generated from the API's own OpenAPI document (schemathesis):
+    valid or not, no request gets a server error."""
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+    ops = [r.ok() for r in schema.get_all_operations()]
+    assert len(ops) >= 10
+    def fuzz(op) -> None:
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=op.as_strategy())
+        def check(case):
+            resp = case.call()
+            assert resp.status_code < 500, (op.label, case.body, resp.text[:300])
 
+        check()
 
-schema = schemathesis.pytest.from_fixture("api")
-
-
-@schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_fuzzed_requests_never_get_a_5xx(case):
-    """Property-based requests generated from the API's own OpenAPI document (schemathesis)."""
-    case.call_and_validate(checks=[not_a_server_error])
+    for op in ops:
+        fuzz(op)
 
 
 def test_endpoints_answer_with_versions(server):
@@ -246,7 +249,8 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     settings = ServeSettings(models={"search": (reg.load("shop-search", "1"), "1")}, data_dir=small_shop,
                              admin_token=TOKEN, rerank_depth=10)
     running = start_in_thread(create_app(settings))
-    policy = Policy(min_dwell_s=0, min_requests=20, min_impressions=30, min_shadow_overlap=0.0, alpha=0.01)
+    policy = Policy(min_dwell_s=0, min_requests=20, min_impressions=30, min_shadow_overlap=0.0, alpha=0.01,
+                    max_p99_ratio=20.0)  # this test is about click-through; latency on a busy CI box is noise
     clock = {"t": 0.0}
     server = HttpServer(running.url, TOKEN)
     ctl = Controller(reg, server, "shop-search", policy=policy, clock=lambda: clock["t"])
