@@ -264,9 +264,11 @@ class OptimizeConfig(_Strict):
     slo_p99_ms: float = Field(100.0, gt=0)
     max_quality_drop: float = Field(0.01, ge=0, lt=1, description="relative, e.g. 0.01 = 1%")
     objective: Literal["throughput", "latency", "quality"] = "throughput"
-    min_parity_pass_rate: float = Field(0.95, ge=0, le=1)
-    min_top10_overlap: float = Field(0.8, ge=0, le=1, description="per golden group")
-    min_kendall_tau: float = Field(0.7, ge=-1, le=1, description="per golden group")
+    # the same bar as the gate's parity check (gate.parity_min_pass_rate, overlap and tau 0.9):
+    # a variant the gate would refuse is never chosen here
+    min_parity_pass_rate: float = Field(0.999, ge=0, le=1)
+    min_top10_overlap: float = Field(0.9, ge=0, le=1, description="per golden group")
+    min_kendall_tau: float = Field(0.9, ge=-1, le=1, description="per golden group")
     batch_sizes: list[int] = [1, 8, 32, 128]
     threads: list[int] | None = Field(None, description="thread counts to try; null = 1..cores")
     seconds_per_point: float = Field(1.0, gt=0)
