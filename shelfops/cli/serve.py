@@ -10,9 +10,6 @@ import typer
 
 from shelfops.cli.common import load, reported_errors, say, split_overrides
 
-TASKS = ("search", "retrieval", "classify", "recommend")
-
-
 def serve(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="TASK=FOLDER (repeatable)")] = None,
     registry_prefix: Annotated[str | None, typer.Option(help="serve <prefix>-<task>@production from the "
@@ -32,6 +29,7 @@ def serve(
         from shelfops.artifacts import read_manifest
         from shelfops.errors import ConfigError
         from shelfops.serve.app import ServeSettings, create_app
+        from shelfops.serve.host import TASKS
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)

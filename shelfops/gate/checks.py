@@ -45,6 +45,7 @@ __all__ = [
     "rank_biased_overlap",
     "ranking_consistency",
     "summarize",
+    "top_k_overlap",
     "typo",
     "typo_robustness",
 ]
@@ -160,12 +161,11 @@ def _unit(value: float, name: str, where: str) -> None:
         raise ConfigError([f"{name} must be in [0, 1], got {value!r}"], where)
 
 
-def _top_k_overlap(ref: np.ndarray, got: np.ndarray, k: int) -> float:
-    """|top-k(ref) ∩ top-k(got)| / k, k capped at the group size.
+def top_k_overlap(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
+    """|top-k(ref) ∩ top-k(got)| / k, k capped at the group size (1.0 for an empty group).
 
-    Same definition as :func:`shelfops.optimize.measure.top_k_overlap`; repeated here because that
-    module imports torch, and the gate checks must stay importable (and testable) without it.
-    """
+    The one definition, shared with :mod:`shelfops.optimize.measure`; it lives here because
+    the gate checks must stay importable (and testable) without torch."""
     k = min(k, len(ref))
     if k == 0:
         return 1.0
@@ -274,7 +274,7 @@ def parity_with_reference(
     for name, v in (("min_overlap", min_overlap), ("min_pass_rate", min_pass_rate)):
         _unit(v, name, where)
     pairs = _paired_groups(ref_groups, groups, "ref_groups", "groups")
-    overlaps = [_top_k_overlap(r, g, k) for r, g in pairs]
+    overlaps = [top_k_overlap(r, g, k) for r, g in pairs]
     taus = [_kendall_tau(r, g) for r, g in pairs]
     ok = [o >= min_overlap and t >= min_tau for o, t in zip(overlaps, taus)]
     diffs = np.concatenate([np.abs(g - r) for r, g in pairs])
@@ -459,7 +459,7 @@ def ranking_consistency(
     pairs = _paired_groups(production, candidate, "production", "candidate")
     per_query = []
     for name, (prod, cand) in zip(names, pairs):
-        overlap = _top_k_overlap(prod, cand, k)
+        overlap = top_k_overlap(prod, cand, k)
         rbo = rank_biased_overlap(_ranking(prod), _ranking(cand), p)
         tau = _kendall_tau(prod, cand)
         ok = overlap >= min_overlap and rbo >= min_rbo and tau >= min_tau
@@ -520,7 +520,7 @@ def _overlap_probe_gate(
     _unit(min_overlap, "min_overlap", name)
     _unit(min_pass_rate, "min_pass_rate", name)
     pairs = _paired_groups(base, other, "base", what)
-    overlaps = [_top_k_overlap(b, o, k) for b, o in pairs]
+    overlaps = [top_k_overlap(b, o, k) for b, o in pairs]
     ok = [o >= min_overlap for o in overlaps]
     failing = [i for i, f in enumerate(ok) if not f]
     pass_rate = _rate(ok)

@@ -58,16 +58,22 @@ def _candidates(queries: list[str], valid: pl.DataFrame, items: pl.DataFrame, de
     return out
 
 
-def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
-                   train_pairs: int, seed: int = 0) -> EvalSet:
+def _validation_and_golden(data_dir: Path, spec, max_queries: int, golden: int, depth: int, seed: int):
+    """(pairs, lowest grade, sampled validation pairs, golden queries, their candidates)."""
     from shelfops.train.pairs import load_pairs
-    from shelfops.train.search import pool_metrics
 
     data = load_pairs(Path(data_dir), augmented=False)
     lo = spec.extra.get("grade_min", data.grade_min)
     valid = data.valid.filter(pl.col("query").is_in(_sample_queries(data.valid, max_queries, seed)))
     gq = _sample_queries(valid, golden, seed + 1)
-    cands = _candidates(gq, valid, data.items, depth)
+    return data, lo, valid, gq, _candidates(gq, valid, data.items, depth)
+
+
+def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
+                   train_pairs: int, seed: int = 0) -> EvalSet:
+    from shelfops.train.search import pool_metrics
+
+    data, lo, valid, gq, cands = _validation_and_golden(data_dir, spec, max_queries, golden, depth, seed)
     n_valid = len(valid)
     a = valid["query"].to_list() + [q for q, c in zip(gq, cands) for _ in c]
     b = valid["text"].to_list() + [t for c in cands for t in c]
@@ -87,14 +93,9 @@ def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth
 def retrieval_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
                       train_pairs: int, seed: int = 0) -> EvalSet:
     """Single texts (queries and products); scores are cosines of their embeddings."""
-    from shelfops.train.pairs import load_pairs
     from shelfops.train.search import pool_metrics
 
-    data = load_pairs(Path(data_dir), augmented=False)
-    lo = spec.extra.get("grade_min", data.grade_min)
-    valid = data.valid.filter(pl.col("query").is_in(_sample_queries(data.valid, max_queries, seed)))
-    gq = _sample_queries(valid, golden, seed + 1)
-    cands = _candidates(gq, valid, data.items, depth)
+    data, lo, valid, gq, cands = _validation_and_golden(data_dir, spec, max_queries, golden, depth, seed)
     texts = list(dict.fromkeys(valid["query"].to_list() + valid["text"].to_list() + gq
                                + [t for c in cands for t in c]))
     pos = {t: i for i, t in enumerate(texts)}

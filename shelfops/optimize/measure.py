@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
+from shelfops.gate.checks import top_k_overlap
 from shelfops.optimize.variants import Variant
 
 
@@ -43,15 +44,6 @@ def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *,
     res = np.empty_like(out)
     res[order] = out
     return res
-
-
-def top_k_overlap(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
-    k = min(k, len(ref))
-    if k == 0:
-        return 1.0
-    a = set(np.argsort(-ref, kind="stable")[:k].tolist())
-    b = set(np.argsort(-got, kind="stable")[:k].tolist())
-    return len(a & b) / k
 
 
 def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.ndarray,

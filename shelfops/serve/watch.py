@@ -6,8 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shelfops.errors import ArtifactNotFound
-
-TASKS = ("search", "retrieval", "classify", "recommend")
+from shelfops.serve.host import TASKS
 
 
 def follow_registry(reg, prefix: str, alias: str = "production"
