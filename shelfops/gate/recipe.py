@@ -110,7 +110,7 @@ def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> C.GateResult:
 
 def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data_dir: Path | None = None,
              settings: GateSettings | None = None, say: Say = print) -> dict:
-    from shelfops.optimize.evalsets import _candidates, _sample_queries
+    from shelfops.optimize.evalsets import golden_candidates, sample_queries
     from shelfops.optimize.shipped import load_shipped
     from shelfops.train.pairs import load_pairs
 
@@ -138,9 +138,9 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
     if task in ("search", "retrieval"):
         data = load_pairs(data_dir, augmented=False)
         lo = cand.spec.extra.get("grade_min", data.grade_min)
-        test = data.test.filter(pl.col("query").is_in(_sample_queries(data.test, st.max_queries, st.seed)))
-        gq = _sample_queries(test, st.golden, st.seed + 1)
-        cands = _candidates(gq, test, data.items, st.depth)
+        test = data.test.filter(pl.col("query").is_in(sample_queries(data.test, st.max_queries, st.seed)))
+        gq = sample_queries(test, st.golden, st.seed + 1)
+        cands = golden_candidates(gq, test, data.items, st.depth)
         info.update(golden_queries=len(gq), test_queries=test["query"].n_unique())
         c_groups = _groups(cand, gq, cands)
         cand_q = _per_query_ndcg(cand, test, lo)
@@ -173,7 +173,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         titles = data.items.filter(pl.col("title").is_not_null()).sample(
             min(st.title_probes, len(data.items)), seed=st.seed)
         t_q = titles["title"].to_list()
-        t_c = _candidates(t_q, test.head(0), data.items, st.depth)
+        t_c = golden_candidates(t_q, test.head(0), data.items, st.depth)
         own = titles["text"].to_list()
         t_c = [list(dict.fromkeys([o] + c))[: st.depth] for o, c in zip(own, t_c)]
         ranks = [int(np.where(np.argsort(-g, kind="stable") == 0)[0][0]) for g in _groups(cand, t_q, t_c)]

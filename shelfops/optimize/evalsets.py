@@ -36,13 +36,13 @@ class EvalSet:
         return len(self.texts_a)
 
 
-def _sample_queries(df: pl.DataFrame, n: int, seed: int) -> list[str]:
+def sample_queries(df: pl.DataFrame, n: int, seed: int) -> list[str]:
     qs = df["query"].unique(maintain_order=True).to_list()
     rng = np.random.default_rng(seed)
     return [qs[i] for i in sorted(rng.permutation(len(qs))[: min(n, len(qs))])]
 
 
-def _candidates(queries: list[str], valid: pl.DataFrame, items: pl.DataFrame, depth: int
+def golden_candidates(queries: list[str], valid: pl.DataFrame, items: pl.DataFrame, depth: int
                 ) -> list[list[str]]:
     """Each golden query's judged pool plus BM25's top catalogue hits, up to ``depth``."""
     from shelfops.train.baselines import BM25Index
@@ -64,9 +64,9 @@ def _validation_and_golden(data_dir: Path, spec, max_queries: int, golden: int, 
 
     data = load_pairs(Path(data_dir), augmented=False)
     lo = spec.extra.get("grade_min", data.grade_min)
-    valid = data.valid.filter(pl.col("query").is_in(_sample_queries(data.valid, max_queries, seed)))
-    gq = _sample_queries(valid, golden, seed + 1)
-    return data, lo, valid, gq, _candidates(gq, valid, data.items, depth)
+    valid = data.valid.filter(pl.col("query").is_in(sample_queries(data.valid, max_queries, seed)))
+    gq = sample_queries(valid, golden, seed + 1)
+    return data, lo, valid, gq, golden_candidates(gq, valid, data.items, depth)
 
 
 def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
