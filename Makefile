@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast lint bench clean
 
 # Re-installs only when the project's dependency files change, so repeat runs are quick.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,8 +20,14 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/shelfops demo
 
+# The dashboard test drives Debian's chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)); } \
+	  || echo "chromium not installed: the dashboard browser test will fail"
+
 # Everything, slow tests included (CI runs this).
-test: install
+test: install browser
 	$(PY) -m pytest -m 'slow or not slow'
 
 # The fast loop: skips tests marked slow.

@@ -27,8 +27,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
@@ -37,6 +37,9 @@ from shelfops.serve.metrics import ServeMetrics
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+SERVED_PATHS = frozenset({"/v1/search", "/v1/rerank", "/v1/recommend", "/v1/classify"})
 
 
 class _In(BaseModel):
@@ -88,6 +91,10 @@ class EventIn(_In):
     session: Id | None = None
 
 
+class EventsIn(_In):
+    events: list[EventIn] = Field(min_length=1, max_length=200)
+
+
 class ReloadIn(_In):
     task: Literal["search", "retrieval", "classify", "recommend"]
     folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -103,10 +110,15 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024
     session_length: int = 50
     request_log: int = 100_000
+    traffic_log: int = 50_000  # searches and clicks kept for the drift monitor (GET /v1/traffic)
     # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
     # registry's production alias); a different version is hot-swapped in
     watch: Callable[[], dict[str, tuple[Path, str]]] | None = None
     watch_seconds: float = 5.0
+    # the dashboard: registry versions, aliases, gates and history (shelfops.serve.watch.registry_view),
+    # and a folder of charts other stages wrote (optimize's pareto.png, drift reports)
+    registry_view: Callable[[], dict] | None = None
+    report_dir: Path | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -171,6 +183,15 @@ class State:
         self.rollouts: dict[str, Rollout] = {}
         self.arms: dict[tuple[str, str], dict] = {}  # (task, version) -> requests, errors, latencies
         self.shadow_tasks: set[asyncio.Task] = set()
+        self.live: deque[tuple[float, float]] = deque(maxlen=50_000)  # (time, seconds) of served requests
+        self.registry_cache: tuple[float, dict] = (0.0, {})
+        self.traffic: deque[dict] = deque(maxlen=s.traffic_log)  # searches and clicks, oldest first
+        self.timeline: list[dict] = []  # rollout steps with traffic shares, for the dashboard
+
+    def log_rollout(self, task: str, what: str, candidate: str | None, percent: int) -> None:
+        prod = self.host.slots.get(task)
+        self.timeline.append({"t": time.time(), "task": task, "event": what, "candidate": candidate,
+                              "production": prod.version if prod else None, "percent": percent})
 
     def arm(self, task: str, version: str) -> dict:
         return self.arms.setdefault((task, version), {"requests": 0, "errors": 0,
@@ -302,8 +323,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                 status_code=413)
         t0 = time.perf_counter()
         response = await call_next(request)
-        state.metrics.request(request.url.path, response.status_code, time.perf_counter() - t0,
+        secs = time.perf_counter() - t0
+        state.metrics.request(request.url.path, response.status_code, secs,
                               response.headers.get("x-shelfops-version", ""))
+        if request.url.path in SERVED_PATHS:
+            state.live.append((time.time(), secs))
         return response
 
     @app.exception_handler(ShelfopsError)
@@ -371,6 +395,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
         state.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
                              "session": body.session, "items": [it["item_id"] for it in items]})
+        state.traffic.append({"t": time.time(), "kind": "search", "query": body.query,
+                              "version": versions.get("search", versions["retrieval"]),
+                              "top_category": items[0]["category"] if items else None,
+                              "top_score": items[0]["score"] if items else None, "results": len(items)})
         return JSONResponse({"request_id": rid, "items": items, "versions": versions},
                             headers={"x-shelfops-version": versions.get("search", versions["retrieval"])})
 
@@ -425,8 +453,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                               for i in top[1:]], "versions": {"classify": s.version}},
                             headers={"x-shelfops-version": s.version})
 
-    @app.post("/v1/events")
-    async def events(body: EventIn):
+    def record_event(body: EventIn) -> int:
         served = state.requests.get(body.request_id) if body.request_id else None
         if body.request_id and served is None:
             raise BadRequest(f"unknown request_id {body.request_id!r} (expired or never served)",
@@ -438,7 +465,29 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if served:
             for task, version in served["versions"].items():
                 state.metrics.feedback(task, version, body.type)
-        return {"ok": True, "session_length": len(state.sessions.get(key, ())) if key else 0}
+        if body.type == "click":
+            cat = state.catalogue
+            row = cat.row.get(body.item_id) if cat else None
+            state.traffic.append({"t": time.time(), "kind": "click", "item": body.item_id,
+                                  "category": cat.categories[row] if row is not None else None,
+                                  "version": (served or {}).get("versions", {}).get("search")})
+        return len(state.sessions.get(key, ())) if key else 0
+
+    @app.post("/v1/events")
+    async def events(body: EventIn):
+        return {"ok": True, "session_length": record_event(body)}
+
+    @app.post("/v1/events/batch")
+    async def events_batch(body: EventsIn):
+        """Up to 200 events in one call (an impression per shown item adds up); each is checked
+        first, so a bad one rejects the batch and names its position."""
+        for n, e in enumerate(body.events):
+            if e.request_id and e.request_id not in state.requests:
+                raise BadRequest(f"events[{n}]: unknown request_id {e.request_id!r} (expired or never served)",
+                                 field=f"events.{n}.request_id")
+        for e in body.events:
+            record_event(e)
+        return {"ok": True, "accepted": len(body.events)}
 
     @app.get("/healthz")
     async def healthz():
@@ -455,6 +504,41 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/metrics")
     async def metrics():
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/traffic", dependencies=[Depends(admin)])
+    async def traffic(since: float = 0.0, limit: int = Query(10_000, ge=1, le=100_000)):
+        """Searches and clicks after ``since`` (unix seconds), oldest first: the drift monitor's input."""
+        out = [r for r in state.traffic if r["t"] > since]
+        return {"records": out[-limit:], "now": time.time()}
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page():
+        from importlib.resources import files
+
+        return HTMLResponse(files("shelfops.serve").joinpath("dashboard.html").read_text())
+
+    @app.get("/v1/dashboard")
+    async def dashboard_data():
+        """Everything the dashboard shows, in one document (public: no queries, no user ids)."""
+        from shelfops.serve.dashboard import state_document
+
+        fetched, reg = state.registry_cache
+        if settings.registry_view is not None and time.time() - fetched > 5.0:
+            try:
+                reg = await asyncio.get_running_loop().run_in_executor(None, settings.registry_view)
+            except Exception as e:  # the registry is down: show the serving side anyway
+                reg = {"error": str(e)}
+            state.registry_cache = (time.time(), reg)
+        return state_document(state, reg)
+
+    @app.get("/dashboard/files/{name}", include_in_schema=False)
+    async def dashboard_file(name: str):
+        from shelfops.serve.dashboard import report_file
+
+        path = report_file(settings.report_dir, name)
+        if path is None:
+            return JSONResponse({"code": "not_found", "message": f"no report file {name!r}"}, status_code=404)
+        return FileResponse(path)
 
     @app.get("/v1/rollout")
     async def rollout_status():
@@ -487,6 +571,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             prod = state.host.slots.get(body.task)
             state.reset_window(body.task, [new.version] + ([prod.version] if prod else []))
         state.rollouts[body.task] = new
+        if old is None or (old.mode, old.percent) != (new.mode, new.percent):
+            state.log_rollout(body.task, new.mode, new.version, new.percent)
         return {"task": body.task, "mode": body.mode, "percent": state.rollouts[body.task].percent,
                 "candidate": cur.version}
 
@@ -499,6 +585,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if body.promote:
             await swap(state, body.task, r.folder, r.version)
         await state.host.remove(f"{body.task}:candidate")
+        state.log_rollout(body.task, "promoted" if body.promote else "rolled back", r.version,
+                          100 if body.promote else 0)
         return {"task": body.task, "promoted": body.promote, "production": state.host.slots[body.task].version}
 
     @app.post("/admin/reload", dependencies=[Depends(admin)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,3 +28,25 @@ def follow_registry(reg, prefix: str, alias: str = "production"
         return out
 
     return wanted
+
+
+def registry_view(reg, prefix: str | None = None, history: int = 50) -> Callable[[], dict]:
+    """A poll function for ServeSettings.registry_view: versions, aliases, gates, alias history."""
+
+    def view() -> dict:
+        names = [n for n in reg.models() if prefix is None or n.startswith(f"{prefix}-")]
+        models = {}
+        for name in names:
+            versions = sorted(reg.versions(name), key=lambda v: -int(v.version))
+            models[name] = {"aliases": reg.aliases(name), "versions": [
+                {"version": v.version, "aliases": v.aliases, "gate": v.gate, "created_at": v.created_at,
+                 "failed": json.loads(v.tags.get("shelfops.gate_failed") or "[]")}
+                for v in versions[:20]]}
+        moves = [m for n in names for m in reg.history(n)]
+        moves.sort(key=lambda m: m.id, reverse=True)
+        return {"models": models, "history": [
+            {"at": m.at, "model": m.model, "alias": m.alias, "from_version": m.from_version,
+             "to_version": m.to_version, "actor": m.actor, "action": m.action, "reason": m.reason}
+            for m in moves[:history]]}
+
+    return view

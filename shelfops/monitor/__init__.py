@@ -1,0 +1,1 @@
+"""⑦ monitor: drift over traffic windows, scheduled consistency checks, retraining triggers."""

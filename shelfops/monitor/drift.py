@@ -1,0 +1,219 @@
+"""Drift between a reference window of traffic and a current one: pure functions.
+
+Each feature has an effect size judged against a threshold and, where sampling noise can
+fake one (PSI grows with the number of categories when windows are small), a test that
+must also be significant at ``alpha``:
+
+* numeric features (query length, top-1 score): PSI on the reference's quantile bins, and
+  the two-sample Kolmogorov-Smirnov test (scipy);
+* categorical mixes (the category of each search's top result, clicked categories, clicked
+  items): PSI over the union of categories, and the chi-square test of the 2 x K table;
+* unseen-token rate: the share of query tokens the reference never saw, against the same
+  rate between the reference's two halves (what "no drift" looks like for this traffic);
+* embedding centroid shift: 1 - cosine of the two windows' mean query embeddings.
+
+A window is a plain :class:`Window`; building one from the server's traffic log lives in
+:mod:`shelfops.monitor.windows`. Nothing here does I/O except :func:`plot`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_EPS = 1e-4
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    psi: float = 0.2  # the usual "significant shift" cut
+    alpha: float = 0.001  # significance the KS / chi-square test must also reach
+    unseen_delta: float = 0.05  # extra share of unseen query tokens over the reference's own
+    centroid_shift: float = 0.05
+    min_samples: int = 100  # per window, below this nothing is judged
+
+
+@dataclass
+class Window:
+    """One window of served traffic (one entry per search, per click)."""
+
+    queries: list[str] = field(default_factory=list)
+    query_categories: list[str] = field(default_factory=list)  # category of each search's top result
+    top_scores: list[float] = field(default_factory=list)
+    clicked_items: list[str] = field(default_factory=list)
+    clicked_categories: list[str] = field(default_factory=list)
+    embeddings: np.ndarray | None = None  # (n, d) query embeddings, optional
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def psi(ref: Sequence[float], cur: Sequence[float], bins: int = 10) -> float:
+    """Population stability index of ``cur`` against ``ref`` on ``ref``'s quantile bins."""
+    r, c = np.asarray(ref, np.float64), np.asarray(cur, np.float64)
+    if len(r) == 0 or len(c) == 0:
+        return 0.0
+    edges = np.unique(np.quantile(r, np.linspace(0, 1, bins + 1)[1:-1]))
+    pr = np.bincount(np.searchsorted(edges, r, side="right"), minlength=len(edges) + 1) / len(r)
+    pc = np.bincount(np.searchsorted(edges, c, side="right"), minlength=len(edges) + 1) / len(c)
+    return _psi(pr, pc)
+
+
+def psi_categorical(ref: Sequence[str], cur: Sequence[str]) -> float:
+    """PSI of two categorical samples over the union of their categories."""
+    if not ref or not cur:
+        return 0.0
+    a, b = Counter(ref), Counter(cur)
+    keys = sorted(set(a) | set(b))
+    pr = np.array([a[k] for k in keys], np.float64) / len(ref)
+    pc = np.array([b[k] for k in keys], np.float64) / len(cur)
+    return _psi(pr, pc)
+
+
+def _psi(pr: np.ndarray, pc: np.ndarray) -> float:
+    pr, pc = np.maximum(pr, _EPS), np.maximum(pc, _EPS)
+    return float(np.sum((pc - pr) * np.log(pc / pr)))
+
+
+def ks(ref: Sequence[float], cur: Sequence[float]) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic and p-value."""
+    from scipy.stats import ks_2samp
+
+    if len(ref) == 0 or len(cur) == 0:
+        return 0.0, 1.0
+    res = ks_2samp(np.asarray(ref, np.float64), np.asarray(cur, np.float64))
+    return float(res.statistic), float(res.pvalue)
+
+
+def chi2_p(ref: Sequence[str], cur: Sequence[str]) -> float:
+    """P-value of the chi-square test that two categorical samples share one distribution."""
+    from scipy.stats import chi2_contingency
+
+    if not ref or not cur:
+        return 1.0
+    a, b = Counter(ref), Counter(cur)
+    keys = sorted(set(a) | set(b))
+    if len(keys) < 2:
+        return 1.0
+    return float(chi2_contingency(np.array([[a[k] for k in keys], [b[k] for k in keys]])).pvalue)
+
+
+def unseen_rate(queries: Sequence[str], vocab: set[str]) -> float:
+    """Share of the query tokens that are not in ``vocab``."""
+    toks = [t for q in queries for t in tokens(q)]
+    return sum(t not in vocab for t in toks) / len(toks) if toks else 0.0
+
+
+def centroid_shift(ref: np.ndarray, cur: np.ndarray) -> float:
+    """1 - cosine similarity of the mean embeddings of two windows."""
+    a, b = np.asarray(ref, np.float64).mean(0), np.asarray(cur, np.float64).mean(0)
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(1.0 - a @ b / den) if den > 0 else 0.0
+
+
+def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
+    """Every feature's statistic, its threshold and whether it drifted; ``drifted`` when any did.
+
+    Windows smaller than ``th.min_samples`` are reported but judged as not drifted."""
+    enough = len(ref) >= th.min_samples and len(cur) >= th.min_samples
+    feats: dict[str, dict] = {}
+
+    def add(name: str, test: str, value: float, threshold: float, drifted: bool, **more) -> None:
+        feats[name] = {"test": test, "value": round(value, 6), "threshold": threshold,
+                       "drifted": bool(enough and drifted), **more}
+
+    def numeric(name: str, r: Sequence[float], c: Sequence[float]) -> None:
+        v, (stat, p) = psi(r, c), ks(r, c)
+        add(name, "psi+ks", v, th.psi, v > th.psi and p < th.alpha, ks=round(stat, 4), p_value=p)
+
+    def categorical(name: str, r: Sequence[str], c: Sequence[str], threshold: float, top: bool = True) -> None:
+        v, p = psi_categorical(r, c), chi2_p(r, c)
+        more = {"top_shift": _top_shift(r, c)} if top else {}
+        add(name, "psi+chi2", v, threshold, v > threshold and p < th.alpha, p_value=p, **more)
+
+    numeric("query_length", [len(tokens(q)) for q in ref.queries], [len(tokens(q)) for q in cur.queries])
+    categorical("query_category_mix", ref.query_categories, cur.query_categories, th.psi)
+    half = len(ref.queries) // 2
+    base = unseen_rate(ref.queries[half:], {t for q in ref.queries[:half] for t in tokens(q)})
+    now = unseen_rate(cur.queries, {t for q in ref.queries for t in tokens(q)})
+    add("unseen_token_rate", "delta", now - base, th.unseen_delta, now - base > th.unseen_delta,
+        reference=round(base, 4), current=round(now, 4), new_tokens=_new_tokens(ref.queries, cur.queries))
+    if ref.clicked_categories and cur.clicked_categories:
+        categorical("category_popularity", ref.clicked_categories, cur.clicked_categories, th.psi)
+    if ref.clicked_items and cur.clicked_items:
+        # item-level mixes are sparse, so PSI over many items is noisy: judged against twice the cut
+        categorical("item_popularity", ref.clicked_items, cur.clicked_items, 2 * th.psi, top=False)
+    if ref.top_scores and cur.top_scores:
+        numeric("top_score", ref.top_scores, cur.top_scores)
+    if ref.embeddings is not None and cur.embeddings is not None and len(ref.embeddings) and len(cur.embeddings):
+        v = centroid_shift(ref.embeddings, cur.embeddings)
+        add("embedding_centroid_shift", "cosine", v, th.centroid_shift, v > th.centroid_shift)
+    drifted = [k for k, f in feats.items() if f["drifted"]]
+    return {"drifted": bool(drifted), "drifted_features": drifted, "enough_samples": enough,
+            "samples": {"reference": len(ref), "current": len(cur)}, "features": feats,
+            "thresholds": asdict(th)}
+
+
+def _top_shift(ref: Sequence[str], cur: Sequence[str], n: int = 3) -> list[dict]:
+    """The categories whose share moved most, for the report's reader."""
+    a, b = Counter(ref), Counter(cur)
+    moves = [(k, b[k] / len(cur) - a[k] / len(ref)) for k in set(a) | set(b)]
+    moves.sort(key=lambda kv: -abs(kv[1]))
+    return [{"category": k, "reference": round(a[k] / len(ref), 4), "current": round(b[k] / len(cur), 4)}
+            for k, _ in moves[:n]]
+
+
+def _new_tokens(ref: Sequence[str], cur: Sequence[str], n: int = 5) -> list[str]:
+    seen = {t for q in ref for t in tokens(q)}
+    c = Counter(t for q in cur for t in tokens(q) if t not in seen)
+    return [t for t, _ in c.most_common(n)]
+
+
+def plot(report: dict, ref: Window, cur: Window, png: Path) -> Path:
+    """Reference vs current for the main features, one panel each, plus the statistics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
+    ql_r = [len(tokens(q)) for q in ref.queries]
+    ql_c = [len(tokens(q)) for q in cur.queries]
+    top = max(ql_r + ql_c + [1])
+    ax[0].hist([ql_r, ql_c], bins=np.arange(0.5, top + 1.5), density=True, label=["reference", "current"])
+    ax[0].set_title("query length (tokens)")
+    ax[0].legend()
+    a, b = Counter(ref.query_categories), Counter(cur.query_categories)
+    keys = [k for k, _ in (a + b).most_common(8)]
+    x = np.arange(len(keys))
+    ax[1].bar(x - 0.2, [a[k] / max(1, len(ref.query_categories)) for k in keys], 0.4, label="reference")
+    ax[1].bar(x + 0.2, [b[k] / max(1, len(cur.query_categories)) for k in keys], 0.4, label="current")
+    ax[1].set_xticks(x, [k.split(">")[-1].strip()[:14] for k in keys], rotation=45, ha="right", fontsize=7)
+    ax[1].set_title("searched category mix")
+    if ref.top_scores and cur.top_scores:
+        ax[2].hist([ref.top_scores, cur.top_scores], bins=20, density=True, label=["reference", "current"])
+    ax[2].set_title("top-1 score")
+    feats = report["features"]
+    names = list(feats)
+    ratio = [feats[n]["value"] / feats[n]["threshold"] for n in names]
+    ax[3].barh(names, ratio, color=["tab:red" if feats[n]["drifted"] else "tab:green" for n in names])
+    ax[3].axvline(1.0, color="k", ls="--", lw=1)
+    ax[3].set_title("statistic / threshold (>1: drifted)")
+    ax[3].tick_params(axis="y", labelsize=7)
+    fig.suptitle("drift: " + (", ".join(report["drifted_features"]) or "none"), fontsize=11)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return png

@@ -1,0 +1,141 @@
+"""Traffic replay: the synthetic shop's shoppers, played against a live server over HTTP.
+
+Each simulated search picks an active shopper and a query the way the generator does
+(their category taste, pulled toward the trend once the drift has begun on ``day``), asks
+``POST /v1/search``, then clicks each shown item with the hidden truth's probability
+(examination of the position x attractiveness of the item to that shopper), and reports
+impressions and clicks through ``POST /v1/events/batch`` tied to the request. So a model
+that ranks what shoppers want higher earns more clicks, which is what the rollout
+controller measures. The replay also keeps its own tally per served search version.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shelfops.data.synthetic_truth import ShopTruth
+
+
+@dataclass
+class Tally:
+    searches: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    errors: int = 0
+    by_version: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, version: str, impressions: int, clicks: int) -> None:
+        self.searches += 1
+        self.impressions += impressions
+        self.clicks += clicks
+        v = self.by_version.setdefault(version, {"searches": 0, "impressions": 0, "clicks": 0})
+        v["searches"] += 1
+        v["impressions"] += impressions
+        v["clicks"] += clicks
+
+    def ctr(self, version: str | None = None) -> float | None:
+        v = self.by_version.get(version, {}) if version else {"impressions": self.impressions,
+                                                              "clicks": self.clicks}
+        return v["clicks"] / v["impressions"] if v.get("impressions") else None
+
+    def to_dict(self) -> dict:
+        return {"searches": self.searches, "impressions": self.impressions, "clicks": self.clicks,
+                "errors": self.errors, "ctr": self.ctr(),
+                "by_version": {k: {**v, "ctr": v["clicks"] / v["impressions"] if v["impressions"] else None}
+                               for k, v in sorted(self.by_version.items())}}
+
+
+class Replay:
+    """Plays shoppers of ``truth`` on ``day`` against the server at ``url``."""
+
+    def __init__(self, truth: ShopTruth, url: str, *, day: int, seed: int = 0, k: int = 10,
+                 timeout: float = 60.0) -> None:
+        import httpx
+
+        self.truth, self.day, self.k = truth, day, k
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._local = threading.local()
+        self._seed = np.random.SeedSequence(seed)
+        self._lock = threading.Lock()
+        self.tally = Tally()
+        self._httpx = httpx
+
+    def _client(self):
+        c = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = self._httpx.Client(base_url=self.url, timeout=self.timeout)
+        return c
+
+    def query_for(self, rng: np.random.Generator, user: str) -> str:
+        t = self.truth
+        u = t.user_index(user)
+        pref = t.users.leaf_pref[[u]] if u >= 0 else t.pop_leaf[None, :]
+        q = t.pick_queries(rng, t.pick_leaves(rng, pref, self.day))
+        return t.bank.text[int(q[0])]
+
+    def one(self, rng: np.random.Generator) -> dict:
+        """One search and its feedback; returns what happened."""
+        c = self._client()
+        user = self.truth.sample_user(rng, self.day)
+        query = self.query_for(rng, user)
+        try:
+            r = c.post("/v1/search", json={"query": query, "k": self.k, "user": user})
+            r.raise_for_status()
+            got = r.json()
+        except Exception:
+            with self._lock:
+                self.tally.errors += 1
+            return {"error": True}
+        ids = [it["item_id"] for it in got["items"]]
+        version = got["versions"].get("search") or got["versions"].get("retrieval", "?")
+        clicked: list[str] = []
+        if ids:
+            p = self.truth.click_probability(user, query, ids, np.arange(1, len(ids) + 1), self.day)
+            clicked = [i for i, hit in zip(ids, rng.random(len(ids)) < p) if hit]
+            events = [{"type": "impression", "item_id": i, "request_id": got["request_id"], "user": user}
+                      for i in ids] + [{"type": "click", "item_id": i, "request_id": got["request_id"],
+                                        "user": user} for i in clicked]
+            try:
+                c.post("/v1/events/batch", json={"events": events}).raise_for_status()
+            except Exception:
+                with self._lock:
+                    self.tally.errors += 1
+                return {"error": True}
+        with self._lock:
+            self.tally.add(version, len(ids), len(clicked))
+        return {"user": user, "query": query, "version": version, "shown": len(ids), "clicks": len(clicked)}
+
+    def run(self, searches: int | None = None, *, seconds: float | None = None, concurrency: int = 4,
+            stop: threading.Event | None = None, progress=None) -> Tally:
+        """Play ``searches`` searches (or until ``seconds`` pass, or ``stop`` is set) with
+        ``concurrency`` shoppers at a time; returns the tally (also kept on ``self.tally``)."""
+        if searches is None and seconds is None and stop is None:
+            raise ValueError("give searches, seconds or a stop event")
+        deadline = time.monotonic() + seconds if seconds is not None else None
+        counter = iter(range(searches if searches is not None else 1 << 62))
+        seeds = self._seed.spawn(concurrency)
+
+        def worker(ss: np.random.SeedSequence) -> None:
+            rng = np.random.default_rng(ss)
+            while True:
+                if stop is not None and stop.is_set():
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                with self._lock:
+                    if next(counter, None) is None:
+                        return
+                self.one(rng)
+                if progress is not None:
+                    progress()
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            for f in [pool.submit(worker, s) for s in seeds]:
+                f.result()
+        return self.tally

@@ -1,0 +1,83 @@
+"""Drift statistics: no drift on two samples of the same traffic, drift when the mix moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shelfops.monitor.drift import (
+    Thresholds,
+    Window,
+    centroid_shift,
+    compare,
+    ks,
+    plot,
+    psi,
+    psi_categorical,
+    unseen_rate,
+)
+
+CATS = ["Kitchen > Cookware", "Garden > Tools", "Bath > Towels", "Outdoor > Tents"]
+WORDS = {c: c.split(" > ")[1].lower() for c in CATS}
+
+
+def traffic(rng, n, mix, extra_word=None) -> Window:
+    cats = rng.choice(CATS, size=n, p=mix)
+    queries = []
+    for c in cats:
+        words = [WORDS[c]] + ["red", "large", "steel", "soft"][: int(rng.integers(0, 3))]
+        if extra_word and c == "Outdoor > Tents":
+            words.append(extra_word)
+        queries.append(" ".join(words))
+    return Window(queries=queries, query_categories=list(cats), top_scores=list(rng.normal(2, 1, n)),
+                  clicked_categories=list(rng.choice(CATS, size=n // 3, p=mix)),
+                  embeddings=np.eye(4)[[CATS.index(c) for c in cats]] + 0.1)
+
+
+def test_same_traffic_does_not_drift():
+    rng = np.random.default_rng(0)
+    mix = [0.4, 0.3, 0.25, 0.05]
+    rep = compare(traffic(rng, 2000, mix), traffic(rng, 2000, mix))
+    assert rep["enough_samples"] and not rep["drifted"], rep["drifted_features"]
+    assert rep["features"]["query_category_mix"]["value"] < 0.02
+
+
+def test_a_trending_category_with_new_words_drifts():
+    rng = np.random.default_rng(1)
+    ref = traffic(rng, 2000, [0.4, 0.3, 0.25, 0.05])
+    cur = traffic(rng, 2000, [0.2, 0.15, 0.1, 0.55], extra_word="ultralight")
+    rep = compare(ref, cur)
+    assert rep["drifted"]
+    for f in ("query_category_mix", "unseen_token_rate", "category_popularity", "embedding_centroid_shift"):
+        assert rep["features"][f]["drifted"], (f, rep["features"][f])
+    assert "ultralight" in rep["features"]["unseen_token_rate"]["new_tokens"]
+    assert rep["features"]["query_category_mix"]["top_shift"][0]["category"] == "Outdoor > Tents"
+
+
+def test_small_windows_are_reported_but_not_judged():
+    rng = np.random.default_rng(2)
+    rep = compare(traffic(rng, 50, [0.25] * 4), traffic(rng, 50, [0.0, 0.0, 0.0, 1.0]),
+                  Thresholds(min_samples=100))
+    assert not rep["drifted"] and not rep["enough_samples"]
+    assert rep["features"]["query_category_mix"]["value"] > 1.0
+
+
+def test_statistics_match_their_definitions():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, 5000)
+    assert psi(a, rng.normal(0, 1, 5000)) < 0.02
+    assert psi(a, rng.normal(1, 1, 5000)) > 0.5
+    stat, p = ks(a, a + 0.5)
+    assert stat > 0.15 and p < 1e-10
+    # PSI of two categorical mixes by hand: (0.5-0.8)ln(0.5/0.8) + (0.5-0.2)ln(0.5/0.2)
+    want = (0.5 - 0.8) * np.log(0.5 / 0.8) + (0.5 - 0.2) * np.log(0.5 / 0.2)
+    assert psi_categorical(["a"] * 8 + ["b"] * 2, ["a"] * 5 + ["b"] * 5) == pytest.approx(want)
+    assert unseen_rate(["red tent", "blue tent"], {"red", "tent"}) == pytest.approx(0.25)
+    assert centroid_shift(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])) == pytest.approx(1.0)
+
+
+def test_plot_writes_a_png(tmp_path):
+    rng = np.random.default_rng(4)
+    ref, cur = traffic(rng, 300, [0.4, 0.3, 0.25, 0.05]), traffic(rng, 300, [0.1, 0.1, 0.1, 0.7])
+    png = plot(compare(ref, cur), ref, cur, tmp_path / "drift.png")
+    assert png.stat().st_size > 10_000
