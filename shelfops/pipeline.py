@@ -18,12 +18,10 @@ from rich.rule import Rule
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic.yaml"
 
 
-def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
-         console: Console | None = None, train: bool = True) -> dict:
+def _setup(workdir: Path, config: Path | None, overrides: list[str] | None, console: Console):
+    """The config (the built-in shop's by default), the work folder, and a pseudonymisation key."""
     from shelfops.config.load import load_config
-    from shelfops.data import recipe as data_recipe
 
-    console = console or Console()
     cfg_path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     cfg = load_config(cfg_path, overrides or []) if cfg_path else load_config(
         data={"data": {"synthetic": {}}}, overrides=overrides or [])
@@ -39,7 +37,26 @@ def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | No
             console.print(f"[yellow]demo:[/] generated a pseudonymisation key in {key_file} "
                           f"(set {cfg.data.privacy.key_env} to use your own)")
         os.environ[cfg.data.privacy.key_env] = key_file.read_text().strip()
+    return cfg, workdir
 
+
+def story(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
+          console: Console | None = None) -> dict:
+    """The whole story (shelfops.story): v1, serve, drift, autopilot, v2 promoted, v3 stopped."""
+    from shelfops.story import story as run_story
+
+    console = console or Console()
+    cfg, workdir = _setup(workdir, config, overrides, console)
+    return run_story(workdir, cfg, console)
+
+
+def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
+         console: Console | None = None, train: bool = True) -> dict:
+    """The stages one after another: data, four tasks trained, optimized, gated, registered."""
+    from shelfops.data import recipe as data_recipe
+
+    console = console or Console()
+    cfg, workdir = _setup(workdir, config, overrides, console)
     results: dict = {}
     console.print(Rule("① data: synthetic shop -> clean, labelled, split tables"))
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ import typer
 # 2.5-3x slower whenever another process ran; passive waiting does not. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from shelfops.cli import autopilot as autopilot_cli
 from shelfops.cli import data as data_cli
 from shelfops.cli import gate as gate_cli
 from shelfops.cli import optimize as optimize_cli
@@ -36,6 +37,7 @@ app.command("evaluate")(train_cli.evaluate)
 app.command("optimize")(optimize_cli.optimize)
 app.command("gate")(gate_cli.gate)
 app.command("serve")(serve_cli.serve)
+app.command("autopilot")(autopilot_cli.autopilot)
 
 
 @app.command()
@@ -59,16 +61,22 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("runs/demo"),
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
+    stages: Annotated[bool, typer.Option("--stages", help="instead of the story: data, then the four "
+                                         "tasks trained, optimized, gated and registered")] = False,
     train: Annotated[bool, typer.Option("--train/--no-train",
-                                        help="fine-tune the four tasks and optimize them "
+                                        help="with --stages: fine-tune the four tasks and optimize them "
                                         "(--no-train: the data stage only)")] = True,
 ) -> None:
-    """Run the main job end to end on the built-in synthetic shop."""
+    """Tell the whole story on the built-in synthetic shop: v1, serve, drift, autopilot
+    retrains v2, shadow, canary, promote; a broken v3 is stopped. Writes report.html."""
     with reported_errors():
         from shelfops import pipeline
 
         _, ov = split_overrides(overrides)
-        pipeline.demo(workdir, config=config, overrides=ov, console=console, train=train)
+        if stages:
+            pipeline.demo(workdir, config=config, overrides=ov, console=console, train=train)
+        else:
+            pipeline.story(workdir, config=config, overrides=ov, console=console)
 
 
 def main() -> None:

@@ -60,6 +60,8 @@ class SyntheticConfig(_Strict):
     start: datetime = datetime(2026, 1, 1)
     drift_day: int | None = Field(10, ge=0, description="day the drift event starts; null for none")
     drift_strength: float = Field(0.6, ge=0, le=1)
+    drift_new_items: float = Field(0.03, ge=0, le=0.5, description="share of the catalogue that launches in "
+                                   "the trending category on the drift day")
     judged_queries: int = Field(300, ge=0)
     target_events: int | None = Field(
         None, ge=1, description="stop after about this many events (benchmarks)"
@@ -308,6 +310,50 @@ class RegistryConfig(_Strict):
                                 "null = SQLite in home, e.g. postgresql+psycopg://host/db")
 
 
+class DriftConfig(_Strict):
+    """Thresholds of the drift check (shelfops.monitor.drift.Thresholds)."""
+
+    psi: float = Field(0.2, gt=0)
+    alpha: float = Field(0.001, gt=0, lt=1, description="the KS / chi-square test must also reach this")
+    unseen_delta: float = Field(0.05, gt=0)
+    centroid_shift: float = Field(0.05, gt=0)
+    min_samples: int = Field(100, ge=10)
+
+
+class TriggerConfig(_Strict):
+    """When the autopilot retrains (shelfops.monitor.triggers.TriggerPolicy)."""
+
+    on_drift: bool = True
+    max_age_s: float | None = Field(None, gt=0)
+    min_ctr_drop: float | None = Field(0.15, gt=0, lt=1)
+    min_impressions: int = Field(2000, ge=1)
+    min_new_events: int | None = Field(None, ge=1)
+    cooldown_s: float = Field(600.0, ge=0)
+
+
+class RolloutConfig(_Strict):
+    """The rollout controller's policy (shelfops.serve.rollout.Policy)."""
+
+    min_dwell_s: float = Field(300.0, ge=0)
+    min_requests: int = Field(500, ge=1)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_p99_ratio: float = Field(1.5, gt=0)
+    min_shadow_overlap: float = Field(0.5, ge=0, le=1)
+    alpha: float = Field(0.01, gt=0, lt=1)
+    min_impressions: int = Field(500, ge=1)
+
+
+class MonitorConfig(_Strict):
+    """Stage ⑦: drift windows, retraining triggers, and how new versions roll out."""
+
+    window: int = Field(400, ge=10, description="searches per drift window (reference and current)")
+    every_s: float = Field(5.0, gt=0, description="seconds between autopilot ticks")
+    task: Literal["search"] = "search"
+    drift: DriftConfig = DriftConfig()
+    triggers: TriggerConfig = TriggerConfig()
+    rollout: RolloutConfig = RolloutConfig()
+
+
 class ShelfopsConfig(_Strict):
     name: str = "shelfops"
     workdir: str = Field("runs", description="where stage outputs go unless --out says otherwise")
@@ -316,3 +362,4 @@ class ShelfopsConfig(_Strict):
     optimize: OptimizeConfig = OptimizeConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+    monitor: MonitorConfig = MonitorConfig()

@@ -64,6 +64,7 @@ def generate(syn: SyntheticConfig, out: Path, *, progress: bool = True) -> dict[
         sessions_per_user_per_day=syn.sessions_per_user_per_day, seed=syn.seed,
         start=syn.start, drift_day=syn.drift_day, drift_strength=syn.drift_strength,
         judged_queries=syn.judged_queries, target_events=syn.target_events, progress=progress,
+        drift_new_items=syn.drift_new_items,
     )
     (out / "shop.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -322,7 +322,7 @@ def _progress(enabled: bool, total: int, label: str) -> Any:
 
 def _make_truth(r_cat: np.random.Generator, r_users: np.random.Generator, *, users: int,
                 items: int, days: int, rate: float, seed: int, start: datetime,
-                drift_day: int | None, drift_strength: float,
+                drift_day: int | None, drift_strength: float, new_share: float = 0.03,
                 ) -> tuple[ShopTruth, pa.Table, dict[str, int]]:
     """Catalogue, shoppers, query bank and drift: the hidden model, plus the ITEMS table
     and the digit widths of the ids."""
@@ -330,7 +330,7 @@ def _make_truth(r_cat: np.random.Generator, r_users: np.random.Generator, *, use
     vocab = build_vocab()
     drifting = drift_day is not None and 0 <= drift_day < days
     trending = int(r_cat.integers(vocab.n_leaves)) if drifting else None
-    n_new = min(max(3, round(0.03 * items)), items // 5) if drifting else 0
+    n_new = min(max(3, round(new_share * items)), items // 2) if drifting else 0
     cat, items_tbl = make_catalogue(r_cat, vocab, items, new_leaf=trending, n_new=n_new,
                                     launch=drift_day if drifting else 0)
     leaf_ok = np.bincount(cat.leaf[cat.launch_day == 0], minlength=vocab.n_leaves) > 0
@@ -354,12 +354,14 @@ def _make_truth(r_cat: np.random.Generator, r_users: np.random.Generator, *, use
 def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
                   sessions_per_user_per_day: float, seed: int, start: datetime,
                   drift_day: int | None, drift_strength: float, judged_queries: int,
-                  target_events: int | None = None, progress: bool = True) -> dict:
+                  target_events: int | None = None, progress: bool = True,
+                  drift_new_items: float = 0.03) -> dict:
     """Write the synthetic shop into ``out_dir``; return a summary of what was written.
 
     ``drift_day`` (0-based, None for none): from that day a rarely searched leaf trends
-    (its share of searches ramps up to ``drift_strength`` over 3 days, and new items
-    launch in it). ``target_events`` stops after about that many events.
+    (its share of searches ramps up to ``drift_strength`` over 3 days, and new items,
+    ``drift_new_items`` of the catalogue, launch in it). ``target_events`` stops after about
+    that many events.
     """
     _check(users, items, days, sessions_per_user_per_day, drift_strength, judged_queries,
            target_events)
@@ -369,7 +371,8 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6))
     truth, items_tbl, widths = _make_truth(
         r_cat, r_users, users=users, items=items, days=days, rate=sessions_per_user_per_day,
-        seed=seed, start=start, drift_day=drift_day, drift_strength=drift_strength)
+        seed=seed, start=start, drift_day=drift_day, drift_strength=drift_strength,
+        new_share=drift_new_items)
     pq.write_table(items_tbl, out / "items.parquet")
     truth.save(out / "truth")
     lex = LexicalIndex(_item_texts(items_tbl))

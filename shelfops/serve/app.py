@@ -152,6 +152,18 @@ class Catalogue:
         return self._bm25
 
 
+def known_rows(cat: Catalogue, data_dir: str | None) -> frozenset[int] | None:
+    """Rows of the served catalogue that a release's data snapshot holds; None when it holds
+    them all (or its snapshot is not on this machine): new products reach users with the
+    first release built on a catalogue that has them."""
+    path = Path(data_dir) / "items.parquet" if data_dir else None
+    if path is None or not path.exists():
+        return None
+    ids = pl.read_parquet(path, columns=["item_id"])["item_id"].to_list()
+    rows = frozenset(cat.row[i] for i in ids if i in cat.row)
+    return None if len(rows) == len(cat.ids) else rows
+
+
 @dataclass
 class Rollout:
     mode: str  # shadow | canary
@@ -213,13 +225,16 @@ class State:
                 "conversions": fb.get("purchase", 0),
                 "overlap": float(np.mean(a["overlap"])) if a["overlap"] else None}
 
-    def route(self, task: str, who: str | None) -> Slot:
-        """The production slot, or the canary candidate for users hashed into its share."""
+    def route_key(self, task: str, who: str | None) -> str:
+        """The production slot's key, or the canary candidate's for users hashed into its share."""
         r = self.rollouts.get(task)
         key = f"{task}:candidate"
         if r and r.mode == "canary" and who and key in self.host.slots and arm_of(task, who, r.percent):
-            return self.host.get(key)
-        return self.host.get(task)
+            return key
+        return task
+
+    def route(self, task: str, who: str | None) -> Slot:
+        return self.host.get(self.route_key(task, who))
 
     def remember(self, rid: str, info: dict) -> None:
         self.requests[rid] = info
@@ -248,6 +263,8 @@ async def _shadow(state: State, pairs: list, prod_top: list[int], k: int) -> Non
 async def _warm(state: State, slot: Slot) -> None:
     """Run real inputs through a new slot before it takes traffic (and index the catalogue)."""
     cat = state.catalogue
+    if slot.task == "search" and cat is not None:
+        slot.known_rows = known_rows(cat, slot.meta.get("data"))
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
     elif slot.task == "retrieval" and cat is not None:
@@ -346,7 +363,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if cat is None:
             raise Unavailable("no catalogue loaded")
         depth = min(len(cat.ids), max(settings.rerank_depth, body.k))
-        want = min(len(cat.ids), depth * (4 if body.filters else 1))
+        key = state.route_key("search", body.user or body.session)
+        # a release answers from the catalogue it was built and gated on (its data snapshot)
+        known = getattr(state.host.slots.get(key), "known_rows", None)
+        want = min(len(cat.ids), depth * (4 if body.filters else 1) * (2 if known is not None else 1))
         versions: dict[str, str] = {}
         if "retrieval" in state.host.slots and cat.index is not None:
             r = state.host.get("retrieval")
@@ -366,10 +386,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if body.filters.get("category"):
             pre = body.filters["category"]
             rows = [i for i in rows if cat.categories[i].startswith(pre)]
+        if known is not None:
+            rows = [i for i in rows if i in known]
         rows = rows[:depth]
         scores = [0.0] * len(rows)
-        if rows and "search" in state.host.slots:
-            s = state.route("search", body.user or body.session)
+        if rows and key in state.host.slots:
+            s = state.host.get(key)
             arm = state.arm("search", s.version)
             t0 = time.perf_counter()
             try:

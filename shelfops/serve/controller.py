@@ -65,6 +65,9 @@ class HttpServer:
     def end(self, **body) -> dict:
         return self.c.post("/admin/rollout/end", json=body).raise_for_status().json()
 
+    def traffic(self, since: float) -> list[dict]:
+        return self.c.get("/v1/traffic", params={"since": since}).raise_for_status().json()["records"]
+
 
 class Controller:
     def __init__(self, registry, server, model: str, *, task: str = "search", policy: Policy = Policy(),

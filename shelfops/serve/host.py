@@ -32,6 +32,7 @@ class Slot:
     model: Any
     meta: dict = field(default_factory=dict)
     users: int = 0
+    known_rows: frozenset[int] | None = None  # search: catalogue rows its data snapshot holds (None: all)
     retired: asyncio.Event = field(default_factory=asyncio.Event)
 
     def acquire(self) -> Slot:

@@ -29,7 +29,7 @@ SMALL = ["data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic
 def test_demo_trains_optimizes_gates_and_registers_every_model(tmp_path, tiny_encoder, monkeypatch):
     monkeypatch.setenv("SHELFOPS_HOME", str(tmp_path / "home"))
     w = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["demo", "--workdir", str(w), f"train.encoder={tiny_encoder}", *SMALL])
+    res = CliRunner().invoke(app, ["demo", "--stages", "--workdir", str(w), f"train.encoder={tiny_encoder}", *SMALL])
     assert res.exit_code == 0, res.output
     for task in ("search", "retrieval", "recommend", "classify"):
         m = verify_outputs(w / "models" / task)

@@ -1,0 +1,243 @@
+"""The closed loop, with no person in it:
+
+    observe served traffic -> drift + triggers -> data -> train -> optimize -> register
+    -> gate against production -> shadow -> 5% -> 25% -> 50% -> promote (or roll back)
+
+:func:`build_release` is one retraining, top to bottom, on the shop's latest export.
+:class:`Autopilot` ticks: it pulls the server's traffic log, compares a reference window
+(the first searches after the current production version went live) with the latest
+window, asks :func:`shelfops.monitor.triggers.decide` whether to retrain, builds a
+release when told to, and hands a release that passed its gate to the rollout
+:class:`~shelfops.serve.controller.Controller`, which it then ticks until the rollout
+ends. Every step lands in ``journal`` with its numbers (the demo's report reads it), and
+every alias move in the registry's history with its evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shelfops.monitor.drift import Thresholds, compare, plot
+from shelfops.monitor.triggers import Signals, TriggerPolicy, decide
+from shelfops.monitor.windows import window_from_traffic
+from shelfops.serve.controller import Controller
+from shelfops.serve.rollout import Policy
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Release:
+    label: str
+    version: str
+    folder: Path
+    data: Path
+    gate_passed: bool
+    failed: list[str]
+    quality: float | None
+    seconds: float
+    gate_report: Path
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: str, task: str = "search",
+                  optimize: bool = True, train_overrides: dict | None = None, report_dir: Path | None = None,
+                  say: Say = _quiet, progress: bool = False) -> Release:
+    """Data stage on ``export`` (items / events / judgements parquet), train ``task``,
+    optimize, register as a new version of ``name``, gate it against ``name@production``
+    and point ``candidate`` at it. Folders go under ``workdir/<stage>/<label>``."""
+    from shelfops.data import recipe as data_recipe
+    from shelfops.errors import ArtifactNotFound
+    from shelfops.gate.recipe import GateSettings, run_gate
+    from shelfops.optimize import recipe as opt_recipe
+    from shelfops.train import recipe as train_recipe
+
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    data_dir = workdir / "data" / label
+    say(f"[{label}] data stage on the export {export}")
+    data_recipe.run(cfg.data, data_dir, specs=data_recipe.synthetic_specs(Path(export)), progress=progress)
+    train_cfg = cfg.train
+    if train_overrides:
+        train_cfg = train_cfg.model_copy(update={task: getattr(train_cfg, task).model_copy(
+            update={"schedule": getattr(train_cfg, task).schedule.model_copy(update=train_overrides)})})
+    say(f"[{label}] training {task}")
+    m = train_recipe.run(task, data_dir, workdir / "models" / label, train_cfg, progress=progress, say=say,
+                         config_dump=cfg.model_dump(mode="json"))
+    folder = workdir / "models" / label
+    quality = (m.metrics.get("model") or {}).get("ndcg@10")
+    quality = quality.get("mean", quality.get("estimate")) if isinstance(quality, dict) else quality
+    if optimize:
+        say(f"[{label}] optimizing")
+        om = opt_recipe.run(folder, workdir / "optimized" / label, cfg.optimize, progress=progress, say=say,
+                            config_dump=cfg.model_dump(mode="json"))
+        folder = workdir / "optimized" / label
+        if report_dir is not None and (folder / "pareto.png").exists():
+            Path(report_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / "pareto.png", Path(report_dir) / f"pareto-{label}.png")
+        say(f"[{label}] optimize chose {om.metrics['chosen']}: {om.metrics['reason']}")
+    v = reg.register(folder, name)
+    try:
+        production = reg.load(name, "production")
+        prod_version = reg.show(name, "production").version
+    except ArtifactNotFound:
+        production, prod_version = None, None
+    gate_dir = workdir / "gates" / f"{label}-v{v.version}"
+    say(f"[{label}] gating v{v.version} against " + (f"production v{prod_version}" if prod_version else
+                                                     "nothing (first version)"))
+    rep = run_gate(folder, gate_dir, production=production, settings=GateSettings(**cfg.gate.model_dump()),
+                   say=say)
+    reg.attach_gate(name, v.version, gate_dir)
+    evidence = {"gate_report": str(gate_dir / "gate.json"), "checks": {r["name"]: r["passed"] for r in rep["results"]}}
+    reg.promote(name, v.version, "candidate", reason=f"release {label}", actor="autopilot", evidence=evidence)
+    return Release(label, v.version, folder, data_dir, bool(rep["passed"]), list(rep["failed"]), quality,
+                   round(time.perf_counter() - t0, 1), gate_dir / "gate.json")
+
+
+def click_through(records: list[dict]) -> tuple[float | None, int]:
+    """Clicks per shown result over a window of traffic records, and the number shown."""
+    shown = sum(r.get("results", 0) for r in records if r.get("kind") == "search")
+    clicks = sum(1 for r in records if r.get("kind") == "click")
+    return (clicks / shown if shown else None), shown
+
+
+class Autopilot:
+    def __init__(self, cfg, reg, server, *, name: str, export: Callable[[], Path], workdir: Path,
+                 report_dir: Path | None = None, say: Say = _quiet, clock: Callable[[], float] = time.time,
+                 release_overrides: Callable[[int], dict | None] | None = None) -> None:
+        self.cfg, self.reg, self.server, self.name = cfg, reg, server, name
+        self.export, self.workdir, self.report_dir, self.say, self.clock = export, Path(workdir), report_dir, say, clock
+        mc = cfg.monitor
+        self.thresholds = Thresholds(**mc.drift.model_dump())
+        self.triggers = TriggerPolicy(**mc.triggers.model_dump())
+        self.controller = Controller(reg, server, name, task=mc.task, policy=Policy(**mc.rollout.model_dump()),
+                                     clock=clock, actor="autopilot")
+        self.records: list[dict] = []
+        self.since = 0.0
+        self.ref_from = clock()  # the reference window starts with production's traffic from here
+        self.production_since = clock()
+        self.last_retrain_at: float | None = None
+        self.releases = 0
+        self.release_overrides = release_overrides
+        self.journal: list[dict] = []
+        self.last_drift: dict | None = None
+
+    # ------------------------------------------------------------------ journal
+    def note(self, step: str, message: str, **numbers: Any) -> dict:
+        e = {"t": self.clock(), "step": step, "message": message, **numbers}
+        self.journal.append(e)
+        self.say(f"[autopilot] {step}: {message}")
+        return e
+
+    # ------------------------------------------------------------------ observe
+    def pull(self) -> int:
+        new = self.server.traffic(self.since)
+        if new:
+            self.records.extend(new)
+            self.since = new[-1]["t"]
+        return len(new)
+
+    def windows(self) -> tuple[list[dict], list[dict]] | None:
+        """(reference, current): the first and the latest ``window`` searches since ``ref_from``
+        (with the clicks among them); None until there are two windows' worth."""
+        n = self.cfg.monitor.window
+        recs = [r for r in self.records if r["t"] >= self.ref_from]
+        searches = [i for i, r in enumerate(recs) if r["kind"] == "search"]
+        if len(searches) < 2 * n:
+            return None
+        return recs[: searches[n]], recs[searches[-n]:]
+
+    def drift(self) -> dict | None:
+        w = self.windows()
+        if w is None:
+            return None
+        ref, cur = (window_from_traffic(x) for x in w)
+        rep = compare(ref, cur, self.thresholds)
+        rep["ctr"] = {"reference": click_through(w[0]), "current": click_through(w[1])}
+        if rep["drifted"] and self.report_dir is not None:
+            k = sum(1 for e in self.journal if e["step"] == "drift")
+            rep["chart"] = str(plot(rep, ref, cur, Path(self.report_dir) / f"drift-{k + 1}.png"))
+            (Path(self.report_dir) / f"drift-{k + 1}.json").write_text(json.dumps(rep, indent=2, default=str))
+        self.last_drift = rep
+        return rep
+
+    # ------------------------------------------------------------------ act
+    def tick(self) -> dict | None:
+        """One observe-decide-act step; returns the journal entry it wrote, if any."""
+        self.pull()
+        row = self.controller.row()
+        if row is not None and row.status == "running":
+            d = self.controller.tick()
+            if d is None or d.action == "hold":
+                return None
+            row = self.controller.row()
+            if d.action == "promote":
+                self.ref_from = self.production_since = self.clock()  # the new production's traffic
+            return self.note(d.action if d.action != "advance" else "canary", d.reason, version=row.candidate,
+                             stage=str(d.stage), traffic=d.traffic, evidence=_short(d.evidence))
+        rep = self.drift()
+        (ctr_ref, shown_ref), (ctr_cur, shown_cur) = (rep["ctr"]["reference"], rep["ctr"]["current"]) if rep \
+            else ((None, 0), (None, 0))
+        dec = decide(Signals(now=self.clock(), production_since=self.production_since,
+                             last_retrain_at=self.last_retrain_at, drift=rep,
+                             ctr_reference=ctr_ref, ctr_current=ctr_cur, impressions_reference=shown_ref,
+                             impressions_current=shown_cur), self.triggers)
+        if not dec.retrain:
+            return None
+        if rep and rep["drifted"]:
+            self.note("drift", ", ".join(rep["drifted_features"]), report=_drift_numbers(rep),
+                      chart=rep.get("chart"))
+        self.note("trigger", "; ".join(dec.reasons), evidence=dec.evidence)
+        return self.retrain(dec.reasons)
+
+    def retrain(self, reasons: list[str]) -> dict:
+        self.releases += 1
+        label = f"auto-{self.releases}"
+        overrides = self.release_overrides(self.releases) if self.release_overrides else None
+        rel = build_release(self.export(), self.workdir, self.cfg, self.reg, self.name, label=label,
+                            train_overrides=overrides, report_dir=self.report_dir, say=self.say)
+        self.last_retrain_at = self.clock()
+        if not rel.gate_passed:
+            return self.note("gate", f"v{rel.version} stopped by the gate: failed {', '.join(rel.failed)}",
+                             version=rel.version, release=rel.to_dict())
+        self.note("gate", f"v{rel.version} passed every gate check; rolling out", version=rel.version,
+                  release=rel.to_dict())
+        self.controller.start(rel.version, reason="autopilot retrained on: " + "; ".join(reasons))
+        return self.note("shadow", f"v{rel.version} mirrors production's traffic", version=rel.version,
+                         stage="shadow", traffic=0)
+
+    def run(self, *, until: Callable[[], bool] | None = None, max_seconds: float | None = None) -> None:
+        t0 = self.clock()
+        while True:
+            self.tick()
+            if until is not None and until():
+                return
+            if max_seconds is not None and self.clock() - t0 > max_seconds:
+                return
+            time.sleep(self.cfg.monitor.every_s)
+
+
+def _drift_numbers(rep: dict) -> dict:
+    return {k: {"value": f["value"], "threshold": f["threshold"], "drifted": f["drifted"],
+                **({"p_value": f["p_value"]} if "p_value" in f else {}),
+                **({"top_shift": f["top_shift"][:1]} if f.get("top_shift") else {}),
+                **({"new_tokens": f["new_tokens"]} if f.get("new_tokens") else {})}
+            for k, f in rep["features"].items()}
+
+
+def _short(ev: dict) -> dict:
+    obs = ev.get("observed", ev)
+    return {k: obs.get(k) for k in ("candidate", "production", "p99_ratio", "click-through_p", "conversion_p",
+                                    "dwell_s") if k in obs}

@@ -1,0 +1,62 @@
+"""`shelfops demo` tells the whole story (data, v1, serve, replayed shoppers, drift, the
+autopilot retrains and rolls out v2, a broken v3 meets the gate) on a small shop with a
+tiny encoder: the same code path as `make demo`, at toy cost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from shelfops.cli.main import app
+from shelfops.registry.registry import Registry
+
+SMALL = ["data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic.days=8",
+         "data.synthetic.drift_day=5", "data.synthetic.judged_queries=120",
+         "train.threads=1", "train.bootstrap=100", "train.search.schedule.max_steps=10",
+         "train.search.freeze_layers=1",
+         "optimize.seconds_per_point=0.05", "optimize.batch_sizes=[1,8]", "optimize.threads=[1]",
+         "optimize.golden=10", "optimize.max_queries=20", "optimize.prune.enabled=false",
+         "optimize.variants=[torch-fp32,onnx-fp32]",
+         "gate.golden=10", "gate.depth=10", "gate.max_queries=20", "gate.title_probes=5", "gate.n_boot=100",
+         "gate.quality_margin=0.05", "gate.churn_min_pass_rate=0",
+         "monitor.window=60", "monitor.drift.min_samples=30", "monitor.every_s=0.3", "monitor.triggers.cooldown_s=0",
+         "monitor.rollout.min_dwell_s=0.5", "monitor.rollout.min_requests=10",
+         "monitor.rollout.min_impressions=40", "monitor.rollout.min_shadow_overlap=0.0",
+         "monitor.rollout.max_p99_ratio=20"]
+
+
+@pytest.mark.slow
+def test_demo_tells_the_story(tmp_path, tiny_encoder):
+    w = tmp_path / "story"
+    res = CliRunner().invoke(app, ["demo", "--workdir", str(w), f"train.encoder={tiny_encoder}", *SMALL])
+    assert res.exit_code == 0, res.output
+    out = json.loads((w / "story.json").read_text())
+    journal = out["journal"]
+    steps = [e["step"] for e in journal]
+    # the autopilot saw the drift in served traffic, retrained and gated the new version
+    assert out["checks"]["drift_detected"] and steps[:3] == ["drift", "trigger", "gate"], steps
+    assert journal[0]["report"] and any(f["drifted"] for f in journal[0]["report"].values())
+    reg = Registry(home=w / "registry")
+    name = "synthetic-shop-search"
+    # every gate verdict in the journal is the verdict stored with that registry version
+    for e in journal:
+        if e["step"] == "gate":
+            assert reg.show(name, e["version"]).gate == ("failed" if "stopped" in e["message"] else "passed")
+    # a release that passed went shadow -> canary steps -> promote or roll back, each step an alias move
+    moves = [(m.alias, m.to_version, m.actor) for m in reg.history(name)]
+    for e in journal:
+        if e["step"] == "shadow":
+            assert ("shadow", e["version"], "autopilot") in moves
+        if e["step"] == "promote":
+            assert ("production", e["version"], "autopilot") in moves
+    production = reg.aliases(name)["production"]
+    assert production == out["serving_at_end"]  # the server follows the registry
+    # the broken v3 met the gate (or the canary); if it was stopped, it is not what serves
+    v3 = out["v3"]["version"]
+    assert any(e.get("version") == v3 and e["step"] == "gate" for e in journal)
+    if out["checks"]["v3_stopped"]:
+        assert production != v3
+    report = (w / "report.html").read_text()
+    assert len(report) > 20_000 and "the whole story" in report and "drift report" in report
