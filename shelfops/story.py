@@ -26,11 +26,13 @@ from rich.rule import Rule
 from rich.table import Table
 
 #: the broken v3: a fine-tune whose learning rate is far too high diverges in a few steps
-BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": 20, "warmup_ratio": 0.0}
+#: (shipped as trained, without the optimize stage: the gate must catch it either way)
+BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": 20, "warmup_ratio": 0.0, "optimize": False}
 
 
 def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | None = None,
-          max_rollout_s: float = 420.0) -> dict:
+          max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 6.0,
+          build_rate: float = 1.0) -> dict:
     from shelfops.data import recipe as data_recipe
     from shelfops.data.snapshot import export_as_of
     from shelfops.data.synthetic_truth import ShopTruth
@@ -79,10 +81,11 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
         # the story's own registry, fresh each run, so a re-run tells the same story
         shutil.rmtree(workdir / "registry", ignore_errors=True)
         cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(
-            update={"home": str(workdir / "registry")})})
+            update={"home": str((workdir / "registry").resolve())})})
     reg = registry_from(cfg.registry)
     console.print(f"registry: {reg.tracking_uri}")
-    v1 = build_release(before, workdir, cfg, reg, name, label="v1", report_dir=reports, say=console.print)
+    v1 = build_release(before, workdir, cfg, reg, name, label="v1", report_dir=reports, say=console.print,
+                       progress=progress)
     if not v1.gate_passed:
         console.print(f"[red]v1 failed its gate ({', '.join(v1.failed)}); the story needs a first version to "
                       "serve: promoting it with a written reason[/]")
@@ -103,9 +106,13 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     console.print(f"serving on {server.url} (dashboard: {server.url}/dashboard)")
     truth = ShopTruth.load(raw)
     export = {"path": before}  # the shop's latest nightly export, as the autopilot finds it
+    # the drifted shoppers; one machine runs serving and training here (in production they
+    # are apart), so their pace drops to build_rate while the autopilot builds a release
+    drifted = Replay(truth, server.url, day=syn.drift_day + 3, seed=12)
     pilot = Autopilot(cfg, reg, HttpServer(server.url, token), name=name, export=lambda: export["path"],
                       workdir=workdir, report_dir=reports, say=console.print,
-                      release_overrides=lambda n: BROKEN if n >= 2 else None)
+                      release_overrides=lambda n: BROKEN if n >= 2 else None, progress=progress,
+                      on_build=lambda building: setattr(drifted, "rate", build_rate if building else rate))
     n_win = searches_per_window or cfg.monitor.window
     try:
         day_before = max(0, syn.drift_day - 1)
@@ -123,8 +130,8 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
         console.print(Rule(f"⑦ the drift arrives: day {syn.drift_day + 3}'s shoppers; the autopilot takes over"))
         export["path"] = raw  # tonight's export has the new products and the new behaviour
         stop = threading.Event()
-        drifted = Replay(truth, server.url, day=syn.drift_day + 3, seed=12)
-        player = threading.Thread(target=drifted.run, kwargs={"stop": stop, "concurrency": 4}, daemon=True)
+        player = threading.Thread(target=drifted.run, kwargs={"stop": stop, "concurrency": 4, "rate": rate},
+                                  daemon=True)
         player.start()
         t_drift = time.perf_counter()
 
@@ -140,6 +147,8 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
         console.print(f"rollout of v{row.candidate if row else '?'}: {row.status if row else 'never started'} "
                       f"({row.reason if row else 'no release passed its gate'}) after "
                       f"{time.perf_counter() - t_drift:.0f} s")
+        if row is not None and row.status == "promoted":
+            pilot.check_consistency()  # the new production against the golden set it was gated on
         step("autopilot after the drift", journal=pilot.journal[:], rollout=row.__dict__ if row else None,
              tally=drifted.tally.to_dict())
 
@@ -169,11 +178,19 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     v2 = row.candidate if row and row.candidate != v3_version else None
     out["v3"] = {"version": v3_version, "rollout": v3_row.__dict__ if v3_row and v3_row.candidate == v3_version
                  else None}
+    lift = None
+    if v2 and by_v.get(v2, {}).get("impressions") and by_v.get(v1.version, {}).get("impressions"):
+        from shelfops.serve.rollout import one_sided_p
+
+        a, b = by_v[v1.version], by_v[v2]
+        lift = {"v1_ctr": ctr[v1.version], "v2_ctr": ctr[v2], "relative": ctr[v2] / ctr[v1.version] - 1,
+                # one-sided two-proportion z-test: is v1's click-through lower than v2's?
+                "p_value": one_sided_p(a["clicks"], a["impressions"], b["clicks"], b["impressions"])}
+    out["ctr_lift"] = lift
     out["checks"] = {
         "drift_detected": any(e["step"] == "drift" for e in pilot.journal),
         "v2_promoted": bool(row and row.status == "promoted"),
-        "v2_ctr_above_v1": bool(v2 and ctr.get(v2) is not None and ctr.get(v1.version) is not None
-                                and ctr[v2] > ctr[v1.version]),
+        "v2_ctr_significantly_above_v1": bool(lift and lift["relative"] > 0 and lift["p_value"] < 0.05),
         "v3_stopped": any(e.get("version") == v3_version and (e["step"] == "rollback" or (
             e["step"] == "gate" and "stopped" in e["message"])) for e in pilot.journal),
         "v3_not_serving": serving != v3_version,
@@ -211,8 +228,13 @@ def _table(console: Console, out: dict, v1: str, v2: str | None, ctr: dict) -> N
     for col in ("version", "searches", "impressions", "clicks", "CTR"):
         c.add_column(col)
     for v, s in out["drifted_traffic_by_version"].items():
-        c.add_row(f"v{v}" + (" (v1)" if v == v1 else " (v2)" if v == v2 else ""), str(s["searches"]),
+        c.add_row(f"v{v}" + (" (before the drift)" if v == v1 else " (retrained)" if v == v2 else ""),
+                  str(s["searches"]),
                   str(s["impressions"]), str(s["clicks"]), f"{s['ctr']:.2%}" if s["ctr"] is not None else "-")
     console.print(c)
+    if out.get("ctr_lift"):
+        lf = out["ctr_lift"]
+        console.print(f"v2 vs v1 on the drifted traffic: {lf['v2_ctr']:.2%} vs {lf['v1_ctr']:.2%} "
+                      f"({lf['relative']:+.0%}, one-sided p = {lf['p_value']:.2g})")
     for k, ok in out["checks"].items():
         console.print(f"{'[green]yes[/]' if ok else '[red]NO[/]'}  {k.replace('_', ' ')}")

@@ -85,6 +85,9 @@ def write_report(out: dict, workdir: Path, reports: Path) -> Path:
         f"<tr><td>{html.escape(labels.get(v, 'v' + v))}</td><td>{s['searches']}</td><td>{s['impressions']}</td>"
         f"<td>{s['clicks']}</td><td>{(s['ctr'] or 0):.2%}</td></tr>"
         for v, s in out["drifted_traffic_by_version"].items())
+    lf = out.get("ctr_lift")
+    lift = (f"v2 vs v1: {lf['v2_ctr']:.2%} vs {lf['v1_ctr']:.2%} ({lf['relative']:+.0%}; one-sided two-proportion "
+            f"z-test p = {lf['p_value']:.2g})") if lf else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>shelfops story</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
@@ -94,6 +97,7 @@ td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 <ul>{checks}</ul>
 <h2>Online click-through on the drifted traffic</h2>
 <table><tr><th>version</th><th>searches</th><th>impressions</th><th>clicks</th><th>CTR</th></tr>{ctr_rows}</table>
+<p>{lift}</p>
 <h2>What the autopilot did</h2><table><tr><th>at</th><th>step</th><th>what</th></tr>{journal}</table>
 <h2>Plots</h2>{''.join(figs)}
 <h2>Steps</h2><table><tr><th>at</th><th>step</th></tr>{steps}</table>

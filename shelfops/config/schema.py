@@ -348,6 +348,8 @@ class MonitorConfig(_Strict):
 
     window: int = Field(400, ge=10, description="searches per drift window (reference and current)")
     every_s: float = Field(5.0, gt=0, description="seconds between autopilot ticks")
+    consistency_every_s: float | None = Field(3600.0, gt=0, description="re-check production against its "
+                                              "stored golden set this often; null = never")
     task: Literal["search"] = "search"
     drift: DriftConfig = DriftConfig()
     triggers: TriggerConfig = TriggerConfig()

@@ -7,6 +7,10 @@
        ranking consistency vs production, behavioural probes, serving smoke in a fresh process
     -> gate.json + gate.html (all failures together, the most-changed queries for review)
 
+Quality is compared as each version serves: a release answers from the catalogue it was
+built on, so judged items outside production's snapshot (products launched since) rank
+last for production, as its users would see them.
+
 A retrained candidate (a different fp32 model from production's) is expected to move
 rankings: its consistency check shows the churn per query and only blocks a wholesale
 reshuffle; an optimized variant of the production model must keep its rankings.
@@ -60,18 +64,30 @@ def _pair_scores(s, qs: list[str], ts: list[str], *, reference: bool = False,
     return (emb[[pos[q] for q in qs]] * emb[[pos[t] for t in ts]]).sum(1)
 
 
-def _groups(s, queries: list[str], cands: list[list[str]], **kw) -> list[np.ndarray]:
+def score_groups(s, queries: list[str], cands: list[list[str]], **kw) -> list[np.ndarray]:
     qs = [q for q, c in zip(queries, cands) for _ in c]
     flat = _pair_scores(s, qs, [t for c in cands for t in c], **kw)
     bounds = np.cumsum([0] + [len(c) for c in cands])
     return [flat[bounds[i]:bounds[i + 1]] for i in range(len(cands))]
 
 
-def _per_query_ndcg(s, test: pl.DataFrame, lo: float) -> np.ndarray:
+def _per_query_ndcg(s, test: pl.DataFrame, lo: float, known: set[str] | None = None) -> np.ndarray:
+    """Per-query NDCG@10 as the version serves: items outside its catalogue (``known``) are
+    never shown by it, so they rank last."""
     from shelfops.train.search import pool_metrics
 
     sc = _pair_scores(s, test["query"].to_list(), test["text"].to_list())
+    if known is not None:
+        sc = np.where(test["item_id"].is_in(list(known)).to_numpy(), sc, sc.min() - 1e6)
     return pool_metrics(test, sc, lo=lo)["ndcg@10"]
+
+
+def catalogue_of(folder: Path) -> set[str] | None:
+    """Item ids of the data snapshot a release was built on (what it can serve), if on this machine."""
+    data = read_manifest(folder).extra.get("data")
+    path = Path(data) / "items.parquet" if data else None
+    return set(pl.read_parquet(path, columns=["item_id"])["item_id"].to_list()) if path and path.exists() \
+        else None
 
 
 def _padded_outputs(s, a: list[str], b: list[str] | None, bs: int) -> np.ndarray:
@@ -135,6 +151,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
     say(f"gate: {task} candidate {candidate} ({cand.name})"
         + (f" against {production} ({prod.name})" if prod else " (no production version yet)"))
 
+    golden = None
     if task in ("search", "retrieval"):
         data = load_pairs(data_dir, augmented=False)
         lo = cand.spec.extra.get("grade_min", data.grade_min)
@@ -142,18 +159,24 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         gq = sample_queries(test, st.golden, st.seed + 1)
         cands = golden_candidates(gq, test, data.items, st.depth)
         info.update(golden_queries=len(gq), test_queries=test["query"].n_unique())
-        c_groups = _groups(cand, gq, cands)
+        c_groups = score_groups(cand, gq, cands)
+        golden = {"task": task, "queries": gq, "candidates": cands, "scores": [g.tolist() for g in c_groups]}
         cand_q = _per_query_ndcg(cand, test, lo)
         info["candidate_ndcg@10"] = float(np.nanmean(cand_q))
-        if prod is not None:  # 1. quality, 4. ranking consistency
-            prod_q = _per_query_ndcg(prod, test, lo)
+        if prod is not None:  # 1. quality (each as it serves: on its own catalogue), 4. ranking consistency
+            known = catalogue_of(production)
+            if known is not None and test["item_id"].is_in(list(known)).all():
+                known = None
+            if known is not None:
+                info["test_pairs_outside_production_catalogue"] = int((~test["item_id"].is_in(list(known))).sum())
+            prod_q = _per_query_ndcg(prod, test, lo, known)
             results.append(C.quality_non_regression(cand_q, prod_q, margin=st.quality_margin,
                                                     n_boot=st.n_boot, metric="ndcg@10"))
-            p_groups = _groups(prod, gq, cands)
+            p_groups = score_groups(prod, gq, cands)
             results.append(C.ranking_consistency(gq, p_groups, c_groups, min_pass_rate=(
                 st.consistency_min_pass_rate if same_model else st.churn_min_pass_rate)))
         if cand.variant is not cand.reference:  # 2. parity with its own fp32 reference
-            r_groups = _groups(cand, gq, cands, reference=True)
+            r_groups = score_groups(cand, gq, cands, reference=True)
             results.append(C.parity_with_reference(r_groups, c_groups, min_pass_rate=st.parity_min_pass_rate))
         # 3. determinism on a slice of the golden inputs
         qs = [q for q, c in zip(gq, cands) for _ in c][:96]
@@ -165,18 +188,18 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
                                                              for bs in (1, 8, 32)},
                                      _padded_outputs(cand, a, b, 32), atol=atol))
         # 5. behavioural probes
-        upper = _groups(cand, [q.upper() for q in gq], cands)
-        spaced = _groups(cand, ["  " + "  ".join(q.split()) + " " for q in gq], cands)
+        upper = score_groups(cand, [q.upper() for q in gq], cands)
+        spaced = score_groups(cand, ["  " + "  ".join(q.split()) + " " for q in gq], cands)
         results.append(C.case_whitespace_invariance(c_groups + c_groups, upper + spaced))
         typos = [C.typo(q, rng) for q in gq]
-        results.append(C.typo_robustness(c_groups, _groups(cand, typos, cands)))
+        results.append(C.typo_robustness(c_groups, score_groups(cand, typos, cands)))
         titles = data.items.filter(pl.col("title").is_not_null()).sample(
             min(st.title_probes, len(data.items)), seed=st.seed)
         t_q = titles["title"].to_list()
         t_c = golden_candidates(t_q, test.head(0), data.items, st.depth)
         own = titles["text"].to_list()
         t_c = [list(dict.fromkeys([o] + c))[: st.depth] for o, c in zip(own, t_c)]
-        ranks = [int(np.where(np.argsort(-g, kind="stable") == 0)[0][0]) for g in _groups(cand, t_q, t_c)]
+        ranks = [int(np.where(np.argsort(-g, kind="stable") == 0)[0][0]) for g in score_groups(cand, t_q, t_c)]
         results.append(C.exact_title_top_k(ranks))
         probe = (gq[0], cands[0][0] if task == "search" else None)
     elif task == "classify":
@@ -227,6 +250,8 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
     out.mkdir(parents=True, exist_ok=True)
     (out / "gate.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "gate.html").write_text(gate_html(report))
+    if golden is not None:  # what the gated version answered: the scheduled consistency checks' reference
+        (out / "golden.json").write_text(json.dumps(golden))
     for r in results:
         say(f"gate: {'[green]pass[/]' if r.passed else '[red]FAIL[/]'} {r.name}: "
             + ", ".join(f"{k}={_short(v)}" for k, v in r.numbers.items()

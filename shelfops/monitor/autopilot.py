@@ -67,27 +67,27 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     t0 = time.perf_counter()
     workdir = Path(workdir)
     data_dir = workdir / "data" / label
-    say(f"[{label}] data stage on the export {export}")
+    say(f"{label}: data stage on the export {export}")
     data_recipe.run(cfg.data, data_dir, specs=data_recipe.synthetic_specs(Path(export)), progress=progress)
     train_cfg = cfg.train
     if train_overrides:
         train_cfg = train_cfg.model_copy(update={task: getattr(train_cfg, task).model_copy(
             update={"schedule": getattr(train_cfg, task).schedule.model_copy(update=train_overrides)})})
-    say(f"[{label}] training {task}")
+    say(f"{label}: training {task}")
     m = train_recipe.run(task, data_dir, workdir / "models" / label, train_cfg, progress=progress, say=say,
                          config_dump=cfg.model_dump(mode="json"))
     folder = workdir / "models" / label
     quality = (m.metrics.get("model") or {}).get("ndcg@10")
     quality = quality.get("mean", quality.get("estimate")) if isinstance(quality, dict) else quality
     if optimize:
-        say(f"[{label}] optimizing")
+        say(f"{label}: optimizing")
         om = opt_recipe.run(folder, workdir / "optimized" / label, cfg.optimize, progress=progress, say=say,
                             config_dump=cfg.model_dump(mode="json"))
         folder = workdir / "optimized" / label
         if report_dir is not None and (folder / "pareto.png").exists():
             Path(report_dir).mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / "pareto.png", Path(report_dir) / f"pareto-{label}.png")
-        say(f"[{label}] optimize chose {om.metrics['chosen']}: {om.metrics['reason']}")
+        say(f"{label}: optimize chose {om.metrics['chosen']}: {om.metrics['reason']}")
     v = reg.register(folder, name)
     try:
         production = reg.load(name, "production")
@@ -95,7 +95,7 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     except ArtifactNotFound:
         production, prod_version = None, None
     gate_dir = workdir / "gates" / f"{label}-v{v.version}"
-    say(f"[{label}] gating v{v.version} against " + (f"production v{prod_version}" if prod_version else
+    say(f"{label}: gating v{v.version} against " + (f"production v{prod_version}" if prod_version else
                                                      "nothing (first version)"))
     rep = run_gate(folder, gate_dir, production=production, settings=GateSettings(**cfg.gate.model_dump()),
                    say=say)
@@ -116,7 +116,8 @@ def click_through(records: list[dict]) -> tuple[float | None, int]:
 class Autopilot:
     def __init__(self, cfg, reg, server, *, name: str, export: Callable[[], Path], workdir: Path,
                  report_dir: Path | None = None, say: Say = _quiet, clock: Callable[[], float] = time.time,
-                 release_overrides: Callable[[int], dict | None] | None = None) -> None:
+                 release_overrides: Callable[[int], dict | None] | None = None, progress: bool = False,
+                 on_build: Callable[[bool], None] | None = None) -> None:
         self.cfg, self.reg, self.server, self.name = cfg, reg, server, name
         self.export, self.workdir, self.report_dir, self.say, self.clock = export, Path(workdir), report_dir, say, clock
         mc = cfg.monitor
@@ -127,18 +128,23 @@ class Autopilot:
         self.records: list[dict] = []
         self.since = 0.0
         self.ref_from = clock()  # the reference window starts with production's traffic from here
+        self.checked_at = 0  # searches since ref_from at the last drift check
         self.production_since = clock()
         self.last_retrain_at: float | None = None
         self.releases = 0
         self.release_overrides = release_overrides
+        self.progress = progress
+        self.on_build = on_build  # called with True before a retraining and False after it
         self.journal: list[dict] = []
         self.last_drift: dict | None = None
+        self.last_consistency_at: float | None = None
+        self.consistency_failed = False
 
     # ------------------------------------------------------------------ journal
     def note(self, step: str, message: str, **numbers: Any) -> dict:
         e = {"t": self.clock(), "step": step, "message": message, **numbers}
         self.journal.append(e)
-        self.say(f"[autopilot] {step}: {message}")
+        self.say(f"autopilot · {step}: {message}")
         return e
 
     # ------------------------------------------------------------------ observe
@@ -151,15 +157,20 @@ class Autopilot:
 
     def windows(self) -> tuple[list[dict], list[dict]] | None:
         """(reference, current): the first and the latest ``window`` searches since ``ref_from``
-        (with the clicks among them); None until there are two windows' worth."""
+        (with the clicks among them). Windows tumble: None until there are two windows' worth,
+        and then until a whole new window has arrived since the last check, so each check
+        judges fresh traffic only."""
         n = self.cfg.monitor.window
         recs = [r for r in self.records if r["t"] >= self.ref_from]
         searches = [i for i, r in enumerate(recs) if r["kind"] == "search"]
-        if len(searches) < 2 * n:
+        fresh = len(searches) - max(self.checked_at, n)
+        if len(searches) < 2 * n or fresh < n:
             return None
+        self.checked_at = len(searches)
         return recs[: searches[n]], recs[searches[-n]:]
 
     def drift(self) -> dict | None:
+        """The drift report of a fresh window against the reference, or None when none is due."""
         w = self.windows()
         if w is None:
             return None
@@ -185,15 +196,20 @@ class Autopilot:
             row = self.controller.row()
             if d.action == "promote":
                 self.ref_from = self.production_since = self.clock()  # the new production's traffic
+                self.checked_at = 0
             return self.note(d.action if d.action != "advance" else "canary", d.reason, version=row.candidate,
                              stage=str(d.stage), traffic=d.traffic, evidence=_short(d.evidence))
+        every = self.cfg.monitor.consistency_every_s
+        if every is not None and (self.last_consistency_at is None or self.clock() - self.last_consistency_at >= every):
+            self.check_consistency()
         rep = self.drift()
         (ctr_ref, shown_ref), (ctr_cur, shown_cur) = (rep["ctr"]["reference"], rep["ctr"]["current"]) if rep \
             else ((None, 0), (None, 0))
         dec = decide(Signals(now=self.clock(), production_since=self.production_since,
                              last_retrain_at=self.last_retrain_at, drift=rep,
                              ctr_reference=ctr_ref, ctr_current=ctr_cur, impressions_reference=shown_ref,
-                             impressions_current=shown_cur), self.triggers)
+                             impressions_current=shown_cur, consistency_failed=self.consistency_failed),
+                     self.triggers)
         if not dec.retrain:
             return None
         if rep and rep["drifted"]:
@@ -202,13 +218,43 @@ class Autopilot:
         self.note("trigger", "; ".join(dec.reasons), evidence=dec.evidence)
         return self.retrain(dec.reasons)
 
+    def check_consistency(self) -> dict | None:
+        """Re-score production's stored golden set (shelfops.monitor.consistency)."""
+        from shelfops.errors import ArtifactNotFound
+        from shelfops.monitor.consistency import check_consistency
+
+        self.last_consistency_at = self.clock()
+        try:
+            version = self.reg.show(self.name, "production").version
+            folder = self.reg.load(self.name, version)
+        except ArtifactNotFound:
+            return None
+        gate = self.reg.gate_report(self.name, version)
+        if gate is None or not (gate / "golden.json").exists():
+            return self.note("consistency", f"v{version} has no stored golden set to check against", version=version)
+        res = check_consistency(folder, gate / "golden.json")
+        self.consistency_failed = not res["passed"]
+        n = res["numbers"]
+        return self.note("consistency", f"v{version} {'answers' if res['passed'] else 'NO LONGER answers'} its "
+                         f"golden set as gated: {n.get('pass_rate', 0):.1%} of {res['groups']} groups pass, "
+                         f"max score difference {res['max_abs_diff']:.2g}", version=version, result=res)
+
     def retrain(self, reasons: list[str]) -> dict:
         self.releases += 1
         label = f"auto-{self.releases}"
-        overrides = self.release_overrides(self.releases) if self.release_overrides else None
-        rel = build_release(self.export(), self.workdir, self.cfg, self.reg, self.name, label=label,
-                            train_overrides=overrides, report_dir=self.report_dir, say=self.say)
+        overrides = dict(self.release_overrides(self.releases) or {}) if self.release_overrides else {}
+        optimize = overrides.pop("optimize", True)
+        if self.on_build:
+            self.on_build(True)
+        try:
+            rel = build_release(self.export(), self.workdir, self.cfg, self.reg, self.name, label=label,
+                                train_overrides=overrides or None, optimize=optimize,
+                                report_dir=self.report_dir, say=self.say, progress=self.progress)
+        finally:
+            if self.on_build:
+                self.on_build(False)
         self.last_retrain_at = self.clock()
+        self.consistency_failed = False
         if not rel.gate_passed:
             return self.note("gate", f"v{rel.version} stopped by the gate: failed {', '.join(rel.failed)}",
                              version=rel.version, release=rel.to_dict())

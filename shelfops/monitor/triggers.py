@@ -1,10 +1,10 @@
 """When to retrain: a pure decision from the signals the autopilot observed.
 
-Four triggers, each with its reason and numbers: drift (the drift report says so),
+Five triggers, each with its reason and numbers: drift (the drift report says so),
 schedule (production has served for ``max_age_s``), online metric drop (production's
 click-through in the current window fell by ``min_ctr_drop`` relative to the reference
 window, with enough impressions in both), and new data (``min_new_events`` feedback events
-arrived since the last training). None fires while a rollout is running or within
+arrived since the last training), and a failed scheduled consistency check. None fires while a rollout is running or within
 ``cooldown_s`` of the autopilot's last retraining (a release the gate refused included).
 """
 
@@ -34,6 +34,7 @@ class Signals:
     impressions_reference: int = 0
     impressions_current: int = 0
     new_events: int = 0
+    consistency_failed: bool = False  # the scheduled check: production no longer answers as gated
     rollout_running: bool = False
 
 
@@ -69,6 +70,8 @@ def decide(s: Signals, p: TriggerPolicy = TriggerPolicy()) -> TriggerDecision:
         if drop >= p.min_ctr_drop:
             reasons.append(f"online metric: click-through fell {drop:.0%} ({s.ctr_reference:.2%} -> "
                            f"{s.ctr_current:.2%})")
+    if s.consistency_failed:
+        reasons.append("consistency: production no longer answers its golden set as it did when gated")
     if p.min_new_events is not None and s.new_events >= p.min_new_events:
         reasons.append(f"new data: {s.new_events:,} feedback events since the last training")
     return TriggerDecision(bool(reasons), reasons or ["no trigger fired"], ev)

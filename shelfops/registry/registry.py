@@ -69,7 +69,7 @@ class Registry:
                  ops_url: str | None = None, artifact_root: str | None = None) -> None:
         from mlflow import MlflowClient
 
-        self.home = Path(home or default_home())
+        self.home = Path(home or default_home()).expanduser().resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.tracking_uri = tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
         self.artifact_root = artifact_root or (self.home / "mlartifacts").as_uri()
@@ -187,6 +187,23 @@ class Registry:
             local.rename(dst)
         self.verify(name, str(mv.version), dst)
         return dst
+
+    def gate_report(self, name: str, ref: str) -> Path | None:
+        """The folder of the gate report stored with a version (gate.json, golden.json), or None."""
+        mv = self._mv(name, ref)
+        dst = self.home / "cache" / "gates" / name / str(mv.version)
+        if not (dst / "gate.json").exists():
+            try:
+                got = Path(self.client.download_artifacts(mv.run_id, f"gate/v{mv.version}", str(dst.parent)))
+            except Exception:  # no gate report stored
+                return None
+            if got != dst:
+                if dst.exists():
+                    import shutil
+
+                    shutil.rmtree(dst)
+                got.rename(dst)
+        return dst if (dst / "gate.json").exists() else None
 
     def verify(self, name: str, version: str, folder: Path) -> None:
         mv = self.client.get_model_version(name, version)

@@ -112,14 +112,17 @@ class Replay:
         return {"user": user, "query": query, "version": version, "shown": len(ids), "clicks": len(clicked)}
 
     def run(self, searches: int | None = None, *, seconds: float | None = None, concurrency: int = 4,
-            stop: threading.Event | None = None, progress=None) -> Tally:
+            stop: threading.Event | None = None, rate: float | None = None, progress=None) -> Tally:
         """Play ``searches`` searches (or until ``seconds`` pass, or ``stop`` is set) with
-        ``concurrency`` shoppers at a time; returns the tally (also kept on ``self.tally``)."""
+        ``concurrency`` shoppers at a time, at most ``rate`` searches per second overall;
+        returns the tally (also kept on ``self.tally``)."""
         if searches is None and seconds is None and stop is None:
             raise ValueError("give searches, seconds or a stop event")
         deadline = time.monotonic() + seconds if seconds is not None else None
         counter = iter(range(searches if searches is not None else 1 << 62))
         seeds = self._seed.spawn(concurrency)
+        self.rate = rate  # may be changed while running (e.g. slowed while a retraining runs)
+        slot = [time.monotonic()]  # when the next search may start
 
         def worker(ss: np.random.SeedSequence) -> None:
             rng = np.random.default_rng(ss)
@@ -131,6 +134,16 @@ class Replay:
                 with self._lock:
                     if next(counter, None) is None:
                         return
+                    wait = 0.0
+                    if self.rate:
+                        now = time.monotonic()
+                        slot[0] = max(slot[0], now) + 1.0 / self.rate
+                        wait = slot[0] - now - 1.0 / self.rate
+                if wait > 0:
+                    if stop is not None:
+                        stop.wait(wait)
+                    else:
+                        time.sleep(wait)
                 self.one(rng)
                 if progress is not None:
                     progress()

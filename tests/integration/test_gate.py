@@ -78,3 +78,19 @@ def test_damaged_candidate_fails_with_reasons_and_cannot_be_promoted(models, tmp
     assert reg.show("shop", v2).gate == "failed"
     res = CliRunner().invoke(app, ["registry", "promote", "shop", v2, "production", "-r", "try"])
     assert res.exit_code != 0 and reg.aliases("shop")["production"] == v1  # production untouched
+
+
+def test_scheduled_consistency_check_reuses_the_gates_golden_set(models, tmp_path):
+    """The gate stores what the version answered; re-scoring the same version later agrees,
+    and a version that answers differently (damaged weights in its place) is caught."""
+    from shelfops.monitor.consistency import check_consistency
+
+    res = CliRunner().invoke(app, ["gate", str(models / "opt"), "--out", str(tmp_path / "g")])
+    golden = tmp_path / "g" / "golden.json"
+    assert golden.exists(), res.output
+    g = json.loads(golden.read_text())
+    assert len(g["queries"]) == len(g["candidates"]) == len(g["scores"]) == 10
+    same = check_consistency(models / "opt", golden)
+    assert same["passed"] and same["groups"] == 10 and same["max_abs_diff"] < 1e-4
+    broken = check_consistency(models / "broken", golden)
+    assert not broken["passed"] and broken["numbers"]["pass_rate"] < 0.999, broken
