@@ -318,6 +318,8 @@ class DriftConfig(_Strict):
     unseen_delta: float = Field(0.05, gt=0)
     centroid_shift: float = Field(0.05, gt=0)
     min_samples: int = Field(100, ge=10)
+    embeddings: bool = Field(True, description="embed each window's queries with the pretrained encoder "
+                             "(train.encoder) for the centroid-shift feature")
 
 
 class TriggerConfig(_Strict):

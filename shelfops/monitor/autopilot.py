@@ -121,7 +121,8 @@ class Autopilot:
         self.cfg, self.reg, self.server, self.name = cfg, reg, server, name
         self.export, self.workdir, self.report_dir, self.say, self.clock = export, Path(workdir), report_dir, say, clock
         mc = cfg.monitor
-        self.thresholds = Thresholds(**mc.drift.model_dump())
+        self.thresholds = Thresholds(**mc.drift.model_dump(exclude={"embeddings"}))
+        self._embedder = None
         self.triggers = TriggerPolicy(**mc.triggers.model_dump())
         self.controller = Controller(reg, server, name, task=mc.task, policy=Policy(**mc.rollout.model_dump()),
                                      clock=clock, actor="autopilot")
@@ -175,6 +176,8 @@ class Autopilot:
         if w is None:
             return None
         ref, cur = (window_from_traffic(x) for x in w)
+        if self.cfg.monitor.drift.embeddings:
+            ref.embeddings, cur.embeddings = self.embed(ref.queries), self.embed(cur.queries)
         rep = compare(ref, cur, self.thresholds)
         rep["ctr"] = {"reference": click_through(w[0]), "current": click_through(w[1])}
         if rep["drifted"] and self.report_dir is not None:
@@ -183,6 +186,17 @@ class Autopilot:
             (Path(self.report_dir) / f"drift-{k + 1}.json").write_text(json.dumps(rep, indent=2, default=str))
         self.last_drift = rep
         return rep
+
+    def embed(self, texts: list[str]):
+        """Query embeddings under the pretrained encoder (the centroid-shift feature)."""
+        from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
+        from shelfops.train.search import embed_texts
+
+        if self._embedder is None:
+            path = resolve_encoder(self.cfg.train.encoder)
+            self._embedder = (TextEncoder(load_backbone(path), "mean").eval(), load_tokenizer(path))
+        enc, tok = self._embedder
+        return embed_texts(enc, tok, texts, max_length=32, progress=None)
 
     # ------------------------------------------------------------------ act
     def tick(self) -> dict | None:

@@ -63,6 +63,9 @@ def test_drift_in_a_fresh_window_triggers_one_retraining(tmp_path: Path, monkeyp
     assert [e["step"] for e in pilot.journal] == ["drift", "trigger", "gate"]
     assert "category_popularity" in pilot.journal[0]["message"] or "query_category_mix" in pilot.journal[0]["message"]
     assert entry["step"] == "gate" and "stopped by the gate" in entry["message"]
+    # the windows' queries were embedded with the pretrained encoder: the centroid moved too
+    shift = pilot.journal[0]["report"]["embedding_centroid_shift"]
+    assert shift["drifted"] and shift["value"] > shift["threshold"]
     # the refused release starts a cool-down: more drifted traffic does not retrain at once
     now[0] = 10.0
     server.add(100, ["Electronics"], rng)
