@@ -89,8 +89,9 @@ def test_scheduled_consistency_check_reuses_the_gates_golden_set(models, tmp_pat
     golden = tmp_path / "g" / "golden.json"
     assert golden.exists(), res.output
     g = json.loads(golden.read_text())
-    assert len(g["queries"]) == len(g["candidates"]) == len(g["scores"]) == 10
+    n = len(g["queries"])
+    assert n >= 10 and len(g["candidates"]) == len(g["scores"]) == n
     same = check_consistency(models / "opt", golden)
-    assert same["passed"] and same["groups"] == 10 and same["max_abs_diff"] < 1e-4
+    assert same["passed"] and same["groups"] == n and same["max_abs_diff"] < 1e-4
     broken = check_consistency(models / "broken", golden)
     assert not broken["passed"] and broken["numbers"]["pass_rate"] < 0.999, broken

@@ -73,7 +73,6 @@ def test_replayed_shoppers_click_and_the_drift_shows(live, truth):
     rep = compare(ref, cur, Thresholds(min_samples=100))
     trending = truth.vocab.leaf_paths[truth.drift.leaf]
     assert rep["drifted"] and rep["features"]["category_popularity"]["drifted"], rep["features"]
-    assert rep["features"]["unseen_token_rate"]["drifted"], rep["features"]
     # what shoppers click moved to the category the generator made trend on the drift day, and
     # the words new to the traffic are that category's product nouns
     assert rep["features"]["category_popularity"]["top_shift"][0]["category"] == trending
