@@ -16,6 +16,7 @@ every alias move in the registry's history with its evidence.
 from __future__ import annotations
 
 import json
+from collections import deque
 import shutil
 import time
 from collections.abc import Callable
@@ -126,10 +127,14 @@ class Autopilot:
         self.triggers = TriggerPolicy(**mc.triggers.model_dump())
         self.controller = Controller(reg, server, name, task=mc.task, policy=Policy(**mc.rollout.model_dump()),
                                      clock=clock, actor="autopilot")
-        self.records: list[dict] = []
         self.since = 0.0
-        self.ref_from = clock()  # the reference window starts with production's traffic from here
-        self.checked_at = 0  # searches since ref_from at the last drift check
+        # what the drift check needs, and no more (the loop runs for weeks): the reference
+        # window (production's first ``window`` searches, with their clicks), the latest
+        # ``window`` searches after it, and how many searches arrived since the last check
+        self.reference: list[dict] = []
+        self.recent: deque[dict] = deque()
+        self.fresh = 0
+        self._restart_reference(clock())
         self.production_since = clock()
         self.last_retrain_at: float | None = None
         self.releases = 0
@@ -149,10 +154,34 @@ class Autopilot:
         return e
 
     # ------------------------------------------------------------------ observe
+    def _restart_reference(self, t: float) -> None:
+        self.ref_from = t  # the reference window starts with production's traffic from here
+        self.reference, self._ref_searches, self._ref_full = [], 0, False
+        self.recent.clear()
+        self.fresh = 0
+
+    def _take(self, r: dict) -> None:
+        if r["t"] < self.ref_from:
+            return
+        is_search = r.get("kind") == "search"
+        if not self._ref_full:
+            if not (is_search and self._ref_searches == self.cfg.monitor.window):
+                self.reference.append(r)
+                self._ref_searches += is_search
+                return
+            self._ref_full = True  # the first search after the reference window
+        self.recent.append(r)
+        self.fresh += is_search
+        # keep the latest ``window`` searches (and the clicks after the oldest of them)
+        n, searches = self.cfg.monitor.window, sum(1 for x in self.recent if x.get("kind") == "search")
+        while self.recent and (searches > n or self.recent[0].get("kind") != "search"):
+            searches -= self.recent.popleft().get("kind") == "search"
+
     def pull(self) -> int:
         new = self.server.traffic(self.since)
+        for r in new:
+            self._take(r)
         if new:
-            self.records.extend(new)
             self.since = new[-1]["t"]
         return len(new)
 
@@ -161,14 +190,10 @@ class Autopilot:
         (with the clicks among them). Windows tumble: None until there are two windows' worth,
         and then until a whole new window has arrived since the last check, so each check
         judges fresh traffic only."""
-        n = self.cfg.monitor.window
-        recs = [r for r in self.records if r["t"] >= self.ref_from]
-        searches = [i for i, r in enumerate(recs) if r["kind"] == "search"]
-        fresh = len(searches) - max(self.checked_at, n)
-        if len(searches) < 2 * n or fresh < n:
+        if not self._ref_full or self.fresh < self.cfg.monitor.window:
             return None
-        self.checked_at = len(searches)
-        return recs[: searches[n]], recs[searches[-n]:]
+        self.fresh = 0
+        return list(self.reference), list(self.recent)
 
     def drift(self) -> dict | None:
         """The drift report of a fresh window against the reference, or None when none is due."""
@@ -209,8 +234,8 @@ class Autopilot:
                 return None
             row = self.controller.row()
             if d.action == "promote":
-                self.ref_from = self.production_since = self.clock()  # the new production's traffic
-                self.checked_at = 0
+                self.production_since = self.clock()
+                self._restart_reference(self.production_since)  # the new production's traffic
             return self.note(d.action if d.action != "advance" else "canary", d.reason, version=row.candidate,
                              stage=str(d.stage), traffic=d.traffic, evidence=_short(d.evidence))
         every = self.cfg.monitor.consistency_every_s

@@ -74,3 +74,24 @@ def test_drift_in_a_fresh_window_triggers_one_retraining(tmp_path: Path, monkeyp
     server.add(100, ["Electronics"], rng)
     pilot.tick()
     assert built == ["auto-1", "auto-2"]
+
+
+def test_the_loop_keeps_only_the_two_windows_it_judges(tmp_path: Path):
+    """Weeks of traffic must not pile up in memory: the autopilot holds the reference window
+    and the latest window, and each holds exactly the searches it should."""
+    cfg = ShelfopsConfig.model_validate({"monitor": {"window": 50, "consistency_every_s": None,
+                                                     "drift": {"embeddings": False}}})
+    server, rng = FakeServer(), np.random.default_rng(1)
+    pilot = ap.Autopilot(cfg, Registry(home=tmp_path / "reg"), server, name="shop-search",
+                         export=lambda: tmp_path, workdir=tmp_path, clock=lambda: 0.0)
+    server.add(50, ["Kitchen"], rng)
+    server.add(2000, ["Kitchen", "Garden"], rng)
+    pilot.pull()
+    held = pilot.reference + list(pilot.recent)
+    assert len(held) < 150  # 2,050 searches and ~600 clicks arrived
+    ref, cur = pilot.windows()
+    assert sum(r["kind"] == "search" for r in ref) == 50 and sum(r["kind"] == "search" for r in cur) == 50
+    assert {r["top_category"] for r in ref if r["kind"] == "search"} == {"Kitchen"}
+    searches = [r for r in server.records if r["kind"] == "search"]
+    assert cur[0] is searches[-50]  # the current window is the latest 50 searches and their clicks
+    assert pilot.windows() is None  # judged: nothing fresh until another whole window arrives
