@@ -9,8 +9,10 @@ must also be significant at ``alpha``:
 * categorical mixes (the category of each search's top result, clicked categories, clicked
   items): PSI over the union of categories, and the chi-square test of the 2 x K table;
 * unseen-token rate: the share of query tokens the reference never saw, against the same
-  rate between the reference's two halves (what "no drift" looks like for this traffic);
-* embedding centroid shift: 1 - cosine of the two windows' mean query embeddings.
+  rate between the reference's two halves (what "no drift" looks like for this traffic),
+  with a one-sided two-proportion z-test;
+* embedding centroid shift: 1 - cosine of the two windows' mean query embeddings, with a
+  permutation test (random splits of the pooled queries) for its significance.
 
 A window is a plain :class:`Window`; building one from the server's traffic log lives in
 :mod:`shelfops.monitor.windows`. Nothing here does I/O except :func:`plot`.
@@ -121,6 +123,37 @@ def centroid_shift(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(1.0 - a @ b / den) if den > 0 else 0.0
 
 
+def centroid_shift_p(ref: np.ndarray, cur: np.ndarray, n_perm: int = 1999, seed: int = 0) -> float:
+    """Permutation p-value of the centroid shift: how often two random halves of the pooled
+    queries are at least as far apart. A window of ~100 queries moves its centroid by chance;
+    this says whether the observed shift is more than that."""
+    x = np.concatenate([np.asarray(ref, np.float64), np.asarray(cur, np.float64)])
+    n, observed = len(ref), centroid_shift(ref, cur)
+    rng = np.random.default_rng(seed)
+    total = x.sum(0)
+    hits = 0
+    for _ in range(n_perm):
+        idx = rng.permutation(len(x))[:n]
+        a = x[idx].sum(0)
+        b = total - a
+        den = np.linalg.norm(a) * np.linalg.norm(b)
+        hits += (1.0 - a @ b / den if den > 0 else 0.0) >= observed - 1e-12
+    return (1 + hits) / (1 + n_perm)
+
+
+def unseen_p(new_now: int, tokens_now: int, new_base: int, tokens_base: int) -> float:
+    """One-sided two-proportion z-test: is the current unseen-token rate above the reference's own?"""
+    from scipy.stats import norm
+
+    if not tokens_now or not tokens_base:
+        return 1.0
+    p = (new_now + new_base) / (tokens_now + tokens_base)
+    se = np.sqrt(p * (1 - p) * (1 / tokens_now + 1 / tokens_base))
+    if se == 0:
+        return 1.0
+    return float(norm.sf((new_now / tokens_now - new_base / tokens_base) / se))
+
+
 def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
     """Every feature's statistic, its threshold and whether it drifted; ``drifted`` when any did.
 
@@ -144,10 +177,16 @@ def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
     numeric("query_length", [len(tokens(q)) for q in ref.queries], [len(tokens(q)) for q in cur.queries])
     categorical("query_category_mix", ref.query_categories, cur.query_categories, th.psi)
     half = len(ref.queries) // 2
-    base = unseen_rate(ref.queries[half:], {t for q in ref.queries[:half] for t in tokens(q)})
-    now = unseen_rate(cur.queries, {t for q in ref.queries for t in tokens(q)})
-    add("unseen_token_rate", "delta", now - base, th.unseen_delta, now - base > th.unseen_delta,
-        reference=round(base, 4), current=round(now, 4), new_tokens=_new_tokens(ref.queries, cur.queries))
+    first = {t for q in ref.queries[:half] for t in tokens(q)}
+    base_toks = [t for q in ref.queries[half:] for t in tokens(q)]
+    seen = {t for q in ref.queries for t in tokens(q)}
+    now_toks = [t for q in cur.queries for t in tokens(q)]
+    nb, nn = sum(t not in first for t in base_toks), sum(t not in seen for t in now_toks)
+    base, now = nb / max(1, len(base_toks)), nn / max(1, len(now_toks))
+    p = unseen_p(nn, len(now_toks), nb, len(base_toks))
+    add("unseen_token_rate", "delta+z", now - base, th.unseen_delta, now - base > th.unseen_delta and p < th.alpha,
+        reference=round(base, 4), current=round(now, 4), p_value=p,
+        new_tokens=_new_tokens(ref.queries, cur.queries))
     if ref.clicked_categories and cur.clicked_categories:
         categorical("category_popularity", ref.clicked_categories, cur.clicked_categories, th.psi)
     if ref.clicked_items and cur.clicked_items:
@@ -157,7 +196,9 @@ def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
         numeric("top_score", ref.top_scores, cur.top_scores)
     if ref.embeddings is not None and cur.embeddings is not None and len(ref.embeddings) and len(cur.embeddings):
         v = centroid_shift(ref.embeddings, cur.embeddings)
-        add("embedding_centroid_shift", "cosine", v, th.centroid_shift, v > th.centroid_shift)
+        p = centroid_shift_p(ref.embeddings, cur.embeddings)
+        add("embedding_centroid_shift", "cosine+permutation", v, th.centroid_shift,
+            v > th.centroid_shift and p < th.alpha, p_value=p)
     drifted = [k for k, f in feats.items() if f["drifted"]]
     return {"drifted": bool(drifted), "drifted_features": drifted, "enough_samples": enough,
             "samples": {"reference": len(ref), "current": len(cur)}, "features": feats,

@@ -9,6 +9,7 @@ from shelfops.monitor.drift import (
     Thresholds,
     Window,
     centroid_shift,
+    centroid_shift_p,
     compare,
     ks,
     plot,
@@ -81,3 +82,17 @@ def test_plot_writes_a_png(tmp_path):
     ref, cur = traffic(rng, 300, [0.4, 0.3, 0.25, 0.05]), traffic(rng, 300, [0.1, 0.1, 0.1, 0.7])
     png = plot(compare(ref, cur), ref, cur, tmp_path / "drift.png")
     assert png.stat().st_size > 10_000
+
+
+def test_a_chance_move_of_a_small_windows_centroid_is_not_drift():
+    """~100 queries a window move the mean embedding by chance past the cosine cut; the
+    permutation test tells that from a real shift (a false alarm the demo raised once)."""
+    rng = np.random.default_rng(3)
+    same = [(rng.normal(0, 1, (100, 8)) + 0.4, rng.normal(0, 1, (100, 8)) + 0.4) for _ in range(20)]
+    shifts = [centroid_shift(a, b) for a, b in same]
+    assert max(shifts) > Thresholds().centroid_shift  # the cut alone would raise an alarm
+    ps = [centroid_shift_p(a, b) for a, b in same]
+    assert min(ps) > Thresholds().alpha
+    moved = rng.normal(0, 1, (100, 8)) + 0.4
+    moved[:, 0] += 1.5
+    assert centroid_shift_p(same[0][0], moved) < Thresholds().alpha
