@@ -32,7 +32,7 @@ BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": 20, "warmup_ratio": 0.0, "o
 
 def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | None = None,
           max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 6.0,
-          build_rate: float = 1.0) -> dict:
+          build_rate: float = 1.0, max_quiet_windows: int = 8) -> dict:
     from shelfops.data import recipe as data_recipe
     from shelfops.data.snapshot import export_as_of
     from shelfops.data.synthetic_truth import ShopTruth
@@ -142,7 +142,20 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                 return refused or (row is not None and row.status != "running" and len(pilot.journal) > since)
             return done
 
-        pilot.run(until=settled(0), max_seconds=max_rollout_s)
+        checks0 = pilot.drift_checks
+
+        def settled_or_no_drift() -> bool:  # do not wait for ever on a drift that does not show
+            idle = pilot.drift_checks - checks0 >= max_quiet_windows and not any(
+                e["step"] == "trigger" for e in pilot.journal)
+            return settled(0)() or idle
+
+        pilot.run(until=settled_or_no_drift, max_seconds=max_rollout_s)
+        if not any(e["step"] == "trigger" for e in pilot.journal):
+            rep = pilot.last_drift or {}
+            console.print(f"[red]no drift detected in {pilot.drift_checks - checks0} windows of day "
+                          f"{syn.drift_day + 3}'s traffic[/] (last check: "
+                          + ", ".join(f"{k} {f['value']:.3g}" for k, f in rep.get("features", {}).items()
+                                      if isinstance(f.get("value"), (int, float))) + ")")
         row = pilot.controller.row()
         console.print(f"rollout of v{row.candidate if row else '?'}: {row.status if row else 'never started'} "
                       f"({row.reason if row else 'no release passed its gate'}) after "

@@ -143,6 +143,7 @@ class Autopilot:
         self.on_build = on_build  # called with True before a retraining and False after it
         self.journal: list[dict] = []
         self.last_drift: dict | None = None
+        self.drift_checks = 0  # drift reports made so far
         self.last_consistency_at: float | None = None
         self.consistency_failed = False
 
@@ -210,6 +211,7 @@ class Autopilot:
             rep["chart"] = str(plot(rep, ref, cur, Path(self.report_dir) / f"drift-{k + 1}.png"))
             (Path(self.report_dir) / f"drift-{k + 1}.json").write_text(json.dumps(rep, indent=2, default=str))
         self.last_drift = rep
+        self.drift_checks += 1
         return rep
 
     def embed(self, texts: list[str]):
