@@ -2,22 +2,29 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.installed-core
+DEV    := $(VENV)/.installed-dev
 
 .PHONY: install browser demo test test-fast lint bench clean
 
 # Re-installs only when the project's dependency files change, so repeat runs are quick.
-$(STAMP): pyproject.toml constraints.txt
+# The core install is what `make demo` needs; the dev install adds the test tools and the
+# scale-out engines (Ray Serve, Redis, PostgreSQL drivers) that the tests exercise.
+$(CORE): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@# torch first, pinned to the CPU build on this disk (see constraints.txt)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	@touch $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e .
+	@touch $(CORE)
 
-install: $(STAMP)
+$(DEV): $(CORE)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,scale]'
+	@touch $(DEV)
 
-demo: install
+install: $(DEV)
+
+demo: $(CORE)
 	$(VENV)/bin/shelfops demo
 
 # The dashboard test drives Debian's chromium through Playwright (no browser download).

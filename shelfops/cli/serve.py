@@ -19,6 +19,10 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     watch_seconds: float = 5.0,
+    backend: Annotated[str, typer.Option(help="uvicorn: one process; ray: a Ray Serve deployment with "
+                                         "autoscaled replicas (pip install 'shelfops[scale]')")] = "uvicorn",
+    min_replicas: Annotated[int, typer.Option(help="ray backend: fewest replicas")] = 1,
+    max_replicas: Annotated[int, typer.Option(help="ray backend: most replicas")] = 2,
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
 ) -> None:
@@ -33,6 +37,8 @@ def serve(
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
+        if backend not in ("uvicorn", "ray"):
+            raise ConfigError([f"--backend {backend!r}: expected uvicorn or ray"])
         models: dict[str, tuple[Path, str]] = {}
         watch = None
         for spec in model or []:
@@ -53,8 +59,35 @@ def serve(
                 if task in models:
                     data = Path(read_manifest(models[task][0]).extra.get("data", ""))
                     break
+        if backend == "ray":
+            _serve_ray(cfg, models, registry_prefix, data, host, port, watch_seconds, min_replicas, max_replicas)
+            return
         settings = ServeSettings(models=models, data_dir=data, admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
-                                 watch=watch, watch_seconds=watch_seconds)
+                                 watch=watch, watch_seconds=watch_seconds, state_url=cfg.serve.state_url,
+                                 session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth)
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in models.items())} on http://{host}:{port} "
-            f"(docs: /docs)")
+            f"(docs: /docs; sessions: {cfg.serve.state_url or 'in this process'})")
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def _serve_ray(cfg, models, registry_prefix, data, host, port, watch_seconds, min_replicas, max_replicas) -> None:
+    import time
+
+    from shelfops.serve import ray_backend
+
+    spec = ray_backend.ReplicaSpec(
+        models={t: (str(f), v) for t, (f, v) in models.items()} if not registry_prefix else {},
+        registry_prefix=registry_prefix, registry=cfg.registry.model_dump(), data_dir=str(data) if data else None,
+        admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"), state_url=cfg.serve.state_url,
+        session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth, watch_seconds=watch_seconds)
+    if cfg.serve.state_url is None and max_replicas > 1:
+        say("[yellow]serve.state_url is not set: each replica keeps its own sessions; set "
+            "serve.state_url=redis://... so replicas share them[/]")
+    url = ray_backend.start(spec, host=host, port=port, min_replicas=min_replicas, max_replicas=max_replicas)
+    say(f"Ray Serve: {', '.join(f'{t} v{v}' for t, (_, v) in models.items())} on {url} "
+        f"({min_replicas}-{max_replicas} replicas; sessions: {cfg.serve.state_url or 'per replica'}); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        ray_backend.stop()

@@ -358,6 +358,15 @@ class MonitorConfig(_Strict):
     rollout: RolloutConfig = RolloutConfig()
 
 
+class ServeConfig(_Strict):
+    """Stage ⑥: what replicas share."""
+
+    state_url: str | None = Field(None, description="where live sessions and the served-request log live: "
+                                  "null = this process; redis://host:6379/0 = shared by every replica")
+    session_length: int = Field(50, ge=1, le=10_000, description="items kept per live session")
+    rerank_depth: int = Field(50, ge=1, le=1000, description="retrieved items the cross-encoder re-ranks")
+
+
 class ShelfopsConfig(_Strict):
     name: str = "shelfops"
     workdir: str = Field("runs", description="where stage outputs go unless --out says otherwise")
@@ -366,4 +375,5 @@ class ShelfopsConfig(_Strict):
     optimize: OptimizeConfig = OptimizeConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+    serve: ServeConfig = ServeConfig()
     monitor: MonitorConfig = MonitorConfig()

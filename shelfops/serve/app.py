@@ -18,7 +18,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
 from shelfops.serve.host import ModelHost, Slot
 from shelfops.serve.metrics import ServeMetrics
+from shelfops.serve.sessions import shared_state
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -110,6 +111,11 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024
     session_length: int = 50
     request_log: int = 100_000
+    # where sessions and the served-request log live: None (this process) or redis://...,
+    # shared by every replica (shelfops.serve.sessions)
+    state_url: str | None = None
+    # model-call batching: "asyncio" (shelfops.serve.batcher) or "ray" (@serve.batch, in Ray Serve replicas)
+    batching: Literal["asyncio", "ray"] = "asyncio"
     traffic_log: int = 50_000  # searches and clicks kept for the drift monitor (GET /v1/traffic)
     # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
     # registry's production alias); a different version is hot-swapped in
@@ -183,11 +189,10 @@ def arm_of(task: str, who: str, percent: int) -> bool:
 class State:
     def __init__(self, s: ServeSettings) -> None:
         self.settings = s
-        self.host = ModelHost()
+        self.host = ModelHost(batching=s.batching)
         self.metrics = ServeMetrics()
         self.catalogue: Catalogue | None = None
-        self.sessions: dict[str, deque] = {}
-        self.requests: OrderedDict[str, dict] = OrderedDict()
+        self.shared = shared_state(s.state_url, session_length=s.session_length, request_log=s.request_log)
         self.ready = False
         self.started = time.time()
         self.last_watch_error: str | None = None
@@ -235,11 +240,6 @@ class State:
 
     def route(self, task: str, who: str | None) -> Slot:
         return self.host.get(self.route_key(task, who))
-
-    def remember(self, rid: str, info: dict) -> None:
-        self.requests[rid] = info
-        while len(self.requests) > self.settings.request_log:
-            self.requests.popitem(last=False)
 
 
 async def _shadow(state: State, pairs: list, prod_top: list[int], k: int) -> None:
@@ -314,6 +314,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if hasattr(state.shared, "ping"):
+            await state.shared.ping()  # a shared store that does not answer fails the start, named
         if settings.data_dir is not None:
             state.catalogue = Catalogue(settings.data_dir)
         for task in ("retrieval", "search", "classify", "recommend"):  # retrieval first: it builds the index
@@ -326,6 +328,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if watcher:
             watcher.cancel()
         await state.host.close()
+        await state.shared.close()
 
     app = FastAPI(title="shelfops", version="1", lifespan=lifespan,
                   description="Search, recommendation and classification served from the registry.")
@@ -415,7 +418,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         rid = uuid.uuid4().hex
         items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
                   "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
-        state.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
+        await state.shared.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
                              "session": body.session, "items": [it["item_id"] for it in items]})
         state.traffic.append({"t": time.time(), "kind": "search", "query": body.query,
                               "version": versions.get("search", versions["retrieval"]),
@@ -447,14 +450,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if not (body.user or body.session):
             raise BadRequest("recommend needs 'user' or 'session'", field="user")
         key = body.session or body.user
-        history = list(state.sessions.get(key, ()))
+        history = await state.shared.history(key)
         s = state.host.get("recommend")
         try:
             got = await s.batcher.submit((history, body.k))
         finally:
             s.release()
         rid = uuid.uuid4().hex
-        state.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
+        await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
                              "user": body.user, "session": body.session, "items": [i for i, _ in got]})
         return JSONResponse({"request_id": rid, "items": [{"item_id": i, "score": sc} for i, sc in got],
                              "history_length": len(history), "versions": {"recommend": s.version}},
@@ -475,15 +478,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                               for i in top[1:]], "versions": {"classify": s.version}},
                             headers={"x-shelfops-version": s.version})
 
-    def record_event(body: EventIn) -> int:
-        served = state.requests.get(body.request_id) if body.request_id else None
-        if body.request_id and served is None:
-            raise BadRequest(f"unknown request_id {body.request_id!r} (expired or never served)",
-                             field="request_id")
+    async def record_event(body: EventIn, served: dict | None) -> int:
         key = body.session or body.user or (served or {}).get("session") or (served or {}).get("user")
+        n = 0
         if key and body.type in ("view", "click", "add_to_cart", "purchase"):
-            q = state.sessions.setdefault(key, deque(maxlen=settings.session_length))
-            q.append(body.item_id)
+            n = await state.shared.append(key, body.item_id)
         if served:
             for task, version in served["versions"].items():
                 state.metrics.feedback(task, version, body.type)
@@ -493,22 +492,28 @@ def create_app(settings: ServeSettings) -> FastAPI:
             state.traffic.append({"t": time.time(), "kind": "click", "item": body.item_id,
                                   "category": cat.categories[row] if row is not None else None,
                                   "version": (served or {}).get("versions", {}).get("search")})
-        return len(state.sessions.get(key, ())) if key else 0
+        return n
 
     @app.post("/v1/events")
     async def events(body: EventIn):
-        return {"ok": True, "session_length": record_event(body)}
+        served = (await state.shared.served([body.request_id]))[0] if body.request_id else None
+        if body.request_id and served is None:
+            raise BadRequest(f"unknown request_id {body.request_id!r} (expired or never served)",
+                             field="request_id")
+        return {"ok": True, "session_length": await record_event(body, served)}
 
     @app.post("/v1/events/batch")
     async def events_batch(body: EventsIn):
         """Up to 200 events in one call (an impression per shown item adds up); each is checked
         first, so a bad one rejects the batch and names its position."""
+        rids = sorted({e.request_id for e in body.events if e.request_id})
+        served = dict(zip(rids, await state.shared.served(rids)))
         for n, e in enumerate(body.events):
-            if e.request_id and e.request_id not in state.requests:
+            if e.request_id and served[e.request_id] is None:
                 raise BadRequest(f"events[{n}]: unknown request_id {e.request_id!r} (expired or never served)",
                                  field=f"events.{n}.request_id")
         for e in body.events:
-            record_event(e)
+            await record_event(e, served.get(e.request_id) if e.request_id else None)
         return {"ok": True, "accepted": len(body.events)}
 
     @app.get("/healthz")

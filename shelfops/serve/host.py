@@ -68,10 +68,20 @@ def _rec_fn(rec) -> Callable[[list[Any]], list[Any]]:
     return fn
 
 
-def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_override: dict | None = None
-              ) -> Slot:
+def batcher_class(batching: str = "asyncio"):
+    """The micro-batcher: ours on asyncio, or Ray Serve's ``@serve.batch`` inside a replica."""
+    if batching == "ray":
+        from shelfops.serve.ray_backend import ServeBatcher
+
+        return ServeBatcher
+    return MicroBatcher
+
+
+def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_override: dict | None = None,
+              batching: str = "asyncio") -> Slot:
     """Load (checksums verified) and wrap a model folder; call ``warm`` before serving it."""
     folder = Path(folder)
+    MicroBatcher = batcher_class(batching)  # noqa: N806
     if task == "recommend":
         from shelfops.artifacts import verify_outputs
         from shelfops.train.recommend import Recommender
@@ -98,7 +108,8 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
 
 
 class ModelHost:
-    def __init__(self) -> None:
+    def __init__(self, batching: str = "asyncio") -> None:
+        self.batching = batching
         self.slots: dict[str, Slot] = {}
         self.swaps = 0
         self._lock = asyncio.Lock()
@@ -116,7 +127,8 @@ class ModelHost:
         key = key or task
         async with self._lock:  # one swap at a time per host
             loop = asyncio.get_running_loop()
-            new = await loop.run_in_executor(None, lambda: load_slot(task, folder, version, on_batch=on_batch))
+            new = await loop.run_in_executor(None, lambda: load_slot(task, folder, version, on_batch=on_batch,
+                                                                          batching=self.batching))
             new.batcher.start()
             if warm is not None:
                 await warm(new)
