@@ -101,6 +101,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     prefix = cfg.name
     settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=catalogue,
                              admin_token=token, rerank_depth=20, watch=follow_registry(reg, prefix),
+                             shadow_fraction=cfg.serve.shadow_fraction,
                              watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
     server = start_in_thread(create_app(settings))
     console.print(f"serving on {server.url} (dashboard: {server.url}/dashboard)")

@@ -18,7 +18,12 @@ Config = Annotated[Path | None, typer.Option("--config", "-c")]
 Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides")]
 
 
-def _controller(name: str, server: str, config, overrides, **policy):
+Task = Annotated[str | None, typer.Option("--task", help="search, recommend or classify "
+                                          "(default: the last part of NAME, e.g. shop-recommend)")]
+
+
+def _controller(name: str, server: str, config, overrides, task: str | None = None, **policy):
+    """The controller with the config's policy (monitor.rollout), options given here winning."""
     from shelfops.registry.registry import registry_from
     from shelfops.serve.controller import Controller, HttpServer
     from shelfops.serve.rollout import Policy
@@ -29,26 +34,32 @@ def _controller(name: str, server: str, config, overrides, **policy):
 
         raise ConfigError(["rollout: set SHELFOPS_ADMIN_TOKEN (the server's admin token)"])
     _, ov = split_overrides(overrides)
-    reg = registry_from(load(config, ov).registry)
-    return Controller(reg, HttpServer(server, token), name, policy=Policy(**policy))
+    cfg = load(config, ov)
+    reg = registry_from(cfg.registry)
+    pol = {**cfg.monitor.rollout.model_dump(), **{k: v for k, v in policy.items() if v is not None}}
+    suffix = name.rsplit("-", 1)[-1]
+    task = task or (suffix if suffix in ("search", "recommend", "classify") else "search")
+    return Controller(reg, HttpServer(server, token), name, task=task, policy=Policy(**pol))
 
 
 @app.command()
-def start(name: str, version: str, server: Server = "http://127.0.0.1:8000",
+def start(name: str, version: str, server: Server = "http://127.0.0.1:8000", task: Task = None,
           config: Config = None, overrides: Overrides = None) -> None:
     """Load VERSION of NAME beside production as a shadow (recorded as the `shadow` alias)."""
     with reported_errors():
-        row = _controller(name, server, config, overrides).start(version)
+        row = _controller(name, server, config, overrides, task).start(version)
         say(f"rollout of {name} v{row.candidate} started in shadow")
 
 
 @app.command()
-def run(name: str, server: Server = "http://127.0.0.1:8000", every: float = 5.0,
-        min_dwell_s: float = 300.0, min_requests: int = 500, min_impressions: int = 500,
+def run(name: str, server: Server = "http://127.0.0.1:8000", every: float = 5.0, task: Task = None,
+        min_dwell_s: Annotated[float | None, typer.Option(help="default: monitor.rollout")] = None,
+        min_requests: Annotated[int | None, typer.Option(help="default: monitor.rollout")] = None,
+        min_impressions: Annotated[int | None, typer.Option(help="default: monitor.rollout")] = None,
         config: Config = None, overrides: Overrides = None) -> None:
     """Reconcile until the rollout is promoted or rolled back (safe to kill and restart)."""
     with reported_errors():
-        ctl = _controller(name, server, config, overrides, min_dwell_s=min_dwell_s,
+        ctl = _controller(name, server, config, overrides, task, min_dwell_s=min_dwell_s,
                           min_requests=min_requests, min_impressions=min_impressions)
         while True:
             d = ctl.tick()

@@ -64,7 +64,8 @@ def serve(
             return
         settings = ServeSettings(models=models, data_dir=data, admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
                                  watch=watch, watch_seconds=watch_seconds, state_url=cfg.serve.state_url,
-                                 session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth)
+                                 session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth,
+                                 shadow_fraction=cfg.serve.shadow_fraction)
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in models.items())} on http://{host}:{port} "
             f"(docs: /docs; sessions: {cfg.serve.state_url or 'in this process'})")
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
@@ -79,7 +80,8 @@ def _serve_ray(cfg, models, registry_prefix, data, host, port, watch_seconds, mi
         models={t: (str(f), v) for t, (f, v) in models.items()} if not registry_prefix else {},
         registry_prefix=registry_prefix, registry=cfg.registry.model_dump(), data_dir=str(data) if data else None,
         admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"), state_url=cfg.serve.state_url,
-        session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth, watch_seconds=watch_seconds)
+        session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth, watch_seconds=watch_seconds,
+        shadow_fraction=cfg.serve.shadow_fraction)
     if cfg.serve.state_url is None and max_replicas > 1:
         say("[yellow]serve.state_url is not set: each replica keeps its own sessions; set "
             "serve.state_url=redis://... so replicas share them[/]")

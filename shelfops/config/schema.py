@@ -340,6 +340,7 @@ class RolloutConfig(_Strict):
     min_requests: int = Field(500, ge=1)
     max_error_rate: float = Field(0.01, ge=0, le=1)
     max_p99_ratio: float = Field(1.5, gt=0)
+    min_latency_samples: int = Field(100, ge=1, description="requests per arm before p99s are compared")
     min_shadow_overlap: float = Field(0.5, ge=0, le=1)
     alpha: float = Field(0.01, gt=0, lt=1)
     min_impressions: int = Field(500, ge=1)
@@ -365,6 +366,8 @@ class ServeConfig(_Strict):
                                   "null = this process; redis://host:6379/0 = shared by every replica")
     session_length: int = Field(50, ge=1, le=10_000, description="items kept per live session")
     rerank_depth: int = Field(50, ge=1, le=1000, description="retrieved items the cross-encoder re-ranks")
+    shadow_fraction: float = Field(1.0, gt=0, le=1, description="share of requests mirrored to a shadow "
+                                   "candidate (below 1 where it shares the production model's hardware)")
 
 
 class ShelfopsConfig(_Strict):

@@ -15,6 +15,7 @@ events are attributed to a version (online click-through per version).
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 import uuid
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -55,8 +56,11 @@ class SearchIn(_In):
     session: Id | None = None
 
 
+ROLLOUT_TASKS = Literal["search", "recommend", "classify"]
+
+
 class RolloutIn(_In):
-    task: Literal["search"]
+    task: ROLLOUT_TASKS
     mode: Literal["shadow", "canary"]
     percent: int = Field(0, ge=0, le=100)
     folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
@@ -64,7 +68,7 @@ class RolloutIn(_In):
 
 
 class RolloutEndIn(_In):
-    task: Literal["search"]
+    task: ROLLOUT_TASKS
     promote: bool = False
 
 
@@ -116,6 +120,7 @@ class ServeSettings:
     state_url: str | None = None
     # model-call batching: "asyncio" (shelfops.serve.batcher) or "ray" (@serve.batch, in Ray Serve replicas)
     batching: Literal["asyncio", "ray"] = "asyncio"
+    shadow_fraction: float = 1.0  # share of requests mirrored to a shadow candidate
     traffic_log: int = 50_000  # searches and clicks kept for the drift monitor (GET /v1/traffic)
     # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
     # registry's production alias); a different version is hot-swapped in
@@ -242,20 +247,46 @@ class State:
         return self.host.get(self.route_key(task, who))
 
 
-async def _shadow(state: State, pairs: list, prod_top: list[int], k: int) -> None:
-    """Mirror a request to the shadow candidate, off the response path; compare its answer."""
-    c = state.host.get("search:candidate")
-    arm = state.arm("search", c.version)
+async def _mirror(state: State, task: str, ask: Callable[[Slot], Any], agree: Callable[[Any], float]) -> None:
+    """Mirror a request to the shadow candidate, off the response path: ``ask`` it the same
+    question, and record how far its answer ``agree``s with production's (0..1)."""
+    c = state.host.get(f"{task}:candidate")
+    arm = state.arm(task, c.version)
     t0 = time.perf_counter()
     try:
-        got = await c.batcher.submit_many(pairs)
-        top = [int(i) for i in np.argsort(-np.asarray(got), kind="stable")[:k]]
-        arm["overlap"].append(len(set(top) & set(prod_top)) / max(1, len(prod_top)))
-        state.metrics.shadow_overlap.labels("search", c.version).observe(arm["overlap"][-1])
+        got = await ask(c)
+        arm["overlap"].append(float(agree(got)))
+        state.metrics.shadow_overlap.labels(task, c.version).observe(arm["overlap"][-1])
     except Exception:  # a failing shadow never affects users; it is counted against the candidate
         arm["errors"] += 1
     finally:
         c.release()
+        arm["requests"] += 1
+        arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
+
+
+def shadow(state: State, task: str, ask: Callable[[Slot], Any], agree: Callable[[Any], float]) -> None:
+    """Start a mirror when ``task`` has a shadow candidate; never waits for it."""
+    r = state.rollouts.get(task)
+    if r and r.mode == "shadow" and f"{task}:candidate" in state.host.slots and (
+            state.settings.shadow_fraction >= 1 or random.random() < state.settings.shadow_fraction):
+        t = asyncio.create_task(_mirror(state, task, ask, agree))
+        state.shadow_tasks.add(t)
+        t.add_done_callback(state.shadow_tasks.discard)
+
+
+async def served(state: State, task: str, slot: Slot, call):
+    """Run one model call for a request, counted in its version's arm (requests, errors,
+    latency: what the rollout controller compares), and release the slot."""
+    arm = state.arm(task, slot.version)
+    t0 = time.perf_counter()
+    try:
+        return await call
+    except Exception:
+        arm["errors"] += 1
+        raise
+    finally:
+        slot.release()
         arm["requests"] += 1
         arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
 
@@ -395,25 +426,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
         scores = [0.0] * len(rows)
         if rows and key in state.host.slots:
             s = state.host.get(key)
-            arm = state.arm("search", s.version)
-            t0 = time.perf_counter()
-            try:
-                pairs = [(body.query, cat.texts[i]) for i in rows]
-                scores = await s.batcher.submit_many(pairs)
-                versions["search"] = s.version
-            except Exception:
-                arm["errors"] += 1
-                raise
-            finally:
-                s.release()
-                arm["requests"] += 1
-                arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
+            pairs = [(body.query, cat.texts[i]) for i in rows]
+            scores = await served(state, "search", s, s.batcher.submit_many(pairs))
+            versions["search"] = s.version
             order = np.argsort(-np.asarray(scores), kind="stable")
-            r = state.rollouts.get("search")
-            if r and r.mode == "shadow" and "search:candidate" in state.host.slots:
-                task = asyncio.create_task(_shadow(state, pairs, [int(i) for i in order[:body.k]], body.k))
-                state.shadow_tasks.add(task)
-                task.add_done_callback(state.shadow_tasks.discard)
+            prod_top, k = {int(i) for i in order[:body.k]}, body.k
+
+            def agree(got, prod_top=prod_top, k=k) -> float:  # top-k overlap with production's
+                top = np.argsort(-np.asarray(got), kind="stable")[:k]
+                return len({int(i) for i in top} & prod_top) / max(1, len(prod_top))
+
+            shadow(state, "search", lambda c: c.batcher.submit_many(pairs), agree)
             rows, scores = [rows[i] for i in order], [scores[i] for i in order]
         rid = uuid.uuid4().hex
         items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
@@ -451,11 +474,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise BadRequest("recommend needs 'user' or 'session'", field="user")
         key = body.session or body.user
         history = await state.shared.history(key)
-        s = state.host.get("recommend")
-        try:
-            got = await s.batcher.submit((history, body.k))
-        finally:
-            s.release()
+        s = state.route("recommend", key)  # a canary's share of shoppers, sticky by session or user
+        got = await served(state, "recommend", s, s.batcher.submit((history, body.k)))
+        mine = {i for i, _ in got}
+        shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
+               lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
         rid = uuid.uuid4().hex
         await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
                              "user": body.user, "session": body.session, "items": [i for i, _ in got]})
@@ -465,12 +488,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyIn):
-        s = state.host.get("classify")
-        try:
-            text = body.title + (f". {body.description}" if body.description else "")
-            p = await s.batcher.submit(text)
-        finally:
-            s.release()
+        text = body.title + (f". {body.description}" if body.description else "")
+        s = state.route("classify", body.title)  # a canary's share of products, sticky by title
+        p = await served(state, "classify", s, s.batcher.submit(text))
+        label = int(np.argmax(p))
+        shadow(state, "classify", lambda c: c.batcher.submit(text),
+               lambda theirs: float(int(np.argmax(theirs)) == label))  # same category as production
         labels = s.meta["labels"]
         top = np.argsort(-p)[:3]
         return JSONResponse({"category": labels[int(top[0])], "probability": float(p[top[0]]),

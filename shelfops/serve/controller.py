@@ -11,6 +11,7 @@ The server is reached through a small transport (HTTP by default); tests may pas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -73,6 +74,8 @@ class Controller:
     def __init__(self, registry, server, model: str, *, task: str = "search", policy: Policy = Policy(),
                  clock: Callable[[], float] = time.time, actor: str = "controller") -> None:
         self.reg, self.server, self.model, self.task = registry, server, model, task
+        if task == "classify":  # no shopper feedback on a category: errors, latency, divergence decide
+            policy = dataclasses.replace(policy, min_impressions=0)
         self.policy, self.clock, self.actor = policy, clock, actor
         self.engine = registry.ops.engine
         META.create_all(self.engine)

@@ -104,6 +104,7 @@ class ReplicaSpec:
     session_length: int = 50
     rerank_depth: int = 50
     watch_seconds: float = 5.0
+    shadow_fraction: float = 1.0
 
     def settings(self):
         from shelfops.config.schema import RegistryConfig
@@ -122,7 +123,7 @@ class ReplicaSpec:
                              admin_token=self.admin_token, state_url=self.state_url,
                              session_length=self.session_length, rerank_depth=self.rerank_depth,
                              watch=watch, watch_seconds=self.watch_seconds, registry_view=view,
-                             batching="ray")
+                             batching="ray", shadow_fraction=self.shadow_fraction)
 
 
 def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int = 2,

@@ -4,8 +4,10 @@
 
 At each step the candidate must stay for ``min_dwell_s`` and collect ``min_requests``
 (and, in canary steps, ``min_impressions`` per arm, so the click-through test has had its
-chance) before it may advance; the server counts each step's window afresh. It is rolled back at once, whatever the step, when its error rate,
-its p99 latency against production's, or (in shadow) its output divergence from production
+chance) before it may advance; the server counts each step's window afresh. It is rolled
+back at once, whatever the step, when its error rate, its p99 latency against production's
+(once both arms have ``min_latency_samples`` requests: the p99 of 20 requests is their
+slowest one, a cold start say), or (in shadow) its output divergence from production
 break a limit, or when its click-through or conversion is significantly lower than
 production's (one-sided two-proportion z-test at ``alpha``, once both arms have enough
 impressions). Every decision carries its reason and the numbers behind it, for the audit
@@ -41,6 +43,7 @@ class Policy:
     min_requests: int = 500
     max_error_rate: float = 0.01
     max_p99_ratio: float = 1.5  # candidate p99 / production p99
+    min_latency_samples: int = 100  # per arm: a p99 of fewer requests is about their maximum
     min_shadow_overlap: float = 0.5
     alpha: float = 0.01
     min_impressions: int = 500  # per arm, before the click-through test may decide
@@ -89,7 +92,7 @@ def decide(stage: str | int, dwell_s: float, cand: Observed, prod: Observed, pol
     ev["candidate_error_rate"] = err
     if cand.requests and err > policy.max_error_rate:
         return rollback(f"error rate {err:.2%} > {policy.max_error_rate:.2%}")
-    if prod.p99_ms > 0 and cand.requests >= min(50, policy.min_requests):
+    if prod.p99_ms > 0 and min(cand.requests, prod.requests) >= policy.min_latency_samples:
         ratio = cand.p99_ms / prod.p99_ms
         ev["p99_ratio"] = ratio
         if ratio > policy.max_p99_ratio:

@@ -204,9 +204,49 @@ def test_shadow_then_canary_then_promote(models, small_shop):
         running.stop()
 
 
-def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_shop, tmp_path):
+def test_recommend_and_classify_roll_out_like_search(models, small_shop):
+    """Shadow and sticky canary for the other two model endpoints: the shadow is asked the
+    same question off the response path and its agreement recorded (a re-served copy of the
+    same model agrees fully), a canary's share of sessions (recommend) and of products
+    (classify) gets the candidate and keeps it, and a rollback drops it."""
+    settings = ServeSettings(models={t: (models / t, "1") for t in ("recommend", "classify")},
+                             data_dir=small_shop, admin_token=TOKEN)
+    running = start_in_thread(create_app(settings))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    c = httpx.Client(base_url=running.url, timeout=60)
+    ask = {"recommend": lambda i: c.post("/v1/recommend", json={"session": f"s{i}", "k": 5}),
+           "classify": lambda i: c.post("/v1/classify", json={"title": f"cotton shirt {i}"})}
+    try:
+        for task in ("recommend", "classify"):
+            r = c.post("/admin/rollout", json={"task": task, "mode": "shadow", "folder": str(models / task),
+                                               "version": "2"}, headers=auth)
+            assert r.status_code == 200, r.text
+            assert {ask[task](i).json()["versions"][task] for i in range(20)} == {"1"}  # shadow never answers
+            _wait(lambda task=task: c.get("/v1/rollout").json()[task]["observed"]["candidate"]["requests"] >= 20)
+            assert c.get("/v1/rollout").json()[task]["observed"]["candidate"]["overlap"] == 1.0
+            assert c.post("/admin/rollout", json={"task": task, "mode": "canary", "percent": 50},
+                          headers=auth).status_code == 200
+            arms = {}
+            for i in range(60):
+                got = {ask[task](i).json()["versions"][task] for _ in range(2)}
+                assert len(got) == 1, got  # sticky
+                arms[i] = got.pop()
+            assert 0.25 < sum(v == "2" for v in arms.values()) / len(arms) < 0.75
+            obs = c.get("/v1/rollout").json()[task]["observed"]
+            assert obs["candidate"]["requests"] > 0 and obs["production"]["requests"] > 0
+            r = c.post("/admin/rollout/end", json={"task": task, "promote": False}, headers=auth)
+            assert r.json()["production"] == "1"
+            assert {ask[task](i).json()["versions"][task] for i in range(10)} == {"1"}
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_shop, tmp_path, store, request):
     """Simulated users click less on the candidate's results: the controller (a fresh instance
-    after the first step, as after a crash) rolls it back, and the history says why."""
+    after the first step, as after a crash) rolls it back, and the history says why. The
+    rollout state and the history live in the operational store: SQLite by default, and the
+    local PostgreSQL as a scaled-out deployment runs it."""
     import json as _json
     import random
 
@@ -214,7 +254,8 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     from shelfops.serve.controller import Controller, HttpServer
     from shelfops.serve.rollout import Policy
 
-    reg = Registry(home=tmp_path / "home")
+    reg = Registry(home=tmp_path / "home",
+                   ops_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)
     reg.register(models / "search", "shop-search")
     reg.register(models / "search-b", "shop-search")
     gate = tmp_path / "gate"

@@ -52,3 +52,12 @@ def test_click_through_needs_enough_impressions_and_significance():
     assert one_sided_p(100, 2000, 200, 2000) < 1e-6 < one_sided_p(200, 2000, 100, 2000)
     with pytest.raises(ValueError):
         decide(10, 0, healthy(), PROD, P)
+
+
+def test_a_p99_of_a_handful_of_requests_does_not_roll_back():
+    """20 shadow requests right after the candidate loaded: their p99 is their slowest one.
+    The latency limit waits for min_latency_samples per arm, then applies."""
+    slow = healthy(requests=20, p99_ms=1041)
+    d = decide("shadow", 8, slow, PROD, P)
+    assert d.action == "hold" and "p99_ratio" not in d.evidence
+    assert decide("shadow", 8, healthy(requests=100, p99_ms=1041), PROD, P).action == "rollback"
