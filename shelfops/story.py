@@ -163,6 +163,18 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                       f"{time.perf_counter() - t_drift:.0f} s")
         if row is not None and row.status == "promoted":
             pilot.check_consistency()  # the new production against the golden set it was gated on
+            # the shoppers keep shopping on the new production (at full pace: nothing is being
+            # built), so both versions have served enough drifted searches to compare them
+            target, t_w = 5 * n_win, time.perf_counter()
+            drifted.rate = None
+            while (drifted.tally.by_version.get(row.candidate, {}).get("searches", 0) < target
+                   and time.perf_counter() - t_w < 180):
+                pilot.tick()
+                time.sleep(cfg.monitor.every_s)
+            drifted.rate = rate
+            console.print(f"v{row.candidate} in production: "
+                          f"{drifted.tally.by_version.get(row.candidate, {}).get('searches', 0)} drifted searches "
+                          f"served so far ({time.perf_counter() - t_w:.0f} s)")
         step("autopilot after the drift", journal=pilot.journal[:], rollout=row.__dict__ if row else None,
              tally=drifted.tally.to_dict())
 
