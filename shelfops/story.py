@@ -151,6 +151,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
             return settled(0)() or idle
 
         pilot.run(until=settled_or_no_drift, max_seconds=max_rollout_s)
+        trigger_drift = pilot.last_drift  # the check that found the drift (later ones judge v2's traffic)
         if not any(e["step"] == "trigger" for e in pilot.journal):
             rep = pilot.last_drift or {}
             console.print(f"[red]no drift detected in {pilot.drift_checks - checks0} windows of day "
@@ -197,7 +198,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     # ---------------------------------------------------------------- the summary
     by_v = drifted.tally.to_dict()["by_version"]
     ctr = {v: t["ctr"] for v, t in by_v.items()}
-    out.update({"name": name, "v1": v1.to_dict(), "drift": _brief(pilot.last_drift or {}),
+    out.update({"name": name, "v1": v1.to_dict(), "drift": _brief(trigger_drift or {}),
                 "journal": pilot.journal, "rollout": row.__dict__ if row else None,
                 "drifted_traffic_by_version": by_v, "serving_at_end": serving,
                 "seconds": round(time.perf_counter() - t_start, 1)})
