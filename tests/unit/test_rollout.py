@@ -61,3 +61,19 @@ def test_a_p99_of_a_handful_of_requests_does_not_roll_back():
     d = decide("shadow", 8, slow, PROD, P)
     assert d.action == "hold" and "p99_ratio" not in d.evidence
     assert decide("shadow", 8, healthy(requests=100, p99_ms=1041), PROD, P).action == "rollback"
+
+
+def test_the_rollout_cli_takes_the_configs_policy_and_the_models_task(tmp_path, monkeypatch):
+    """`shelfops rollout run` without options uses monitor.rollout from the config; options
+    given win; the task is the model name's suffix unless --task says otherwise."""
+    from shelfops.cli.rollout import _controller
+
+    monkeypatch.setenv("SHELFOPS_ADMIN_TOKEN", "t")
+    ov = [f"registry.home={tmp_path}", "monitor.rollout.min_requests=77", "monitor.rollout.min_latency_samples=30"]
+    ctl = _controller("shop-recommend", "http://127.0.0.1:9", None, ov, None, min_dwell_s=12.0,
+                      min_requests=None, min_impressions=None)
+    assert ctl.task == "recommend"
+    assert (ctl.policy.min_requests, ctl.policy.min_latency_samples, ctl.policy.min_dwell_s) == (77, 30, 12.0)
+    assert _controller("shop-classify", "http://127.0.0.1:9", None, ov).policy.min_impressions == 0
+    assert _controller("my-model", "http://127.0.0.1:9", None, ov, "classify").task == "classify"
+    assert _controller("my-model", "http://127.0.0.1:9", None, ov).task == "search"
