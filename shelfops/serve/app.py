@@ -501,11 +501,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                               for i in top[1:]], "versions": {"classify": s.version}},
                             headers={"x-shelfops-version": s.version})
 
-    async def record_event(body: EventIn, served: dict | None) -> int:
+    async def record_event(body: EventIn, served: dict | None, *, want_length: bool = False) -> int:
+        """Feed the session (views, clicks, carts, purchases), count the feedback for the
+        version that served the request; the session's length after it (when wanted)."""
         key = body.session or body.user or (served or {}).get("session") or (served or {}).get("user")
         n = 0
         if key and body.type in ("view", "click", "add_to_cart", "purchase"):
             n = await state.shared.append(key, body.item_id)
+        elif key and want_length:
+            n = await state.shared.length(key)
         if served:
             for task, version in served["versions"].items():
                 state.metrics.feedback(task, version, body.type)
@@ -523,7 +527,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if body.request_id and served is None:
             raise BadRequest(f"unknown request_id {body.request_id!r} (expired or never served)",
                              field="request_id")
-        return {"ok": True, "session_length": await record_event(body, served)}
+        return {"ok": True, "session_length": await record_event(body, served, want_length=True)}
 
     @app.post("/v1/events/batch")
     async def events_batch(body: EventsIn):

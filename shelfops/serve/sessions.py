@@ -21,6 +21,7 @@ from shelfops.errors import ConfigError
 class SharedState(Protocol):
     async def append(self, key: str, item: str) -> int: ...  # session length after the append
     async def history(self, key: str) -> list[str]: ...  # oldest first
+    async def length(self, key: str) -> int: ...
     async def remember(self, rid: str, info: dict) -> None: ...
     async def served(self, rids: list[str]) -> list[dict | None]: ...
     async def close(self) -> None: ...
@@ -48,6 +49,9 @@ class MemoryState:
 
     async def history(self, key: str) -> list[str]:
         return list(self.sessions.get(key, ()))
+
+    async def length(self, key: str) -> int:
+        return len(self.sessions.get(key, ()))
 
     async def remember(self, rid: str, info: dict) -> None:
         self.requests[rid] = info
@@ -93,6 +97,9 @@ class RedisState:
 
     async def history(self, key: str) -> list[str]:
         return await self.r.lrange(f"{self.prefix}:session:{key}", 0, -1)
+
+    async def length(self, key: str) -> int:
+        return int(await self.r.llen(f"{self.prefix}:session:{key}"))
 
     async def remember(self, rid: str, info: dict) -> None:
         await self.r.set(f"{self.prefix}:request:{rid}", json.dumps(info), ex=self.request_ttl_s)

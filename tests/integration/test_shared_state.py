@@ -53,6 +53,9 @@ def test_a_session_built_on_one_replica_is_read_on_the_other(replicas):
                                                     for i in items[3:8]]})
     assert r.status_code == 200, r.text
     assert b.post("/v1/recommend", json={"session": session, "k": 5}).json()["history_length"] == 5
+    # an impression does not feed the session; its answer still says how long the session is
+    r = b.post("/v1/events", json={"type": "impression", "item_id": items[0], "session": session})
+    assert r.json()["session_length"] == 5
     # a request id neither replica served is refused by both, naming the field
     for c in (a, b):
         bad = c.post("/v1/events", json={"type": "click", "item_id": items[0], "request_id": "nope"})
