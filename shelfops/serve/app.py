@@ -442,7 +442,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
                   "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
         await state.shared.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
-                             "session": body.session, "items": [it["item_id"] for it in items]})
+                                          "session": body.session, "items": [it["item_id"] for it in items]})
         state.traffic.append({"t": time.time(), "kind": "search", "query": body.query,
                               "version": versions.get("search", versions["retrieval"]),
                               "top_category": items[0]["category"] if items else None,
@@ -481,7 +481,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
         rid = uuid.uuid4().hex
         await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
-                             "user": body.user, "session": body.session, "items": [i for i, _ in got]})
+                                          "user": body.user, "session": body.session,
+                                          "items": [i for i, _ in got]})
         return JSONResponse({"request_id": rid, "items": [{"item_id": i, "score": sc} for i, sc in got],
                              "history_length": len(history), "versions": {"recommend": s.version}},
                             headers={"x-shelfops-version": s.version})
