@@ -269,6 +269,10 @@ class OptimizeConfig(_Strict):
     # the same bar as the gate's parity check (gate.parity_min_pass_rate, overlap and tau 0.9):
     # a variant the gate would refuse is never chosen here
     min_parity_pass_rate: float = Field(0.999, ge=0, le=1)
+    # outputs may change this much when a batch is padded to max length (the gate's determinism
+    # tolerances: dynamic int8 quantises activations per batch)
+    padding_atol_fp32: float = Field(1e-4, gt=0)
+    padding_atol_int8: float = Field(0.05, gt=0)
     min_top10_overlap: float = Field(0.9, ge=0, le=1, description="per golden group")
     min_kendall_tau: float = Field(0.9, ge=-1, le=1, description="per golden group")
     batch_sizes: list[int] = [1, 8, 32, 128]

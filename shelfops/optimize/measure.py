@@ -20,10 +20,11 @@ from shelfops.gate.checks import top_k_overlap
 from shelfops.optimize.variants import Variant
 
 
-def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int) -> dict[str, torch.Tensor]:
-    enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=True,
+def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int,
+           padding: bool | str = True) -> dict[str, torch.Tensor]:
+    enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=padding,
                return_tensors="pt") if b is not None else
-           tok(list(a), truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+           tok(list(a), truncation=True, max_length=max_length, padding=padding, return_tensors="pt"))
     out = dict(enc)
     if "token_type_ids" not in out:
         out["token_type_ids"] = torch.zeros_like(out["input_ids"])
@@ -44,6 +45,22 @@ def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *,
     res = np.empty_like(out)
     res[order] = out
     return res
+
+
+def padding_max_diff(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,
+                     n: int = 64, batch_size: int = 16) -> float:
+    """Largest output change when the same inputs are padded to ``max_length`` instead of to
+    the longest in their batch. A faithful variant does not care (attention masks the
+    padding); one that quantises activations per batch may, and then a request's scores
+    depend on what it was batched with."""
+    a, b = list(a[:n]), (list(b[:n]) if b is not None else None)
+    diff = 0.0
+    for s in range(0, len(a), batch_size):
+        aa, bb = a[s:s + batch_size], (b[s:s + batch_size] if b is not None else None)
+        short = variant(encode(tok, aa, bb, max_length))
+        full = variant(encode(tok, aa, bb, max_length, padding="max_length"))
+        diff = max(diff, float(np.max(np.abs(np.asarray(short) - np.asarray(full)))))
+    return diff
 
 
 def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.ndarray,

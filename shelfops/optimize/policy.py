@@ -55,6 +55,8 @@ class Candidate:
     kendall_tau: float
     setting: Setting | None  # tuned serving settings; None = cannot meet the SLO
     fp32_items_per_s: float = 0.0  # reference throughput at the same batch size (for ratios)
+    padding_max_diff: float = 0.0  # largest output change when batches are padded to max length
+    padding_atol: float = float("inf")  # what the gate's determinism check allows for its precision
 
 
 @dataclass
@@ -102,6 +104,10 @@ def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_qua
             sel.rejected[c.name] = (f"rankings drifted from the reference: {c.parity_pass_rate:.1%} of "
                                     f"golden groups pass (< {min_pass_rate:.1%}); top-10 overlap "
                                     f"{c.top10_overlap:.3f}, Kendall tau {c.kendall_tau:.3f}")
+        elif c.padding_max_diff > c.padding_atol:
+            sel.rejected[c.name] = (f"outputs depend on batch padding: max |diff| {c.padding_max_diff:.3g} "
+                                    f"when padded to max length (> {c.padding_atol:g}); the gate's "
+                                    "determinism check would refuse it")
         elif c.setting is None:
             sel.rejected[c.name] = f"no measured setting meets p99 <= {slo_p99_ms:g} ms"
         else:

@@ -163,6 +163,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                 ref_out = outs
             par = Ms.parity(ev.groups(ref_out), ev.groups(outs), ref_out, outs,
                             min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau)
+            pad = Ms.padding_max_diff(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length)
             pts = Ms.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
                              batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point)
             if variant.name == REFERENCE:
@@ -175,7 +176,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             flops = Ms.flops_per_item(config, p_at.tokens_per_item, variant.layers)
             row = {"name": variant.name, "engine": variant.engine, "precision": variant.precision,
                    "layers": variant.layers, "note": "; ".join(x for x in (variant.note, build_note) if x),
-                   "quality": ev.quality(outs), "parity": par, "points": points,
+                   "quality": ev.quality(outs), "parity": par, "points": points, "padding_max_diff": pad,
                    "setting": setting.__dict__ if setting else None,
                    "speedup_vs_fp32_same_batch": p_at.items_per_s / ref_points.get(at, np.nan),
                    "compute_efficiency": flops * p_at.items_per_s / roofline[at[0]],
@@ -185,12 +186,16 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             rows.append(row)
             say(f"optimize: {variant.name:<22} {ev.metric} {row['quality']:.4f}  parity "
                 f"{par['pass_rate']:.1%}  top10 {par['top10_overlap_mean']:.3f}  tau "
-                f"{par['kendall_tau_mean']:.3f}  best {best.items_per_s:,.0f}/s (b{best.batch},t{best.threads})"
+                f"{par['kendall_tau_mean']:.3f}  pad {pad:.2g}  best {best.items_per_s:,.0f}/s "
+                f"(b{best.batch},t{best.threads})"
                 + (f"  tuned p99 {setting.p99_ms:.1f} ms" if setting else "  misses SLO"))
             del variant
         cands = [Candidate(r["name"], r["quality"], r["parity"]["pass_rate"],
                            r["parity"]["top10_overlap_mean"], r["parity"]["kendall_tau_mean"],
-                           Setting(**r["setting"]) if r["setting"] else None) for r in rows]
+                           Setting(**r["setting"]) if r["setting"] else None,
+                           padding_max_diff=r["padding_max_diff"],
+                           padding_atol=cfg.padding_atol_int8 if r["precision"] == "int8" else cfg.padding_atol_fp32)
+                 for r in rows]
         sel = select(cands, reference=REFERENCE, slo_p99_ms=cfg.slo_p99_ms,
                      max_quality_drop=cfg.max_quality_drop, objective=cfg.objective,
                      min_pass_rate=cfg.min_parity_pass_rate)

@@ -43,6 +43,46 @@ def test_select_never_picks_a_collapsed_variant_however_fast():
     assert sel.frontier == ["int8", "torch-fp32"]
 
 
+def test_select_refuses_a_variant_whose_scores_depend_on_batch_padding():
+    """A variant the gate's determinism check would refuse (its scores change when a batch is
+    padded to max length, as dynamic int8 does) is not chosen, with its numbers."""
+    from dataclasses import replace
+
+    ok, padded = _c("onnx-int8", 0.899, 300), _c("onnx-int8-b", 0.899, 400)
+    cands = [_c("torch-fp32", 0.90, 100), replace(ok, padding_max_diff=0.01, padding_atol=0.05),
+             replace(padded, padding_max_diff=0.41, padding_atol=0.05)]
+    sel = select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01)
+    assert sel.chosen == "onnx-int8"
+    assert "batch padding" in sel.rejected["onnx-int8-b"] and "0.41" in sel.rejected["onnx-int8-b"]
+
+
+def test_padding_invariance_is_measured_on_the_variant():
+    """A variant that attends to padding shows it; masking it hides it. Measured with the
+    optimize stage's own encoding path, with a character tokenizer standing in."""
+    import torch
+
+    from shelfops.optimize.measure import padding_max_diff
+
+    class Tok:  # characters as tokens, as a Hugging Face tokenizer would return them
+        def __call__(self, a, b=None, truncation=True, max_length=16, padding=True, return_tensors="pt"):
+            texts = [x + (y or "") for x, y in zip(a, b or [None] * len(a))]
+            width = max_length if padding == "max_length" else max(len(t[:max_length]) for t in texts)
+            ids = [[ord(c) % 50 + 1 for c in t[:max_length]] for t in texts]
+            return {"input_ids": torch.tensor([i + [0] * (width - len(i)) for i in ids]),
+                    "attention_mask": torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])}
+
+    def masked(enc):  # a mean over real tokens only
+        m = enc["attention_mask"].float()
+        return ((enc["input_ids"].float() * m).sum(1) / m.sum(1)).numpy()
+
+    def unmasked(enc):  # a mean over every position, padding included
+        return enc["input_ids"].float().mean(1).numpy()
+
+    texts = ["red shoe", "a much longer query here", "tent"]
+    assert padding_max_diff(masked, Tok(), texts, None, max_length=32) == 0.0
+    assert padding_max_diff(unmasked, Tok(), texts, None, max_length=32) > 1.0
+
+
 def test_select_objectives_and_no_feasible_variant():
     cands = [_c("torch-fp32", 0.90, 100, p99=40), _c("a", 0.899, 300, p99=30), _c("b", 0.905, 200, p99=5)]
     assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01).chosen == "a"
