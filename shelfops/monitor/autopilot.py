@@ -16,9 +16,9 @@ every alias move in the registry's history with its evidence.
 from __future__ import annotations
 
 import json
-from collections import deque
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +159,7 @@ class Autopilot:
         self.ref_from = t  # the reference window starts with production's traffic from here
         self.reference, self._ref_searches, self._ref_full = [], 0, False
         self.recent.clear()
+        self._recent_searches = 0
         self.fresh = 0
 
     def _take(self, r: dict) -> None:
@@ -173,10 +174,11 @@ class Autopilot:
             self._ref_full = True  # the first search after the reference window
         self.recent.append(r)
         self.fresh += is_search
+        self._recent_searches += is_search
         # keep the latest ``window`` searches (and the clicks after the oldest of them)
-        n, searches = self.cfg.monitor.window, sum(1 for x in self.recent if x.get("kind") == "search")
-        while self.recent and (searches > n or self.recent[0].get("kind") != "search"):
-            searches -= self.recent.popleft().get("kind") == "search"
+        while self.recent and (self._recent_searches > self.cfg.monitor.window
+                               or self.recent[0].get("kind") != "search"):
+            self._recent_searches -= self.recent.popleft().get("kind") == "search"
 
     def pull(self) -> int:
         new = self.server.traffic(self.since)

@@ -110,17 +110,26 @@ def chi2_p(ref: Sequence[str], cur: Sequence[str]) -> float:
     return float(chi2_contingency(np.array([[a[k] for k in keys], [b[k] for k in keys]])).pvalue)
 
 
+def unseen_counts(queries: Sequence[str], vocab: set[str]) -> tuple[int, int]:
+    """(query tokens not in ``vocab``, all query tokens)."""
+    toks = [t for q in queries for t in tokens(q)]
+    return sum(t not in vocab for t in toks), len(toks)
+
+
 def unseen_rate(queries: Sequence[str], vocab: set[str]) -> float:
     """Share of the query tokens that are not in ``vocab``."""
-    toks = [t for q in queries for t in tokens(q)]
-    return sum(t not in vocab for t in toks) / len(toks) if toks else 0.0
+    new, total = unseen_counts(queries, vocab)
+    return new / total if total else 0.0
+
+
+def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(1.0 - a @ b / den) if den > 0 else 0.0
 
 
 def centroid_shift(ref: np.ndarray, cur: np.ndarray) -> float:
     """1 - cosine similarity of the mean embeddings of two windows."""
-    a, b = np.asarray(ref, np.float64).mean(0), np.asarray(cur, np.float64).mean(0)
-    den = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(1.0 - a @ b / den) if den > 0 else 0.0
+    return _cosine_distance(np.asarray(ref, np.float64).mean(0), np.asarray(cur, np.float64).mean(0))
 
 
 def centroid_shift_p(ref: np.ndarray, cur: np.ndarray, n_perm: int = 1999, seed: int = 0) -> float:
@@ -133,11 +142,8 @@ def centroid_shift_p(ref: np.ndarray, cur: np.ndarray, n_perm: int = 1999, seed:
     total = x.sum(0)
     hits = 0
     for _ in range(n_perm):
-        idx = rng.permutation(len(x))[:n]
-        a = x[idx].sum(0)
-        b = total - a
-        den = np.linalg.norm(a) * np.linalg.norm(b)
-        hits += (1.0 - a @ b / den if den > 0 else 0.0) >= observed - 1e-12
+        a = x[rng.permutation(len(x))[:n]].sum(0)  # the cosine of sums is that of means
+        hits += _cosine_distance(a, total - a) >= observed - 1e-12
     return (1 + hits) / (1 + n_perm)
 
 
@@ -177,13 +183,10 @@ def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
     numeric("query_length", [len(tokens(q)) for q in ref.queries], [len(tokens(q)) for q in cur.queries])
     categorical("query_category_mix", ref.query_categories, cur.query_categories, th.psi)
     half = len(ref.queries) // 2
-    first = {t for q in ref.queries[:half] for t in tokens(q)}
-    base_toks = [t for q in ref.queries[half:] for t in tokens(q)]
-    seen = {t for q in ref.queries for t in tokens(q)}
-    now_toks = [t for q in cur.queries for t in tokens(q)]
-    nb, nn = sum(t not in first for t in base_toks), sum(t not in seen for t in now_toks)
-    base, now = nb / max(1, len(base_toks)), nn / max(1, len(now_toks))
-    p = unseen_p(nn, len(now_toks), nb, len(base_toks))
+    nb, tb = unseen_counts(ref.queries[half:], {t for q in ref.queries[:half] for t in tokens(q)})
+    nn, tn = unseen_counts(cur.queries, {t for q in ref.queries for t in tokens(q)})
+    base, now = nb / max(1, tb), nn / max(1, tn)
+    p = unseen_p(nn, tn, nb, tb)
     add("unseen_token_rate", "delta+z", now - base, th.unseen_delta, now - base > th.unseen_delta and p < th.alpha,
         reference=round(base, 4), current=round(now, 4), p_value=p,
         new_tokens=_new_tokens(ref.queries, cur.queries))

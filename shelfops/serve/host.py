@@ -81,21 +81,21 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
               batching: str = "asyncio") -> Slot:
     """Load (checksums verified) and wrap a model folder; call ``warm`` before serving it."""
     folder = Path(folder)
-    MicroBatcher = batcher_class(batching)  # noqa: N806
+    batcher = batcher_class(batching)
     if task == "recommend":
         from shelfops.artifacts import verify_outputs
         from shelfops.train.recommend import Recommender
 
         verify_outputs(folder)
         rec = Recommender.load(folder)
-        b = MicroBatcher(_rec_fn(rec), max_batch=64, max_wait_ms=2, name=f"recommend-v{version}",
+        b = batcher(_rec_fn(rec), max_batch=64, max_wait_ms=2, name=f"recommend-v{version}",
                          on_batch=on_batch)
         return Slot(task, version, folder, b, rec, {"items": len(rec.items)})
     from shelfops.optimize.shipped import load_shipped
 
     shipped = load_shipped(folder)
     serving = {**shipped.serving, **(batch_override or {})}
-    b = MicroBatcher(_text_fn(shipped, task), max_batch=int(serving.get("max_batch", 32)),
+    b = batcher(_text_fn(shipped, task), max_batch=int(serving.get("max_batch", 32)),
                      max_wait_ms=float(serving.get("max_wait_ms", 2.0)), name=f"{task}-v{version}",
                      on_batch=on_batch)
     meta = {"variant": shipped.name, "max_batch": b.max_batch, "max_wait_ms": b.max_wait * 1e3,
