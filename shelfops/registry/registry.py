@@ -174,17 +174,27 @@ class Registry:
         mv = self._mv(name, ref)
         dst = Path(dst or self.home / "cache" / name / str(mv.version))
         if not (dst / "manifest.json").exists():
+            import shutil
+
             import mlflow
 
-            tmp = Path(tempfile.mkdtemp(dir=dst.parent if dst.parent.exists() else None))
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp),
-                                                             tracking_uri=self.tracking_uri))
+            # download beside the cache entry, then move it in with one rename: two loaders of
+            # the same version (the server's watcher and the autopilot, say) never see each
+            # other's half-written folder, and the slower one keeps the faster one's copy
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.exists():
-                import shutil
-
-                shutil.rmtree(dst)
-            local.rename(dst)
+            tmp = Path(tempfile.mkdtemp(dir=dst.parent))
+            try:
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp),
+                                                                 tracking_uri=self.tracking_uri))
+                if dst.exists() and not (dst / "manifest.json").exists():
+                    shutil.rmtree(dst, ignore_errors=True)  # left by an interrupted copy
+                try:
+                    local.rename(dst)
+                except OSError:
+                    if not (dst / "manifest.json").exists():
+                        raise  # not a finished copy by another loader: a real failure
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         self.verify(name, str(mv.version), dst)
         return dst
 

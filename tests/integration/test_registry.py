@@ -176,3 +176,21 @@ def test_registry_against_mlflow_server_on_postgresql(mlflow_server, tmp_path):
     again = Registry(url, home=tmp_path / "other-home", ops_url=pg)  # another client, same stores
     assert again.aliases("pg-model") == {"production": "1"}
     assert [m.to_version for m in again.history("pg-model")] == ["1"]
+
+
+def test_loaders_racing_for_one_version_all_get_a_verified_copy(reg, tmp_path):
+    """The server's registry watcher and the autopilot may load the same version at the same
+    moment (a story run in CI failed on exactly this: one loader removed the other's fresh
+    copy). Each must end with a complete, verified folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    reg.register(make_stage_folder(tmp_path / "m1"), "shop-search")
+    for _ in range(5):
+        import shutil
+
+        shutil.rmtree(reg.home / "cache", ignore_errors=True)
+        with ThreadPoolExecutor(4) as pool:
+            folders = list(pool.map(lambda _: reg.load("shop-search", "1"), range(4)))
+        assert len(set(folders)) == 1 and (folders[0] / "manifest.json").exists()
+    leftovers = [p for p in (reg.home / "cache" / "shop-search").iterdir() if p.name != "1"]
+    assert leftovers == []  # no half-copies left beside the cache entry
