@@ -266,9 +266,15 @@ class OptimizeConfig(_Strict):
     slo_p99_ms: float = Field(100.0, gt=0)
     max_quality_drop: float = Field(0.01, ge=0, lt=1, description="relative, e.g. 0.01 = 1%")
     objective: Literal["throughput", "latency", "quality"] = "throughput"
-    # the same bar as the gate's parity check (gate.parity_min_pass_rate, overlap and tau 0.9):
-    # a variant the gate would refuse is never chosen here
+    # exact variants (torch-fp32, onnx-fp32): the same bar as the gate's parity check
+    # (gate.parity_min_pass_rate, overlap and tau 0.9): a variant the gate would refuse is never chosen
     min_parity_pass_rate: float = Field(0.999, ge=0, le=1)
+    # approximate variants (int8, bf16, pruned, external): the quality budget plus the churn bound
+    # the gate holds a retrained model to (gate.churn_min_pass_rate of golden groups keep top-10
+    # overlap >= churn_min_top10_overlap and tau >= churn_min_kendall_tau)
+    churn_min_pass_rate: float = Field(0.3, ge=0, le=1, description="approximate variants")
+    churn_min_top10_overlap: float = Field(0.7, ge=0, le=1, description="per golden group")
+    churn_min_kendall_tau: float = Field(0.5, ge=-1, le=1, description="per golden group")
     # outputs may change this much when a batch is padded to max length (the gate's determinism
     # tolerances: dynamic int8 quantises activations per batch)
     padding_atol_fp32: float = Field(1e-4, gt=0)
@@ -297,8 +303,10 @@ class GateConfig(_Strict):
     quality_margin: float = Field(0.005, ge=0, description="allowed drop of the metric (absolute)")
     parity_min_pass_rate: float = Field(0.999, ge=0, le=1)
     consistency_min_pass_rate: float = Field(0.9, ge=0, le=1, description="variant of production's model")
-    churn_min_pass_rate: float = Field(0.3, ge=0, le=1, description="retrained model: blocks a wholesale "
-                                       "reshuffle only")
+    churn_min_pass_rate: float = Field(0.3, ge=0, le=1, description="retrained model or approximate "
+                                       "variant: blocks a wholesale reshuffle only")
+    approximate_max_quality_drop: float = Field(0.01, ge=0, lt=1, description="an approximate variant "
+                                                "(int8, pruned, ...) against its own fp32 model: relative")
     determinism_atol_fp32: float = Field(1e-4, gt=0)
     determinism_atol_int8: float = Field(0.05, gt=0)
     n_boot: int = Field(1000, ge=100)

@@ -204,8 +204,13 @@ def quality_non_regression(
     n_boot: int = 1000,
     metric: str = "ndcg@10",
     seed: int = 0,
+    name: str = "quality_non_regression",
+    against: str = "production",
 ) -> GateResult:
     """The candidate is not worse than production on a per-query metric, beyond ``margin``.
+
+    ``name`` / ``against`` relabel the check when the comparison is another one (an approximate
+    variant against its own fp32 model: ``quality_vs_reference`` against ``reference``).
 
     ``candidate[i]`` and ``production[i]`` are the metric of the same query i (NaN queries are
     dropped from both, as :func:`shelfops.train.metrics.compare` does). Passes when the lower end
@@ -229,7 +234,7 @@ def quality_non_regression(
     }
     passed = diff["ci_low"] >= -margin
     summary = (
-        f"{metric}: candidate {_fmt(cmp['a']['mean'])} vs production {_fmt(cmp['b']['mean'])}, "
+        f"{metric}: candidate {_fmt(cmp['a']['mean'])} vs {against} {_fmt(cmp['b']['mean'])}, "
         f"diff {_fmt(diff['mean'])} [95% CI {_fmt(diff['ci_low'])}, {_fmt(diff['ci_high'])}] "
         f"over {cmp['n']} queries"
     )
@@ -240,7 +245,7 @@ def quality_non_regression(
         f"by more than {_fmt(margin)}"
     )
     return GateResult(
-        "quality_non_regression",
+        name,
         passed,
         numbers,
         {"margin": margin, "ci": 0.95, "n_boot": n_boot},

@@ -1,7 +1,9 @@
 """What each task's variants are measured on: the validation split and golden groups.
 
-An ``EvalSet`` holds the inputs (one text, or a query + product pair), a ``quality``
-function of the outputs (the task's own validation metric), and golden ``groups``: lists
+An ``EvalSet`` holds the inputs (one text, or a query + product pair), a ``per_query``
+function of the outputs (the task's own validation metric per query, or per item for
+classification; ``quality`` is its mean, and two variants' arrays pair up for a bootstrap
+of the drop), and golden ``groups``: lists
 of outputs whose ORDER must survive optimisation. For search and retrieval a group is one
 golden query's candidates (its judged pool plus the catalogue's BM25 top hits, so top-10
 overlap is meaningful even when pools are small); for classification a group is one item's
@@ -26,7 +28,7 @@ class EvalSet:
     metric: str
     texts_a: list[str]
     texts_b: list[str] | None
-    quality: Callable[[np.ndarray], float]
+    per_query: Callable[[np.ndarray], np.ndarray]
     groups: Callable[[np.ndarray], list[np.ndarray]]
     group_names: list[str]
     train_a: list[str] = field(default_factory=list)  # inputs for calibration / recovery
@@ -34,6 +36,9 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.texts_a)
+
+    def quality(self, out: np.ndarray) -> float:
+        return float(np.nanmean(self.per_query(out)))
 
 
 def sample_queries(df: pl.DataFrame, n: int, seed: int) -> list[str]:
@@ -79,14 +84,14 @@ def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth
     b = valid["text"].to_list() + [t for c in cands for t in c]
     bounds = np.cumsum([n_valid] + [len(c) for c in cands])
 
-    def quality(out: np.ndarray) -> float:
-        return float(np.nanmean(pool_metrics(valid, out[:n_valid], lo=lo)["ndcg@10"]))
+    def per_query(out: np.ndarray) -> np.ndarray:
+        return pool_metrics(valid, out[:n_valid], lo=lo)["ndcg@10"]
 
     def groups(out: np.ndarray) -> list[np.ndarray]:
         return [out[bounds[i]:bounds[i + 1]] for i in range(len(cands))]
 
     tr = data.train.sample(min(train_pairs, len(data.train)), seed=seed)
-    return EvalSet("search", "ndcg@10", a, b, quality, groups, gq,
+    return EvalSet("search", "ndcg@10", a, b, per_query, groups, gq,
                    tr["query"].to_list(), tr["text"].to_list())
 
 
@@ -102,16 +107,15 @@ def retrieval_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, de
     vq = np.array([pos[q] for q in valid["query"].to_list()])
     vd = np.array([pos[t] for t in valid["text"].to_list()])
 
-    def quality(out: np.ndarray) -> float:
-        s = (out[vq] * out[vd]).sum(1)
-        return float(np.nanmean(pool_metrics(valid, s, lo=lo)["ndcg@10"]))
+    def per_query(out: np.ndarray) -> np.ndarray:
+        return pool_metrics(valid, (out[vq] * out[vd]).sum(1), lo=lo)["ndcg@10"]
 
     def groups(out: np.ndarray) -> list[np.ndarray]:
         return [out[[pos[t] for t in c]] @ out[pos[q]] for q, c in zip(gq, cands)]
 
     tr = data.train.sample(min(train_pairs, len(data.train)), seed=seed)
     train = list(dict.fromkeys(tr["query"].to_list() + tr["text"].to_list()))
-    return EvalSet("retrieval", "ndcg@10", texts, None, quality, groups, gq, train)
+    return EvalSet("retrieval", "ndcg@10", texts, None, per_query, groups, gq, train)
 
 
 def classify_evalset(data_dir: Path, spec, *, max_items: int, golden: int, train_items: int,
@@ -125,14 +129,14 @@ def classify_evalset(data_dir: Path, spec, *, max_items: int, golden: int, train
     y = np.array([lid.get(v, -1) for v in valid["label"].to_list()])
     g = min(golden, len(valid))
 
-    def quality(out: np.ndarray) -> float:
-        return float(np.mean(out.argmax(1) == y))
+    def per_query(out: np.ndarray) -> np.ndarray:
+        return (out.argmax(1) == y).astype(np.float64)
 
     def groups(out: np.ndarray) -> list[np.ndarray]:
         return [out[i] for i in range(g)]
 
     tr = sp["train"].sample(min(train_items, len(sp["train"])), seed=seed)
-    return EvalSet("classify", "accuracy", valid["text"].to_list(), None, quality, groups,
+    return EvalSet("classify", "accuracy", valid["text"].to_list(), None, per_query, groups,
                    valid["item_id"].cast(pl.Utf8).to_list()[:g], tr["text"].to_list())
 
 

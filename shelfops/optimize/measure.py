@@ -64,11 +64,13 @@ def padding_max_diff(variant: Variant, tok, a: Sequence[str], b: Sequence[str] |
 
 
 def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.ndarray,
-           out_all: np.ndarray, *, k: int = 10, min_overlap: float = 0.8, min_tau: float = 0.7
-           ) -> dict:
+           out_all: np.ndarray, *, k: int = 10, min_overlap: float = 0.8, min_tau: float = 0.7,
+           churn_overlap: float = 0.7, churn_tau: float = 0.5) -> dict:
     """Ranking parity with the reference over golden groups, plus raw output differences.
 
-    A group passes when its top-k overlap >= ``min_overlap`` and its Kendall tau >= ``min_tau``;
+    A group passes when its top-k overlap >= ``min_overlap`` and its Kendall tau >= ``min_tau``
+    (``pass_rate``); it stays within the churn bound when they reach ``churn_overlap`` and
+    ``churn_tau`` (``churn_pass_rate``, what an approximate variant is held to);
     ``worst`` lists the groups that moved most (for review)."""
     taus, overlaps = [], []
     for r, g in zip(ref_groups, groups):
@@ -77,6 +79,7 @@ def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.n
         taus.append(1.0 if np.isnan(t) else float(t))
     taus_a, ov_a = np.array(taus), np.array(overlaps)
     passed = (ov_a >= min_overlap) & (taus_a >= min_tau)
+    within = (ov_a >= churn_overlap) & (taus_a >= churn_tau)
     diff = np.abs(np.asarray(out_all, np.float64) - np.asarray(ref_all, np.float64))
     worst = np.argsort(ov_a + taus_a, kind="stable")[:5]
     return {"groups": len(taus), f"top{k}_overlap_mean": float(ov_a.mean()) if len(ov_a) else 1.0,
@@ -84,10 +87,23 @@ def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.n
             "kendall_tau_mean": float(taus_a.mean()) if len(taus_a) else 1.0,
             "kendall_tau_min": float(taus_a.min()) if len(taus_a) else 1.0,
             "pass_rate": float(passed.mean()) if len(passed) else 1.0,
+            "churn_pass_rate": float(within.mean()) if len(within) else 1.0,
             "max_abs_diff": float(diff.max()) if diff.size else 0.0,
             "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
             "worst_groups": [int(i) for i in worst],
-            "thresholds": {"min_overlap": min_overlap, "min_tau": min_tau}}
+            "thresholds": {"min_overlap": min_overlap, "min_tau": min_tau,
+                           "churn_overlap": churn_overlap, "churn_tau": churn_tau}}
+
+
+def quality_drop(ref_per_query: np.ndarray, per_query: np.ndarray, *, n_boot: int = 1000) -> dict:
+    """Relative quality drop against the reference with its 95% paired-bootstrap interval:
+    ``{"mean", "low", "high"}`` as fractions of the reference's mean (positive = worse)."""
+    from shelfops.train.metrics import compare
+
+    cmp = compare(per_query, ref_per_query, n_boot=n_boot, seed=0)
+    base = cmp["b"]["mean"] or 1.0
+    d = cmp["diff"]
+    return {"mean": -d["mean"] / base, "low": -d["ci_high"] / base, "high": -d["ci_low"] / base}
 
 
 @dataclass

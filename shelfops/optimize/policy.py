@@ -7,9 +7,19 @@ for its batch to fill and then takes one batch's time, so the budget is
 that the next batch would not, so the wait is capped there.
 
 ``select`` rejects every variant whose quality fell by more than the allowed relative
-drop or whose rankings drifted from the reference (so a collapsed variant is never chosen,
-however fast), rejects those that cannot meet the SLO, and picks the best of the rest by
+drop (judged on the upper end of the paired-bootstrap interval of the drop when one is
+given, so a noisy measurement never lets a loss through), or whose rankings drifted from
+the reference, rejects those that cannot meet the SLO, and picks the best of the rest by
 the objective. Every rejection carries the numbers that condemned it.
+
+Rankings are judged by what a variant is. An exact variant (the fp32 model, its fp32 ONNX
+export) computes the same function, so any reordering is a bug: it must pass strict parity
+(``min_pass_rate`` of golden groups with top-10 overlap and tau >= 0.9). An approximate
+variant (int8, bf16, pruned, distilled) computes a slightly different function, and on a
+shop whose candidates score close together it reorders near-ties even when quality holds;
+it is held, like a retrained model at the gate, to the quality budget plus a churn bound
+(``min_churn_pass_rate`` of groups keep top-10 overlap >= 0.7 and tau >= 0.5). A collapsed
+variant fails both: its quality drops and its rankings are reshuffled wholesale.
 """
 
 from __future__ import annotations
@@ -57,6 +67,9 @@ class Candidate:
     fp32_items_per_s: float = 0.0  # reference throughput at the same batch size (for ratios)
     padding_max_diff: float = 0.0  # largest output change when batches are padded to max length
     padding_atol: float = float("inf")  # what the gate's determinism check allows for its precision
+    approximate: bool = False  # lossy (int8, bf16, pruned, external): quality budget + churn bound
+    churn_pass_rate: float = 1.0  # share of golden groups within the churn bound
+    quality_drop_high: float | None = None  # upper 95% bound of the relative drop (paired bootstrap)
 
 
 @dataclass
@@ -89,7 +102,8 @@ def pareto(cands: list[Candidate]) -> list[str]:
 
 
 def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_quality_drop: float,
-           objective: Objective = "throughput", min_pass_rate: float = 0.95) -> Selection:
+           objective: Objective = "throughput", min_pass_rate: float = 0.95,
+           min_churn_pass_rate: float = 0.3) -> Selection:
     ref = next((c for c in cands if c.name == reference), None)
     if ref is None:
         raise ValueError(f"reference variant {reference!r} was not measured")
@@ -97,10 +111,16 @@ def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_qua
                     max_quality_drop=max_quality_drop)
     for c in cands:
         drop = relative_drop(ref.quality, c.quality)
-        if drop > max_quality_drop:
+        worst = drop if c.quality_drop_high is None else max(drop, c.quality_drop_high)
+        bound = "" if c.quality_drop_high is None else f" (95% upper bound {c.quality_drop_high:+.2%})"
+        if worst > max_quality_drop:
             sel.rejected[c.name] = (f"quality {c.quality:.4f} vs reference {ref.quality:.4f}: "
-                                    f"{drop:+.2%} relative drop > allowed {max_quality_drop:.2%}")
-        elif c.parity_pass_rate < min_pass_rate:
+                                    f"{drop:+.2%} relative drop{bound} > allowed {max_quality_drop:.2%}")
+        elif c.approximate and c.churn_pass_rate < min_churn_pass_rate:
+            sel.rejected[c.name] = (f"rankings reshuffled: {c.churn_pass_rate:.1%} of golden groups stay "
+                                    f"within the churn bound (< {min_churn_pass_rate:.1%}); top-10 overlap "
+                                    f"{c.top10_overlap:.3f}, Kendall tau {c.kendall_tau:.3f}")
+        elif not c.approximate and c.parity_pass_rate < min_pass_rate:
             sel.rejected[c.name] = (f"rankings drifted from the reference: {c.parity_pass_rate:.1%} of "
                                     f"golden groups pass (< {min_pass_rate:.1%}); top-10 overlap "
                                     f"{c.top10_overlap:.3f}, Kendall tau {c.kendall_tau:.3f}")
@@ -128,5 +148,8 @@ def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_qua
                   f"{best.setting.threads} thread(s), p99 {best.setting.p99_ms:.1f} ms "
                   f"(SLO {slo_p99_ms:g} ms); quality {best.quality:.4f} "
                   f"({-relative_drop(ref.quality, best.quality):+.2%} vs {reference})"
-                  + (f"; {speed:.2f}x the reference's tuned throughput" if speed == speed else ""))
+                  + (f"; {speed:.2f}x the reference's tuned throughput" if speed == speed else "")
+                  + (f"; approximate: {best.churn_pass_rate:.0%} of golden groups within the churn "
+                     f"bound, top-10 overlap {best.top10_overlap:.3f}, Kendall tau {best.kendall_tau:.3f}"
+                     if best.approximate else ""))
     return sel

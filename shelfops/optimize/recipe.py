@@ -1,7 +1,8 @@
 """Stage ③ optimize, top to bottom:
 
     trained model folder (integrity checked) -> evaluation set (validation split + golden groups)
-    -> for each variant: build -> outputs -> quality + parity with fp32 -> latency per threads
+    -> for each variant: build -> outputs -> quality (and its drop, bootstrapped) + parity with
+       fp32 (strict for exact variants, a churn bound for approximate ones) -> latency per threads
        x batch size -> tuned serving settings
     -> pruned variants (layers ranked by measured importance, dropped, distilled, exported)
     -> selection policy (quality budget, parity, SLO, objective) -> report JSON + Pareto PNG
@@ -124,6 +125,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
     from shelfops.optimize.evalsets import evalset_for
     from shelfops.optimize.policy import Candidate, Setting, select, tune
     from shelfops.optimize.report import plot_pareto, variant_table
+    from shelfops.optimize.variants import is_approximate
     from shelfops.train import text_models
 
     model_dir, out = Path(model_dir), Path(out)
@@ -160,9 +162,11 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             outs = Ms.run_all(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length)
             eval_s = time.perf_counter() - t0
             if ref_out is None:
-                ref_out = outs
+                ref_out, ref_q = outs, ev.per_query(outs)
             par = Ms.parity(ev.groups(ref_out), ev.groups(outs), ref_out, outs,
-                            min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau)
+                            min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau,
+                            churn_overlap=cfg.churn_min_top10_overlap, churn_tau=cfg.churn_min_kendall_tau)
+            drop = Ms.quality_drop(ref_q, ev.per_query(outs))
             pad = Ms.padding_max_diff(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length)
             pts = Ms.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
                              batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point)
@@ -176,7 +180,9 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             flops = Ms.flops_per_item(config, p_at.tokens_per_item, variant.layers)
             row = {"name": variant.name, "engine": variant.engine, "precision": variant.precision,
                    "layers": variant.layers, "note": "; ".join(x for x in (variant.note, build_note) if x),
-                   "quality": ev.quality(outs), "parity": par, "points": points, "padding_max_diff": pad,
+                   "approximate": is_approximate(variant.name, variant.precision),
+                   "quality": ev.quality(outs), "quality_drop": drop, "parity": par, "points": points,
+                   "padding_max_diff": pad,
                    "setting": setting.__dict__ if setting else None,
                    "speedup_vs_fp32_same_batch": p_at.items_per_s / ref_points.get(at, np.nan),
                    "compute_efficiency": flops * p_at.items_per_s / roofline[at[0]],
@@ -185,7 +191,8 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                    "eval_seconds": eval_s, "files": [str(f.relative_to(w.dir)) for f in variant.files]}
             rows.append(row)
             say(f"optimize: {variant.name:<22} {ev.metric} {row['quality']:.4f}  parity "
-                f"{par['pass_rate']:.1%}  top10 {par['top10_overlap_mean']:.3f}  tau "
+                f"{par['pass_rate']:.1%}  churn-ok {par['churn_pass_rate']:.1%}  top10 "
+                f"{par['top10_overlap_mean']:.3f}  tau "
                 f"{par['kendall_tau_mean']:.3f}  pad {pad:.2g}  best {best.items_per_s:,.0f}/s "
                 f"(b{best.batch},t{best.threads})"
                 + (f"  tuned p99 {setting.p99_ms:.1f} ms" if setting else "  misses SLO"))
@@ -194,11 +201,13 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                            r["parity"]["top10_overlap_mean"], r["parity"]["kendall_tau_mean"],
                            Setting(**r["setting"]) if r["setting"] else None,
                            padding_max_diff=r["padding_max_diff"],
-                           padding_atol=cfg.padding_atol_int8 if r["precision"] == "int8" else cfg.padding_atol_fp32)
+                           padding_atol=cfg.padding_atol_int8 if r["precision"] == "int8" else cfg.padding_atol_fp32,
+                           approximate=r["approximate"], churn_pass_rate=r["parity"]["churn_pass_rate"],
+                           quality_drop_high=r["quality_drop"]["high"])
                  for r in rows]
         sel = select(cands, reference=REFERENCE, slo_p99_ms=cfg.slo_p99_ms,
                      max_quality_drop=cfg.max_quality_drop, objective=cfg.objective,
-                     min_pass_rate=cfg.min_parity_pass_rate)
+                     min_pass_rate=cfg.min_parity_pass_rate, min_churn_pass_rate=cfg.churn_min_pass_rate)
         say(f"optimize: chosen {sel.chosen}: {sel.reason}")
         for n, why in sel.rejected.items():
             say(f"optimize: rejected {n}: {why}")

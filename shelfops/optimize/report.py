@@ -12,9 +12,10 @@ def _best(r: dict) -> dict:
 
 
 def variant_table(rows: list[dict], sel: Selection) -> str:
-    head = ("| variant | quality | parity pass | top-10 overlap | tau | best items/s (batch, threads) "
-            "| tuned: threads, batch, wait ms, p99 ms, items/s | speed-up vs fp32 | compute eff. "
-            "| file MB | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| variant | kind | quality | drop [95% CI] | parity pass | churn-ok | top-10 overlap | tau "
+            "| best items/s (batch, threads) | tuned: threads, batch, wait ms, p99 ms, items/s "
+            "| speed-up vs fp32 | compute eff. | file MB | verdict |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         b, s, p = _best(r), r["setting"], r["parity"]
@@ -22,7 +23,11 @@ def variant_table(rows: list[dict], sel: Selection) -> str:
                  f"{s['items_per_s']:.0f}" if s else "misses SLO")
         verdict = ("**chosen**" if r["name"] == sel.chosen else
                    f"rejected: {sel.rejected[r['name']]}" if r["name"] in sel.rejected else "ok")
-        lines.append(f"| {r['name']} | {r['quality']:.4f} | {p['pass_rate']:.1%} | "
+        d = r.get("quality_drop")
+        drop = f"{d['mean']:+.2%} [{d['low']:+.2%}, {d['high']:+.2%}]" if d else "-"
+        lines.append(f"| {r['name']} | {'approx.' if r.get('approximate') else 'exact'} | "
+                     f"{r['quality']:.4f} | {drop} | {p['pass_rate']:.1%} | "
+                     f"{p.get('churn_pass_rate', float('nan')):.1%} | "
                      f"{p['top10_overlap_mean']:.3f} | {p['kendall_tau_mean']:.3f} | "
                      f"{b['items_per_s']:.0f} ({b['batch']}, {b['threads']}) | {tuned} | "
                      f"{r['speedup_vs_fp32_same_batch']:.2f}x | {r['compute_efficiency']:.1%} | "

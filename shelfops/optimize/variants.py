@@ -33,6 +33,15 @@ from shelfops.errors import ModelError
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ALL_VARIANTS = ("torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32", "onnx-int8",
                 "onnx-int8-static")
+# the same arithmetic as the trained model (up to float re-association): held to strict parity
+EXACT_VARIANTS = ("torch-fp32", "onnx-fp32")
+
+
+def is_approximate(name: str, precision: str) -> bool:
+    """True for a lossy variant: lower precision (int8, bf16), fewer layers (pruned-*), or
+    another model altogether (external-*). Such a variant is held to the quality budget and a
+    churn bound instead of strict ranking parity with the fp32 reference."""
+    return precision != "fp32" or name not in EXACT_VARIANTS
 
 
 class TaskOutput(nn.Module):

@@ -61,6 +61,41 @@ def test_optimized_variant_keeps_its_rankings(models, tmp_path):
     assert (res.exit_code == 0) == rep["passed"]
 
 
+def test_approximate_variant_proves_quality_and_stays_within_the_churn_bound(models, tmp_path):
+    """A pruned variant computes a slightly different function: the gate measures its NDCG
+    against its own fp32 model (``quality_vs_reference``) and holds its rankings to the churn
+    bound, as the optimize stage chose it, instead of strict parity."""
+    out = tmp_path / "pruned"
+    res = CliRunner().invoke(app, ["optimize", str(models / "search"), "--out", str(out), "--slo-p99-ms",
+                                   "500", "--max-quality-drop", "0.9", "--no-progress",
+                                   "optimize.seconds_per_point=0.05", "optimize.golden=10",
+                                   "optimize.max_queries=20", "optimize.batch_sizes=[8]",
+                                   "optimize.threads=[1]", "optimize.variants=[torch-fp32]",
+                                   "optimize.prune.drop_layers=1", "optimize.prune.recovery_steps=10",
+                                   "optimize.churn_min_pass_rate=0"])
+    assert res.exit_code == 0, res.output
+    chosen = json.loads((out / "serving.json").read_text())["variant"]
+    assert chosen.startswith("pruned1-"), res.output
+    res = CliRunner().invoke(app, ["gate", str(out), "--out", str(tmp_path / "g"),
+                                   "gate.churn_min_pass_rate=0", "gate.approximate_max_quality_drop=0.5"])
+    rep = json.loads((tmp_path / "g" / "gate.json").read_text())
+    c = _checks(rep)
+    assert rep["approximate_variant"] is True
+    par = c["parity_with_reference"]
+    assert par["thresholds"]["min_overlap"] == 0.7 and par["thresholds"]["min_tau"] == 0.5
+    assert par["thresholds"]["min_pass_rate"] == 0 and par["passed"]
+    q = c["quality_vs_reference"]
+    margin = q["thresholds"]["margin"]
+    assert margin == pytest.approx(0.5 * q["numbers"]["production_mean"])  # relative to the fp32 model
+    assert q["passed"] == (q["numbers"]["ci_low"] >= -margin)
+    assert "vs reference" in q["details"][0]
+    strict = CliRunner().invoke(app, ["gate", str(out), "--out", str(tmp_path / "g2"),
+                                      "gate.approximate_max_quality_drop=0"])
+    q0 = _checks(json.loads((tmp_path / "g2" / "gate.json").read_text()))["quality_vs_reference"]
+    if q0["numbers"]["ci_low"] < 0:  # any measurable loss fails a zero budget
+        assert not q0["passed"] and strict.exit_code != 0
+
+
 def test_damaged_candidate_fails_with_reasons_and_cannot_be_promoted(models, tmp_path, monkeypatch):
     monkeypatch.setenv("SHELFOPS_HOME", str(tmp_path / "home"))
     reg = Registry()

@@ -67,7 +67,7 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
     sel = rep["selection"]
     assert sel["chosen"] and sel["chosen"] != "external-scrambled"
     why = sel["rejected"]["external-scrambled"]
-    assert any(ch.isdigit() for ch in why) and ("drop" in why or "drifted" in why)
+    assert any(ch.isdigit() for ch in why) and ("drop" in why or "reshuffled" in why)
     scr = next(v for v in rep["variants"] if v["name"] == "external-scrambled")
     assert scr["parity"]["pass_rate"] < 0.95 or scr["quality"] < ref["quality"] * 0.95
 

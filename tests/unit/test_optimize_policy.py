@@ -83,6 +83,58 @@ def test_padding_invariance_is_measured_on_the_variant():
     assert padding_max_diff(unmasked, Tok(), texts, None, max_length=32) > 1.0
 
 
+def test_approximate_variants_are_held_to_quality_and_a_churn_bound_not_strict_parity():
+    """An int8 or pruned variant reorders near-ties even when its quality holds; it is judged
+    on the quality budget (its bootstrap upper bound) and the churn bound, while an exact
+    variant (fp32 ONNX) that reorders anything is refused: there it means a broken export."""
+    from dataclasses import replace
+
+    ref = _c("torch-fp32", 0.90, 100)
+    pruned = replace(_c("pruned4-onnx-int8", 0.899, 400, pass_rate=0.4), approximate=True,
+                     churn_pass_rate=0.8, quality_drop_high=0.004)
+    reshuffled = replace(_c("onnx-int8", 0.899, 500, pass_rate=0.1), approximate=True,
+                         churn_pass_rate=0.2, quality_drop_high=0.005)
+    unsure = replace(_c("torch-int8", 0.899, 450, pass_rate=0.9), approximate=True,
+                     churn_pass_rate=0.9, quality_drop_high=0.02)  # point drop 0.1%, bound 2%
+    export_bug = _c("onnx-fp32", 0.90, 600, pass_rate=0.8)  # exact, yet 20% of groups moved
+    sel = select([ref, pruned, reshuffled, unsure, export_bug], reference="torch-fp32",
+                 slo_p99_ms=50, max_quality_drop=0.01, min_pass_rate=0.999, min_churn_pass_rate=0.3)
+    assert sel.chosen == "pruned4-onnx-int8"
+    assert "approximate: 80% of golden groups within the churn bound" in sel.reason
+    assert "reshuffled" in sel.rejected["onnx-int8"] and "20.0%" in sel.rejected["onnx-int8"]
+    assert "95% upper bound +2.00%" in sel.rejected["torch-int8"]
+    assert "drifted from the reference: 80.0%" in sel.rejected["onnx-fp32"]
+
+
+def test_quality_drop_interval_is_paired_and_relative():
+    from shelfops.optimize.measure import quality_drop
+
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(0.5, 1.0, 400)
+    same = quality_drop(ref, ref.copy())
+    assert same == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    worse = ref - 0.02 * ref.mean() + rng.normal(0, 0.002, 400)  # 2% lower, small paired noise
+    d = quality_drop(ref, worse)
+    assert d["low"] < d["mean"] < d["high"]
+    assert d["mean"] == pytest.approx(0.02, abs=0.002) and d["high"] - d["low"] < 0.002
+
+
+def test_parity_counts_groups_within_the_churn_bound():
+    rng = np.random.default_rng(3)
+    ref = [np.linspace(1, 0, 30) for _ in range(10)]
+    swapped = []
+    for r in ref:  # items 3 apart swapped: strict parity fails, churn bound holds
+        g = r.copy()
+        for i in range(0, 28, 4):
+            g[i], g[i + 3] = g[i + 3], g[i]
+        swapped.append(g)
+    rand = [rng.permutation(r) for r in ref]
+    flat = np.concatenate(ref)
+    near = parity(ref, swapped, flat, np.concatenate(swapped), min_overlap=0.9, min_tau=0.9)
+    assert near["pass_rate"] == 0.0 and near["churn_pass_rate"] == 1.0
+    assert parity(ref, rand, flat, np.concatenate(rand))["churn_pass_rate"] <= 0.1
+
+
 def test_select_objectives_and_no_feasible_variant():
     cands = [_c("torch-fp32", 0.90, 100, p99=40), _c("a", 0.899, 300, p99=30), _c("b", 0.905, 200, p99=5)]
     assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01).chosen == "a"
