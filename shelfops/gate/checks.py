@@ -343,7 +343,7 @@ def determinism(
     first: np.ndarray,
     second: np.ndarray,
     by_batch: Mapping[int, np.ndarray],
-    padded: np.ndarray,
+    padded: np.ndarray | None,
     *,
     atol: float = 1e-4,
 ) -> GateResult:
@@ -351,14 +351,16 @@ def determinism(
 
     ``first`` / ``second``: the same inputs scored twice (any shape: scores, logits, embeddings);
     ``by_batch[b]``: the same inputs scored with batch size b; ``padded``: scored with extra
-    padding. Passes when every max |x - first| <= ``atol``. A served score must not change with
-    the traffic it happens to be batched with.
+    padding, or None for a variant that serves unbatched (never padded). Passes when every
+    max |x - first| <= ``atol``. A served score must not change with the traffic it happens to
+    be batched with.
     """
     ref = np.asarray(first, dtype=np.float64)
     repeat = _max_abs_diff(ref, second, "second")
     per_batch = {int(b): _max_abs_diff(ref, v, f"by_batch[{b}]") for b, v in sorted(by_batch.items())}
-    pad = _max_abs_diff(ref, padded, "padded")
-    measured = {"repeat": repeat, **{f"batch size {b}": d for b, d in per_batch.items()}, "padding": pad}
+    pad = None if padded is None else _max_abs_diff(ref, padded, "padded")
+    measured = {"repeat": repeat, **{f"batch size {b}": d for b, d in per_batch.items()},
+                **({} if pad is None else {"padding": pad})}
     broken = {what: d for what, d in measured.items() if not d <= atol}
     numbers = {
         "repeat_max_abs_diff": repeat,
@@ -370,7 +372,7 @@ def determinism(
         f"max |diff| vs first: repeat {_fmt(repeat)}, "
         + ", ".join(f"batch {b} {_fmt(d)}" for b, d in per_batch.items())
         + (", " if per_batch else "")
-        + f"padding {_fmt(pad)}"
+        + (f"padding {_fmt(pad)}" if pad is not None else "padding not applicable (serves unbatched)")
     ]
     details += [f"{what}: max_abs_diff {_fmt(d)} > atol {_fmt(atol)}" for what, d in broken.items()]
     return GateResult("determinism", not broken, numbers, {"atol": atol}, details)

@@ -103,7 +103,9 @@ def quality_drop(ref_per_query: np.ndarray, per_query: np.ndarray, *, n_boot: in
     cmp = compare(per_query, ref_per_query, n_boot=n_boot, seed=0)
     base = cmp["b"]["mean"] or 1.0
     d = cmp["diff"]
-    return {"mean": -d["mean"] / base, "low": -d["ci_high"] / base, "high": -d["ci_low"] / base}
+    # + 0.0 turns the -0.0 of an identical variant into 0.0
+    return {"mean": -d["mean"] / base + 0.0, "low": -d["ci_high"] / base + 0.0,
+            "high": -d["ci_low"] / base + 0.0}
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Pure decisions: serving settings per variant, and which variant ships.
 
 ``tune`` picks, for one variant, the thread count, maximum batch and maximum batch wait
-that meet the p99 SLO with the highest throughput. A request waits at most ``max_wait``
+that meet the p99 SLO with the highest throughput (only batch 1 for a variant whose outputs
+change with padding, such as dynamic int8, which quantises activations per batch: an input
+scored alone is never padded, so it answers the same whatever traffic it arrives with). A request waits at most ``max_wait``
 for its batch to fill and then takes one batch's time, so the budget is
 ``p99(batch) + max_wait <= slo``; waiting longer than one batch's own p50 fills nothing
 that the next batch would not, so the wait is capped there.
@@ -40,13 +42,15 @@ class Setting:
     items_per_s: float
 
 
-def tune(points: list[dict], slo_p99_ms: float) -> Setting | None:
+def tune(points: list[dict], slo_p99_ms: float, *, max_batch: int | None = None) -> Setting | None:
     """Best (threads, batch, wait) under the SLO from measured points, or None if none fits.
 
-    ``points``: dicts with threads, batch, p50_ms, p99_ms, items_per_s."""
+    ``points``: dicts with threads, batch, p50_ms, p99_ms, items_per_s. ``max_batch`` limits the
+    batch sizes considered (1 for a variant whose outputs depend on padding: unbatched inputs
+    are never padded, so it stays deterministic)."""
     best: Setting | None = None
     for p in points:
-        if p["p99_ms"] > slo_p99_ms:
+        if p["p99_ms"] > slo_p99_ms or (max_batch is not None and p["batch"] > max_batch):
             continue
         wait = max(0.0, min(slo_p99_ms - p["p99_ms"], p["p50_ms"]))
         s = Setting(int(p["threads"]), int(p["batch"]), round(wait, 2), p["p50_ms"], p["p99_ms"],
@@ -124,10 +128,11 @@ def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_qua
             sel.rejected[c.name] = (f"rankings drifted from the reference: {c.parity_pass_rate:.1%} of "
                                     f"golden groups pass (< {min_pass_rate:.1%}); top-10 overlap "
                                     f"{c.top10_overlap:.3f}, Kendall tau {c.kendall_tau:.3f}")
-        elif c.padding_max_diff > c.padding_atol:
+        elif c.padding_max_diff > c.padding_atol and (c.setting is None or c.setting.max_batch > 1):
             sel.rejected[c.name] = (f"outputs depend on batch padding: max |diff| {c.padding_max_diff:.3g} "
-                                    f"when padded to max length (> {c.padding_atol:g}); the gate's "
-                                    "determinism check would refuse it")
+                                    f"when padded to max length (> {c.padding_atol:g}) and no unbatched "
+                                    f"setting meets p99 <= {slo_p99_ms:g} ms; the gate's determinism "
+                                    "check would refuse it batched")
         elif c.setting is None:
             sel.rejected[c.name] = f"no measured setting meets p99 <= {slo_p99_ms:g} ms"
         else:

@@ -74,8 +74,8 @@ def test_approximate_variant_proves_quality_and_stays_within_the_churn_bound(mod
                                    "optimize.prune.drop_layers=1", "optimize.prune.recovery_steps=10",
                                    "optimize.churn_min_pass_rate=0"])
     assert res.exit_code == 0, res.output
-    chosen = json.loads((out / "serving.json").read_text())["variant"]
-    assert chosen.startswith("pruned1-"), res.output
+    serving = json.loads((out / "serving.json").read_text())
+    assert serving["variant"].startswith("pruned1-"), res.output
     res = CliRunner().invoke(app, ["gate", str(out), "--out", str(tmp_path / "g"),
                                    "gate.churn_min_pass_rate=0", "gate.approximate_max_quality_drop=0.5"])
     rep = json.loads((tmp_path / "g" / "gate.json").read_text())
@@ -89,6 +89,8 @@ def test_approximate_variant_proves_quality_and_stays_within_the_churn_bound(mod
     assert margin == pytest.approx(0.5 * q["numbers"]["production_mean"])  # relative to the fp32 model
     assert q["passed"] == (q["numbers"]["ci_low"] >= -margin)
     assert "vs reference" in q["details"][0]
+    det = c["determinism"]  # a variant tuned to batch 1 (dynamic int8) is checked as it serves
+    assert det["passed"] and (det["numbers"]["padding_max_abs_diff"] is None) == (serving["max_batch"] == 1)
     strict = CliRunner().invoke(app, ["gate", str(out), "--out", str(tmp_path / "g2"),
                                       "gate.approximate_max_quality_drop=0"])
     q0 = _checks(json.loads((tmp_path / "g2" / "gate.json").read_text()))["quality_vs_reference"]

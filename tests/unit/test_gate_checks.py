@@ -217,6 +217,14 @@ def test_determinism_catches_repeat_and_padding_and_lists_both():
     assert [d.split(":")[0] for d in broken] == ["repeat", "padding"]
 
 
+def test_determinism_of_an_unbatched_variant_skips_padding_but_still_checks_repeats():
+    first = np.zeros(10)
+    r = determinism(first, first.copy(), {1: first.copy()}, None)
+    assert r.passed and r.numbers["padding_max_abs_diff"] is None
+    assert "padding not applicable" in r.details[0]
+    assert not determinism(first, first + 1e-3, {1: first.copy()}, None).passed
+
+
 def test_determinism_nan_mismatch_fails_and_stays_json():
     first = np.array([1.0, np.nan, 2.0])
     assert determinism(first, first.copy(), {}, first.copy()).passed  # NaN in the same place

@@ -56,6 +56,27 @@ def test_select_refuses_a_variant_whose_scores_depend_on_batch_padding():
     assert "batch padding" in sel.rejected["onnx-int8-b"] and "0.41" in sel.rejected["onnx-int8-b"]
 
 
+def test_a_padding_dependent_variant_is_tuned_unbatched_and_may_then_ship():
+    """Dynamic int8 quantises activations per batch, so its scores move with the padding of the
+    batch it shares; scored one input at a time it is never padded. Tuning keeps it to batch 1,
+    and a batch-1 setting is not refused for padding."""
+    from dataclasses import replace
+
+    pts = [_pt(2, 1, 3, 6, 280), _pt(2, 8, 20, 30, 400)]
+    assert tune(pts, slo_p99_ms=50).max_batch == 8
+    one = tune(pts, slo_p99_ms=50, max_batch=1)
+    assert (one.max_batch, one.items_per_s) == (1, 280)
+    assert tune([_pt(2, 8, 20, 30, 400)], slo_p99_ms=50, max_batch=1) is None
+    int8 = replace(_c("onnx-int8", 0.899, 0), setting=Setting(2, 1, 3.0, 3.0, 6.0, 280),
+                   padding_max_diff=0.4, padding_atol=0.05, approximate=True)
+    sel = select([_c("torch-fp32", 0.90, 100), int8], reference="torch-fp32", slo_p99_ms=50,
+                 max_quality_drop=0.01)
+    assert sel.chosen == "onnx-int8"
+    none = select([_c("torch-fp32", 0.90, 100), replace(int8, setting=None)], reference="torch-fp32",
+                  slo_p99_ms=50, max_quality_drop=0.01)
+    assert "no unbatched setting" in none.rejected["onnx-int8"]
+
+
 def test_padding_invariance_is_measured_on_the_variant():
     """A variant that attends to padding shows it; masking it hides it. Measured with the
     optimize stage's own encoding path, with a character tokenizer standing in."""
