@@ -32,62 +32,55 @@ def serve(
 
         from shelfops.artifacts import read_manifest
         from shelfops.errors import ConfigError
-        from shelfops.serve.app import ServeSettings, create_app
+        from shelfops.serve.app import create_app
         from shelfops.serve.host import TASKS
+        from shelfops.serve.spec import ReplicaSpec
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
         if backend not in ("uvicorn", "ray"):
             raise ConfigError([f"--backend {backend!r}: expected uvicorn or ray"])
         models: dict[str, tuple[Path, str]] = {}
-        watch = None
         for spec in model or []:
             task, _, folder = spec.partition("=")
             if task not in TASKS or not folder:
                 raise ConfigError([f"--model {spec!r}: expected TASK=FOLDER with TASK in {list(TASKS)}"])
             models[task] = (Path(folder), read_manifest(folder).created_at or "local")
+        serving = dict(models)
         if registry_prefix:
             from shelfops.registry.registry import registry_from
             from shelfops.serve.watch import follow_registry
 
-            watch = follow_registry(registry_from(cfg.registry), registry_prefix)
-            models.update(watch())
-        if not models:
+            serving.update(follow_registry(registry_from(cfg.registry), registry_prefix)())
+        if not serving:
             raise ConfigError(["serve: nothing to serve; pass --model TASK=FOLDER or --registry-prefix"])
         if data is None:
             for task in ("retrieval", "search", "classify"):
-                if task in models:
-                    data = Path(read_manifest(models[task][0]).extra.get("data", ""))
+                if task in serving:
+                    data = Path(read_manifest(serving[task][0]).extra.get("data", ""))
                     break
+        rs = ReplicaSpec.from_config(cfg, models=models, registry_prefix=registry_prefix, data_dir=data,
+                                     admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
+                                     watch_seconds=watch_seconds)
         if backend == "ray":
-            _serve_ray(cfg, models, registry_prefix, data, host, port, watch_seconds, min_replicas, max_replicas)
+            _serve_ray(rs, serving, host, port, min_replicas, max_replicas)
             return
-        settings = ServeSettings(models=models, data_dir=data, admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
-                                 watch=watch, watch_seconds=watch_seconds, state_url=cfg.serve.state_url,
-                                 session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth,
-                                 shadow_fraction=cfg.serve.shadow_fraction)
-        say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in models.items())} on http://{host}:{port} "
-            f"(docs: /docs; sessions: {cfg.serve.state_url or 'in this process'})")
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on http://{host}:{port} "
+            f"(docs: /docs; sessions: {rs.state_url or 'in this process'})")
+        uvicorn.run(create_app(rs.settings()), host=host, port=port, log_level="warning")
 
 
-def _serve_ray(cfg, models, registry_prefix, data, host, port, watch_seconds, min_replicas, max_replicas) -> None:
+def _serve_ray(spec, serving, host, port, min_replicas, max_replicas) -> None:
     import time
 
     from shelfops.serve import ray_backend
 
-    spec = ray_backend.ReplicaSpec(
-        models={t: (str(f), v) for t, (f, v) in models.items()} if not registry_prefix else {},
-        registry_prefix=registry_prefix, registry=cfg.registry.model_dump(), data_dir=str(data) if data else None,
-        admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"), state_url=cfg.serve.state_url,
-        session_length=cfg.serve.session_length, rerank_depth=cfg.serve.rerank_depth, watch_seconds=watch_seconds,
-        shadow_fraction=cfg.serve.shadow_fraction)
-    if cfg.serve.state_url is None and max_replicas > 1:
+    if spec.state_url is None and max_replicas > 1:
         say("[yellow]serve.state_url is not set: each replica keeps its own sessions; set "
             "serve.state_url=redis://... so replicas share them[/]")
     url = ray_backend.start(spec, host=host, port=port, min_replicas=min_replicas, max_replicas=max_replicas)
-    say(f"Ray Serve: {', '.join(f'{t} v{v}' for t, (_, v) in models.items())} on {url} "
-        f"({min_replicas}-{max_replicas} replicas; sessions: {cfg.serve.state_url or 'per replica'}); Ctrl-C stops")
+    say(f"Ray Serve: {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on {url} "
+        f"({min_replicas}-{max_replicas} replicas; sessions: {spec.state_url or 'per replica'}); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)

@@ -20,11 +20,10 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from shelfops.errors import Unavailable
+from shelfops.serve.spec import ReplicaSpec
 
 
 class ServeBatcher:
@@ -91,41 +90,6 @@ class ServeBatcher:
         self._pool.shutdown(wait=True)
 
 
-@dataclass
-class ReplicaSpec:
-    """What a replica needs to build its app: plain, picklable data."""
-
-    models: dict[str, tuple[str, str]] = field(default_factory=dict)  # task -> (folder, version)
-    registry_prefix: str | None = None  # follow <prefix>-<task>@production in the registry
-    registry: dict = field(default_factory=dict)  # RegistryConfig as a dict
-    data_dir: str | None = None
-    admin_token: str | None = None
-    state_url: str | None = None
-    session_length: int = 50
-    rerank_depth: int = 50
-    watch_seconds: float = 5.0
-    shadow_fraction: float = 1.0
-
-    def settings(self):
-        from shelfops.config.schema import RegistryConfig
-        from shelfops.serve.app import ServeSettings
-
-        models = {t: (Path(f), v) for t, (f, v) in self.models.items()}
-        watch = view = None
-        if self.registry_prefix:
-            from shelfops.registry.registry import registry_from
-            from shelfops.serve.watch import follow_registry, registry_view
-
-            reg = registry_from(RegistryConfig(**self.registry))
-            watch, view = follow_registry(reg, self.registry_prefix), registry_view(reg, self.registry_prefix)
-            models.update(watch())
-        return ServeSettings(models=models, data_dir=Path(self.data_dir) if self.data_dir else None,
-                             admin_token=self.admin_token, state_url=self.state_url,
-                             session_length=self.session_length, rerank_depth=self.rerank_depth,
-                             watch=watch, watch_seconds=self.watch_seconds, registry_view=view,
-                             batching="ray", shadow_fraction=self.shadow_fraction)
-
-
 def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int = 2,
                 target_ongoing_requests: int = 16, num_cpus: float = 1.0):
     """The Ray Serve application: one autoscaled deployment whose replicas each run the app."""
@@ -134,7 +98,7 @@ def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int =
     from shelfops.serve.app import create_app
 
     def build():
-        return create_app(spec.settings())
+        return create_app(spec.settings(batching="ray"))
 
     deployment = serve.deployment(
         serve.ingress(build)(), name="shelfops",

@@ -1,0 +1,59 @@
+"""What a server needs to build its app, as plain picklable data, mapped from the config once.
+
+``shelfops serve`` (one uvicorn process) and every Ray Serve replica build their
+``ServeSettings`` through :meth:`ReplicaSpec.settings`, and both take the config's
+``serve:`` section through :meth:`ReplicaSpec.from_config`, so a setting added there reaches
+every backend. Live objects (registry, Redis, watchers) are opened where the app runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class ReplicaSpec:
+    models: dict[str, tuple[str, str]] = field(default_factory=dict)  # task -> (folder, version)
+    registry_prefix: str | None = None  # follow <prefix>-<task>@production in the registry
+    registry: dict = field(default_factory=dict)  # RegistryConfig as a dict
+    data_dir: str | None = None
+    admin_token: str | None = None
+    watch_seconds: float = 5.0
+    # the config's serve: section (ServeConfig)
+    state_url: str | None = None
+    session_length: int = 50
+    rerank_depth: int = 50
+    shadow_fraction: float = 1.0
+
+    @classmethod
+    def from_config(cls, cfg, *, models: dict[str, tuple[Path | str, str]] | None = None,
+                    registry_prefix: str | None = None, data_dir: Path | str | None = None,
+                    admin_token: str | None = None, watch_seconds: float = 5.0) -> ReplicaSpec:
+        """``cfg``: a ShelfopsConfig; its ``serve`` section is copied field by field."""
+        return cls(models={t: (str(f), v) for t, (f, v) in (models or {}).items()},
+                   registry_prefix=registry_prefix, registry=cfg.registry.model_dump(),
+                   data_dir=str(data_dir) if data_dir else None, admin_token=admin_token,
+                   watch_seconds=watch_seconds, **cfg.serve.model_dump())
+
+    def settings(self, *, batching: Literal["asyncio", "ray"] = "asyncio"):
+        """The app's ServeSettings; with ``registry_prefix`` the registry's production versions
+        are added to (and win over) ``models`` and are followed for hot swaps."""
+        from shelfops.config.schema import RegistryConfig
+        from shelfops.serve.app import ServeSettings
+
+        models = {t: (Path(f), v) for t, (f, v) in self.models.items()}
+        watch = view = None
+        if self.registry_prefix:
+            from shelfops.registry.registry import registry_from
+            from shelfops.serve.watch import follow_registry, registry_view
+
+            reg = registry_from(RegistryConfig(**self.registry))
+            watch, view = follow_registry(reg, self.registry_prefix), registry_view(reg, self.registry_prefix)
+            models.update(watch())
+        return ServeSettings(models=models, data_dir=Path(self.data_dir) if self.data_dir else None,
+                             admin_token=self.admin_token, state_url=self.state_url,
+                             session_length=self.session_length, rerank_depth=self.rerank_depth,
+                             watch=watch, watch_seconds=self.watch_seconds, registry_view=view,
+                             batching=batching, shadow_fraction=self.shadow_fraction)

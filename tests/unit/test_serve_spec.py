@@ -1,0 +1,45 @@
+"""Every backend takes the config's `serve:` section through one mapping (ReplicaSpec)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+from typer.testing import CliRunner
+
+from shelfops.artifacts import stage_output
+from shelfops.cli.main import app
+from shelfops.config.load import load_config
+from shelfops.config.schema import ServeConfig
+from shelfops.serve.spec import ReplicaSpec
+
+SERVE = ["serve.state_url=redis://127.0.0.1:6379/3", "serve.session_length=7", "serve.rerank_depth=11",
+         "serve.shadow_fraction=0.25"]
+
+
+def test_every_serve_setting_reaches_the_app_settings(tmp_path):
+    cfg = load_config(None, SERVE)
+    spec = ReplicaSpec.from_config(cfg, models={"search": (tmp_path, "3")}, data_dir=tmp_path,
+                                   admin_token="t", watch_seconds=2.5)
+    for batching in ("asyncio", "ray"):
+        st = spec.settings(batching=batching)
+        for name in ServeConfig.model_fields:  # a new serve: field must reach the app too
+            assert getattr(st, name) == getattr(cfg.serve, name), name
+        assert st.batching == batching and st.watch_seconds == 2.5 and st.admin_token == "t"
+        assert st.models == {"search": (tmp_path, "3")} and st.data_dir == tmp_path
+
+
+def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch):
+    with stage_output(tmp_path / "model", "train") as w:
+        w.manifest.extra = {"data": str(tmp_path / "data")}
+    seen = {}
+    monkeypatch.setattr("shelfops.serve.app.create_app", lambda s: seen.setdefault("settings", s))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    res = CliRunner().invoke(app, ["serve", "--model", f"search={tmp_path / 'model'}", "--port", "8124",
+                                   *SERVE])
+    assert res.exit_code == 0, res.output
+    st = seen["settings"]
+    assert (st.state_url, st.session_length, st.rerank_depth, st.shadow_fraction) == (
+        "redis://127.0.0.1:6379/3", 7, 11, 0.25)
+    assert st.data_dir == Path(tmp_path / "data") and seen["port"] == 8124
+    assert "sessions: redis://127.0.0.1:6379/3" in res.output
