@@ -249,7 +249,16 @@ class TrainConfig(_Strict):
 
 class PruneConfig(_Strict):
     enabled: bool = True
-    drop_layers: int = Field(2, ge=1, description="whole layers removed, least important first")
+    drop_layers: int | list[int] = Field(2, description="whole layers removed, least important first; "
+                                         "a list builds one pruned model per count")
+
+    @field_validator("drop_layers")
+    @classmethod
+    def _at_least_one(cls, v: int | list[int]) -> int | list[int]:
+        counts = [v] if isinstance(v, int) else v
+        if not counts or any(n < 1 for n in counts):
+            raise ValueError(f"every count must be >= 1, got {v!r}")
+        return v
     importance_queries: int = Field(150, ge=10, description="validation queries used to rank layers")
     recovery_steps: int = Field(300, ge=0, description="distillation steps after pruning")
     batch_size: int = Field(32, ge=1)

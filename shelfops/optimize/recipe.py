@@ -70,14 +70,21 @@ def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, p
         v.name, v.note, v.files = f"external-{folder.name}", f"model folder {folder}", [dst / "model.safetensors"]
         yield v, ""
     if cfg.prune.enabled:
-        student, info = _prune(model, tok, spec, ev, cfg, vdir, say, progress)
-        prefix = f"pruned{V.n_layers(student)}-"
-        for v in V.onnx_variants(student, spec.task, tok, vdir, ("onnx-fp32", "onnx-int8"), prefix=prefix):
-            v.note = f"{info}; {v.note}"
-            yield v, ""
+        counts = cfg.prune.drop_layers
+        imp: list[float] | None = None
+        for n_drop in sorted(set([counts] if isinstance(counts, int) else counts)):
+            student, info, imp = _prune(model, tok, spec, ev, cfg, vdir, say, progress, n_drop, imp)
+            prefix = f"pruned{V.n_layers(student)}-"
+            for v in V.onnx_variants(student, spec.task, tok, vdir, ("onnx-fp32", "onnx-int8"), prefix=prefix):
+                v.note = f"{info}; {v.note}"
+                yield v, ""
+            del student
 
 
-def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, progress: bool):
+def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, progress: bool, n_drop: int,
+           imp: list[float] | None = None):
+    """One pruned student (``n_drop`` layers fewer), distilled; layer importance is measured
+    once and passed back in for the next count."""
     from shelfops.optimize import prune as P
     from shelfops.optimize.measure import encode, run_all
     from shelfops.optimize.variants import torch_variant
@@ -96,8 +103,8 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
         return ev.quality(padded)
 
     t = time.perf_counter()
-    imp = P.layer_importance(model, quality)
-    drop = P.choose_drop(imp, cfg.prune.drop_layers)
+    imp = imp if imp is not None else P.layer_importance(model, quality)
+    drop = P.choose_drop(imp, n_drop)
     say(f"optimize: layer importance {[round(x, 4) for x in imp]} -> dropping layers {drop}")
     student = P.drop_layers(model, drop)
     bs = cfg.prune.batch_size
@@ -116,7 +123,7 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
     info = (f"dropped layers {drop} (importance {[round(x, 4) for x in imp]}), "
             f"{len(losses)} distillation steps (loss {np.mean(losses[:10]) if losses else 0:.4f} -> "
             f"{np.mean(losses[-10:]) if losses else 0:.4f}) in {time.perf_counter() - t:.0f} s")
-    return student, info
+    return student, info, imp
 
 
 def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | None = None,

@@ -73,3 +73,12 @@ def test_cli_validate_exit_codes(tmp_path):
     res = runner.invoke(app, ["validate", str(bad)])
     assert res.exit_code == 2
     assert "data.synthetic.users" in res.output and "data.synthetic.items" in res.output
+
+
+def test_prune_takes_one_count_or_several_and_refuses_zero():
+    from shelfops.config.load import load_config
+
+    assert load_config(None, ["optimize.prune.drop_layers=[2,3]"]).optimize.prune.drop_layers == [2, 3]
+    assert load_config(None, ["optimize.prune.drop_layers=2"]).optimize.prune.drop_layers == 2
+    with pytest.raises(ConfigError, match="optimize.prune.drop_layers"):
+        load_config(None, ["optimize.prune.drop_layers=[1,0]"])
