@@ -164,9 +164,10 @@ def pool_metrics(df: pl.DataFrame, scores: np.ndarray, *, lo: float, ks=(5, 10),
 def evaluate_scores(df: pl.DataFrame, scores: np.ndarray, *, lo: float, hi: float | None = None,
                     ks=(5, 10), n_boot: int = 1000, calibrated: bool = False,
                     ties: str = "pessimistic") -> dict[str, Any]:
-    """Pool metrics with bootstrap intervals. ``ties="optimistic"`` for baselines with many
-    equal scores (BM25), so that a baseline is never under-rated by its ties; a calibrated
-    (pointwise) model also gets RMSE in the grade scale."""
+    """Pool metrics with bootstrap intervals. ``ties="average"`` for baselines with many equal
+    scores (BM25): their expected value over random tie orders (the label-ordered optimistic
+    bound would rank a tied pool perfectly); a calibrated (pointwise) model also gets RMSE in
+    the grade scale."""
     per_query = pool_metrics(df, scores, lo=lo, ks=ks, ties=ties)
     out = {"per_query": per_query, "summary": M.summarize(per_query, n_boot=n_boot)}
     if calibrated and hi is not None:

@@ -306,3 +306,35 @@ def test_bootstrap_parameters_checked() -> None:
         summarize({"m": np.ones(3)}, alpha=1.5)
     with pytest.raises(ConfigError, match="n_boot"):
         compare(np.ones(3), np.ones(3), n_boot=0)
+
+
+def test_tie_averaged_metrics_equal_the_mean_over_every_tie_order():
+    """ties="average" is exact: on small random pools it equals the brute-force mean over all
+    orders of the tied items, and it lies between the pessimistic and optimistic bounds."""
+    import itertools
+
+    from shelfops.train.metrics import grouped_ranking_metrics as grm
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = int(rng.integers(1, 7))
+        s, y = rng.integers(0, 3, n).astype(float), rng.integers(0, 3, n).astype(float)
+        q = np.zeros(n, int)
+        avg = grm(q, s, y, ks=(1, 3), ties="average")
+        lo, hi = grm(q, s, y, ks=(1, 3)), grm(q, s, y, ks=(1, 3), ties="optimistic")
+        orders = [grm(q, s + np.array(p) * 1e-6, y, ks=(1, 3)) for p in itertools.permutations(range(n))]
+        for key, v in avg.items():
+            if np.isnan(v[0]):
+                assert all(np.isnan(o[key][0]) for o in orders)
+                continue
+            assert v[0] == pytest.approx(np.mean([o[key][0] for o in orders]), abs=1e-9), key
+            assert lo[key][0] - 1e-12 <= v[0] <= hi[key][0] + 1e-12
+
+
+def test_tie_averaged_ndcg_of_a_constant_scorer_is_the_random_expectation():
+    from shelfops.train.metrics import grouped_ranking_metrics as grm
+
+    y = np.array([2.0, 0.0, 0.0, 0.0])  # one relevant item in four, all tied
+    out = grm(np.zeros(4, int), np.zeros(4), y, ks=(1,), ties="average")
+    assert out["ndcg@1"][0] == pytest.approx(0.25) and out["hit@1"][0] == pytest.approx(0.25)
+    assert out["mrr"][0] == pytest.approx(np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
