@@ -33,7 +33,10 @@ def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int,
 
 def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,
             batch_size: int = 32) -> np.ndarray:
-    """The variant's outputs for every input, in input order (batched by similar length)."""
+    """The variant's outputs for every input, in input order (batched by similar length;
+    ``batch_size=1``: one unpadded input per model call, tokenized together)."""
+    if batch_size == 1 and len(a):
+        return _run_unbatched(variant, tok, a, b, max_length)
     keys = [len(x) + (len(b[i]) if b is not None else 0) for i, x in enumerate(a)]
     order = np.argsort(keys, kind="stable")
     parts: list[np.ndarray] = []
@@ -45,6 +48,22 @@ def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *,
     res = np.empty_like(out)
     res[order] = out
     return res
+
+
+def _run_unbatched(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, max_length: int
+                   ) -> np.ndarray:
+    """One model call per input, never padded (what a variant tuned to batch 1 serves); the
+    tokenizer runs once over all inputs, which is most of the per-call cost it would add."""
+    enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=False)
+           if b is not None else tok(list(a), truncation=True, max_length=max_length, padding=False))
+    types = enc.get("token_type_ids")
+    out = []
+    for i, ids in enumerate(enc["input_ids"]):
+        t = torch.tensor([ids])
+        out.append(variant({"input_ids": t, "attention_mask": torch.ones_like(t),
+                            "token_type_ids": torch.tensor([types[i]]) if types is not None
+                            else torch.zeros_like(t)}))
+    return np.concatenate(out)
 
 
 def padding_max_diff(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,

@@ -21,6 +21,8 @@ from shelfops.errors import Unavailable
 from shelfops.serve.batcher import MicroBatcher
 
 TASKS = ("search", "retrieval", "classify", "recommend")
+# inputs handed to the model worker at once for a variant that scores one input per call
+UNBATCHED_DISPATCH = 64
 
 
 @dataclass
@@ -95,9 +97,12 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
 
     shipped = load_shipped(folder)
     serving = {**shipped.serving, **(batch_override or {})}
-    b = batcher(_text_fn(shipped, task), max_batch=int(serving.get("max_batch", 32)),
-                     max_wait_ms=float(serving.get("max_wait_ms", 2.0)), name=f"{task}-v{version}",
-                     on_batch=on_batch)
+    max_batch, wait = int(serving.get("max_batch", 32)), float(serving.get("max_wait_ms", 2.0))
+    if max_batch == 1:  # tuned to one input per model call (its scores depend on batch companions):
+        # hand the worker whatever is queued at once, and let it score each input alone
+        max_batch, wait = UNBATCHED_DISPATCH, 0.0
+    b = batcher(_text_fn(shipped, task), max_batch=max_batch, max_wait_ms=wait, name=f"{task}-v{version}",
+                on_batch=on_batch)
     meta = {"variant": shipped.name, "max_batch": b.max_batch, "max_wait_ms": b.max_wait * 1e3,
             "threads": shipped.variant.threads}
     if task == "classify":

@@ -84,3 +84,21 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
 def test_optimize_refuses_a_folder_without_a_model(tmp_path):
     res = CliRunner().invoke(app, ["optimize", str(tmp_path), "--no-progress"])
     assert res.exit_code != 0 and "model.json" in res.output
+
+
+def test_unbatched_scoring_equals_one_call_per_input(search_model):
+    """batch_size=1 tokenizes all inputs at once but still scores each alone, unpadded: the
+    same numbers as encoding and running every input by itself."""
+    import numpy as np
+
+    from shelfops.optimize.measure import encode, run_all
+    from shelfops.optimize.variants import torch_variant
+
+    model, tok, spec = text_models.load(search_model)
+    v = torch_variant("torch-fp32", model, spec.task)
+    q = ["red running shoes", "a", "Garden hose 50 ft", "tent"] * 3
+    t = ["Red shoe for running, size 9", "apple", "hose", "two-person dome tent with a very long title"] * 3
+    got = run_all(v, tok, q, t, max_length=spec.max_length, batch_size=1)
+    one = np.concatenate([v(encode(tok, [a], [b], spec.max_length)) for a, b in zip(q, t)])
+    assert got.shape == one.shape and np.allclose(got, one, atol=1e-6)
+    assert not np.allclose(got[:4], got[0])  # the inputs were not all scored the same
