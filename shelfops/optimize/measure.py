@@ -57,12 +57,14 @@ def _run_unbatched(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | N
     enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=False)
            if b is not None else tok(list(a), truncation=True, max_length=max_length, padding=False))
     types = enc.get("token_type_ids")
+    # ONNX Runtime takes numpy arrays as they are; torch variants need tensors
+    arr = (lambda x: np.asarray([x], dtype=np.int64)) if variant.engine == "onnxruntime" else (
+        lambda x: torch.tensor([x]))
     out = []
     for i, ids in enumerate(enc["input_ids"]):
-        t = torch.tensor([ids])
-        out.append(variant({"input_ids": t, "attention_mask": torch.ones_like(t),
-                            "token_type_ids": torch.tensor([types[i]]) if types is not None
-                            else torch.zeros_like(t)}))
+        t = arr(ids)
+        out.append(variant({"input_ids": t, "attention_mask": arr([1] * len(ids)),
+                            "token_type_ids": arr(types[i] if types is not None else [0] * len(ids))}))
     return np.concatenate(out)
 
 

@@ -117,8 +117,8 @@ class _Ort:
             raise ModelError(f"ONNX Runtime cannot load {self.path}: {e}") from e
         self.names = [i.name for i in self.sess.get_inputs()]
 
-    def __call__(self, enc: dict[str, torch.Tensor]) -> np.ndarray:
-        feed = {n: enc[n].numpy().astype(np.int64, copy=False) for n in self.names}
+    def __call__(self, enc: dict[str, torch.Tensor | np.ndarray]) -> np.ndarray:
+        feed = {n: np.asarray(enc[n], dtype=np.int64) for n in self.names}
         return self.sess.run(None, feed)[0]
 
 
