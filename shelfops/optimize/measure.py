@@ -8,6 +8,7 @@ same run, so compute efficiency is a ratio of two numbers taken minutes apart.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +21,17 @@ from shelfops.gate.checks import top_k_overlap
 from shelfops.optimize.variants import Variant
 
 
+# a fast tokenizer sets its truncation / padding state on every call, which two threads may not do
+# at once ("Already borrowed"): serving workers share one tokenizer through this lock
+_TOKENIZER = threading.Lock()
+
+
 def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int,
            padding: bool | str = True) -> dict[str, torch.Tensor]:
-    enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=padding,
-               return_tensors="pt") if b is not None else
-           tok(list(a), truncation=True, max_length=max_length, padding=padding, return_tensors="pt"))
+    with _TOKENIZER:
+        enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=padding,
+                   return_tensors="pt") if b is not None else
+               tok(list(a), truncation=True, max_length=max_length, padding=padding, return_tensors="pt"))
     out = dict(enc)
     if "token_type_ids" not in out:
         out["token_type_ids"] = torch.zeros_like(out["input_ids"])
@@ -54,8 +61,9 @@ def _run_unbatched(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | N
                    ) -> np.ndarray:
     """One model call per input, never padded (what a variant tuned to batch 1 serves); the
     tokenizer runs once over all inputs, which is most of the per-call cost it would add."""
-    enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=False)
-           if b is not None else tok(list(a), truncation=True, max_length=max_length, padding=False))
+    with _TOKENIZER:
+        enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=False)
+               if b is not None else tok(list(a), truncation=True, max_length=max_length, padding=False))
     types = enc.get("token_type_ids")
     # ONNX Runtime takes numpy arrays as they are; torch variants need tensors
     arr = (lambda x: np.asarray([x], dtype=np.int64)) if variant.engine == "onnxruntime" else (
@@ -131,19 +139,23 @@ def quality_drop(ref_per_query: np.ndarray, per_query: np.ndarray, *, n_boot: in
 
 @dataclass
 class Point:
-    threads: int
+    threads: int  # intra-op threads per model call
     batch: int
     p50_ms: float
     p99_ms: float
     items_per_s: float
     tokens_per_item: float
     reps: int
+    workers: int = 1  # model calls running at once, each on its own thread
 
 
 def latency(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,
-            batch_sizes: Sequence[int], threads: Sequence[int], seconds: float, seed: int = 0
-            ) -> list[Point]:
-    """Per-batch latency for each (threads, batch size), on random real inputs."""
+            batch_sizes: Sequence[int], threads: Sequence[int], seconds: float, seed: int = 0,
+            cores: int | None = None) -> list[Point]:
+    """Per-call latency and throughput for each (threads, batch size), on random real inputs;
+    and, where ``threads`` leaves cores idle, with ``cores // threads`` calls running at once
+    (workers): several single-threaded calls side by side often beat one call spread over
+    every core, whose threads must meet at each operator."""
     rng = np.random.default_rng(seed)
     points = []
     for t in threads:
@@ -155,20 +167,37 @@ def latency(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *,
                 batches.append(encode(tok, [a[i] for i in ix], [b[i] for i in ix] if b is not None else None,
                                       max_length))
             variant(batches[0])  # warm-up
-            times, items, toks, t_end = [], 0, 0, time.perf_counter() + seconds
-            i = 0
-            while time.perf_counter() < t_end or len(times) < 5:
-                enc = batches[i % len(batches)]
-                t0 = time.perf_counter()
-                variant(enc)
-                times.append(time.perf_counter() - t0)
-                items += bs
-                toks += int(enc["attention_mask"].sum())
-                i += 1
-            ms = np.array(times) * 1e3
-            points.append(Point(t, bs, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
-                                items / float(np.sum(times)), toks / items, len(times)))
+            for w in sorted({1, max(1, (cores or 1) // t)}):
+                points.append(_measure(variant, batches, bs, t, w, seconds))
     return points
+
+
+def _measure(variant: Variant, batches: list[dict], bs: int, threads: int, workers: int, seconds: float
+             ) -> Point:
+    times: list[list[float]] = [[] for _ in range(workers)]
+    tokens = float(np.mean([int(e["attention_mask"].sum()) for e in batches])) / bs
+
+    def caller(k: int) -> None:
+        t_end, i = time.perf_counter() + seconds, k
+        while time.perf_counter() < t_end or len(times[k]) < 5:
+            t0 = time.perf_counter()
+            variant(batches[i % len(batches)])
+            times[k].append(time.perf_counter() - t0)
+            i += 1
+
+    t0 = time.perf_counter()
+    if workers == 1:
+        caller(0)
+    else:
+        pool = [threading.Thread(target=caller, args=(k,)) for k in range(workers)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+    wall = time.perf_counter() - t0 if workers > 1 else float(np.sum(times[0]))
+    flat = np.concatenate([np.array(x) for x in times]) * 1e3
+    return Point(threads, bs, float(np.percentile(flat, 50)), float(np.percentile(flat, 99)),
+                 len(flat) * bs / wall, tokens, len(flat), workers)
 
 
 def flops_per_item(config, tokens: float, layers: int | None = None) -> float:

@@ -34,18 +34,20 @@ Objective = Literal["throughput", "latency", "quality"]
 
 @dataclass(frozen=True)
 class Setting:
-    threads: int
+    threads: int  # intra-op threads per model call
     max_batch: int
     max_wait_ms: float
     p50_ms: float
     p99_ms: float
     items_per_s: float
+    workers: int = 1  # model calls running at once (each worker forms its own batches)
 
 
 def tune(points: list[dict], slo_p99_ms: float, *, max_batch: int | None = None) -> Setting | None:
     """Best (threads, batch, wait) under the SLO from measured points, or None if none fits.
 
-    ``points``: dicts with threads, batch, p50_ms, p99_ms, items_per_s. ``max_batch`` limits the
+    ``points``: dicts with threads, batch, p50_ms, p99_ms, items_per_s (and workers, the calls
+    measured running at once; 1 if absent). ``max_batch`` limits the
     batch sizes considered (1 for a variant whose outputs depend on padding: unbatched inputs
     are never padded, so it stays deterministic)."""
     best: Setting | None = None
@@ -54,8 +56,9 @@ def tune(points: list[dict], slo_p99_ms: float, *, max_batch: int | None = None)
             continue
         wait = max(0.0, min(slo_p99_ms - p["p99_ms"], p["p50_ms"]))
         s = Setting(int(p["threads"]), int(p["batch"]), round(wait, 2), p["p50_ms"], p["p99_ms"],
-                    p["items_per_s"])
-        if best is None or (s.items_per_s, -s.threads) > (best.items_per_s, -best.threads):
+                    p["items_per_s"], int(p.get("workers", 1)))
+        if best is None or (s.items_per_s, -s.threads * s.workers) > (best.items_per_s,
+                                                                      -best.threads * best.workers):
             best = s
     return best
 
@@ -150,7 +153,9 @@ def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_qua
     speed = best.setting.items_per_s / ref.setting.items_per_s if ref.setting else float("nan")
     sel.reason = (f"{best.name}: best {objective} among {len(ok)} variant(s) within the budget; "
                   f"{best.setting.items_per_s:.0f} items/s at batch {best.setting.max_batch}, "
-                  f"{best.setting.threads} thread(s), p99 {best.setting.p99_ms:.1f} ms "
+                  f"{best.setting.threads} thread(s)"
+                  + (f" x {best.setting.workers} workers" if best.setting.workers > 1 else "")
+                  + f", p99 {best.setting.p99_ms:.1f} ms "
                   f"(SLO {slo_p99_ms:g} ms); quality {best.quality:.4f} "
                   f"({-relative_drop(ref.quality, best.quality):+.2%} vs {reference})"
                   + (f"; {speed:.2f}x the reference's tuned throughput" if speed == speed else "")

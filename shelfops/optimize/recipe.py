@@ -180,14 +180,16 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                             churn_overlap=cfg.churn_min_top10_overlap, churn_tau=cfg.churn_min_kendall_tau)
             drop = Ms.quality_drop(ref_q, ev.per_query(outs))
             pts = Ms.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
-                             batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point)
+                             batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point,
+                             cores=max(threads))
             if variant.name == REFERENCE:
-                ref_points = {(p.threads, p.batch): p.items_per_s for p in pts}
+                ref_points = {(p.threads, p.batch, p.workers): p.items_per_s for p in pts}
             points = [p.__dict__ for p in pts]
             setting = tune(points, cfg.slo_p99_ms, max_batch=1 if pad > atol else None)
             best = max(pts, key=lambda p: p.items_per_s)
-            at = (setting.threads, setting.max_batch) if setting else (best.threads, best.batch)
-            p_at = next(p for p in pts if (p.threads, p.batch) == at)
+            at = ((setting.threads, setting.max_batch, setting.workers) if setting
+                  else (best.threads, best.batch, best.workers))
+            p_at = next(p for p in pts if (p.threads, p.batch, p.workers) == at)
             flops = Ms.flops_per_item(config, p_at.tokens_per_item, variant.layers)
             row = {"name": variant.name, "engine": variant.engine, "precision": variant.precision,
                    "layers": variant.layers, "note": "; ".join(x for x in (variant.note, build_note) if x),
@@ -196,7 +198,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                    "padding_max_diff": pad, "padding_atol": atol,
                    "setting": setting.__dict__ if setting else None,
                    "speedup_vs_fp32_same_batch": p_at.items_per_s / ref_points.get(at, np.nan),
-                   "compute_efficiency": flops * p_at.items_per_s / roofline[at[0]],
+                   "compute_efficiency": flops * p_at.items_per_s / roofline[min(at[0] * at[2], max(threads))],
                    "gflop_per_item": flops / 1e9,
                    "file_mb": variant.file_bytes / 2**20, "rss_delta_mb": _rss_mb() - rss0,
                    "eval_seconds": eval_s, "files": [str(f.relative_to(w.dir)) for f in variant.files]}
@@ -205,7 +207,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                 f"{par['pass_rate']:.1%}  churn-ok {par['churn_pass_rate']:.1%}  top10 "
                 f"{par['top10_overlap_mean']:.3f}  tau "
                 f"{par['kendall_tau_mean']:.3f}  pad {pad:.2g}  best {best.items_per_s:,.0f}/s "
-                f"(b{best.batch},t{best.threads})"
+                f"(b{best.batch},t{best.threads}" + (f"x{best.workers}w)" if best.workers > 1 else ")")
                 + (f"  tuned p99 {setting.p99_ms:.1f} ms" if setting else "  misses SLO"))
             del variant
         cands = [Candidate(r["name"], r["quality"], r["parity"]["pass_rate"],

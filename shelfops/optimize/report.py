@@ -13,13 +13,14 @@ def _best(r: dict) -> dict:
 
 def variant_table(rows: list[dict], sel: Selection) -> str:
     head = ("| variant | kind | quality | drop [95% CI] | parity pass | churn-ok | top-10 overlap | tau "
-            "| best items/s (batch, threads) | tuned: threads, batch, wait ms, p99 ms, items/s "
+            "| best items/s (batch, threads[x workers]) | tuned: threads[x workers], batch, wait ms, p99 ms, items/s "
             "| speed-up vs fp32 | compute eff. | file MB | verdict |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         b, s, p = _best(r), r["setting"], r["parity"]
-        tuned = (f"{s['threads']}, {s['max_batch']}, {s['max_wait_ms']:.1f}, {s['p99_ms']:.1f}, "
+        tuned = (f"{s['threads']}{'x' + str(s['workers']) + 'w' if s.get('workers', 1) > 1 else ''}, "
+                 f"{s['max_batch']}, {s['max_wait_ms']:.1f}, {s['p99_ms']:.1f}, "
                  f"{s['items_per_s']:.0f}" if s else "misses SLO")
         verdict = ("**chosen**" if r["name"] == sel.chosen else
                    f"rejected: {sel.rejected[r['name']]}" if r["name"] in sel.rejected else "ok")
@@ -29,7 +30,8 @@ def variant_table(rows: list[dict], sel: Selection) -> str:
                      f"{r['quality']:.4f} | {drop} | {p['pass_rate']:.1%} | "
                      f"{p.get('churn_pass_rate', float('nan')):.1%} | "
                      f"{p['top10_overlap_mean']:.3f} | {p['kendall_tau_mean']:.3f} | "
-                     f"{b['items_per_s']:.0f} ({b['batch']}, {b['threads']}) | {tuned} | "
+                     f"{b['items_per_s']:.0f} ({b['batch']}, {b['threads']}"
+                     f"{'x' + str(b['workers']) + 'w' if b.get('workers', 1) > 1 else ''}) | {tuned} | "
                      f"{r['speedup_vs_fp32_same_batch']:.2f}x | {r['compute_efficiency']:.1%} | "
                      f"{r['file_mb']:.1f} | {verdict} |")
     return head + "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """Micro-batching: concurrent requests' inputs coalesced into one model call.
 
-A request submits one or more inputs and awaits their outputs. One worker thread per model
-takes the first waiting input, then keeps collecting until the batch holds ``max_batch``
+A request submits one or more inputs and awaits their outputs. A worker thread (``workers``
+of them for a variant tuned to run several single-threaded calls at once) takes the first
+waiting input, then keeps collecting until the batch holds ``max_batch``
 inputs or ``max_wait_ms`` has passed since that first input, and runs the model once (the
 model call releases the GIL; the event loop keeps accepting). The worker forms its next
 batch itself the moment it is free, from a thread-safe queue, so the event loop is not on
@@ -35,12 +36,12 @@ class _Pending:
 class MicroBatcher:
     def __init__(self, fn: Callable[[list[Any]], Sequence[Any]], *, max_batch: int = 32,
                  max_wait_ms: float = 2.0, name: str = "model",
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None, workers: int = 1) -> None:
         self.fn, self.max_batch, self.max_wait = fn, max(1, int(max_batch)), max(0.0, max_wait_ms) / 1e3
-        self.name, self.on_batch = name, on_batch
+        self.name, self.on_batch, self.workers = name, on_batch, max(1, int(workers))
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._running = 0
         self._stopped: asyncio.Event | None = None
         self._closed = False
         self.batches = 0
@@ -49,8 +50,9 @@ class MicroBatcher:
     def start(self) -> MicroBatcher:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._thread = threading.Thread(target=self._work, name=f"batch-{self.name}", daemon=True)
-        self._thread.start()
+        self._running = self.workers
+        for i in range(self.workers):
+            threading.Thread(target=self._work, name=f"batch-{self.name}-{i}", daemon=True).start()
         return self
 
     async def submit_many(self, items: Sequence[Any]) -> list[Any]:
@@ -101,7 +103,13 @@ class MicroBatcher:
                     outs, err = None, e
                 loop.call_soon_threadsafe(self._deliver, batch, outs, err, time.perf_counter() - t0)
         finally:
-            loop.call_soon_threadsafe(self._stopped.set)
+            self._queue.put(None)  # the close() sentinel goes on to the next worker
+            loop.call_soon_threadsafe(self._worker_stopped)
+
+    def _worker_stopped(self) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self._stopped.set()
 
     def _deliver(self, batch: list[_Pending], outs: Sequence[Any] | None, err: Exception | None,
                  seconds: float) -> None:

@@ -102,9 +102,9 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
         # hand the worker whatever is queued at once, and let it score each input alone
         max_batch, wait = UNBATCHED_DISPATCH, 0.0
     b = batcher(_text_fn(shipped, task), max_batch=max_batch, max_wait_ms=wait, name=f"{task}-v{version}",
-                on_batch=on_batch)
+                on_batch=on_batch, workers=int(serving.get("workers", 1)))
     meta = {"variant": shipped.name, "max_batch": b.max_batch, "max_wait_ms": b.max_wait * 1e3,
-            "threads": shipped.variant.threads}
+            "threads": shipped.variant.threads, "workers": b.workers}
     if task == "classify":
         meta["labels"] = shipped.spec.labels
     if (folder / "manifest.json").exists():

@@ -33,19 +33,21 @@ class ServeBatcher:
 
     def __init__(self, fn: Callable[[list[Any]], Sequence[Any]], *, max_batch: int = 32,
                  max_wait_ms: float = 2.0, name: str = "model",
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None, workers: int = 1) -> None:
         from ray import serve
 
         self.fn, self.name, self.on_batch = fn, name, on_batch
         self.max_batch, self.max_wait = max(1, int(max_batch)), max(0.0, max_wait_ms) / 1e3
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self.workers = max(1, int(workers))
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"batch-{name}")
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         self._closed = False
         self.batches = 0
         self.items = 0
 
-        @serve.batch(max_batch_size=self.max_batch, batch_wait_timeout_s=self.max_wait)
+        @serve.batch(max_batch_size=self.max_batch, batch_wait_timeout_s=self.max_wait,
+                     max_concurrent_batches=self.workers)
         async def run(items: list[Any]) -> list[Any]:
             t0 = time.perf_counter()
             outs = await asyncio.get_running_loop().run_in_executor(self._pool, self.fn, list(items))

@@ -105,3 +105,30 @@ def test_close_drains_everything_queued_then_refuses():
 
     assert asyncio.run(main()) == [i * 10 for i in range(7)]
     assert sum(map(len, calls)) == 7
+
+
+def test_several_workers_run_calls_side_by_side_and_all_drain():
+    """workers=2: two model calls overlap in time (each single-threaded call leaves a core to
+    the other); every input is answered once, and close() stops both workers."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def fn(items):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return [x * 2 for x in items]
+
+    async def main():
+        b = MicroBatcher(fn, max_batch=2, max_wait_ms=0, workers=2).start()
+        outs = await asyncio.gather(*(b.submit(i) for i in range(12)))
+        await b.close()
+        with pytest.raises(Unavailable):
+            await b.submit(1)
+        return b, outs
+
+    b, outs = asyncio.run(main())
+    assert outs == [i * 2 for i in range(12)] and b.items == 12
+    assert peak[0] == 2

@@ -77,6 +77,13 @@ def test_a_padding_dependent_variant_is_tuned_unbatched_and_may_then_ship():
     assert "no unbatched setting" in none.rejected["onnx-int8"]
 
 
+def test_tune_can_pick_several_single_threaded_workers_over_one_wide_call():
+    pts = [_pt(2, 1, 1.0, 1.5, 1000), {**_pt(1, 1, 1.6, 2.5, 1300), "workers": 2}, _pt(1, 1, 1.5, 2.9, 650)]
+    s = tune(pts, slo_p99_ms=50)
+    assert (s.threads, s.workers, s.items_per_s) == (1, 2, 1300)
+    assert tune(pts[:1], slo_p99_ms=50).workers == 1  # points without workers measured one call at a time
+
+
 def test_padding_invariance_is_measured_on_the_variant():
     """A variant that attends to padding shows it; masking it hides it. Measured with the
     optimize stage's own encoding path, with a character tokenizer standing in."""
