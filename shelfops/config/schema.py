@@ -291,6 +291,9 @@ class OptimizeConfig(_Strict):
     min_top10_overlap: float = Field(0.9, ge=0, le=1, description="per golden group")
     min_kendall_tau: float = Field(0.9, ge=-1, le=1, description="per golden group")
     batch_sizes: list[int] = [1, 8, 32, 128]
+    prefer_workers_within: float = Field(0.1, ge=0, lt=1, description="serve several single-threaded calls "
+                                         "side by side when within this share of the fastest setting "
+                                         "(robust to the server's own threads taking a core)")
     threads: list[int] | None = Field(None, description="thread counts to try; null = 1..cores")
     seconds_per_point: float = Field(1.0, gt=0)
     max_queries: int = Field(500, ge=10, description="validation queries (x8 items for classify)")

@@ -185,7 +185,8 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             if variant.name == REFERENCE:
                 ref_points = {(p.threads, p.batch, p.workers): p.items_per_s for p in pts}
             points = [p.__dict__ for p in pts]
-            setting = tune(points, cfg.slo_p99_ms, max_batch=1 if pad > atol else None)
+            setting = tune(points, cfg.slo_p99_ms, max_batch=1 if pad > atol else None,
+                           prefer_workers_within=cfg.prefer_workers_within)
             best = max(pts, key=lambda p: p.items_per_s)
             at = ((setting.threads, setting.max_batch, setting.workers) if setting
                   else (best.threads, best.batch, best.workers))

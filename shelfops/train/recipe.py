@@ -234,22 +234,22 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
 
 
 def _rerank_pipeline(reranker: Path, queries, candidates, items, data, n_boot, **kw) -> dict:
-    """Retrieve ``depth`` candidates with the bi-encoder, re-rank them with a cross-encoder."""
+    """Retrieve ``depth`` candidates with the bi-encoder, re-rank them with a cross-encoder as
+    it ships (a trained folder's fp32 model, or an optimized folder's chosen variant)."""
+    from shelfops.optimize.shipped import load_shipped
     from shelfops.train import metrics as M
-    from shelfops.train import text_models
     from shelfops.train.retrieval import catalogue_eval
-    from shelfops.train.search import score_pairs
 
-    ce, ctok, cspec = text_models.load(reranker)
+    ce = load_shipped(reranker, threads=os.cpu_count() or 1)  # an optimized folder keeps its tuning
     texts = items["text"].to_list()
     qs = [q for q in queries for _ in range(candidates.shape[1])]
     ts = [texts[i] for row in candidates for i in row]
-    s = score_pairs(ce, ctok, qs, ts, max_length=cspec.max_length).reshape(candidates.shape)
+    s = ce.run(qs, ts).reshape(candidates.shape)
     order = np.argsort(-s, axis=1, kind="stable")
     reranked = np.take_along_axis(candidates, order, axis=1)
     ids = items["item_id"].to_list()
     per = catalogue_eval(None, None, queries, data.test, ids, retrieved=reranked, **kw)
-    return {"reranker": str(reranker), "depth": int(candidates.shape[1]),
+    return {"reranker": str(reranker), "variant": ce.name, "depth": int(candidates.shape[1]),
             "summary": M.summarize(per, n_boot=n_boot)}
 
 

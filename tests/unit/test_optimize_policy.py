@@ -82,6 +82,11 @@ def test_tune_can_pick_several_single_threaded_workers_over_one_wide_call():
     s = tune(pts, slo_p99_ms=50)
     assert (s.threads, s.workers, s.items_per_s) == (1, 2, 1300)
     assert tune(pts[:1], slo_p99_ms=50).workers == 1  # points without workers measured one call at a time
+    close = [_pt(2, 1, 1.0, 1.3, 1325), {**_pt(1, 1, 1.6, 3.6, 1242), "workers": 2}]
+    assert tune(close, slo_p99_ms=50).threads == 2  # no preference: the fastest alone
+    pick = tune(close, slo_p99_ms=50, prefer_workers_within=0.1)  # 6% slower alone, robust when served
+    assert (pick.threads, pick.workers) == (1, 2)
+    assert tune(close, slo_p99_ms=50, prefer_workers_within=0.05).threads == 2  # beyond the margin
 
 
 def test_padding_invariance_is_measured_on_the_variant():
