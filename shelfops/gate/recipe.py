@@ -102,6 +102,17 @@ def _serves_unbatched(s) -> bool:
     return s.variant is not s.reference and int(s.serving.get("max_batch", 32)) == 1
 
 
+def _determinism(s, a: list[str], b: list[str] | None, st: GateSettings) -> C.GateResult:
+    """Repeat, batch sizes 1/8/32 and max-length padding, as the variant serves: one tuned to
+    batch 1 is checked on repeats only, since it never shares or pads a batch."""
+    atol = st.determinism_atol_int8 if s.variant.precision == "int8" else st.determinism_atol_fp32
+    unbatched = _serves_unbatched(s)
+    first = s.run(a, b)
+    return C.determinism(first, s.run(a, b), {bs: s.run(a, b, batch_size=bs)
+                                              for bs in ((1,) if unbatched else (1, 8, 32))},
+                         None if unbatched else _padded_outputs(s, a, b, 32), atol=atol)
+
+
 def _padded_outputs(s, a: list[str], b: list[str] | None, bs: int) -> np.ndarray:
     """Outputs with every batch padded to the model's maximum length (padding invariance)."""
     out = []
@@ -161,7 +172,8 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
     # against its own fp32 model and may reorder near-ties within the churn bound (see optimize.policy)
     approx = cand.variant is not cand.reference and is_approximate(cand.variant.name, cand.variant.precision)
     consistency_rate = st.consistency_min_pass_rate if same_model and not approx else st.churn_min_pass_rate
-    parity_kw = (dict(min_overlap=0.7, min_tau=0.5, min_pass_rate=st.churn_min_pass_rate) if approx
+    parity_kw = (dict(min_overlap=C.CHURN_MIN_OVERLAP, min_tau=C.CHURN_MIN_TAU,
+                      min_pass_rate=st.churn_min_pass_rate) if approx
                  else dict(min_pass_rate=st.parity_min_pass_rate))
     info: dict = {"candidate": str(candidate.resolve()), "variant": cand.name, "task": task,
                   "approximate_variant": approx,
@@ -207,12 +219,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         qs = [q for q, c in zip(gq, cands) for _ in c][:96]
         ts = [t for c in cands for t in c][:96]
         a, b = (qs, ts) if task == "search" else (qs + ts, None)
-        first = cand.run(a, b)
-        atol = st.determinism_atol_int8 if cand.variant.precision == "int8" else st.determinism_atol_fp32
-        unbatched = _serves_unbatched(cand)
-        results.append(C.determinism(first, cand.run(a, b), {bs: cand.run(a, b, batch_size=bs)
-                                                             for bs in ((1,) if unbatched else (1, 8, 32))},
-                                     None if unbatched else _padded_outputs(cand, a, b, 32), atol=atol))
+        results.append(_determinism(cand, a, b, st))
         # 5. behavioural probes
         upper = score_groups(cand, [q.upper() for q in gq], cands)
         spaced = score_groups(cand, ["  " + "  ".join(q.split()) + " " for q in gq], cands)
@@ -257,13 +264,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
             results.append(C.quality_non_regression(
                 correct, r_correct, margin=st.approximate_max_quality_drop * float(r_correct.mean()),
                 n_boot=st.n_boot, metric="accuracy", name="quality_vs_reference", against="reference"))
-        sub = texts[:96]
-        atol = st.determinism_atol_int8 if cand.variant.precision == "int8" else st.determinism_atol_fp32
-        first = cand.run(sub)
-        unbatched = _serves_unbatched(cand)
-        results.append(C.determinism(first, cand.run(sub), {bs: cand.run(sub, batch_size=bs)
-                                                            for bs in ((1,) if unbatched else (1, 8, 32))},
-                                     None if unbatched else _padded_outputs(cand, sub, None, 32), atol=atol))
+        results.append(_determinism(cand, texts[:96], None, st))
         base = c_out[:g].argmax(1)
         up = cand.run([t.upper() for t in texts[:g]]).argmax(1)
         ty = cand.run([C.typo(t, rng) for t in texts[:g]]).argmax(1)

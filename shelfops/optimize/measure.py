@@ -26,13 +26,16 @@ from shelfops.optimize.variants import Variant
 _TOKENIZER = threading.Lock()
 
 
+def _tokenize(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int, **kw):
+    """Single texts, or (query, text) pairs truncated longest-first; one thread at a time."""
+    with _TOKENIZER:
+        return (tok(list(a), list(b), truncation="longest_first", max_length=max_length, **kw)
+                if b is not None else tok(list(a), truncation=True, max_length=max_length, **kw))
+
+
 def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int,
            padding: bool | str = True) -> dict[str, torch.Tensor]:
-    with _TOKENIZER:
-        enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=padding,
-                   return_tensors="pt") if b is not None else
-               tok(list(a), truncation=True, max_length=max_length, padding=padding, return_tensors="pt"))
-    out = dict(enc)
+    out = dict(_tokenize(tok, a, b, max_length, padding=padding, return_tensors="pt"))
     if "token_type_ids" not in out:
         out["token_type_ids"] = torch.zeros_like(out["input_ids"])
     return out
@@ -61,9 +64,7 @@ def _run_unbatched(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | N
                    ) -> np.ndarray:
     """One model call per input, never padded (what a variant tuned to batch 1 serves); the
     tokenizer runs once over all inputs, which is most of the per-call cost it would add."""
-    with _TOKENIZER:
-        enc = (tok(list(a), list(b), truncation="longest_first", max_length=max_length, padding=False)
-               if b is not None else tok(list(a), truncation=True, max_length=max_length, padding=False))
+    enc = _tokenize(tok, a, b, max_length, padding=False)
     types = enc.get("token_type_ids")
     # ONNX Runtime takes numpy arrays as they are; torch variants need tensors
     arr = (lambda x: np.asarray([x], dtype=np.int64)) if variant.engine == "onnxruntime" else (

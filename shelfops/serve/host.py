@@ -91,7 +91,7 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
         verify_outputs(folder)
         rec = Recommender.load(folder)
         b = batcher(_rec_fn(rec), max_batch=64, max_wait_ms=2, name=f"recommend-v{version}",
-                         on_batch=on_batch)
+                    on_batch=on_batch)
         return Slot(task, version, folder, b, rec, {"items": len(rec.items)})
     from shelfops.optimize.shipped import load_shipped
 
