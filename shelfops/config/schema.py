@@ -198,6 +198,9 @@ class SearchTrainConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     freeze_layers: int = Field(0, ge=0, description="freeze embeddings + the lowest N layers (faster steps)")
     max_length: int = Field(64, ge=8)
+    head: Literal["similarity", "linear"] = Field(
+        "similarity", description="similarity: the score starts as the pretrained encoder's "
+        "cosine of the query and product segments; linear: a random linear read")
     eval_queries: int = Field(400, ge=10)
     train_on: list[Literal["judgements", "labels"]] = ["judgements", "labels"]
     augmented: bool = True

@@ -114,10 +114,21 @@ class TextEncoder(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        return self.pool(self.hidden(input_ids, attention_mask, token_type_ids), attention_mask)
+
+    def hidden(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The last layer's token states, (batch, length, dim)."""
         kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.backbone(
+        return self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, **kw
         ).last_hidden_state
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             return hidden[:, 0]
         return mean_pool(hidden, attention_mask)

@@ -123,7 +123,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     say(f"search: {len(data.train):,} training pairs ({data.sources['train']}), "
         f"{data.test['query'].n_unique():,} test queries ({data.sources['eval']})")
     settings = SearchSettings(loss=c.loss, freeze_layers=c.freeze_layers, batch_size=c.batch_size,
-                              max_length=c.max_length, eval_queries=c.eval_queries)
+                              max_length=c.max_length, eval_queries=c.eval_queries, head=c.head)
     model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
                                             schedule=schedule_from(c.schedule), settings=settings,
                                             progress=progress)

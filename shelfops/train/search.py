@@ -18,6 +18,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from shelfops.errors import ModelError
 from shelfops.train import metrics as M
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
 from shelfops.train.loop import FitResult, Schedule, fit
@@ -39,6 +40,7 @@ class SearchSettings:
     batch_size: int = 32
     freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
     max_length: int = 64
+    head: str = "similarity"  # similarity | linear (text_models.CrossEncoder)
     eval_queries: int = 400  # validation queries used for early stopping
     ks: tuple[int, ...] = (5, 10)
 
@@ -107,6 +109,35 @@ def loss_fn(kind: str):
         return torch.stack(losses).mean() if losses else s.sum() * 0.0
 
     return pointwise if kind == "pointwise" else grouped
+
+
+@torch.no_grad()
+def start_from_similarity(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Set a similarity-head cross-encoder's scale and bias to the best logistic read of the
+    pretrained segment cosine on ``batch`` (its linear read starts at zero), so the first
+    score is already calibrated to the grade scale and training does not spend its first
+    steps, or distort the encoder, fitting an offset."""
+    model.eval()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    hidden = model.encoder.hidden(**inputs)
+    cos = model.segment_cosine(hidden, inputs["attention_mask"], inputs.get("token_type_ids"))
+    target = batch["target"].float()
+    a = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([a], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = nn.functional.binary_cross_entropy_with_logits(a[0] * cos + a[1], target)
+            loss.backward()
+        return loss
+
+    opt.step(closure)
+    scale, bias = (float(v) for v in a.detach())
+    model.similarity.fill_(scale)
+    model.head[1].bias.fill_(bias)
+    model.train()
+    return {"scale": scale, "bias": bias}
 
 
 @torch.no_grad()
@@ -209,6 +240,15 @@ def zero_shot_pool_scores(
     return (a * b).sum(1)
 
 
+def _sample_batch(df: pl.DataFrame, tok, s: SearchSettings, lo: float, hi: float, *, seed: int,
+                  n: int = 1024) -> dict[str, torch.Tensor]:
+    sample = df.sample(min(n, len(df)), seed=seed)
+    enc = encode_pairs(tok, sample["query"].to_list(), sample["text"].to_list(), s.max_length)
+    enc["target"] = torch.tensor((sample["grade"].to_numpy() - lo) / max(hi - lo, 1e-9),
+                                 dtype=torch.float32)
+    return enc
+
+
 def train_search(
     data: PairSplits,
     *,
@@ -222,10 +262,19 @@ def train_search(
         task="search",
         encoder=encoder_path,
         max_length=settings.max_length,
-        extra={"loss": settings.loss, "grade_min": data.grade_min, "grade_max": data.grade_max},
+        extra={"loss": settings.loss, "grade_min": data.grade_min, "grade_max": data.grade_max,
+               "head": settings.head},
     )
     model, tok = new_model(spec, encoder_path)
     freeze_lower(model, settings.freeze_layers)
+    batches = make_batches(data.train, tok, settings, schedule.seed, data.grade_min, data.grade_max)
+    if settings.head == "similarity":
+        start = _sample_batch(data.train, tok, settings, data.grade_min, data.grade_max,
+                              seed=schedule.seed)
+        if int(start["token_type_ids"].max()) < 1:
+            raise ModelError(f"the tokenizer of {encoder_path} does not mark the second segment "
+                             "(token_type_ids); use train.search.head=linear")
+        spec.extra["start"] = start_from_similarity(model, start)
     valid = data.valid
     vq = valid["query"].unique(maintain_order=True)
     if len(vq) > settings.eval_queries:
@@ -245,9 +294,7 @@ def train_search(
 
     result = fit(
         model,
-        batches=make_batches(
-            data.train, tok, settings, schedule.seed, data.grade_min, data.grade_max
-        ),
+        batches=batches,
         loss_fn=loss_fn(settings.loss),
         evaluate=evaluate,
         metric=f"ndcg@{max(settings.ks)}",

@@ -23,6 +23,7 @@ from shelfops.train.encoder import (
     copy_encoder_files,
     load_backbone,
     load_tokenizer,
+    mean_pool,
 )
 
 
@@ -37,15 +38,46 @@ class ModelSpec:
 
 
 class CrossEncoder(nn.Module):
-    """(query, product text) -> relevance score, read from the pooled joint encoding."""
+    """(query, product text) -> relevance score from one joint encoding of the pair.
 
-    def __init__(self, encoder: TextEncoder) -> None:
+    ``head="linear"``: a linear read of the pooled joint encoding. ``head="similarity"``:
+    that linear read plus a learned scale times the cosine between the mean-pooled query
+    segment and the mean-pooled product segment of the same encoding (told apart by
+    ``token_type_ids``). A pretrained sentence encoder already ranks by such a cosine, so a
+    model whose linear read starts at zero starts near the zero-shot ranking and fine-tuning
+    adds what the shop's judgements teach, instead of starting from a random head. Same
+    inputs, same cost: one pass over the pair either way."""
+
+    HEADS = ("linear", "similarity")
+
+    def __init__(self, encoder: TextEncoder, head: str = "linear") -> None:
         super().__init__()
+        if head not in self.HEADS:
+            raise ModelError(f"cross-encoder head must be one of {self.HEADS}, not {head!r}")
         self.encoder = encoder
         self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(encoder.dim, 1))
+        self.similarity: nn.Parameter | None = None
+        if head == "similarity":
+            self.similarity = nn.Parameter(torch.tensor(1.0))
+            nn.init.zeros_(self.head[1].weight)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        return self.head(self.encoder(input_ids, attention_mask, token_type_ids)).squeeze(-1)
+        hidden = self.encoder.hidden(input_ids, attention_mask, token_type_ids)
+        score = self.head(self.encoder.pool(hidden, attention_mask)).squeeze(-1)
+        if self.similarity is None:
+            return score
+        return score + self.similarity * self.segment_cosine(hidden, attention_mask, token_type_ids)
+
+    @staticmethod
+    def segment_cosine(hidden, attention_mask, token_type_ids) -> torch.Tensor:
+        """Cosine of the mean-pooled first (query) and second (product) segments."""
+        if token_type_ids is None:
+            raise ModelError("the similarity head needs token_type_ids to find the two segments")
+        mask = attention_mask.to(hidden.dtype)
+        second = mask * token_type_ids.to(hidden.dtype)
+        return nn.functional.cosine_similarity(
+            mean_pool(hidden, mask - second), mean_pool(hidden, second), dim=-1
+        )
 
 
 class BiEncoder(nn.Module):
@@ -78,7 +110,7 @@ class Classifier(nn.Module):
 def build(spec: ModelSpec, backbone: nn.Module) -> nn.Module:
     enc = TextEncoder(backbone, spec.pooling)
     if spec.task == "search":
-        return CrossEncoder(enc)
+        return CrossEncoder(enc, spec.extra.get("head", "linear"))
     if spec.task == "retrieval":
         return BiEncoder(enc, float(spec.extra.get("scale", 20.0)))
     if spec.task == "classify":

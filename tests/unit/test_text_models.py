@@ -8,7 +8,15 @@ import torch
 from shelfops.train import text_models
 from shelfops.train.index import build_index, choose_kind, load_index, save_index, search
 from shelfops.train.loop import Schedule, fit
-from shelfops.train.search import SearchSettings, loss_fn, make_batches, score_pairs
+from shelfops.errors import ModelError
+from shelfops.train.search import (
+    SearchSettings,
+    loss_fn,
+    make_batches,
+    score_pairs,
+    start_from_similarity,
+)
+from shelfops.train.text_batches import encode_pairs
 
 torch.set_num_threads(1)
 
@@ -24,10 +32,12 @@ def _pairs() -> pl.DataFrame:
         pl.col("text").alias("item_id"))
 
 
+@pytest.mark.parametrize("head", ["linear", "similarity"])
 @pytest.mark.parametrize("kind", ["pointwise", "pairwise", "listwise"])
-def test_cross_encoder_learns_toy_relevance(tiny_encoder, tmp_path, kind):
+def test_cross_encoder_learns_toy_relevance(tiny_encoder, tmp_path, kind, head):
     spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16,
-                                 extra={"loss": kind, "grade_min": 0.0, "grade_max": 3.0})
+                                 extra={"loss": kind, "grade_min": 0.0, "grade_max": 3.0,
+                                        "head": head})
     model, tok = text_models.new_model(spec, tiny_encoder)
     df = _pairs()
     batches = make_batches(df, tok, SearchSettings(loss=kind, batch_size=8), 0, 0.0, 3.0)
@@ -38,8 +48,10 @@ def test_cross_encoder_learns_toy_relevance(tiny_encoder, tmp_path, kind):
     assert (good > bad).all(), (good, bad)
 
 
-def test_saved_model_scores_identically(tiny_encoder, tmp_path):
-    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16)
+@pytest.mark.parametrize("head", ["linear", "similarity"])
+def test_saved_model_scores_identically(tiny_encoder, tmp_path, head):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16,
+                                 extra={"head": head})
     model, tok = text_models.new_model(spec, tiny_encoder)
     text_models.save(model, spec, tiny_encoder, tmp_path / "m")
     loaded, tok2, spec2 = text_models.load(tmp_path / "m")
@@ -48,6 +60,68 @@ def test_saved_model_scores_identically(tiny_encoder, tmp_path):
     b = score_pairs(loaded, tok2, df["query"].to_list(), df["text"].to_list(), max_length=16)
     assert np.allclose(a, b, atol=1e-6) and spec2 == spec
     assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pt"))
+
+
+def test_similarity_head_starts_as_the_segment_cosine(tiny_encoder):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16,
+                                 extra={"head": "similarity"})
+    model, tok = text_models.new_model(spec, tiny_encoder)
+    model.eval()
+    df = _pairs()
+    enc = encode_pairs(tok, df["query"].to_list(), df["text"].to_list(), 16)
+    with torch.no_grad():
+        hidden = model.encoder.hidden(**enc)
+        cos = model.segment_cosine(hidden, enc["attention_mask"], enc["token_type_ids"])
+        got = model(**enc)
+    # the linear read starts at zero: score = scale * cosine + bias
+    bias = float(model.head[1].bias.detach())
+    assert torch.allclose(got, model.similarity * cos + bias, atol=1e-6)
+    # the cosine is between the two segments: swapping a pair's product changes it
+    swapped = encode_pairs(tok, ["red kettle"], ["Blue Garden Hose"], 16)
+    with torch.no_grad():
+        other = model.segment_cosine(model.encoder.hidden(**swapped), swapped["attention_mask"],
+                                     swapped["token_type_ids"])
+    assert abs(float(other[0]) - float(cos[0])) > 1e-4
+    # an old model folder without a head setting keeps the linear head
+    old = text_models.build(text_models.ModelSpec(task="search", encoder=tiny_encoder),
+                            model.encoder.backbone)
+    assert old.similarity is None
+    with pytest.raises(ModelError, match="head"):
+        text_models.build(text_models.ModelSpec(task="search", encoder=tiny_encoder,
+                                                extra={"head": "bilinear"}), model.encoder.backbone)
+
+
+def test_start_from_similarity_fits_scale_and_bias_to_the_grades(tiny_encoder):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, max_length=16,
+                                 extra={"head": "similarity"})
+    model, tok = text_models.new_model(spec, tiny_encoder)
+    df = _pairs()
+    enc = encode_pairs(tok, df["query"].to_list(), df["text"].to_list(), 16)
+    with torch.no_grad():
+        cos = model.segment_cosine(model.encoder.hidden(**enc), enc["attention_mask"],
+                                   enc["token_type_ids"])
+    # grades that rise with the cosine: the fitted scale must be positive, and the fitted
+    # start must fit them better than the untouched (scale 1, bias 0) start
+    target = (cos - cos.min()) / (cos.max() - cos.min())
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    before = float(bce(cos, target))
+    start = start_from_similarity(model, {**enc, "target": target})
+    assert start["scale"] > 0
+    model.eval()
+    with torch.no_grad():
+        after = float(bce(model(**enc), target))
+    assert after < before
+    # reversed grades give a negative scale: the fit follows the data, not a prior
+    start_from_similarity(model, {**enc, "target": 1 - target})
+    assert float(model.similarity) < 0
+
+
+def test_similarity_head_needs_a_second_segment(tiny_encoder):
+    spec = text_models.ModelSpec(task="search", encoder=tiny_encoder, extra={"head": "similarity"})
+    model, tok = text_models.new_model(spec, tiny_encoder)
+    enc = encode_pairs(tok, ["red kettle"], ["Acme Red Kettle"], 16)
+    with pytest.raises(ModelError, match="token_type_ids"):
+        model(enc["input_ids"], enc["attention_mask"], None)
 
 
 def test_score_pairs_is_invariant_to_batch_size_and_padding(tiny_encoder):
