@@ -177,7 +177,9 @@ def train_all(data_dir: Path, models_dir: Path, cfg, console: Console) -> dict:
     from shelfops.train import recipe as train_recipe
 
     out: dict = {}
-    table = Table(title="② train on the synthetic shop (test split, 95% bootstrap CIs)")
+    table = Table(title="② train on the synthetic shop (test split, 95% bootstrap CIs)",
+                  caption="beats all: yes = non-overlapping intervals against every baseline; "
+                          "paired = the paired difference's interval is above 0 for every one")
     for col in ("task", "metric", "model", "best baseline", "beats all", "seconds"):
         table.add_column(col)
     for task in train_recipe.TASKS:
@@ -192,9 +194,10 @@ def train_all(data_dir: Path, models_dir: Path, cfg, console: Console) -> dict:
         secs = round(time.perf_counter() - t0, 1)
         out[task] = {"dir": str(models_dir / task), "metric": key, "model": model,
                      "baselines": base, "beats_baselines": m.metrics.get("beats_baselines"),
+                     "beats_baselines_paired": m.metrics.get("beats_baselines_paired"),
                      "seconds": secs}
         table.add_row(task, key, f"{model:.4f}" if model is not None else "-",
                       f"{best[0]} {best[1]:.4f}" if best[1] is not None else "-",
-                      "yes" if m.metrics.get("beats_baselines") else "no", str(secs))
+                      train_recipe.verdict(m.metrics), str(secs))
     console.print(table)
     return out

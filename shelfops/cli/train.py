@@ -29,9 +29,11 @@ def train(
         cfg = load(config, ov)
         m = recipe.run(task, data, out, cfg.train, progress=progress, say=say,
                        config_dump=cfg.model_dump(mode="json"), reranker=reranker)
-        verdict = "beats" if m.metrics.get("beats_baselines") else "does NOT beat"
-        say(f"[green]wrote[/] {out}: the model {verdict} every baseline "
-            f"(non-overlapping 95% intervals) in {m.extra.get('seconds')} s")
+        verdict = {"yes": "beats every baseline (non-overlapping 95% intervals)",
+                   "paired": "beats every baseline by the paired difference (95% interval above "
+                             "0) but the intervals overlap",
+                   "no": "does NOT beat every baseline"}[recipe.verdict(m.metrics)]
+        say(f"[green]wrote[/] {out}: the model {verdict}, in {m.extra.get('seconds')} s")
 
 
 def evaluate(

@@ -53,6 +53,20 @@ def beats(comparisons: dict[str, dict]) -> bool:
     return bool(comparisons) and all(c["a_better"] and not c["overlap"] for c in comparisons.values())
 
 
+def beats_paired(comparisons: dict[str, dict]) -> bool:
+    """The paired-bootstrap interval of the difference to every baseline (same queries, same
+    resamples) lies above zero: the weaker claim, with more power on a small test split."""
+    return bool(comparisons) and all(c["diff"]["ci_low"] > 0 for c in comparisons.values())
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """'yes' (non-overlapping intervals), 'paired' (only the paired difference is above zero)
+    or 'no', for tables."""
+    if metrics.get("beats_baselines"):
+        return "yes"
+    return "paired" if metrics.get("beats_baselines_paired") else "no"
+
+
 def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True,
         say: Say = print, config_dump: dict[str, Any] | None = None,
         reranker: Path | None = None) -> Manifest:
@@ -150,6 +164,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
                                                      "zero_shot": zs["summary"],
                                                      "random": rnd["summary"]},
                "comparisons_ndcg@10": comparisons, "beats_baselines": beats(comparisons),
+               "beats_baselines_paired": beats_paired(comparisons),
                "bm25_ndcg@10_tie_bounds": bm25_bounds,
                "test_pairs_per_second": round(len(data.test) / infer_s, 1)}
     _say_table(say, "search (NDCG within judged pools)", metrics, ("ndcg@10", "ndcg@5", "mrr", "rmse"))
@@ -225,6 +240,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
         "index": {"kind": info.kind, "n": info.n, "dim": info.dim},
     }
     metrics["beats_baselines"] = beats(metrics["comparisons_recall@10"])
+    metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_recall@10"])
     if reranker is not None:
         metrics["pipeline"] = _rerank_pipeline(Path(reranker), test_q, got[:, :c.rerank_depth],
                                                items, data, n, **kw)
@@ -296,6 +312,7 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
         k: M.compare(correct, np.array([a == b for a, b in zip(v, y)], dtype=float), n_boot=n)
         for k, v in base.items()}
     metrics["beats_baselines"] = beats(metrics["comparisons_accuracy"])
+    metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_accuracy"])
     say(f"classify: accuracy {metrics['model']['accuracy']['estimate']:.4f} "
         f"(majority {metrics['baselines']['majority']['accuracy']['estimate']:.4f}, "
         f"tf-idf {metrics['baselines']['tfidf_centroid']['accuracy']['estimate']:.4f}); "
@@ -323,6 +340,7 @@ def _recommend(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     if comps and "a_better" in comps:
         comps = {"poprec_train": comps}
     metrics["beats_baselines"] = beats(comps)
+    metrics["beats_baselines_paired"] = beats_paired(comps)
     _say_table(say, "recommend (full ranking)", metrics, ("ndcg@10", "hr@10", "ndcg@20", "hr@20"))
     return metrics, getattr(res, "counts", {}), {"fit": getattr(res, "fit", {})}
 

@@ -338,3 +338,21 @@ def test_tie_averaged_ndcg_of_a_constant_scorer_is_the_random_expectation():
     out = grm(np.zeros(4, int), np.zeros(4), y, ks=(1,), ties="average")
     assert out["ndcg@1"][0] == pytest.approx(0.25) and out["hit@1"][0] == pytest.approx(0.25)
     assert out["mrr"][0] == pytest.approx(np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
+
+
+def test_verdict_separates_non_overlapping_from_paired_wins() -> None:
+    from shelfops.train.recipe import beats, beats_paired, verdict
+
+    rng = np.random.default_rng(5)
+    base = rng.random(300)  # per-query values spread far wider than the model's gain
+    clear = {"b": compare(base + 0.5, base, n_boot=300)}
+    small = {"b": compare(base + 0.02 + rng.normal(0, 0.005, 300), base, n_boot=300)}
+    worse = {"b": compare(base - 0.02, base, n_boot=300)}
+    assert beats(clear) and beats_paired(clear)
+    assert not beats(small) and beats_paired(small)  # intervals overlap, the paired one does not
+    assert not beats(worse) and not beats_paired(worse)
+    # every baseline must be beaten, and no comparison is no claim
+    assert not beats_paired({**small, "c": worse["b"]}) and not beats_paired({})
+    for comps, want in ((clear, "yes"), (small, "paired"), (worse, "no")):
+        got = verdict({"beats_baselines": beats(comps), "beats_baselines_paired": beats_paired(comps)})
+        assert got == want
