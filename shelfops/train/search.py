@@ -241,7 +241,7 @@ def zero_shot_pool_scores(
 
 
 def _sample_batch(df: pl.DataFrame, tok, s: SearchSettings, lo: float, hi: float, *, seed: int,
-                  n: int = 1024) -> dict[str, torch.Tensor]:
+                  n: int = 512) -> dict[str, torch.Tensor]:
     sample = df.sample(min(n, len(df)), seed=seed)
     enc = encode_pairs(tok, sample["query"].to_list(), sample["text"].to_list(), s.max_length)
     enc["target"] = torch.tensor((sample["grade"].to_numpy() - lo) / max(hi - lo, 1e-9),
