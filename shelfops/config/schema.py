@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from shelfops.gate.thresholds import CHURN_MIN_OVERLAP, CHURN_MIN_TAU
+
 SourceFormat = Literal[
     "csv", "tsv", "parquet", "jsonl", "homedepot", "amazon", "diginetica"
 ]
@@ -285,8 +287,8 @@ class OptimizeConfig(_Strict):
     # the gate holds a retrained model to (gate.churn_min_pass_rate of golden groups keep top-10
     # overlap >= churn_min_top10_overlap and tau >= churn_min_kendall_tau)
     churn_min_pass_rate: float = Field(0.3, ge=0, le=1, description="approximate variants")
-    churn_min_top10_overlap: float = Field(0.7, ge=0, le=1, description="per golden group")
-    churn_min_kendall_tau: float = Field(0.5, ge=-1, le=1, description="per golden group")
+    churn_min_top10_overlap: float = Field(CHURN_MIN_OVERLAP, ge=0, le=1, description="per golden group")
+    churn_min_kendall_tau: float = Field(CHURN_MIN_TAU, ge=-1, le=1, description="per golden group")
     # outputs may change this much when a batch is padded to max length (the gate's determinism
     # tolerances: dynamic int8 quantises activations per batch)
     padding_atol_fp32: float = Field(1e-4, gt=0)

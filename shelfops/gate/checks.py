@@ -33,6 +33,7 @@ from scipy.stats import kendalltau
 
 from shelfops.errors import ConfigError, DataError
 from shelfops.train.metrics import compare
+from shelfops.gate import thresholds
 
 __all__ = [
     "GateResult",
@@ -51,10 +52,9 @@ __all__ = [
 ]
 
 
-# a query (golden group) within these moved, but was not reshuffled: the per-query bound of
-# ranking_consistency, and of parity for an approximate variant (int8, pruned)
-CHURN_MIN_OVERLAP = 0.7
-CHURN_MIN_TAU = 0.5
+# per-query churn bounds (named in thresholds.py, which the config schema shares)
+CHURN_MIN_OVERLAP = thresholds.CHURN_MIN_OVERLAP
+CHURN_MIN_TAU = thresholds.CHURN_MIN_TAU
 
 # --------------------------------------------------------------------------- result
 
