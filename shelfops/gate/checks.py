@@ -32,8 +32,8 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from shelfops.errors import ConfigError, DataError
+from shelfops.gate.thresholds import CHURN_MIN_OVERLAP, CHURN_MIN_TAU
 from shelfops.train.metrics import compare
-from shelfops.gate import thresholds
 
 __all__ = [
     "GateResult",
@@ -51,10 +51,6 @@ __all__ = [
     "typo_robustness",
 ]
 
-
-# per-query churn bounds (named in thresholds.py, which the config schema shares)
-CHURN_MIN_OVERLAP = thresholds.CHURN_MIN_OVERLAP
-CHURN_MIN_TAU = thresholds.CHURN_MIN_TAU
 
 # --------------------------------------------------------------------------- result
 

@@ -11,6 +11,12 @@ def _best(r: dict) -> dict:
     return max(r["points"], key=lambda p: p["items_per_s"])
 
 
+def _threads(point: dict) -> str:
+    """Threads per call, and the calls running at once when more than one: ``1x2w``."""
+    w = point.get("workers", 1)
+    return f"{point['threads']}" + (f"x{w}w" if w > 1 else "")
+
+
 def variant_table(rows: list[dict], sel: Selection) -> str:
     head = ("| variant | kind | quality | drop [95% CI] | parity pass | churn-ok | top-10 overlap | tau "
             "| best items/s (batch, threads[x workers]) | tuned: threads[x workers], batch, wait ms, p99 ms, items/s "
@@ -19,7 +25,7 @@ def variant_table(rows: list[dict], sel: Selection) -> str:
     lines = []
     for r in rows:
         b, s, p = _best(r), r["setting"], r["parity"]
-        tuned = (f"{s['threads']}{'x' + str(s['workers']) + 'w' if s.get('workers', 1) > 1 else ''}, "
+        tuned = (f"{_threads(s)}, "
                  f"{s['max_batch']}, {s['max_wait_ms']:.1f}, {s['p99_ms']:.1f}, "
                  f"{s['items_per_s']:.0f}" if s else "misses SLO")
         verdict = ("**chosen**" if r["name"] == sel.chosen else
@@ -30,8 +36,7 @@ def variant_table(rows: list[dict], sel: Selection) -> str:
                      f"{r['quality']:.4f} | {drop} | {p['pass_rate']:.1%} | "
                      f"{p.get('churn_pass_rate', float('nan')):.1%} | "
                      f"{p['top10_overlap_mean']:.3f} | {p['kendall_tau_mean']:.3f} | "
-                     f"{b['items_per_s']:.0f} ({b['batch']}, {b['threads']}"
-                     f"{'x' + str(b['workers']) + 'w' if b.get('workers', 1) > 1 else ''}) | {tuned} | "
+                     f"{b['items_per_s']:.0f} ({b['batch']}, {_threads(b)}) | {tuned} | "
                      f"{r['speedup_vs_fp32_same_batch']:.2f}x | {r['compute_efficiency']:.1%} | "
                      f"{r['file_mb']:.1f} | {verdict} |")
     return head + "\n".join(lines) + "\n"

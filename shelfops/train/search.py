@@ -240,15 +240,6 @@ def zero_shot_pool_scores(
     return (a * b).sum(1)
 
 
-def _sample_batch(df: pl.DataFrame, tok, s: SearchSettings, lo: float, hi: float, *, seed: int,
-                  n: int = 512) -> dict[str, torch.Tensor]:
-    sample = df.sample(min(n, len(df)), seed=seed)
-    enc = encode_pairs(tok, sample["query"].to_list(), sample["text"].to_list(), s.max_length)
-    enc["target"] = torch.tensor((sample["grade"].to_numpy() - lo) / max(hi - lo, 1e-9),
-                                 dtype=torch.float32)
-    return enc
-
-
 def train_search(
     data: PairSplits,
     *,
@@ -269,9 +260,11 @@ def train_search(
     freeze_lower(model, settings.freeze_layers)
     batches = make_batches(data.train, tok, settings, schedule.seed, data.grade_min, data.grade_max)
     if settings.head == "similarity":
-        start = _sample_batch(data.train, tok, settings, data.grade_min, data.grade_max,
-                              seed=schedule.seed)
-        if int(start["token_type_ids"].max()) < 1:
+        # 512 training pairs, tokenised and scaled as the training batches are
+        sample = data.train.with_row_index("_i").sample(min(512, len(data.train)), seed=schedule.seed)
+        start = batches(0).make(sample["_i"].to_numpy())
+        types = start.get("token_type_ids")
+        if types is None or int(types.max()) < 1:
             raise ModelError(f"the tokenizer of {encoder_path} does not mark the second segment "
                              "(token_type_ids); use train.search.head=linear")
         spec.extra["start"] = start_from_similarity(model, start)
