@@ -119,6 +119,16 @@ def search_test_metrics(model, tok, spec, data, *, n_boot: int, batch_size: int 
     return ev, s
 
 
+def write_test_scores(out: Path, test, scores: dict[str, np.ndarray]) -> Path:
+    import polars as pl
+
+    frame = test.select("query", "item_id", "grade").with_columns(
+        [pl.Series(name, np.asarray(v, dtype=np.float32)) for name, v in scores.items()])
+    path = out / "test_scores.parquet"
+    frame.write_parquet(path)
+    return path
+
+
 def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
     from shelfops.train import metrics as M
     from shelfops.train import text_models
@@ -143,7 +153,8 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
                                             progress=progress)
     text_models.save(model, spec, encoder_path, out)
     t = time.perf_counter()
-    ev, _ = search_test_metrics(model, tok, spec, data, n_boot=cfg.bootstrap, progress=progress)
+    ev, model_scores = search_test_metrics(model, tok, spec, data, n_boot=cfg.bootstrap,
+                                           progress=progress)
     infer_s = time.perf_counter() - t
     lo, hi = data.grade_min, data.grade_max
     # BM25 ties a lot (0 for every pool item sharing no query term): its expected value over
@@ -152,9 +163,13 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     bm25 = evaluate_scores(data.test, bm_scores, lo=lo, n_boot=cfg.bootstrap, ties="average")
     bm25_bounds = {t: float(np.nanmean(pool_metrics(data.test, bm_scores, lo=lo, ties=t)["ndcg@10"]))
                    for t in ("pessimistic", "optimistic")}
-    zs = evaluate_scores(data.test, zero_shot_pool_scores(encoder_path, data.test,
-                                                          max_length=c.max_length, progress=progress),
-                         lo=lo, n_boot=cfg.bootstrap)
+    zs_scores = zero_shot_pool_scores(encoder_path, data.test, max_length=c.max_length,
+                                      progress=progress)
+    zs = evaluate_scores(data.test, zs_scores, lo=lo, n_boot=cfg.bootstrap)
+    # every test pair's score under the model and both baselines, for later analysis and for
+    # pooling the folds of a cross-validation (search.pooled_folds)
+    write_test_scores(out, data.test, {"model": model_scores, "bm25": bm_scores,
+                                       "zero_shot": zs_scores})
     rng = np.random.default_rng(0)
     rnd = evaluate_scores(data.test, rng.random(len(data.test)), lo=lo, n_boot=cfg.bootstrap)
     comparisons = {name: M.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from shelfops.errors import ModelError
+from shelfops.errors import DataError, ModelError
 from shelfops.train import metrics as M
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
 from shelfops.train.loop import FitResult, Schedule, fit
@@ -205,6 +205,50 @@ def evaluate_scores(df: pl.DataFrame, scores: np.ndarray, *, lo: float, hi: floa
         pred = lo + (hi - lo) / (1 + np.exp(-scores))
         out["summary"]["rmse"] = {"mean": M.rmse(df["grade"].to_numpy(), pred), "n": len(df)}
     return out
+
+
+def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = None,
+                 baselines: tuple[str, ...] = ("bm25", "zero_shot"), n_boot: int = 1000,
+                 ties: dict[str, str] | None = None) -> dict[str, Any]:
+    """Cross-validation: pool the test folds' per-query NDCG of ``model`` and each baseline.
+
+    Each frame is one fold's ``test_scores.parquet`` (query, item_id, grade and a score
+    column per scorer). The folds' test queries must be disjoint (group k-fold), so every
+    query counts once; the pooled intervals are then over every judged query instead of one
+    fold's. BM25 is tie-averaged as in the single-fold run; ``hi`` adds the model's RMSE."""
+    ties = {"bm25": "average", **(ties or {})}
+    if not frames:
+        raise DataError("no folds to pool", argument="frames")
+    seen: dict[str, int] = {}
+    for k, f in enumerate(frames):
+        missing = [c for c in ("query", "grade", "model", *baselines) if c not in f.columns]
+        if missing:
+            raise DataError(f"fold {k}: test scores lack column(s) {missing}", argument="frames")
+        for q in f["query"].unique(maintain_order=True).to_list():
+            if q in seen:
+                raise DataError(f"query {q!r} is in the test split of folds {seen[q]} and {k}: "
+                                "pooled folds must hold disjoint queries", argument="frames")
+            seen[q] = k
+    df = pl.concat([f.with_columns(pl.lit(k).alias("fold")) for k, f in enumerate(frames)],
+                   how="diagonal_relaxed")
+    per_query = {name: pool_metrics(df, df[name].to_numpy(), lo=lo, ties=ties.get(name, "pessimistic"))
+                 for name in ("model", *baselines)}
+    summary = {name: M.summarize(pq, n_boot=n_boot) for name, pq in per_query.items()}
+    if hi is not None:
+        pred = lo + (hi - lo) / (1 + np.exp(-df["model"].to_numpy().astype(np.float64)))
+        summary["model"]["rmse"] = {"mean": M.rmse(df["grade"].to_numpy(), pred), "n": len(df)}
+    comparisons = {b: M.compare(per_query["model"]["ndcg@10"], per_query[b]["ndcg@10"], n_boot=n_boot)
+                   for b in baselines}
+    folds = []
+    for k, f in enumerate(frames):
+        row = {"fold": k, "queries": f["query"].n_unique(), "pairs": len(f)}
+        for name in ("model", *baselines):
+            pq = pool_metrics(f, f[name].to_numpy(), lo=lo, ties=ties.get(name, "pessimistic"))
+            row[name] = float(np.nanmean(pq["ndcg@10"]))
+        folds.append(row)
+    return {"model": summary["model"], "baselines": {b: summary[b] for b in baselines},
+            "comparisons_ndcg@10": comparisons, "folds": folds,
+            "queries": len(seen), "pairs": len(df)}
 
 
 def bm25_pool_scores(df: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from shelfops.artifacts import read_manifest, verify_outputs
 from shelfops.cli.main import app
+from shelfops.train.search import pooled_folds
 
 FAST = ["train.threads=1", "train.bootstrap=100"]
 
@@ -34,6 +36,15 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
     assert 0 <= ndcg["ci_low"] <= ndcg["mean"] <= ndcg["ci_high"] <= 1
     assert m.inputs[0].path.endswith("manifest.json")  # lineage: the dataset it came from
     assert len(m.extra["fit"]["history"]) == 2
+    # every test pair's scores are kept; pooling the one fold reproduces the run's numbers
+    scores = pl.read_parquet(tmp_path / "search" / "test_scores.parquet")
+    assert len(scores) == m.counts["test_pairs"]
+    assert {"query", "item_id", "grade", "model", "bm25", "zero_shot"} <= set(scores.columns)
+    pooled = pooled_folds([scores], lo=m.extra["grade_range"][0], n_boot=100)
+    assert pooled["model"]["ndcg@10"]["mean"] == pytest.approx(ndcg["mean"], abs=1e-6)
+    for b in ("bm25", "zero_shot"):
+        assert pooled["baselines"][b]["ndcg@10"]["mean"] == pytest.approx(
+            m.metrics["baselines"][b]["ndcg@10"]["mean"], abs=1e-6)
 
     r = _train("retrieval", small_shop, tmp_path / "retrieval", tiny_encoder,
                "train.retrieval.schedule.max_steps=10", "train.retrieval.schedule.eval_every=5",
