@@ -7,7 +7,8 @@ the cross-encoder with the CLI exactly as a user would, and then pools the folds
 ``test_scores.parquet`` (model, BM25 and zero-shot scores of every test pair) into one
 set of per-query NDCG@10 values with 95% bootstrap intervals (``search.pooled_folds``).
 
-    .venv/bin/python bench/hd_search_cv.py                       # 5 folds, the recipe below
+    .venv/bin/python bench/hd_search_cv.py                       # 5 folds x 500 steps
+    .venv/bin/python bench/hd_search_cv.py --steps 1000 --workdir runs/hd-cv-1000
     .venv/bin/python bench/hd_search_cv.py train.search.loss=listwise --workdir runs/hd-cv-list
 
 A fold whose model folder is complete is not trained again, so an interrupted run picks
@@ -27,9 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/train_beauty.py
-# the best single-fold recipe of session 6: real judgements only, 500 steps
-RECIPE = ["train.search.augmented=false", "train.search.schedule.max_steps=500",
-          "train.search.schedule.eval_every=250", "train.search.schedule.lr=7e-5", "train.threads=2"]
+# the best single-fold recipe of session 6: real judgements only, lr 7e-5 (steps: --steps)
+RECIPE = ["train.search.augmented=false", "train.search.schedule.lr=7e-5", "train.threads=2"]
 
 
 def args() -> argparse.Namespace:
@@ -38,6 +38,8 @@ def args() -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot.yaml")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "hd-cv")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=500, help="training steps per fold")
+    p.add_argument("--eval-every", type=int, default=250, help="steps between validations")
     p.add_argument("--only", type=int, nargs="*", default=None, help="train only these folds")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hd_search_cv.json")
@@ -47,6 +49,11 @@ def args() -> argparse.Namespace:
 def shelfops(*argv: str) -> None:
     exe = Path(sys.executable).parent / "shelfops"
     subprocess.run([str(exe), *argv], check=True)
+
+
+def recipe(a: argparse.Namespace) -> list[str]:
+    return [*RECIPE, f"train.search.schedule.max_steps={a.steps}",
+            f"train.search.schedule.eval_every={a.eval_every}", *a.overrides]
 
 
 def run_fold(a: argparse.Namespace, k: int) -> float | None:
@@ -59,7 +66,7 @@ def run_fold(a: argparse.Namespace, k: int) -> float | None:
              f"data.splits.folds={a.folds}", f"data.splits.test_fold={k}",
              f"data.splits.val_fold={(k + 1) % a.folds}")
     shelfops("train", "--task", "search", "--data", str(data), "--out", str(model), "--no-progress",
-             *RECIPE, *a.overrides)
+             *recipe(a))
     return round(time.perf_counter() - t, 1)
 
 
@@ -79,7 +86,7 @@ def plot(result: dict, path: Path) -> None:
     ax1.set_xlabel("test fold")
     ax1.set_ylabel("NDCG@10 within judged pools")
     ax1.set_title("each fold")
-    ax1.legend(loc="lower right")
+    ax1.legend(loc="upper left", ncol=3, fontsize="small")
     pooled = {"model": result["model"], **result["baselines"]}
     for j, name in enumerate(names):
         s = pooled[name]["ndcg@10"]
@@ -88,7 +95,8 @@ def plot(result: dict, path: Path) -> None:
     ax2.set_xticks(range(3), ["model", "bm25", "zs"])
     ax2.set_title(f"pooled, {result['queries']:,} queries\n95% bootstrap")
     lo = min(min(f[n] for n in names) for f in folds)
-    ax1.set_ylim(lo - 0.01, None)
+    hi = max(max(f[n] for n in names) for f in folds)
+    ax1.set_ylim(lo - 0.005, hi + 0.004)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -120,7 +128,7 @@ def main() -> None:
     c = result["comparisons_ndcg@10"]
     result["beats_baselines"] = all(v["a_better"] for v in c.values())
     result["beats_baselines_paired"] = all(v["diff"]["ci_low"] > 0 for v in c.values())
-    result["recipe"] = RECIPE + a.overrides
+    result["recipe"] = recipe(a)
     result["folds_pooled"] = done
     result["wall_seconds_this_run"] = seconds
     result["machine"] = f"{platform.node()} {os.cpu_count()} cpu, python {platform.python_version()}"
