@@ -113,7 +113,7 @@ def test_start_from_similarity_fits_scale_and_bias_to_the_grades(tiny_encoder):
     assert after < before
     # reversed grades give a negative scale: the fit follows the data, not a prior
     start_from_similarity(model, {**enc, "target": 1 - target})
-    assert float(model.similarity) < 0
+    assert float(model.similarity.detach()) < 0
 
 
 def test_similarity_head_needs_a_second_segment(tiny_encoder):
