@@ -229,8 +229,7 @@ def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = No
                 raise DataError(f"query {q!r} is in the test split of folds {seen[q]} and {k}: "
                                 "pooled folds must hold disjoint queries", argument="frames")
             seen[q] = k
-    df = pl.concat([f.with_columns(pl.lit(k).alias("fold")) for k, f in enumerate(frames)],
-                   how="diagonal_relaxed")
+    df = pl.concat(frames, how="diagonal_relaxed")
     per_query = {name: pool_metrics(df, df[name].to_numpy(), lo=lo, ties=ties.get(name, "pessimistic"))
                  for name in ("model", *baselines)}
     summary = {name: M.summarize(pq, n_boot=n_boot) for name, pq in per_query.items()}
