@@ -109,6 +109,7 @@ def main() -> None:
     import polars as pl
 
     from shelfops.artifacts import read_manifest
+    from shelfops.train.recipe import beats, beats_paired
     from shelfops.train.search import pooled_folds
 
     a.workdir.mkdir(parents=True, exist_ok=True)
@@ -126,8 +127,8 @@ def main() -> None:
         row["train_seconds"] = m.extra.get("seconds")
         row["best_valid"] = m.extra.get("fit", {}).get("best_metric")
     c = result["comparisons_ndcg@10"]
-    result["beats_baselines"] = all(v["a_better"] for v in c.values())
-    result["beats_baselines_paired"] = all(v["diff"]["ci_low"] > 0 for v in c.values())
+    result["beats_baselines"] = beats(c)
+    result["beats_baselines_paired"] = beats_paired(c)
     result["recipe"] = recipe(a)
     result["folds_pooled"] = done
     result["wall_seconds_this_run"] = seconds

@@ -230,22 +230,22 @@ def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = No
                                 "pooled folds must hold disjoint queries", argument="frames")
             seen[q] = k
     df = pl.concat(frames, how="diagonal_relaxed")
-    per_query = {name: pool_metrics(df, df[name].to_numpy(), lo=lo, ties=ties.get(name, "pessimistic"))
-                 for name in ("model", *baselines)}
-    summary = {name: M.summarize(pq, n_boot=n_boot) for name, pq in per_query.items()}
-    if hi is not None:
-        pred = lo + (hi - lo) / (1 + np.exp(-df["model"].to_numpy().astype(np.float64)))
-        summary["model"]["rmse"] = {"mean": M.rmse(df["grade"].to_numpy(), pred), "n": len(df)}
-    comparisons = {b: M.compare(per_query["model"]["ndcg@10"], per_query[b]["ndcg@10"], n_boot=n_boot)
+    evals = {name: evaluate_scores(df, df[name].to_numpy(), lo=lo, hi=hi, n_boot=n_boot,
+                                   calibrated=name == "model", ties=ties.get(name, "pessimistic"))
+             for name in ("model", *baselines)}
+    comparisons = {b: M.compare(evals["model"]["per_query"]["ndcg@10"],
+                                evals[b]["per_query"]["ndcg@10"], n_boot=n_boot)
                    for b in baselines}
+    # per-query values are in sorted query order (pool_metrics): each one's fold, to split them
+    fold_of = np.array([seen[q] for q in df["query"].unique().sort().to_list()])
     folds = []
     for k, f in enumerate(frames):
         row = {"fold": k, "queries": f["query"].n_unique(), "pairs": len(f)}
-        for name in ("model", *baselines):
-            pq = pool_metrics(f, f[name].to_numpy(), lo=lo, ties=ties.get(name, "pessimistic"))
-            row[name] = float(np.nanmean(pq["ndcg@10"]))
+        for name, ev in evals.items():
+            row[name] = float(np.nanmean(ev["per_query"]["ndcg@10"][fold_of == k]))
         folds.append(row)
-    return {"model": summary["model"], "baselines": {b: summary[b] for b in baselines},
+    return {"model": evals["model"]["summary"],
+            "baselines": {b: evals[b]["summary"] for b in baselines},
             "comparisons_ndcg@10": comparisons, "folds": folds,
             "queries": len(seen), "pairs": len(df)}
 
