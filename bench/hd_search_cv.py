@@ -7,12 +7,14 @@ the cross-encoder with the CLI exactly as a user would, and then pools the folds
 ``test_scores.parquet`` (model, BM25 and zero-shot scores of every test pair) into one
 set of per-query NDCG@10 values with 95% bootstrap intervals (``search.pooled_folds``).
 
-    .venv/bin/python bench/hd_search_cv.py                       # 5 folds x 500 steps
-    .venv/bin/python bench/hd_search_cv.py --steps 1000 --workdir runs/hd-cv-1000
+    .venv/bin/python bench/hd_search_cv.py                       # 5 folds, one epoch each
+    .venv/bin/python bench/hd_search_cv.py --steps 500           # 5 folds x 500 steps
     .venv/bin/python bench/hd_search_cv.py train.search.loss=listwise --workdir runs/hd-cv-list
 
-A fold whose model folder is complete is not trained again, so an interrupted run picks
-up where it stopped. Writes bench/results/hd_search_cv.json and .png.
+The default cap of 1500 steps is not reached: one epoch of a fold's ~44,100 training pairs
+(batch 32) ends first, at 1,380-1,397 steps. A fold whose model folder is complete is not
+trained again, so an interrupted run picks up where it stopped. Folds go to
+runs/hd-cv-STEPS and the result to bench/results/hd_search_cv_STEPS.json and .png.
 """
 
 from __future__ import annotations
@@ -36,14 +38,18 @@ def args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("overrides", nargs="*", help="extra key=value train overrides (after the recipe)")
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot.yaml")
-    p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "hd-cv")
+    p.add_argument("--workdir", type=Path, default=None, help="default runs/hd-cv-STEPS")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=500, help="training steps per fold")
+    p.add_argument("--steps", type=int, default=1500, help="training steps per fold (one epoch caps it)")
     p.add_argument("--eval-every", type=int, default=250, help="steps between validations")
     p.add_argument("--only", type=int, nargs="*", default=None, help="train only these folds")
     p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hd_search_cv.json")
-    return p.parse_args()
+    p.add_argument("--out", type=Path, default=None,
+                   help="default bench/results/hd_search_cv_STEPS.json")
+    a = p.parse_args()
+    a.workdir = a.workdir or ROOT / "runs" / f"hd-cv-{a.steps}"
+    a.out = a.out or ROOT / "bench" / "results" / f"hd_search_cv_{a.steps}.json"
+    return a
 
 
 def shelfops(*argv: str) -> None:
