@@ -43,7 +43,9 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     from shelfops.serve.server import start_in_thread
     from shelfops.serve.watch import follow_registry, registry_view
     from shelfops.sim.replay import Replay
+    from shelfops.story_timing import Phases
 
+    phases = Phases()
     t_start = time.perf_counter()
     workdir = Path(workdir)
     reports = workdir / "report"
@@ -73,6 +75,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                   f"[/] starts trending ({d.get('new_items')} new products)")
     console.print(f"export before the drift: {snap['items']:,} products ({snap['items_not_yet_launched']} not yet "
                   f"launched), {snap['events']:,} events")
+    phases.phase("shop: generate, export before the drift, catalogue")
     step("shop generated", shop={k: summary[k] for k in ("items", "users", "events", "days")}, drift=d,
          snapshot=snap)
 
@@ -93,6 +96,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                 reason="first version of the story" + ("" if v1.gate_passed else " (gate failed: forced)"))
     console.print(f"v{v1.version}: NDCG@10 {v1.quality:.4f}, gate {'passed' if v1.gate_passed else 'failed'}, "
                   f"{v1.seconds:.0f} s; now {name}@production")
+    phases.release("v1", v1.to_dict())
     step("v1 released", release=v1.to_dict())
 
     # ---------------------------------------------------------------- ⑥ serve
@@ -105,6 +109,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                              watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
     server = start_in_thread(create_app(settings))
     console.print(f"serving on {server.url} (dashboard: {server.url}/dashboard)")
+    phases.phase("serve: start v1")
     truth = ShopTruth.load(raw)
     export = {"path": before}  # the shop's latest nightly export, as the autopilot finds it
     # the drifted shoppers; one machine runs serving and training here (in production they
@@ -125,6 +130,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                       f"{calm.searches / (time.perf_counter() - t0):.1f} searches/s; drift check: "
                       f"{'DRIFT' if rep.get('drifted') else 'no drift'} "
                       f"({', '.join(rep.get('drifted_features', [])) or 'every feature within its threshold'})")
+        phases.phase("traffic before the drift, first drift check", kind="traffic")
         step("traffic before the drift", tally=calm.to_dict(), drift=_brief(rep))
 
         # ------------------------------------------------------------ ⑦ drift, autopilot
@@ -150,7 +156,9 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                 e["step"] == "trigger" for e in pilot.journal)
             return settled(0)() or idle
 
+        j0 = len(pilot.journal)
         pilot.run(until=settled_or_no_drift, max_seconds=max_rollout_s)
+        phases.journal(pilot.journal[j0:], tail="after the rollout ended")
         trigger_drift = pilot.last_drift  # the check that found the drift (later ones judge v2's traffic)
         if not any(e["step"] == "trigger" for e in pilot.journal):
             rep = pilot.last_drift or {}
@@ -166,13 +174,14 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
             pilot.check_consistency()  # the new production against the golden set it was gated on
             # the shoppers keep shopping on the new production (at full pace: nothing is being
             # built), so both versions have served enough drifted searches to compare them
-            target, t_w = 5 * n_win, time.perf_counter()
+            target, t_w, j1 = 5 * n_win, time.perf_counter(), len(pilot.journal)
             drifted.rate = None
             while (drifted.tally.by_version.get(row.candidate, {}).get("searches", 0) < target
                    and time.perf_counter() - t_w < 180):
                 pilot.tick()
                 time.sleep(cfg.monitor.every_s)
             drifted.rate = rate
+            phases.journal(pilot.journal[j1:], tail=f"v{row.candidate} serves the drifted traffic (CTR sample)")
             console.print(f"v{row.candidate} in production: "
                           f"{drifted.tally.by_version.get(row.candidate, {}).get('searches', 0)} drifted searches "
                           f"served so far ({time.perf_counter() - t_w:.0f} s)")
@@ -187,6 +196,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
             pilot.run(until=settled(mark + 1), max_seconds=max_rollout_s)
         v3_version = v3["version"]
         v3_row = pilot.controller.row()
+        phases.journal(pilot.journal[mark:], tail="after the broken release")
         step("broken v3", journal=pilot.journal[mark:])
         stop.set()
         player.join()
@@ -222,13 +232,31 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
             e["step"] == "gate" and "stopped" in e["message"])) for e in pilot.journal),
         "v3_not_serving": serving != v3_version,
     }
-    _table(console, out, v1.version, v2, ctr)
-    (workdir / "story.json").write_text(json.dumps(out, indent=2, default=str))
     from shelfops.story_report import write_report
+    from shelfops.story_timing import by_stage, finish
 
+    _table(console, out, v1.version, v2, ctr)
+    phases.phase("summary")
+    out["timings"] = finish(phases.rows)  # the report shows them; it is timed and added after
     html = write_report(out, workdir, reports)
+    phases.phase("report")
+    out["timings"] = finish(phases.rows)
+    out["timings_by_stage"] = by_stage(out["timings"])
+    _timing_table(console, out["timings"], out["timings_by_stage"])
+    (workdir / "story.json").write_text(json.dumps(out, indent=2, default=str))
     console.print(f"report: {html}  ·  every alias move: [bold]shelfops registry history {name}[/]")
     return out
+
+
+def _timing_table(console: Console, rows: list[dict], stages: dict[str, float]) -> None:
+    t = Table(title=f"where the story's {sum(r['seconds'] for r in rows):.0f} s went")
+    for col in ("step", "seconds", "share"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    for r in rows:
+        t.add_row(r["step"], f"{r['seconds']:.1f}", f"{r['share']:.1%}",
+                  style="dim" if r["kind"] == "traffic" else None)
+    console.print(t)
+    console.print("by stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()))
 
 
 def json_get(url: str) -> dict:

@@ -85,6 +85,8 @@ def write_report(out: dict, workdir: Path, reports: Path) -> Path:
         f"<tr><td>{html.escape(labels.get(v, 'v' + v))}</td><td>{s['searches']}</td><td>{s['impressions']}</td>"
         f"<td>{s['clicks']}</td><td>{(s['ctr'] or 0):.2%}</td></tr>"
         for v, s in out["drifted_traffic_by_version"].items())
+    timing = "".join(f"<tr><td>{html.escape(r['step'])}</td><td>{r['seconds']:.1f} s</td><td>{r['share']:.1%}</td>"
+                     f"<td>{html.escape(r['kind'])}</td></tr>" for r in out.get("timings", []))
     lf = out.get("ctr_lift")
     lift = (f"v2 vs v1: {lf['v2_ctr']:.2%} vs {lf['v1_ctr']:.2%} ({lf['relative']:+.0%}; one-sided two-proportion "
             f"z-test p = {lf['p_value']:.2g})") if lf else ""
@@ -101,6 +103,7 @@ td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 <h2>What the autopilot did</h2><table><tr><th>at</th><th>step</th><th>what</th></tr>{journal}</table>
 <h2>Plots</h2>{''.join(figs)}
 <h2>Steps</h2><table><tr><th>at</th><th>step</th></tr>{steps}</table>
+<h2>Where the time went</h2><table><tr><th>step</th><th>seconds</th><th>share</th><th>bound by</th></tr>{timing}</table>
 </body></html>"""
     path = workdir / "report.html"
     path.write_text(page)

@@ -20,7 +20,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class Release:
     quality: float | None
     seconds: float
     gate_report: Path
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: data, train, ...
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -66,10 +67,13 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     from shelfops.train import recipe as train_recipe
 
     t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    lap = _stopwatch(timings)
     workdir = Path(workdir)
     data_dir = workdir / "data" / label
     say(f"{label}: data stage on the export {export}")
     data_recipe.run(cfg.data, data_dir, specs=data_recipe.synthetic_specs(Path(export)), progress=progress)
+    lap("data")
     train_cfg = cfg.train
     if train_overrides:
         train_cfg = train_cfg.model_copy(update={task: getattr(train_cfg, task).model_copy(
@@ -77,6 +81,7 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     say(f"{label}: training {task}")
     m = train_recipe.run(task, data_dir, workdir / "models" / label, train_cfg, progress=progress, say=say,
                          config_dump=cfg.model_dump(mode="json"))
+    lap("train")
     folder = workdir / "models" / label
     quality = (m.metrics.get("model") or {}).get("ndcg@10")
     quality = quality.get("mean", quality.get("estimate")) if isinstance(quality, dict) else quality
@@ -89,12 +94,14 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
             Path(report_dir).mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / "pareto.png", Path(report_dir) / f"pareto-{label}.png")
         say(f"{label}: optimize chose {om.metrics['chosen']}: {om.metrics['reason']}")
+        lap("optimize")
     v = reg.register(folder, name)
     try:
         production = reg.load(name, "production")
         prod_version = reg.show(name, "production").version
     except ArtifactNotFound:
         production, prod_version = None, None
+    lap("register")
     gate_dir = workdir / "gates" / f"{label}-v{v.version}"
     say(f"{label}: gating v{v.version} against " + (f"production v{prod_version}" if prod_version else
                                                      "nothing (first version)"))
@@ -103,8 +110,20 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     reg.attach_gate(name, v.version, gate_dir)
     evidence = {"gate_report": str(gate_dir / "gate.json"), "checks": {r["name"]: r["passed"] for r in rep["results"]}}
     reg.promote(name, v.version, "candidate", reason=f"release {label}", actor="autopilot", evidence=evidence)
+    lap("gate")
     return Release(label, v.version, folder, data_dir, bool(rep["passed"]), list(rep["failed"]), quality,
-                   round(time.perf_counter() - t0, 1), gate_dir / "gate.json")
+                   round(time.perf_counter() - t0, 1), gate_dir / "gate.json", timings)
+
+
+def _stopwatch(into: dict[str, float]) -> Callable[[str], None]:
+    """``lap(name)`` records the seconds since the previous lap (or since creation) under ``name``."""
+    last = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        into[name] = round(now - last[0], 1)
+        last[0] = now
+    return lap
 
 
 def click_through(records: list[dict]) -> tuple[float | None, int]:

@@ -7,7 +7,12 @@ must also be significant at ``alpha``:
 * numeric features (query length, top-1 score): PSI on the reference's quantile bins, and
   the two-sample Kolmogorov-Smirnov test (scipy);
 * categorical mixes (the category of each search's top result, clicked categories, clicked
-  items): PSI over the union of categories, and the chi-square test of the 2 x K table;
+  items): PSI over the union of categories, and a permutation test of the 2 x K table's
+  chi-square statistic that moves whole searches between the windows. Clicks cluster (a
+  shopper who wants a duvet clicks two duvets of one search), so the asymptotic chi-square
+  test, which counts every click as independent, fired on 8% of pairs of windows drawn from
+  one distribution at alpha 0.001; categories too rare for the table (fewer than 5 expected)
+  are pooled, as Cochran's rule asks;
 * unseen-token rate: the share of query tokens the reference never saw, against the same
   rate between the reference's two halves (what "no drift" looks like for this traffic),
   with a one-sided two-proportion z-test;
@@ -50,6 +55,9 @@ class Window:
     top_scores: list[float] = field(default_factory=list)
     clicked_items: list[str] = field(default_factory=list)
     clicked_categories: list[str] = field(default_factory=list)
+    # the search (request id) each clicked item / clicked category came from, where known
+    click_searches: list[str] = field(default_factory=list)
+    category_searches: list[str] = field(default_factory=list)
     embeddings: np.ndarray | None = None  # (n, d) query embeddings, optional
 
     def __len__(self) -> int:
@@ -97,17 +105,62 @@ def ks(ref: Sequence[float], cur: Sequence[float]) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def chi2_p(ref: Sequence[str], cur: Sequence[str]) -> float:
-    """P-value of the chi-square test that two categorical samples share one distribution."""
-    from scipy.stats import chi2_contingency
-
+def chi2_p(ref: Sequence[str], cur: Sequence[str], ref_groups: Sequence[str] | None = None,
+           cur_groups: Sequence[str] | None = None, *, n_perm: int = 4999, seed: int = 0) -> float:
+    """P-value that two categorical samples share one distribution: the 2 x K table's chi-square
+    statistic (categories with fewer than 5 expected pooled) against ``n_perm`` random splits
+    that keep each group (``*_groups``: e.g. the search a click came from) whole. Without
+    groups every observation is its own group and this is an exact-in-the-limit chi-square test."""
     if not ref or not cur:
         return 1.0
-    a, b = Counter(ref), Counter(cur)
-    keys = sorted(set(a) | set(b))
+    keys = sorted(set(ref) | set(cur))
     if len(keys) < 2:
         return 1.0
-    return float(chi2_contingency(np.array([[a[k] for k in keys], [b[k] for k in keys]])).pvalue)
+    col = {k: i for i, k in enumerate(keys)}
+    counts = _group_counts(ref, ref_groups, col, "r")
+    n_ref = len(counts)
+    counts = np.vstack([counts, _group_counts(cur, cur_groups, col, "c")])
+    total = counts.sum(0)
+    rows = np.array([counts[:n_ref].sum(0), counts[n_ref:].sum(0)])
+    expected = np.outer(rows.sum(1), total) / total.sum()
+    sparse = (expected < 5).any(0)
+    if sparse.any():  # pool the sparse categories into one column
+        counts = np.hstack([counts[:, ~sparse], counts[:, sparse].sum(1, keepdims=True)])
+    if counts.shape[1] < 2:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    g = len(counts)
+    masks = np.zeros((n_perm + 1, g), dtype=np.float64)
+    masks[0, :n_ref] = 1.0
+    for i in range(1, n_perm + 1):
+        masks[i, rng.permutation(g)[:n_ref]] = 1.0
+    stats = _chi2_stats(masks @ counts, counts.sum(0))
+    return float((1 + np.sum(stats[1:] >= stats[0] - 1e-9)) / (1 + n_perm))
+
+
+def _group_counts(values: Sequence[str], groups: Sequence[str] | None, col: dict[str, int],
+                  tag: str) -> np.ndarray:
+    """One row per group with its count per category."""
+    ids = list(groups) if groups is not None and len(groups) == len(values) else list(range(len(values)))
+    row: dict = {}
+    for v, gid in zip(values, ids):
+        row.setdefault((tag, gid), len(row))
+    out = np.zeros((len(row), len(col)))
+    for v, gid in zip(values, ids):
+        out[row[(tag, gid)], col[v]] += 1
+    return out
+
+
+def _chi2_stats(first: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Pearson's chi-square of each 2 x K table whose first row is a row of ``first``."""
+    second = total[None, :] - first
+    n = total.sum()
+    out = np.zeros(len(first))
+    for row in (first, second):
+        exp = row.sum(1, keepdims=True) * total[None, :] / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out += np.where(exp > 0, (row - exp) ** 2 / exp, 0.0).sum(1)
+    return out
 
 
 def unseen_counts(queries: Sequence[str], vocab: set[str]) -> tuple[int, int]:
@@ -175,10 +228,11 @@ def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
         v, (stat, p) = psi(r, c), ks(r, c)
         add(name, "psi+ks", v, th.psi, v > th.psi and p < th.alpha, ks=round(stat, 4), p_value=p)
 
-    def categorical(name: str, r: Sequence[str], c: Sequence[str], threshold: float, top: bool = True) -> None:
-        v, p = psi_categorical(r, c), chi2_p(r, c)
+    def categorical(name: str, r: Sequence[str], c: Sequence[str], threshold: float, top: bool = True,
+                    groups: tuple | None = None) -> None:
+        v, p = psi_categorical(r, c), chi2_p(r, c, *(groups or (None, None)))
         more = {"top_shift": _top_shift(r, c)} if top else {}
-        add(name, "psi+chi2", v, threshold, v > threshold and p < th.alpha, p_value=p, **more)
+        add(name, "psi+chi2 (permutation)", v, threshold, v > threshold and p < th.alpha, p_value=p, **more)
 
     numeric("query_length", [len(tokens(q)) for q in ref.queries], [len(tokens(q)) for q in cur.queries])
     categorical("query_category_mix", ref.query_categories, cur.query_categories, th.psi)
@@ -190,11 +244,14 @@ def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
     add("unseen_token_rate", "delta+z", now - base, th.unseen_delta, now - base > th.unseen_delta and p < th.alpha,
         reference=round(base, 4), current=round(now, 4), p_value=p,
         new_tokens=_new_tokens(ref.queries, cur.queries))
+    # clicks of one search move together in the permutation test (they are not independent)
     if ref.clicked_categories and cur.clicked_categories:
-        categorical("category_popularity", ref.clicked_categories, cur.clicked_categories, th.psi)
+        categorical("category_popularity", ref.clicked_categories, cur.clicked_categories, th.psi,
+                    groups=(ref.category_searches or None, cur.category_searches or None))
     if ref.clicked_items and cur.clicked_items:
         # item-level mixes are sparse, so PSI over many items is noisy: judged against twice the cut
-        categorical("item_popularity", ref.clicked_items, cur.clicked_items, 2 * th.psi, top=False)
+        categorical("item_popularity", ref.clicked_items, cur.clicked_items, 2 * th.psi, top=False,
+                    groups=(ref.click_searches or None, cur.click_searches or None))
     if ref.top_scores and cur.top_scores:
         numeric("top_score", ref.top_scores, cur.top_scores)
     if ref.embeddings is not None and cur.embeddings is not None and len(ref.embeddings) and len(cur.embeddings):

@@ -518,6 +518,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             cat = state.catalogue
             row = cat.row.get(body.item_id) if cat else None
             state.traffic.append({"t": time.time(), "kind": "click", "item": body.item_id,
+                                  "search": body.request_id,
                                   "category": cat.categories[row] if row is not None else None,
                                   "version": (served or {}).get("versions", {}).get("search")})
         return n

@@ -81,3 +81,9 @@ def test_demo_tells_the_story(tmp_path, tiny_encoder):
         assert production != v3
     report = (w / "report.html").read_text()
     assert len(report) > 20_000 and "the whole story" in report and "drift report" in report
+    # where the time went: every step of the story timed, adding up to the story's own seconds
+    rows = out["timings"]
+    assert {"v1 · data", "v1 · train", "v1 · optimize", "v1 · gate"} <= {r["step"] for r in rows}
+    assert any(r["step"].startswith("rollout: ") for r in rows) == any(s == "shadow" for s in steps)
+    assert abs(sum(r["seconds"] for r in rows) - out["seconds"]) < 0.05 * out["seconds"] + 2
+    assert "Where the time went" in report

@@ -96,3 +96,49 @@ def test_a_chance_move_of_a_small_windows_centroid_is_not_drift():
     moved = rng.normal(0, 1, (100, 8)) + 0.4
     moved[:, 0] += 1.5
     assert centroid_shift_p(same[0][0], moved) < Thresholds().alpha
+
+
+def _clustered_clicks(rng, n_searches: int, p: np.ndarray) -> tuple[list[str], list[str]]:
+    """Clicks as shoppers make them: one to three clicks per search, all in the category it was about."""
+    cats, searches = [], []
+    for s in range(n_searches):
+        c = str(rng.choice(len(p), p=p))
+        k = int(rng.integers(1, 4))
+        cats += [c] * k
+        searches += [f"s{s}"] * k
+    return cats, searches
+
+
+def test_clustered_clicks_from_one_mix_rarely_drift_and_a_moved_mix_does():
+    from shelfops.monitor.drift import chi2_p
+
+    rng = np.random.default_rng(5)
+    p = 1 / np.arange(1, 41)
+    p /= p.sum()  # 40 categories, Zipf-like: most of them too rare for a chi-square table
+    ps = []
+    for _ in range(150):
+        (a, ga), (b, gb) = _clustered_clicks(rng, 60, p), _clustered_clicks(rng, 60, p)
+        ps.append(chi2_p(a, b, ga, gb, n_perm=999))
+    # the same distribution: false alarms at about the nominal rate (the asymptotic chi-square
+    # test, which counts every click as independent, fired on 97% of these pairs at 0.05)
+    assert np.mean(np.array(ps) < 0.05) <= 0.10
+    moved = np.roll(p, 3)  # the leading categories change places
+    hits = [chi2_p(*_pair(rng, p, moved)) < 0.01 for _ in range(20)]
+    assert np.mean(hits) >= 0.9
+
+
+def _pair(rng, p, q):
+    (a, ga), (b, gb) = _clustered_clicks(rng, 60, p), _clustered_clicks(rng, 60, q)
+    return a, b, ga, gb
+
+
+def test_click_windows_carry_the_search_each_click_came_from():
+    from shelfops.monitor.windows import window_from_traffic
+
+    w = window_from_traffic([{"kind": "search", "query": "duvet", "top_category": "Bed"},
+                             {"kind": "click", "item": "i1", "category": "Bed", "search": "r1"},
+                             {"kind": "click", "item": "i2", "category": None, "search": "r1"},
+                             {"kind": "click", "item": "i3", "category": "Bath"}])
+    assert w.click_searches[:2] == ["r1", "r1"] and w.click_searches[2] not in ("r1",)
+    assert w.clicked_categories == ["Bed", "Bath"] and w.category_searches[0] == "r1"
+    assert len(w.category_searches) == len(w.clicked_categories)
