@@ -1,4 +1,5 @@
-"""Served re-rank throughput vs in-process, and vs a plain per-request FastAPI service.
+"""Served re-rank throughput vs in-process, and vs a plain per-request FastAPI service;
+with ``--search``, the latency of one whole search instead.
 
 Three numbers from one run, all on the same optimized search model and the same
 (query, 20 candidates) requests drawn from the dataset's judged pools:
@@ -10,6 +11,14 @@ Three numbers from one run, all on the same optimized search model and the same
    across requests, torch fp32 eager), in its own process, same clients and requests.
 
     .venv/bin/python bench/serve.py --model runs/demo/optimized/search --concurrency 16
+
+``--search``: `shelfops serve` with the model in its own process, `/v1/search` (BM25 over the
+whole catalogue, then the re-rank at the depth the optimize stage chose) posted with real
+validation queries by C clients (default 1, then 8); per stage (retrieval, re-rank, response:
+the server's own Server-Timing header) and end to end at the client, p50 and p99, beside the
+re-rank quality the optimize stage measured at that depth. Writes bench/results/search_latency.json.
+
+    .venv/bin/python bench/serve.py --search --model runs/demo/optimized/v2 --seconds 20
     .venv/bin/python bench/serve.py --serve-baseline runs/demo/optimized/search --port 8123  # (internal)
 
 Writes bench/results/serve.json.
@@ -72,21 +81,26 @@ def baseline_app(folder: Path):
 
 
 # ----------------------------------------------------------------- load generator
-async def _post(reader, writer, head: bytes, body: bytes) -> int:
-    """One HTTP/1.1 keep-alive POST on an open connection; returns the status code."""
+async def _post(reader, writer, head: bytes, body: bytes, timing: list | None = None) -> int:
+    """One HTTP/1.1 keep-alive POST on an open connection; returns the status code (and appends
+    the response's Server-Timing header, if any, to ``timing``)."""
     writer.write(head + body)
     await writer.drain()
     status = int((await reader.readline()).split()[1])
     length = 0
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        key = name.strip().lower()
+        if key == b"content-length":
             length = int(value)
+        elif key == b"server-timing" and timing is not None:
+            timing.append(value.decode().strip())
     await reader.readexactly(length)
     return status
 
 
-async def load(url: str, requests: list[dict], *, concurrency: int, seconds: float) -> dict:
+async def load(url: str, requests: list[dict], *, concurrency: int, seconds: float,
+               path: str = "/v1/rerank", timing: list | None = None) -> dict:
     """Closed-loop load: ``concurrency`` clients, each on its own keep-alive connection, posting
     pre-encoded requests back to back. A bare asyncio HTTP/1.1 client, so that the load
     generator, which shares the machine's cores with the server, costs as little CPU as it
@@ -95,9 +109,9 @@ async def load(url: str, requests: list[dict], *, concurrency: int, seconds: flo
 
     u = urlsplit(url)
     bodies = [json.dumps(r).encode() for r in requests]
-    heads = [(f"POST /v1/rerank HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/json\r\n"
+    heads = [(f"POST {path} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/json\r\n"
               f"Content-Length: {len(b)}\r\n\r\n").encode() for b in bodies]
-    sizes = [len(r["items"]) for r in requests]
+    sizes = [len(r.get("items", ())) or 1 for r in requests]
     lat, errors, pairs = [], 0, 0
     stop = time.perf_counter() + seconds
 
@@ -111,7 +125,7 @@ async def load(url: str, requests: list[dict], *, concurrency: int, seconds: flo
                 n += concurrency
                 t0 = time.perf_counter()
                 try:
-                    ok = await _post(reader, writer, heads[k], bodies[k]) == 200
+                    ok = await _post(reader, writer, heads[k], bodies[k], timing) == 200
                 except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
                     ok = False
                     writer.close()
@@ -150,12 +164,80 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
+def parse_timing(header: str) -> dict[str, float]:
+    """``retrieval;dur=0.31, rerank;dur=28.4, ...`` -> {"retrieval": 0.31, ...} (ms; desc values too)."""
+    out = {}
+    for part in header.split(","):
+        name, *params = [x.strip() for x in part.split(";")]
+        for prm in params:
+            key, _, val = prm.partition("=")
+            if key in ("dur", "desc"):
+                out[name] = float(val)
+    return out
+
+
+def search_latency(model: Path, seconds: float, concurrencies: list[int]) -> dict:
+    """One whole search as a shopper's browser sees it (see the module docstring)."""
+    import numpy as np
+
+    from shelfops.artifacts import read_manifest
+    from shelfops.serve.server import free_port
+    from shelfops.train.pairs import load_pairs
+
+    data = Path(read_manifest(model).extra["data"])
+    valid = load_pairs(data, augmented=False).valid
+    queries = valid["query"].unique(maintain_order=True).to_list()
+    requests = [{"query": q, "k": 10} for q in queries]
+    opt = json.loads((model / "optimize.json").read_text()) if (model / "optimize.json").exists() else {}
+    serving = json.loads((model / "serving.json").read_text()) if (model / "serving.json").exists() else {}
+    depth = opt.get("depth") or {}
+    point = next((p for p in depth.get("points", []) if p["depth"] == depth.get("chosen")), None)
+    port = free_port()
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "shelfops"), "serve", "--model", f"search={model}",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    out: dict = {"model": str(model), "variant": serving.get("variant"), "rerank_depth": depth.get("chosen"),
+                 "budget_p99_ms": depth.get("budget_p99_ms"), "catalogue": depth.get("catalogue"),
+                 "quality_at_depth": point and {"ndcg@10": point["ndcg10"], "recall@10": point["recall10"],
+                                                "bm25_ndcg@10": depth.get("bm25_ndcg10"),
+                                                "validation_queries": depth.get("queries")},
+                 "by_concurrency": {}}
+    try:
+        wait_http(url, proc)
+        asyncio.run(load(url, requests[:20], concurrency=2, seconds=2, path="/v1/search"))  # warm-up
+        for c in concurrencies:
+            timing: list[str] = []
+            r = asyncio.run(load(url, requests, concurrency=c, seconds=seconds, path="/v1/search", timing=timing))
+            parsed = [parse_timing(h) for h in timing]
+            stages = {}
+            for name in ("retrieval", "rerank", "response"):
+                v = np.array([t[name] for t in parsed if name in t])
+                stages[name] = {"p50_ms": float(np.percentile(v, 50)), "p99_ms": float(np.percentile(v, 99))}
+            server = np.array([sum(t.get(n, 0.0) for n in ("retrieval", "rerank", "response")) for t in parsed])
+            stages["server"] = {"p50_ms": float(np.percentile(server, 50)), "p99_ms": float(np.percentile(server, 99))}
+            stages["client"] = {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+            depths = sorted({int(t["depth"]) for t in parsed if "depth" in t})
+            out["by_concurrency"][str(c)] = {"searches": r["requests"], "errors": r["errors"],
+                                             "searches_per_s": r["req_per_s"], "depths": depths, "stages": stages}
+            print(f"concurrency {c}: {r['requests']} searches, {r['req_per_s']:.1f}/s, errors {r['errors']}, "
+                  f"depth {depths}")
+            for name, v in stages.items():
+                print(f"  {name:<10} p50 {v['p50_ms']:7.2f} ms  p99 {v['p99_ms']:7.2f} ms")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=ROOT / "runs" / "demo" / "optimized" / "search")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--candidates", type=int, default=20)
+    ap.add_argument("--search", action="store_true", help="time whole searches instead (see above)")
+    ap.add_argument("--search-concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--serve-baseline", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -163,6 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         uvicorn.run(baseline_app(a.serve_baseline), host="127.0.0.1", port=a.port, log_level="warning")
+        return 0
+
+    if a.search:
+        res = {**search_latency(a.model, a.seconds, a.search_concurrency), "cpu": _cpu()}
+        out = ROOT / "bench" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "search_latency.json").write_text(json.dumps(res, indent=2))
+        q = res["quality_at_depth"] or {}
+        print(f"variant {res['variant']}, re-rank depth {res['rerank_depth']} (budget p99 {res['budget_p99_ms']} ms), "
+              f"NDCG@10 over the catalogue at that depth {q.get('ndcg@10', float('nan')):.4f} "
+              f"(BM25 {q.get('bm25_ndcg@10', float('nan')):.4f})")
         return 0
 
     import numpy as np
@@ -255,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "serve.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2))
     return 0 if summary["passes"] else 1
+
+
+def _cpu() -> dict:
+    """The CPU and the vector extensions that decide these numbers (lscpu)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from demo_time import cpu
+
+    return cpu()
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": 20, "warmup_ratio": 0.0, "o
 
 
 def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | None = None,
-          max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 6.0,
-          build_rate: float = 1.0, max_quiet_windows: int = 8) -> dict:
+          max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 12.0,
+          build_rate: float = 0.0, max_quiet_windows: int = 8) -> dict:
     from shelfops.data import recipe as data_recipe
     from shelfops.data.snapshot import export_as_of
     from shelfops.data.synthetic_truth import ShopTruth
@@ -104,7 +104,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     token = secrets.token_hex(16)
     prefix = cfg.name
     settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=catalogue,
-                             admin_token=token, rerank_depth=20, watch=follow_registry(reg, prefix),
+                             admin_token=token, watch=follow_registry(reg, prefix),
                              shadow_fraction=cfg.serve.shadow_fraction,
                              watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
     server = start_in_thread(create_app(settings))
@@ -113,7 +113,8 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     truth = ShopTruth.load(raw)
     export = {"path": before}  # the shop's latest nightly export, as the autopilot finds it
     # the drifted shoppers; one machine runs serving and training here (in production they
-    # are apart), so their pace drops to build_rate while the autopilot builds a release
+    # are apart), so they pause (build_rate 0) while the autopilot builds a release: its
+    # training and its latency measurements get the cores a build machine would give them
     drifted = Replay(truth, server.url, day=syn.drift_day + 3, seed=12)
     pilot = Autopilot(cfg, reg, HttpServer(server.url, token), name=name, export=lambda: export["path"],
                       workdir=workdir, report_dir=reports, say=console.print,

@@ -278,6 +278,12 @@ class OptimizeConfig(_Strict):
                                                    "onnx-int8", "onnx-int8-static"]
     prune: PruneConfig = PruneConfig()
     slo_p99_ms: float = Field(100.0, gt=0)
+    # a search box answers as the shopper types: ~100 ms end to end is the usual target, and the
+    # model's share of it (retrieval + re-rank) about half
+    search_p99_ms: float = Field(50.0, gt=0, description="search: p99 of one search (retrieval + re-rank) "
+                                 "at concurrency 1 that the re-rank depth must fit")
+    rerank_depths: list[int] = Field([10, 20, 30, 50, 100], description="search: re-rank depths to measure; "
+                                     "the deepest within search_p99_ms is served. [] = keep serve.rerank_depth")
     max_quality_drop: float = Field(0.01, ge=0, lt=1, description="relative, e.g. 0.01 = 1%")
     objective: Literal["throughput", "latency", "quality"] = "throughput"
     # exact variants (torch-fp32, onnx-fp32): the same bar as the gate's parity check
@@ -315,7 +321,12 @@ class GateConfig(_Strict):
 
     golden: int = Field(200, ge=1, description="golden queries (seeded sample of test queries)")
     depth: int = Field(30, ge=5, description="candidates per golden query: judged pool + BM25 hits")
-    max_queries: int = Field(1000, ge=10, description="test queries for quality non-regression")
+    max_queries: int = Field(1000, ge=10, description="test queries for quality non-regression (at most)")
+    min_queries: int = Field(100, ge=10, description="pilot sample of test queries: the spread of its "
+                             "per-query differences sizes how many more the quality tests need")
+    power: float | None = Field(0.9, gt=0, lt=1, description="chance that a candidate as good as "
+                                "production passes the quality tests; sizes their sample. null = "
+                                "every test query up to max_queries")
     title_probes: int = Field(100, ge=1, description="products whose exact title is used as a query")
     quality_margin: float = Field(0.005, ge=0, description="allowed drop of the metric (absolute)")
     parity_min_pass_rate: float = Field(0.999, ge=0, le=1)
@@ -358,6 +369,8 @@ class TriggerConfig(_Strict):
     max_age_s: float | None = Field(None, gt=0)
     min_ctr_drop: float | None = Field(0.15, gt=0, lt=1)
     min_impressions: int = Field(2000, ge=1)
+    ctr_alpha: float = Field(0.01, gt=0, lt=1, description="a click-through fall must also be this "
+                             "significant (one-sided two-proportion test) to trigger a retraining")
     min_new_events: int | None = Field(None, ge=1)
     cooldown_s: float = Field(600.0, ge=0)
 
@@ -394,7 +407,9 @@ class ServeConfig(_Strict):
     state_url: str | None = Field(None, description="where live sessions and the served-request log live: "
                                   "null = this process; redis://host:6379/0 = shared by every replica")
     session_length: int = Field(50, ge=1, le=10_000, description="items kept per live session")
-    rerank_depth: int = Field(50, ge=1, le=1000, description="retrieved items the cross-encoder re-ranks")
+    rerank_depth: int | None = Field(None, ge=1, le=1000, description="retrieved items the cross-encoder "
+                                     "re-ranks; null = the depth the optimize stage chose for the search "
+                                     "model's latency budget (serving.json), 50 for a model without one")
     shadow_fraction: float = Field(1.0, gt=0, le=1, description="share of requests mirrored to a shadow "
                                    "candidate (below 1 where it shares the production model's hardware)")
 

@@ -43,6 +43,7 @@ __all__ = [
     "exact_title_top_k",
     "parity_with_reference",
     "quality_non_regression",
+    "queries_needed",
     "rank_biased_overlap",
     "ranking_consistency",
     "summarize",
@@ -195,6 +196,24 @@ def _rate(flags: Sequence[bool]) -> float:
 
 
 # --------------------------------------------------------------------------- quality
+
+
+def queries_needed(diffs: Sequence[float], *, margin: float, power: float = 0.9, alpha: float = 0.05) -> int:
+    """Queries a paired non-inferiority comparison needs to pass, with probability ``power``, a
+    candidate exactly as good as production: n = ((z[1 - alpha/2] + z[power]) * sd / margin)^2,
+    with ``sd`` the standard deviation of the per-query differences seen in a pilot sample (the
+    usual sample size of a non-inferiority test; a better candidate passes with more power).
+    A pilot of fewer than two defined differences, or a margin of 0, needs every query (a huge n)."""
+    from scipy.stats import norm
+
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if len(d) < 2 or not margin > 0:
+        return 2**31 - 1
+    if not 0.0 < power < 1.0:
+        raise ConfigError([f"power must be in (0, 1), got {power!r}"], "queries_needed")
+    z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
+    return int(math.ceil((z * float(d.std(ddof=1)) / margin) ** 2))
 
 
 def quality_non_regression(

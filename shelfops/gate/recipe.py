@@ -46,6 +46,8 @@ class GateSettings:
     golden: int = 200
     depth: int = 30
     max_queries: int = 1000
+    min_queries: int = 100  # the pilot sample that sizes the rest (_quality_sample)
+    power: float | None = 0.9  # None: score every sampled test query
     title_probes: int = 100
     quality_margin: float = 0.005
     parity_min_pass_rate: float = 0.999
@@ -86,6 +88,68 @@ def _per_query_ndcg(s, test: pl.DataFrame, lo: float, servable: np.ndarray | Non
     if servable is not None:
         sc = np.where(servable, sc, sc.min() - 1e6)
     return pool_metrics(test, sc, lo=lo)["ndcg@10"]
+
+
+def _reference_margin(ref_q: np.ndarray, st: GateSettings) -> float:
+    return st.approximate_max_quality_drop * float(np.nanmean(ref_q))
+
+
+def _quality_sample(cand, prod, test: pl.DataFrame, lo: float, st: GateSettings, approx: bool,
+                    known: set[str] | None) -> tuple[dict[str, np.ndarray], dict]:
+    """Per-query NDCG@10 of the candidate, of production as it serves (``known``: the items its
+    catalogue holds) and, for an approximate variant, of its fp32 reference, on as many test
+    queries as the decisions need. A pilot of ``min_queries`` (in a seeded random order) says how
+    spread the per-query differences are; :func:`checks.queries_needed` turns that into the
+    queries each non-inferiority test needs at ``power``, and the rest up to that many are scored.
+    ``power`` None: every sampled test query."""
+    queries = test["query"].unique(maintain_order=True).to_list()
+    order = [queries[i] for i in np.random.default_rng(st.seed + 2).permutation(len(queries))]
+    source = []
+
+    def measure(qs: list[str]) -> dict[str, np.ndarray]:
+        f = test.filter(pl.col("query").is_in(qs))
+        out = {"candidate": _per_query_ndcg(cand, f, lo)}
+        if prod is not None:
+            servable = f["item_id"].is_in(list(known)).to_numpy() if known is not None else None
+            out["production"] = _per_query_ndcg(prod, f, lo, None if servable is None or servable.all()
+                                                else servable)
+        if approx:
+            out["reference"], src = _reference_ndcg(cand, f, lo)
+            source.append(src)
+        return out
+
+    n = len(order) if st.power is None else min(st.min_queries, len(order))
+    got, need = measure(order[:n]), n
+    if st.power is not None and n < len(order):
+        needs = ([C.queries_needed(got["candidate"] - got["production"], margin=st.quality_margin,
+                                   power=st.power)] if prod is not None else [])
+        if approx:
+            needs.append(C.queries_needed(got["candidate"] - got["reference"],
+                                          margin=_reference_margin(got["reference"], st), power=st.power))
+        need = max(needs, default=n)
+        if need > n:
+            more = measure(order[n:need])
+            got = {k: np.concatenate([v, more[k]]) for k, v in got.items()}
+    sizing = {"pilot": n, "needed": need, "used": min(max(n, need), len(order)), "available": len(order),
+              "power": st.power, **({"reference_scores": source[-1]} if source else {})}
+    return got, sizing
+
+
+def _reference_ndcg(s, test: pl.DataFrame, lo: float) -> tuple[np.ndarray, str]:
+    """Per-query NDCG@10 of the candidate's fp32 model: from the scores the train stage stored
+    for every test pair (``test_scores.parquet``, checksummed with the folder) when they cover
+    these pairs, else scored now."""
+    from shelfops.train.search import pool_metrics
+
+    stored = s.folder / "test_scores.parquet"
+    if stored.exists():
+        sc = pl.read_parquet(stored, columns=["query", "item_id", "model"]).unique(["query", "item_id"])
+        got = (test.with_row_index("_row").join(sc, on=["query", "item_id"], how="left")
+               .sort("_row")["model"])
+        if len(got) == len(test) and got.null_count() == 0:
+            return pool_metrics(test, got.to_numpy().astype(np.float64), lo=lo)["ndcg@10"], \
+                "stored by the train stage (test_scores.parquet)"
+    return _per_query_ndcg(s, test, lo, reference=True), "scored now"
 
 
 def catalogue_of(folder: Path) -> set[str] | None:
@@ -160,8 +224,8 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
     data_dir = Path(data_dir or cm.extra.get("data") or "")
     if not (data_dir / "manifest.json").exists():
         raise ConfigError([f"gate: dataset {data_dir} not found; pass --data DIR"])
-    cand = load_shipped(candidate)
-    prod = load_shipped(production) if production is not None else None
+    cand = load_shipped(candidate).offline()
+    prod = load_shipped(production).offline() if production is not None else None
     task = cand.spec.task
     if prod is not None and prod.spec.task != task:
         raise ConfigError([f"gate: candidate is a {task} model, production a {prod.spec.task} model"])
@@ -193,17 +257,14 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         info.update(golden_queries=len(gq), test_queries=test["query"].n_unique())
         c_groups = score_groups(cand, gq, cands)
         golden = {"task": task, "queries": gq, "candidates": cands, "scores": [g.tolist() for g in c_groups]}
-        cand_q = _per_query_ndcg(cand, test, lo)
-        info["candidate_ndcg@10"] = float(np.nanmean(cand_q))
+        known = catalogue_of(production) if prod is not None else None
+        if known is not None and not test["item_id"].is_in(list(known)).all():
+            info["test_pairs_outside_production_catalogue"] = int((~test["item_id"].is_in(list(known))).sum())
+        q, sizing = _quality_sample(cand, prod, test, lo, st, approx, known)
+        info["candidate_ndcg@10"] = float(np.nanmean(q["candidate"]))
+        info["quality_sample"] = sizing
         if prod is not None:  # 1. quality (each as it serves: on its own catalogue), 4. ranking consistency
-            known = catalogue_of(production)
-            servable = test["item_id"].is_in(list(known)).to_numpy() if known is not None else None
-            if servable is not None and servable.all():
-                servable = None
-            if servable is not None:
-                info["test_pairs_outside_production_catalogue"] = int((~servable).sum())
-            prod_q = _per_query_ndcg(prod, test, lo, servable)
-            results.append(C.quality_non_regression(cand_q, prod_q, margin=st.quality_margin,
+            results.append(C.quality_non_regression(q["candidate"], q["production"], margin=st.quality_margin,
                                                     n_boot=st.n_boot, metric="ndcg@10"))
             p_groups = score_groups(prod, gq, cands)
             results.append(C.ranking_consistency(gq, p_groups, c_groups, min_pass_rate=consistency_rate))
@@ -211,9 +272,8 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
             r_groups = score_groups(cand, gq, cands, reference=True)
             results.append(C.parity_with_reference(r_groups, c_groups, **parity_kw))
         if approx:
-            ref_q = _per_query_ndcg(cand, test, lo, reference=True)
             results.append(C.quality_non_regression(
-                cand_q, ref_q, margin=st.approximate_max_quality_drop * float(np.nanmean(ref_q)),
+                q["candidate"], q["reference"], margin=_reference_margin(q["reference"], st),
                 n_boot=st.n_boot, metric="ndcg@10", name="quality_vs_reference", against="reference"))
         # 3. determinism on a slice of the golden inputs
         qs = [q for q, c in zip(gq, cands) for _ in c][:96]

@@ -25,7 +25,7 @@ def check_consistency(folder: Path, golden_file: Path, *, min_pass_rate: float =
 
     g = json.loads(Path(golden_file).read_text())
     t0 = time.perf_counter()
-    now = [np.asarray(x, np.float64) for x in score_groups(load_shipped(Path(folder)), g["queries"],
+    now = [np.asarray(x, np.float64) for x in score_groups(load_shipped(Path(folder)).offline(), g["queries"],
                                                              g["candidates"])]
     ref = [np.asarray(x, np.float64) for x in g["scores"]]
     r = C.parity_with_reference(ref, now, min_pass_rate=min_pass_rate)

@@ -42,9 +42,13 @@ def encode(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int,
 
 
 def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *, max_length: int,
-            batch_size: int = 32) -> np.ndarray:
+            batch_size: int = 32, workers: int = 1) -> np.ndarray:
     """The variant's outputs for every input, in input order (batched by similar length;
-    ``batch_size=1``: one unpadded input per model call, tokenized together)."""
+    ``batch_size=1``: one unpadded input per model call, tokenized together). ``workers`` > 1
+    scores interleaved shares of the inputs side by side, one thread each (model calls
+    release the GIL): offline scoring on every core with a variant tuned to few threads."""
+    if workers > 1 and len(a) >= 2 * workers:
+        return _run_side_by_side(variant, tok, a, b, max_length, batch_size, workers)
     if batch_size == 1 and len(a):
         return _run_unbatched(variant, tok, a, b, max_length)
     keys = [len(x) + (len(b[i]) if b is not None else 0) for i, x in enumerate(a)]
@@ -57,6 +61,21 @@ def run_all(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, *,
     out = np.concatenate(parts)
     res = np.empty_like(out)
     res[order] = out
+    return res
+
+
+def _run_side_by_side(variant: Variant, tok, a: Sequence[str], b: Sequence[str] | None, max_length: int,
+                      batch_size: int, workers: int) -> np.ndarray:
+    from concurrent.futures import ThreadPoolExecutor
+
+    shares = [np.arange(k, len(a), workers) for k in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        outs = list(pool.map(lambda ix: run_all(variant, tok, [a[i] for i in ix],
+                                                [b[i] for i in ix] if b is not None else None,
+                                                max_length=max_length, batch_size=batch_size), shares))
+    res = np.empty((len(a),) + outs[0].shape[1:], dtype=outs[0].dtype)
+    for ix, out in zip(shares, outs):
+        res[ix] = out
     return res
 
 

@@ -27,6 +27,9 @@ from shelfops.errors import ConfigError
 Say = Callable[[str], None]
 REFERENCE = "torch-fp32"
 MODEL_FILES = ("model.json", "model.safetensors", "encoder")
+# the train stage's scores of every test pair under this fp32 model (train.recipe.write_test_scores):
+# they travel with it, so the gate can hold a variant to its fp32 model without scoring it again
+EVIDENCE_FILES = ("test_scores.parquet",)
 
 
 def _rss_mb() -> float:
@@ -126,6 +129,32 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
     return student, info, imp
 
 
+def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say) -> dict:
+    """Search: the re-rank depth one search can afford within ``cfg.search_p99_ms`` with the
+    chosen variant as it ships (optimize.depth), written into serving.json for the server."""
+    import json
+
+    from shelfops.optimize.depth import choose_depth, measure_depths
+    from shelfops.optimize.shipped import load_shipped
+    from shelfops.train.pairs import load_pairs
+
+    data = load_pairs(data_dir, augmented=False)
+    shipped = load_shipped(w.dir, verify=False)
+    lo, hi = shipped.spec.extra.get("grade_min", data.grade_min), shipped.spec.extra.get("grade_max", data.grade_max)
+    points, base = measure_depths(shipped, data.items, data.valid, lo=lo, hi=hi, depths=tuple(cfg.rerank_depths),
+                                  queries=cfg.max_queries, seconds=cfg.seconds_per_point)
+    depth, why = choose_depth(points, cfg.search_p99_ms)
+    for p in points:
+        say(f"optimize: search at re-rank depth {p.depth:>3}: p50 {p.p50_ms:6.1f} ms  p99 {p.p99_ms:6.1f} ms "
+            f"(retrieval {p.retrieval_p50_ms:.1f} ms)  NDCG@10 {p.ndcg10:.4f}  Recall@10 {p.recall10:.4f}")
+    say(f"optimize: {why} (BM25 alone {base['bm25_ndcg10']:.4f}, {base['queries']} validation queries over "
+        f"{base['catalogue']:,} products)")
+    serving = json.loads(w.path("serving.json").read_text())
+    w.write_json("serving.json", {**serving, "rerank_depth": depth, "search_p99_ms_budget": cfg.search_p99_ms})
+    return {"chosen": depth, "reason": why, "budget_p99_ms": cfg.search_p99_ms,
+            "points": [p.to_dict() for p in points], **base}
+
+
 def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | None = None,
         progress: bool = True, say: Say = print, config_dump: dict | None = None) -> Manifest:
     from shelfops.optimize import measure as Ms
@@ -159,6 +188,9 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
         for name in MODEL_FILES:  # the fp32 reference travels with its variants
             src = model_dir / name
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, w.dir / name)
+        for name in EVIDENCE_FILES:
+            if (model_dir / name).exists():
+                shutil.copy2(model_dir / name, w.dir / name)
         vdir = w.dir / "variants"
         rows: list[dict] = []
         ref_out = None
@@ -170,7 +202,8 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             atol = cfg.padding_atol_int8 if variant.precision == "int8" else cfg.padding_atol_fp32
             # one whose outputs move with padding will serve unbatched (policy.tune): measure it so
             outs = Ms.run_all(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
-                              batch_size=1 if pad > atol else 32)
+                              batch_size=1 if pad > atol else 32,
+                              workers=max(1, max(threads) // max(1, variant.threads)))
             eval_s = time.perf_counter() - t0
             if ref_out is None:
                 ref_out, ref_q = outs, ev.per_query(outs)
@@ -246,7 +279,11 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             w.write_json("serving.json", {"variant": chosen["name"], "engine": chosen["engine"],
                                           "precision": chosen["precision"], "files": chosen["files"],
                                           "max_length": spec.max_length, **chosen["setting"]})
+            if spec.task == "search" and cfg.rerank_depths:
+                report["depth"] = _rerank_depth(w, data_dir, cfg, say)
+                w.write_json("optimize.json", report)
         w.manifest.metrics = {"chosen": sel.chosen, "reason": sel.reason, "metric": ev.metric,
+                              "rerank_depth": (report.get("depth") or {}).get("chosen"),
                               "rejected": sel.rejected, "frontier": sel.frontier,
                               "variants": {r["name"]: {"quality": r["quality"],
                                                        "parity_pass_rate": r["parity"]["pass_rate"],

@@ -9,6 +9,7 @@ keeps the fp32 model it was derived from as the reference for parity checks.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,18 @@ class Shipped:
     variant: Variant
     reference: Variant
     serving: dict = field(default_factory=dict)
+    # model calls side by side in one ``run``: 1 as a server's batcher worker calls it (the server
+    # runs its own workers); ``offline()`` sets every core's worth, for the gate and checks
+    workers: int = 1
 
     @property
     def name(self) -> str:
         return self.variant.name
+
+    def offline(self) -> Shipped:
+        """Score on every core: as many side-by-side calls as the variant's threads leave room for."""
+        self.workers = max(1, (os.cpu_count() or 1) // max(1, self.variant.threads))
+        return self
 
     def run(self, a: list[str], b: list[str] | None = None, *, reference: bool = False,
             batch_size: int | None = None) -> np.ndarray:
@@ -41,7 +50,7 @@ class Shipped:
 
         v = self.reference if reference else self.variant
         bs = batch_size or int(self.serving.get("max_batch", 32))
-        return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs)
+        return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs, workers=self.workers)
 
 
 def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True) -> Shipped:

@@ -41,6 +41,7 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whit
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
 SERVED_PATHS = frozenset({"/v1/search", "/v1/rerank", "/v1/recommend", "/v1/classify"})
 
 
@@ -111,7 +112,7 @@ class ServeSettings:
     models: dict[str, tuple[Path, str]]  # task -> (folder, version)
     data_dir: Path | None = None
     admin_token: str | None = None
-    rerank_depth: int = 50
+    rerank_depth: int | None = None  # None: the search model's own (serving.json), else DEFAULT_RERANK_DEPTH
     max_body_bytes: int = 64 * 1024
     session_length: int = 50
     request_log: int = 100_000
@@ -396,10 +397,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
         cat = state.catalogue
         if cat is None:
             raise Unavailable("no catalogue loaded")
-        depth = min(len(cat.ids), max(settings.rerank_depth, body.k))
+        t0 = time.perf_counter()
         key = state.route_key("search", body.user or body.session)
+        slot = state.host.slots.get(key)
+        # the depth the optimize stage chose for the search latency budget, unless the server was told one
+        depth = min(len(cat.ids), max(settings.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
+                                      or DEFAULT_RERANK_DEPTH, body.k))
         # a release answers from the catalogue it was built and gated on (its data snapshot)
-        known = getattr(state.host.slots.get(key), "known_rows", None)
+        known = getattr(slot, "known_rows", None)
         want = min(len(cat.ids), depth * (4 if body.filters else 1) * (2 if known is not None else 1))
         versions: dict[str, str] = {}
         if "retrieval" in state.host.slots and cat.index is not None:
@@ -423,6 +428,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if known is not None:
             rows = [i for i in rows if i in known]
         rows = rows[:depth]
+        t_retrieved = time.perf_counter()
         scores = [0.0] * len(rows)
         if rows and key in state.host.slots:
             s = state.host.get(key)
@@ -438,6 +444,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
             shadow(state, "search", lambda c: c.batcher.submit_many(pairs), agree)
             rows, scores = [rows[i] for i in order], [scores[i] for i in order]
+        t_ranked = time.perf_counter()
         rid = uuid.uuid4().hex
         items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
                   "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
@@ -447,8 +454,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
                               "version": versions.get("search", versions["retrieval"]),
                               "top_category": items[0]["category"] if items else None,
                               "top_score": items[0]["score"] if items else None, "results": len(items)})
+        t_end = time.perf_counter()
+        # each stage's wall time, for the client (and bench/serve.py) to read: W3C Server-Timing
+        timing = (f"retrieval;dur={(t_retrieved - t0) * 1e3:.2f}, rerank;dur={(t_ranked - t_retrieved) * 1e3:.2f}, "
+                  f"response;dur={(t_end - t_ranked) * 1e3:.2f}, depth;desc={len(rows)}")
         return JSONResponse({"request_id": rid, "items": items, "versions": versions},
-                            headers={"x-shelfops-version": versions.get("search", versions["retrieval"])})
+                            headers={"x-shelfops-version": versions.get("search", versions["retrieval"]),
+                                     "server-timing": timing})
 
     @app.post("/v1/rerank")
     async def rerank(body: RerankIn):

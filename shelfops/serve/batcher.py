@@ -7,7 +7,9 @@ inputs or ``max_wait_ms`` has passed since that first input, and runs the model 
 model call releases the GIL; the event loop keeps accepting). The worker forms its next
 batch itself the moment it is free, from a thread-safe queue, so the event loop is not on
 the path between two model calls: results go back to the loop once per batch.
-``max_batch`` and ``max_wait_ms`` come from the optimize stage's tuning of the variant.
+``max_batch`` and ``max_wait_ms`` come from the optimize stage's tuning of the variant. With
+``fair_share`` (a variant that scores one input per call) a worker takes only its share of
+what is queued, so the inputs of one request are scored by every worker side by side.
 
 ``close()`` stops accepting new inputs, finishes everything already queued and then stops,
 so a model being swapped out drains instead of dropping requests.
@@ -36,9 +38,13 @@ class _Pending:
 class MicroBatcher:
     def __init__(self, fn: Callable[[list[Any]], Sequence[Any]], *, max_batch: int = 32,
                  max_wait_ms: float = 2.0, name: str = "model",
-                 on_batch: Callable[[int, float], None] | None = None, workers: int = 1) -> None:
+                 on_batch: Callable[[int, float], None] | None = None, workers: int = 1,
+                 fair_share: bool = False) -> None:
         self.fn, self.max_batch, self.max_wait = fn, max(1, int(max_batch)), max(0.0, max_wait_ms) / 1e3
         self.name, self.on_batch, self.workers = name, on_batch, max(1, int(workers))
+        # take only this worker's share of what is queued (the rest is for the other workers):
+        # for a variant that scores each input alone, one request's inputs then run side by side
+        self.fair_share = fair_share
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = 0
@@ -77,7 +83,10 @@ class MicroBatcher:
             return None
         batch = [first]
         deadline = first.enqueued + self.max_wait
-        while len(batch) < self.max_batch:
+        limit = self.max_batch
+        if self.fair_share and self.workers > 1:
+            limit = min(limit, -(-(1 + self._queue.qsize()) // self.workers))
+        while len(batch) < limit:
             left = deadline - time.perf_counter()
             try:
                 nxt = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()

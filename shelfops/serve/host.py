@@ -98,13 +98,16 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
     shipped = load_shipped(folder)
     serving = {**shipped.serving, **(batch_override or {})}
     max_batch, wait = int(serving.get("max_batch", 32)), float(serving.get("max_wait_ms", 2.0))
-    if max_batch == 1:  # tuned to one input per model call (its scores depend on batch companions):
-        # hand the worker whatever is queued at once, and let it score each input alone
+    unbatched = max_batch == 1
+    if unbatched:  # tuned to one input per model call (its scores depend on batch companions):
+        # hand each worker its share of whatever is queued at once, and let it score each input alone
         max_batch, wait = UNBATCHED_DISPATCH, 0.0
+    extra = {"fair_share": True} if unbatched and batching == "asyncio" else {}
     b = batcher(_text_fn(shipped, task), max_batch=max_batch, max_wait_ms=wait, name=f"{task}-v{version}",
-                on_batch=on_batch, workers=int(serving.get("workers", 1)))
+                on_batch=on_batch, workers=int(serving.get("workers", 1)), **extra)
     meta = {"variant": shipped.name, "max_batch": b.max_batch, "max_wait_ms": b.max_wait * 1e3,
-            "threads": shipped.variant.threads, "workers": b.workers}
+            "threads": shipped.variant.threads, "workers": b.workers,
+            "rerank_depth": serving.get("rerank_depth")}
     if task == "classify":
         meta["labels"] = shipped.spec.labels
     if (folder / "manifest.json").exists():

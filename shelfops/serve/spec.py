@@ -24,7 +24,7 @@ class ReplicaSpec:
     # the config's serve: section (ServeConfig)
     state_url: str | None = None
     session_length: int = 50
-    rerank_depth: int = 50
+    rerank_depth: int | None = None  # None: the search model's chosen depth
     shadow_fraction: float = 1.0
 
     @classmethod

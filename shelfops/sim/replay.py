@@ -114,7 +114,8 @@ class Replay:
     def run(self, searches: int | None = None, *, seconds: float | None = None, concurrency: int = 4,
             stop: threading.Event | None = None, rate: float | None = None, progress=None) -> Tally:
         """Play ``searches`` searches (or until ``seconds`` pass, or ``stop`` is set) with
-        ``concurrency`` shoppers at a time, at most ``rate`` searches per second overall;
+        ``concurrency`` shoppers at a time, at most ``rate`` searches per second overall
+        (None: as fast as the server answers; 0: paused until the rate is raised again);
         returns the tally (also kept on ``self.tally``)."""
         if searches is None and seconds is None and stop is None:
             raise ValueError("give searches, seconds or a stop event")
@@ -131,6 +132,9 @@ class Replay:
                     return
                 if deadline is not None and time.monotonic() > deadline:
                     return
+                if self.rate == 0:  # paused
+                    (stop.wait if stop is not None else time.sleep)(0.05)
+                    continue
                 with self._lock:
                     if next(counter, None) is None:
                         return

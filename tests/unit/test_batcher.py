@@ -132,3 +132,28 @@ def test_several_workers_run_calls_side_by_side_and_all_drain():
     b, outs = asyncio.run(main())
     assert outs == [i * 2 for i in range(12)] and b.items == 12
     assert peak[0] == 2
+
+
+@pytest.mark.parametrize("fair", [False, True])
+def test_fair_share_spreads_one_requests_inputs_over_every_worker(fair):
+    calls: list[tuple[str, list[int]]] = []
+
+    def fn(items):
+        calls.append((threading.current_thread().name, list(items)))
+        time.sleep(0.002 * len(items))  # each input scored alone, one after another
+        return [x * 10 for x in items]
+
+    async def main():
+        b = MicroBatcher(fn, max_batch=64, max_wait_ms=0, workers=2, fair_share=fair).start()
+        out = await b.submit_many(list(range(20)))
+        await b.close()
+        return out
+
+    assert asyncio.run(main()) == [x * 10 for x in range(20)]
+    per_worker = {}
+    for name, items in calls:
+        per_worker[name] = per_worker.get(name, 0) + len(items)
+    if fair:  # both workers score about half of the request's inputs
+        assert len(per_worker) == 2 and max(per_worker.values()) <= 12, per_worker
+    else:  # the first free worker takes everything queued
+        assert max(per_worker.values()) >= 15, per_worker

@@ -26,8 +26,15 @@ def test_schedule_click_through_drop_and_new_data():
     assert not decide(Signals(now=3000, production_since=0), p).retrain
     assert not decide(Signals(now=3000, production_since=None), p).retrain
     drop = decide(Signals(now=10, production_since=0, ctr_reference=0.05, ctr_current=0.04,
-                          impressions_reference=500, impressions_current=500), p)
+                          impressions_reference=20_000, impressions_current=20_000), p)
     assert drop.retrain and "fell 20%" in drop.reasons[0] and abs(drop.evidence["ctr_drop"] - 0.2) < 1e-9
+    assert drop.evidence["ctr_drop_p"] < 1e-4
+    # the same 20% fall on 500 impressions a window (25 -> 20 clicks), or the demo's 106 -> 90 clicks
+    # in 1,000: past the relative threshold, but chance does that often; no retraining
+    for ref, cur, n in ((0.05, 0.04, 500), (0.106, 0.090, 1000)):
+        noise = decide(Signals(now=10, production_since=0, ctr_reference=ref, ctr_current=cur,
+                               impressions_reference=n, impressions_current=n), p)
+        assert not noise.retrain and noise.evidence["ctr_drop"] >= 0.15 and noise.evidence["ctr_drop_p"] > 0.05
     few = decide(Signals(now=10, production_since=0, ctr_reference=0.05, ctr_current=0.01,
                          impressions_reference=50, impressions_current=50), p)
     assert not few.retrain  # too few impressions to judge
