@@ -108,7 +108,9 @@ def _quality_sample(cand, prod, test: pl.DataFrame, lo: float, st: GateSettings,
 
     def measure(qs: list[str]) -> dict[str, np.ndarray]:
         f = test.filter(pl.col("query").is_in(qs))
-        out = {"candidate": _per_query_ndcg(cand, f, lo)}
+        # a candidate that ships its fp32 model as trained is that model: the train stage's scores are its own
+        out = {"candidate": (_reference_ndcg(cand, f, lo)[0] if cand.variant is cand.reference
+                             else _per_query_ndcg(cand, f, lo))}
         if prod is not None:
             servable = f["item_id"].is_in(list(known)).to_numpy() if known is not None else None
             out["production"] = _per_query_ndcg(prod, f, lo, None if servable is None or servable.all()
@@ -137,8 +139,9 @@ def _quality_sample(cand, prod, test: pl.DataFrame, lo: float, st: GateSettings,
 
 def _reference_ndcg(s, test: pl.DataFrame, lo: float) -> tuple[np.ndarray, str]:
     """Per-query NDCG@10 of the candidate's fp32 model: from the scores the train stage stored
-    for every test pair (``test_scores.parquet``, checksummed with the folder) when they cover
-    these pairs, else scored now."""
+    for every test pair (``test_scores.parquet``, checksummed with the folder: the same weights
+    scored them) when they cover these pairs, else scored now. The gate still runs the model
+    itself on the golden set, the probes and in a fresh process."""
     from shelfops.train.search import pool_metrics
 
     stored = s.folder / "test_scores.parquet"

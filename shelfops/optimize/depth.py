@@ -55,7 +55,7 @@ def choose_depth(points: list[DepthPoint], budget_ms: float) -> tuple[int, str]:
 
 
 def measure_depths(shipped, items: pl.DataFrame, judged: pl.DataFrame, *, lo: float, hi: float,
-                   depths: tuple[int, ...] = DEPTHS, queries: int = 50, min_searches: int = 20,
+                   depths: tuple[int, ...] = DEPTHS, queries: int = 50, min_searches: int = 40,
                    seconds: float = 0.5, threshold: float = 0.5, seed: int = 0
                    ) -> tuple[list[DepthPoint], dict]:
     """Every depth's latency and quality (see the module's docstring), and BM25's own quality.
@@ -80,32 +80,36 @@ def measure_depths(shipped, items: pl.DataFrame, judged: pl.DataFrame, *, lo: fl
     scores[rows[:, :dmax] < 0] = -np.inf  # fewer hits than the depth: nothing there to re-rank
     kw = dict(lo=lo, hi=hi, threshold=threshold, ks=(10,))
     bm25 = catalogue_eval(None, None, qs, judged, ids, retrieved=rows, **kw)
-    points = []
+    quality = {}
     for d in depths:
         order = np.argsort(-scores[:, :d], axis=1, kind="stable")
         top = np.concatenate([np.take_along_axis(rows[:, :d], order, axis=1), rows[:, d:]], axis=1)
-        q = catalogue_eval(None, None, qs, judged, ids, retrieved=top, **kw)
-        lat, ret = _time_searches(shipped, bm, qs, texts, d, min_searches, seconds, rng)
-        points.append(DepthPoint(d, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
-                                 float(np.percentile(ret, 50)), float(np.nanmean(q["ndcg@10"])),
-                                 float(np.nanmean(q["recall@10"])), len(lat)))
+        quality[d] = catalogue_eval(None, None, qs, judged, ids, retrieved=top, **kw)
+    lat, ret = _time_searches(shipped, bm, qs, texts, depths, min_searches, seconds, rng)
+    points = [DepthPoint(d, float(np.percentile(lat[d], 50)), float(np.percentile(lat[d], 99)),
+                         float(np.percentile(ret[d], 50)), float(np.nanmean(quality[d]["ndcg@10"])),
+                         float(np.nanmean(quality[d]["recall@10"])), len(lat[d])) for d in depths]
     return points, {"queries": len(qs), "bm25_ndcg10": float(np.nanmean(bm25["ndcg@10"])),
                     "bm25_recall10": float(np.nanmean(bm25["recall@10"])), "catalogue": len(ids)}
 
 
-def _time_searches(shipped, bm, qs: list[str], texts: list[str], depth: int, min_searches: int,
-                   seconds: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Wall times (ms) of whole searches at ``depth`` and of their retrieval alone."""
-    shipped.run([qs[0]] * depth, texts[:depth])  # warm-up
-    lat, ret = [], []
-    t_end = time.perf_counter() + seconds
-    while len(lat) < min_searches or time.perf_counter() < t_end:
-        q = qs[int(rng.integers(len(qs)))]
-        t0 = time.perf_counter()
-        r, _ = bm.search([q], depth)
-        t1 = time.perf_counter()
-        shipped.run([q] * depth, [texts[i] for i in r[0] if i >= 0])
-        t2 = time.perf_counter()
-        lat.append((t2 - t0) * 1e3)
-        ret.append((t1 - t0) * 1e3)
-    return np.asarray(lat), np.asarray(ret)
+def _time_searches(shipped, bm, qs: list[str], texts: list[str], depths: tuple[int, ...], min_searches: int,
+                   seconds: float, rng: np.random.Generator) -> tuple[dict, dict]:
+    """Wall times (ms) of whole searches at each depth and of their retrieval alone. The depths
+    take turns, one search each, so a slow moment of a shared machine lands on all of them
+    instead of on whichever depth was being measured then."""
+    shipped.run([qs[0]] * max(depths), texts[:max(depths)])  # warm-up
+    lat: dict[int, list[float]] = {d: [] for d in depths}
+    ret: dict[int, list[float]] = {d: [] for d in depths}
+    t_end = time.perf_counter() + seconds * len(depths)
+    while len(lat[depths[0]]) < min_searches or time.perf_counter() < t_end:
+        for d in depths:
+            q = qs[int(rng.integers(len(qs)))]
+            t0 = time.perf_counter()
+            r, _ = bm.search([q], d)
+            t1 = time.perf_counter()
+            shipped.run([q] * d, [texts[i] for i in r[0] if i >= 0])
+            t2 = time.perf_counter()
+            lat[d].append((t2 - t0) * 1e3)
+            ret[d].append((t1 - t0) * 1e3)
+    return ({d: np.asarray(v) for d, v in lat.items()}, {d: np.asarray(v) for d, v in ret.items()})

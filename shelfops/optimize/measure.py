@@ -228,7 +228,7 @@ def flops_per_item(config, tokens: float, layers: int | None = None) -> float:
     return float(n * per_layer)
 
 
-def matmul_flops(threads: int, n: int = 2048, seconds: float = 1.0) -> float:
+def matmul_flops(threads: int, n: int = 2048, seconds: float = 0.3) -> float:
     """The machine's fp32 matmul FLOP/s at ``threads`` threads, measured now."""
     torch.set_num_threads(threads)
     x, y = torch.randn(n, n), torch.randn(n, n)

@@ -20,6 +20,7 @@ stop words that ``bm25s`` ships (NLTK's list).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 
@@ -86,6 +87,9 @@ class BM25Index:
     ) -> None:
         import bm25s
 
+        # bm25s logs each index build at DEBUG; once any library adds a root handler
+        # (onnxruntime's quantizer does) those lines would reach the user's terminal
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         docs = _texts("docs", docs)
         if not docs:
             raise DataError("docs is empty: BM25 needs at least one document", argument="docs")

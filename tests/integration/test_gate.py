@@ -89,6 +89,10 @@ def test_approximate_variant_proves_quality_and_stays_within_the_churn_bound(mod
     assert margin == pytest.approx(0.5 * q["numbers"]["production_mean"])  # relative to the fp32 model
     assert q["passed"] == (q["numbers"]["ci_low"] >= -margin)
     assert "vs reference" in q["details"][0]
+    # its fp32 model's quality comes from the scores the train stage stored with the weights,
+    # the same numbers the gate would get by scoring them again
+    assert rep["quality_sample"]["reference_scores"].startswith("stored by the train stage")
+    _stored_reference_equals_scoring_again(out)
     det = c["determinism"]  # a variant tuned to batch 1 (dynamic int8) is checked as it serves
     assert det["passed"] and (det["numbers"]["padding_max_abs_diff"] is None) == (serving["max_batch"] == 1)
     strict = CliRunner().invoke(app, ["gate", str(out), "--out", str(tmp_path / "g2"),
@@ -96,6 +100,23 @@ def test_approximate_variant_proves_quality_and_stays_within_the_churn_bound(mod
     q0 = _checks(json.loads((tmp_path / "g2" / "gate.json").read_text()))["quality_vs_reference"]
     if q0["numbers"]["ci_low"] < 0:  # any measurable loss fails a zero budget
         assert not q0["passed"] and strict.exit_code != 0
+
+
+def _stored_reference_equals_scoring_again(folder):
+    import numpy as np
+
+    from shelfops.artifacts import read_manifest
+    from shelfops.gate.recipe import _per_query_ndcg, _reference_ndcg
+    from shelfops.optimize.shipped import load_shipped
+    from shelfops.train.pairs import load_pairs
+
+    s = load_shipped(folder).offline()
+    data = load_pairs(read_manifest(folder).extra["data"], augmented=False)
+    stored, source = _reference_ndcg(s, data.test, data.grade_min)
+    again = _per_query_ndcg(s, data.test, data.grade_min, reference=True)
+    assert source.startswith("stored") and np.allclose(stored, again, atol=1e-3, equal_nan=True)
+    s.folder = folder / "elsewhere"  # a folder without them: the gate scores the reference itself
+    assert _reference_ndcg(s, data.test, data.grade_min)[1] == "scored now"
 
 
 def test_damaged_candidate_fails_with_reasons_and_cannot_be_promoted(models, tmp_path, monkeypatch):

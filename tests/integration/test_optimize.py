@@ -82,6 +82,18 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
     assert not (out / "variants" / "external-scrambled").exists()  # only the chosen one is kept
     assert read_manifest(out).metrics["chosen"] == sel["chosen"]
 
+    # a search model: the re-rank depth one search can afford within the budget, measured with
+    # the chosen variant over the whole catalogue, and handed to the server in serving.json
+    depth = rep["depth"]
+    pts = {p["depth"]: p for p in depth["points"]}
+    assert sorted(pts) == [10, 20, 30, 50, 100] and all(p["searches"] >= 40 for p in pts.values())
+    assert pts[100]["p50_ms"] > pts[10]["p50_ms"]  # deeper costs more model calls
+    # re-ranking only the first page keeps BM25's page: the same products found, in another order
+    assert pts[10]["recall10"] == pytest.approx(depth["bm25_recall10"]) and 0 <= depth["bm25_ndcg10"] <= 1
+    fits = [d for d, p in pts.items() if p["p99_ms"] <= depth["budget_p99_ms"]]
+    assert depth["chosen"] == (max(fits) if fits else 10) == serving["rerank_depth"]
+    assert read_manifest(out).metrics["rerank_depth"] == depth["chosen"]
+
 
 def test_optimize_refuses_a_folder_without_a_model(tmp_path):
     res = CliRunner().invoke(app, ["optimize", str(tmp_path), "--no-progress"])

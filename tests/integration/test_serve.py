@@ -306,3 +306,29 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
         assert reg.aliases("shop-search")["production"] == "1"
     finally:
         running.stop()
+
+
+def test_search_reranks_to_the_depth_the_optimize_stage_chose_and_times_its_stages(models, small_shop, tmp_path):
+    """No depth given to the server: it re-ranks as deep as the model's serving.json says (the
+    optimize stage's choice for the search latency budget), and says how long each stage took."""
+    import json
+    import shutil
+
+    folder = tmp_path / "search"
+    shutil.copytree(models / "search", folder)
+    (folder / "serving.json").write_text(json.dumps({
+        "variant": "torch-fp32", "engine": "torch", "precision": "fp32", "files": [], "threads": 1,
+        "max_batch": 8, "max_wait_ms": 2.0, "workers": 1, "rerank_depth": 13}))
+    running = start_in_thread(create_app(ServeSettings(models={"search": (folder, "1")}, data_dir=small_shop)))
+    try:
+        c = httpx.Client(base_url=running.url, timeout=30)
+        assert c.get("/readyz").json()["models"]["search"]["rerank_depth"] == 13
+        r = c.post("/v1/search", json={"query": "red running shoes", "k": 5})
+        timing = dict(part.strip().split(";", 1) for part in r.headers["server-timing"].split(","))
+        assert timing["depth"] == "desc=13"  # BM25's top 13 were re-ranked
+        stages = {k: float(v.removeprefix("dur=")) for k, v in timing.items() if v.startswith("dur=")}
+        assert set(stages) == {"retrieval", "rerank", "response"} and stages["rerank"] > 0
+        deeper = c.post("/v1/search", json={"query": "red running shoes", "k": 20})
+        assert "depth;desc=20" in deeper.headers["server-timing"]  # never shallower than the page asked for
+    finally:
+        running.stop()

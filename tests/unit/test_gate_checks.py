@@ -462,3 +462,21 @@ def test_typo_leaves_text_without_a_long_word_unchanged():
     assert typo("aaaa bbb", rng) == "aaaa bbb"  # swapping equal letters is no typo
     assert typo("", rng) == ""
     assert _one_adjacent_swap("aaab", typo("aaab", rng)) == 2
+
+
+def test_queries_needed_is_the_non_inferiority_sample_size():
+    from scipy.stats import norm
+
+    from shelfops.gate.checks import queries_needed
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.0, 0.06, 400)
+    z = norm.ppf(0.975) + norm.ppf(0.9)
+    want = (z * d.std(ddof=1) / 0.02) ** 2
+    assert queries_needed(d, margin=0.02, power=0.9) == int(np.ceil(want))
+    assert 80 < want < 110  # ~95 queries to show a loss under 0.02 NDCG at this spread
+    assert queries_needed(d, margin=0.01, power=0.9) > 3.9 * queries_needed(d, margin=0.02, power=0.9)
+    assert queries_needed(2 * d, margin=0.02) > queries_needed(d, margin=0.02)  # noisier: more queries
+    assert queries_needed(d, margin=0.0) > 10**9 and queries_needed([0.1], margin=0.02) > 10**9
+    with pytest.raises(ConfigError, match="power"):
+        queries_needed(d, margin=0.02, power=1.0)

@@ -208,3 +208,17 @@ def test_choose_drop_and_flops():
     # MiniLM-L6 at 32 tokens: ~0.70 GFLOP per pair (PERF-NOTES)
     assert flops_per_item(Cfg, 32) / 1e9 == pytest.approx(0.70, abs=0.03)
     assert flops_per_item(Cfg, 32, layers=3) == pytest.approx(flops_per_item(Cfg, 32) / 2)
+
+
+def test_choose_depth_takes_the_deepest_re_rank_within_the_search_budget():
+    from shelfops.optimize.depth import DepthPoint, choose_depth
+
+    pts = [DepthPoint(10, 15, 22, 0.2, 0.47, 0.50, 40), DepthPoint(20, 30, 44, 0.2, 0.49, 0.52, 40),
+           DepthPoint(30, 45, 61, 0.3, 0.51, 0.54, 40)]
+    depth, why = choose_depth(pts, 50.0)
+    assert depth == 20 and "44.0 ms" in why and "within 50 ms" in why
+    assert choose_depth(pts, 100.0)[0] == 30
+    depth, why = choose_depth(pts, 5.0)  # nothing fits: the shallowest, and the reason says so
+    assert depth == 10 and "no depth meets" in why
+    with pytest.raises(ValueError, match="no measured depths"):
+        choose_depth([], 50.0)
