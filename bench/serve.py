@@ -176,7 +176,8 @@ def parse_timing(header: str) -> dict[str, float]:
     return out
 
 
-def search_latency(model: Path, seconds: float, concurrencies: list[int]) -> dict:
+def search_latency(model: Path, seconds: float, concurrencies: list[int], depth_override: int | None = None
+                   ) -> dict:
     """One whole search as a shopper's browser sees it (see the module docstring)."""
     import numpy as np
 
@@ -191,13 +192,17 @@ def search_latency(model: Path, seconds: float, concurrencies: list[int]) -> dic
     opt = json.loads((model / "optimize.json").read_text()) if (model / "optimize.json").exists() else {}
     serving = json.loads((model / "serving.json").read_text()) if (model / "serving.json").exists() else {}
     depth = opt.get("depth") or {}
-    point = next((p for p in depth.get("points", []) if p["depth"] == depth.get("chosen")), None)
+    served_depth = depth_override or depth.get("chosen")
+    point = next((p for p in depth.get("points", []) if p["depth"] == served_depth), None)
     port = free_port()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "shelfops"), "serve", "--model", f"search={model}",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [str(Path(sys.executable).parent / "shelfops"), "serve", "--model", f"search={model}", "--port", str(port)]
+    if depth_override:  # what a config's serve.rerank_depth does (the demo story pins 20)
+        cmd.append(f"serve.rerank_depth={depth_override}")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    out: dict = {"model": str(model), "variant": serving.get("variant"), "rerank_depth": depth.get("chosen"),
+    out: dict = {"model": str(model), "variant": serving.get("variant"), "rerank_depth": served_depth,
+                 "depth_chosen_by_optimize": depth.get("chosen"), "depth_points": depth.get("points"),
                  "budget_p99_ms": depth.get("budget_p99_ms"), "catalogue": depth.get("catalogue"),
                  "quality_at_depth": point and {"ndcg@10": point["ndcg10"], "recall@10": point["recall10"],
                                                 "bm25_ndcg@10": depth.get("bm25_ndcg10"),
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--search", action="store_true", help="time whole searches instead (see above)")
     ap.add_argument("--search-concurrency", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--depth", type=int, default=None, help="--search: re-rank this deep instead of the "
+                    "depth the optimize stage chose (serving.json)")
     ap.add_argument("--serve-baseline", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -248,10 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if a.search:
-        res = {**search_latency(a.model, a.seconds, a.search_concurrency), "cpu": _cpu()}
+        res = {**search_latency(a.model, a.seconds, a.search_concurrency, a.depth), "cpu": _cpu()}
         out = ROOT / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "search_latency.json").write_text(json.dumps(res, indent=2))
+        name = "search_latency.json" if a.depth is None else f"search_latency_depth{a.depth}.json"
+        (out / name).write_text(json.dumps(res, indent=2))
         q = res["quality_at_depth"] or {}
         print(f"variant {res['variant']}, re-rank depth {res['rerank_depth']} (budget p99 {res['budget_p99_ms']} ms), "
               f"NDCG@10 over the catalogue at that depth {q.get('ndcg@10', float('nan')):.4f} "

@@ -104,7 +104,8 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     token = secrets.token_hex(16)
     prefix = cfg.name
     settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=catalogue,
-                             admin_token=token, watch=follow_registry(reg, prefix),
+                             admin_token=token, rerank_depth=cfg.serve.rerank_depth,
+                             watch=follow_registry(reg, prefix),
                              shadow_fraction=cfg.serve.shadow_fraction,
                              watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
     server = start_in_thread(create_app(settings))
