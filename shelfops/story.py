@@ -175,9 +175,9 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
         if row is not None and row.status == "promoted":
             pilot.check_consistency()  # the new production against the golden set it was gated on
             # the shoppers keep shopping on the new production (at full pace: nothing is being
-            # built), so both versions have served enough drifted searches to compare them: v1
-            # serves ~600 before and during the canary; 1,000 on v2 give a one-sided test at 0.05
-            # about 75% power for a +12% lift (half that many: about 60%)
+            # built), so both versions have served enough drifted searches to compare them: with
+            # v1's ~1,000 before and during the canary, 1,000 on v2 give the one-sided test at 0.05
+            # about 80% power for a +12% lift (500 and 600: about 60%)
             target, t_w, j1 = 10 * n_win, time.perf_counter(), len(pilot.journal)
             drifted.rate = None
             while (drifted.tally.by_version.get(row.candidate, {}).get("searches", 0) < target
