@@ -27,8 +27,15 @@ def train(
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
+        ce = None
+        if reranker is not None:  # as it ships: an optimized folder keeps its variant and tuning
+            import os
+
+            from shelfops.optimize.shipped import load_shipped
+
+            ce = load_shipped(reranker, threads=os.cpu_count() or 1)
         m = recipe.run(task, data, out, cfg.train, progress=progress, say=say,
-                       config_dump=cfg.model_dump(mode="json"), reranker=reranker)
+                       config_dump=cfg.model_dump(mode="json"), reranker=ce)
         verdict = {"yes": "beats every baseline (non-overlapping 95% intervals)",
                    "paired": "beats every baseline by the paired difference (95% interval above "
                              "0) but the intervals overlap",

@@ -89,7 +89,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _semantic_problems(cfg: ShelfopsConfig, base: Path) -> list[str]:
     """Checks pydantic cannot do alone: files exist, mappings name canonical columns."""
-    from shelfops.data.schema import TABLES
+    from shelfops.tables import TABLES
 
     problems = []
     for i, src in enumerate(cfg.data.sources):

@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping
 import numpy as np
 import polars as pl
 
-from shelfops.data.schema import CATEGORY_SEP
+from shelfops.tables import CATEGORY_SEP
 from shelfops.data.text import normalise_query
 from shelfops.errors import ConfigError, SchemaError
 

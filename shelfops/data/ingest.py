@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shelfops.data.dedupe import SeenHashes
-from shelfops.data.schema import QUARANTINE, TABLES, Reason
+from shelfops.tables import QUARANTINE, TABLES, Reason
 from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
 from shelfops.data.validate import Pseudonymiser, Rules, check_batch, raw_json
 from shelfops.errors import DataError

@@ -29,7 +29,7 @@ import math
 
 import polars as pl
 
-from shelfops.data.schema import EVENT_TYPES
+from shelfops.tables import EVENT_TYPES
 from shelfops.data.text import normalise_query
 from shelfops.errors import ConfigError, SchemaError
 

@@ -62,7 +62,7 @@ from shelfops.data.report_frames import (
     scan_table,
     to_rows,
 )
-from shelfops.data.schema import EVENT_TYPES, EVENTS, ITEMS
+from shelfops.tables import EVENT_TYPES, EVENTS, ITEMS
 
 __all__ = [
     "AUDIENCE_FORMULA", "AUDIENCE_WEIGHTS", "FUNNEL_STEPS", "RFM_METHOD", "SEGMENTS",

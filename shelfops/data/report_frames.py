@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from shelfops.data.schema import CATEGORY_SEP
+from shelfops.tables import CATEGORY_SEP
 
 DAY_MS = 86_400_000
 INTERACTIONS: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")

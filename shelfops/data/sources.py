@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shelfops.data.schema import QUARANTINE, Reason
+from shelfops.tables import QUARANTINE, Reason
 from shelfops.errors import SourceReadError
 
 Transform = Callable[[pl.DataFrame], pl.DataFrame]

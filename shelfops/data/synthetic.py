@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shelfops.data.schema import CATEGORY_SEP, EVENT_TYPES, EVENTS, JUDGEMENTS
+from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, JUDGEMENTS
 from shelfops.data.synthetic_catalogue import (
     LexicalIndex,
     build_query_bank,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shelfops.data.schema import CATEGORY_SEP, ITEMS
+from shelfops.tables import CATEGORY_SEP, ITEMS
 from shelfops.data.synthetic_text import (
     BRANDS,
     HOUSE_BRANDS,

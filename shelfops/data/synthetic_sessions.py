@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shelfops.data.schema import EVENT_TYPES
+from shelfops.tables import EVENT_TYPES
 from shelfops.data.synthetic_catalogue import Catalogue, LexicalIndex, Query
 from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of, sigmoid
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 
 from shelfops.data.privacy import mask_pii_expr, pseudonymise
-from shelfops.data.schema import EVENT_TYPES, REQUIRED, TABLES, Reason
+from shelfops.tables import EVENT_TYPES, REQUIRED, TABLES, Reason
 from shelfops.data.text import clean_text_expr
 
 TEXT_COLUMNS = {"title", "description", "query", "category", "brand"}

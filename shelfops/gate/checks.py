@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from shelfops.errors import ConfigError, DataError
-from shelfops.gate.thresholds import CHURN_MIN_OVERLAP, CHURN_MIN_TAU
-from shelfops.train.metrics import compare
+from shelfops.config.schema import CHURN_MIN_OVERLAP, CHURN_MIN_TAU
+from shelfops.eval.agreement import kendall_tau, rank_biased_overlap, ranking, top_k_overlap
+from shelfops.eval.metrics import compare
 
 __all__ = [
     "GateResult",
@@ -44,10 +44,8 @@ __all__ = [
     "parity_with_reference",
     "quality_non_regression",
     "queries_needed",
-    "rank_biased_overlap",
     "ranking_consistency",
     "summarize",
-    "top_k_overlap",
     "typo",
     "typo_robustness",
 ]
@@ -163,34 +161,6 @@ def _unit(value: float, name: str, where: str) -> None:
         raise ConfigError([f"{name} must be in [0, 1], got {value!r}"], where)
 
 
-def top_k_overlap(ref: np.ndarray, got: np.ndarray, k: int = 10) -> float:
-    """|top-k(ref) ∩ top-k(got)| / k, k capped at the group size (1.0 for an empty group).
-
-    The one definition, shared with :mod:`shelfops.optimize.measure`; it lives here because
-    the gate checks must stay importable (and testable) without torch."""
-    k = min(k, len(ref))
-    if k == 0:
-        return 1.0
-    a = set(np.argsort(-ref, kind="stable")[:k].tolist())
-    b = set(np.argsort(-got, kind="stable")[:k].tolist())
-    return len(a & b) / k
-
-
-def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """scipy's tau-b; 1.0 for < 2 items or both constant, 0.0 when only one side is constant."""
-    if len(a) < 2:
-        return 1.0
-    const_a, const_b = bool(np.all(a == a[0])), bool(np.all(b == b[0]))
-    if const_a or const_b:
-        return 1.0 if const_a and const_b else 0.0
-    t = float(kendalltau(a, b).statistic)
-    return 0.0 if math.isnan(t) else t
-
-
-def _ranking(scores: np.ndarray) -> list[int]:
-    return np.argsort(-scores, kind="stable").tolist()
-
-
 def _rate(flags: Sequence[bool]) -> float:
     return float(np.mean(flags)) if len(flags) else 0.0
 
@@ -233,7 +203,7 @@ def quality_non_regression(
     variant against its own fp32 model: ``quality_vs_reference`` against ``reference``).
 
     ``candidate[i]`` and ``production[i]`` are the metric of the same query i (NaN queries are
-    dropped from both, as :func:`shelfops.train.metrics.compare` does). Passes when the lower end
+    dropped from both, as :func:`shelfops.eval.metrics.compare` does). Passes when the lower end
     of the 95% paired-bootstrap interval of mean(candidate - production) is >= ``-margin``: a
     candidate only has to show that any loss is smaller than ``margin``, not that it wins; a
     noisy small test set therefore makes the gate stricter, never looser.
@@ -300,7 +270,7 @@ def parity_with_reference(
         _unit(v, name, where)
     pairs = _paired_groups(ref_groups, groups, "ref_groups", "groups")
     overlaps = [top_k_overlap(r, g, k) for r, g in pairs]
-    taus = [_kendall_tau(r, g) for r, g in pairs]
+    taus = [kendall_tau(r, g) for r, g in pairs]
     ok = [o >= min_overlap and t >= min_tau for o, t in zip(overlaps, taus)]
     diffs = np.concatenate([np.abs(g - r) for r, g in pairs])
     worst_diff = float(diffs.max()) if diffs.size else 0.0
@@ -401,58 +371,6 @@ def determinism(
 # --------------------------------------------------------------------------- ranking
 
 
-def rank_biased_overlap(a: Sequence[Hashable], b: Sequence[Hashable], p: float = 0.9) -> float:
-    """Extrapolated rank-biased overlap, RBO_ext (Webber, Moffat & Zobel 2010, eq. 32).
-
-    ``a`` and ``b`` are rankings of ids, best first, without repeats; they may differ in length and
-    in content. With S the shorter list (length s), L the longer (length l) and X_d the overlap of
-    their first d items (for d > s, all of S against L's first d)::
-
-        RBO_ext = (1-p)/p * (sum_{d=1..l} X_d/d p^d + sum_{d=s+1..l} X_s (d-s)/(s d) p^d)
-                  + ((X_l - X_s)/l + X_s/s) p^l
-
-    1.0 for identical lists (and when the shorter list is a prefix of the longer), 0.0 for
-    disjoint ones. ``p`` in (0, 1): smaller p weighs the top more (the first d items carry about
-    1 - p^d of the weight). Two empty lists give 1.0, one empty list gives 0.0.
-    """
-    if not 0.0 < p < 1.0:
-        raise ConfigError([f"p must be in (0, 1), got {p!r}"], "rank_biased_overlap")
-    la, lb = list(a), list(b)
-    for name, lst in (("a", la), ("b", lb)):
-        if len(set(lst)) != len(lst):
-            raise DataError(f"{name} repeats an id; a ranking lists each id once", argument=name)
-    short, long_ = (la, lb) if len(la) <= len(lb) else (lb, la)
-    s, l_ = len(short), len(long_)
-    if l_ == 0:
-        return 1.0
-    if s == 0:
-        return 0.0
-    seen_s: set = set()
-    seen_l: set = set()
-    x = x_s = 0
-    total = 0.0
-    for d in range(1, l_ + 1):
-        item_l = long_[d - 1]
-        if d <= s:
-            item_s = short[d - 1]
-            if item_s == item_l:
-                x += 1
-            else:
-                x += (item_s in seen_l) + (item_l in seen_s)
-            seen_s.add(item_s)
-        else:
-            x += item_l in seen_s
-        seen_l.add(item_l)
-        weight = p**d
-        total += x / d * weight
-        if d == s:
-            x_s = x
-        elif d > s:
-            total += x_s * (d - s) / (s * d) * weight
-    value = (1.0 - p) / p * total + ((x - x_s) / l_ + x_s / s) * p**l_
-    return min(1.0, max(0.0, value))
-
-
 def ranking_consistency(
     names: Sequence[str],
     production: Sequence[np.ndarray],
@@ -487,8 +405,8 @@ def ranking_consistency(
     per_query = []
     for name, (prod, cand) in zip(names, pairs):
         overlap = top_k_overlap(prod, cand, k)
-        rbo = rank_biased_overlap(_ranking(prod), _ranking(cand), p)
-        tau = _kendall_tau(prod, cand)
+        rbo = rank_biased_overlap(ranking(prod), ranking(cand), p)
+        tau = kendall_tau(prod, cand)
         ok = overlap >= min_overlap and rbo >= min_rbo and tau >= min_tau
         per_query.append({"name": str(name), "overlap": overlap, "rbo": rbo, "tau": tau, "passed": ok})
     order = sorted(range(len(per_query)), key=lambda i: (per_query[i]["rbo"], i))

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 
-from shelfops.gate.checks import top_k_overlap
+from shelfops.eval.agreement import kendall_tau, top_k_overlap
 from shelfops.optimize.variants import Variant
 
 
@@ -124,8 +123,7 @@ def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.n
     taus, overlaps = [], []
     for r, g in zip(ref_groups, groups):
         overlaps.append(top_k_overlap(r, g, k))
-        t = kendalltau(r, g).statistic if len(r) > 1 else 1.0
-        taus.append(1.0 if np.isnan(t) else float(t))
+        taus.append(kendall_tau(np.asarray(r), np.asarray(g)))
     taus_a, ov_a = np.array(taus), np.array(overlaps)
     passed = (ov_a >= min_overlap) & (taus_a >= min_tau)
     within = (ov_a >= churn_overlap) & (taus_a >= churn_tau)
@@ -147,7 +145,7 @@ def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.n
 def quality_drop(ref_per_query: np.ndarray, per_query: np.ndarray, *, n_boot: int = 1000) -> dict:
     """Relative quality drop against the reference with its 95% paired-bootstrap interval:
     ``{"mean", "low", "high"}`` as fractions of the reference's mean (positive = worse)."""
-    from shelfops.train.metrics import compare
+    from shelfops.eval.metrics import compare
 
     cmp = compare(per_query, ref_per_query, n_boot=n_boot, seed=0)
     base = cmp["b"]["mean"] or 1.0

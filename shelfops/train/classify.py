@@ -42,7 +42,7 @@ def _bucket(item_id: str, seed: int) -> int:
 def load_items(
     data_dir: Path, *, level: int | None, min_class_size: int, seed: int
 ) -> dict[str, pl.DataFrame]:
-    from shelfops.data.schema import CATEGORY_SEP
+    from shelfops.tables import CATEGORY_SEP
 
     p = Path(data_dir) / "items.parquet"
     if not p.exists():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from shelfops.data.schema import CATEGORY_SEP
+from shelfops.tables import CATEGORY_SEP
 from shelfops.errors import DataError
 
 

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,16 @@ from shelfops.errors import ConfigError
 
 TASKS = ("search", "retrieval", "recommend", "classify")
 Say = Callable[[str], None]
+
+
+class Reranker(Protocol):
+    """A cross-encoder as it ships (``optimize.shipped.Shipped`` is one): what the retrieval
+    recipe needs to measure the retrieve + re-rank pipeline."""
+
+    folder: Path
+    name: str
+
+    def run(self, a: list[str], b: list[str] | None = None) -> np.ndarray: ...
 
 
 def schedule_from(c: ScheduleConfig):
@@ -69,7 +79,7 @@ def verdict(metrics: dict[str, Any]) -> str:
 
 def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: bool = True,
         say: Say = print, config_dump: dict[str, Any] | None = None,
-        reranker: Path | None = None) -> Manifest:
+        reranker: Reranker | None = None) -> Manifest:
     if task not in TASKS:
         raise ConfigError([f"task: {task!r} is not one of {list(TASKS)}"])
     import torch
@@ -130,7 +140,7 @@ def write_test_scores(out: Path, test, scores: dict[str, np.ndarray]) -> Path:
 
 
 def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-    from shelfops.train import metrics as M
+    from shelfops.eval import metrics as M
     from shelfops.train import text_models
     from shelfops.train.pairs import load_pairs
     from shelfops.train.search import (
@@ -196,7 +206,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
 
 def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, reranker=None, **_):
 
-    from shelfops.train import metrics as M
+    from shelfops.eval import metrics as M
     from shelfops.train import text_models
     from shelfops.train.baselines import BM25Index
     from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
@@ -257,21 +267,20 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     metrics["beats_baselines"] = beats(metrics["comparisons_recall@10"])
     metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_recall@10"])
     if reranker is not None:
-        metrics["pipeline"] = _rerank_pipeline(Path(reranker), test_q, got[:, :c.rerank_depth],
+        metrics["pipeline"] = _rerank_pipeline(reranker, test_q, got[:, :c.rerank_depth],
                                                items, data, n, **kw)
     _say_table(say, "retrieval (whole catalogue)", metrics, ("recall@10", "recall@50", "ndcg@10"))
     counts = {"catalogue_items": len(items), "test_queries": len(test_q)}
     return metrics, counts, {"fit": fitres.to_dict(), "sources": data.sources}
 
 
-def _rerank_pipeline(reranker: Path, queries, candidates, items, data, n_boot, **kw) -> dict:
+def _rerank_pipeline(ce: Reranker, queries, candidates, items, data, n_boot, **kw) -> dict:
     """Retrieve ``depth`` candidates with the bi-encoder, re-rank them with a cross-encoder as
-    it ships (a trained folder's fp32 model, or an optimized folder's chosen variant)."""
-    from shelfops.optimize.shipped import load_shipped
-    from shelfops.train import metrics as M
+    it ships (the caller opens it: a trained folder's fp32 model, or an optimized folder's
+    chosen variant, ``optimize.shipped.load_shipped``)."""
+    from shelfops.eval import metrics as M
     from shelfops.train.retrieval import catalogue_eval
 
-    ce = load_shipped(reranker, threads=os.cpu_count() or 1)  # an optimized folder keeps its tuning
     texts = items["text"].to_list()
     qs = [q for q in queries for _ in range(candidates.shape[1])]
     ts = [texts[i] for row in candidates for i in row]
@@ -280,7 +289,7 @@ def _rerank_pipeline(reranker: Path, queries, candidates, items, data, n_boot, *
     reranked = np.take_along_axis(candidates, order, axis=1)
     ids = items["item_id"].to_list()
     per = catalogue_eval(None, None, queries, data.test, ids, retrieved=reranked, **kw)
-    return {"reranker": str(reranker), "variant": ce.name, "depth": int(candidates.shape[1]),
+    return {"reranker": str(ce.folder), "variant": ce.name, "depth": int(candidates.shape[1]),
             "summary": M.summarize(per, n_boot=n_boot)}
 
 
@@ -288,7 +297,7 @@ def _rerank_pipeline(reranker: Path, queries, candidates, items, data, n_boot, *
 
 
 def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-    from shelfops.train import metrics as M
+    from shelfops.eval import metrics as M
     from shelfops.train import text_models
     from shelfops.train.baselines import TfidfCentroidClassifier, majority_class
     from shelfops.train.classify import (
@@ -402,7 +411,7 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
                                     progress=progress)
         result = {"task": task, "summary": ev["summary"]}
     elif task == "classify":
-        from shelfops.train import metrics as M
+        from shelfops.eval import metrics as M
         from shelfops.train.classify import load_items, predict_proba
 
         model, tok, spec = text_models.load(model_dir)

@@ -42,7 +42,7 @@ import polars as pl
 import torch
 
 from shelfops.errors import DataError, ModelError
-from shelfops.train import metrics as M
+from shelfops.eval import metrics as M
 from shelfops.train.baselines import popularity_scorer, popularity_scores
 from shelfops.train.checkpoint import load_model, save_model
 from shelfops.train.loop import Schedule, fit, seed_everything

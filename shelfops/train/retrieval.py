@@ -18,7 +18,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from shelfops.train import metrics as M
+from shelfops.eval import metrics as M
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
 from shelfops.train.search import embed_texts

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from shelfops.errors import DataError, ModelError
-from shelfops.train import metrics as M
+from shelfops.eval import metrics as M
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits

@@ -17,7 +17,7 @@ from shelfops.train.baselines import (
     popularity_scores,
     tokenize,
 )
-from shelfops.train.metrics import full_rank_metrics
+from shelfops.eval.metrics import full_rank_metrics
 
 CATALOGUE = [
     "DEWALT 20V cordless drill with battery",

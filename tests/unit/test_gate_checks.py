@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from shelfops.errors import ConfigError, DataError
+from shelfops.eval.agreement import rank_biased_overlap
 from shelfops.gate.checks import (
     GateResult,
     behavioural,
@@ -16,7 +17,6 @@ from shelfops.gate.checks import (
     exact_title_top_k,
     parity_with_reference,
     quality_non_regression,
-    rank_biased_overlap,
     ranking_consistency,
     summarize,
     typo,

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from shelfops.data.labels import JUDGEMENT_COLUMNS, derive_judgements
-from shelfops.data.schema import EVENTS, JUDGEMENTS
+from shelfops.tables import EVENTS, JUDGEMENTS
 from shelfops.errors import ConfigError, SchemaError
 
 EVENT_SCHEMA = pl.Schema(pl.from_arrow(EVENTS.empty_table()).schema)

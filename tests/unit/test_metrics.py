@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shelfops.errors import ConfigError, DataError
-from shelfops.train.metrics import (
+from shelfops.eval.metrics import (
     accuracy,
     bootstrap_ci,
     compare,
@@ -313,7 +313,7 @@ def test_tie_averaged_metrics_equal_the_mean_over_every_tie_order():
     orders of the tied items, and it lies between the pessimistic and optimistic bounds."""
     import itertools
 
-    from shelfops.train.metrics import grouped_ranking_metrics as grm
+    from shelfops.eval.metrics import grouped_ranking_metrics as grm
 
     rng = np.random.default_rng(0)
     for _ in range(60):
@@ -332,7 +332,7 @@ def test_tie_averaged_metrics_equal_the_mean_over_every_tie_order():
 
 
 def test_tie_averaged_ndcg_of_a_constant_scorer_is_the_random_expectation():
-    from shelfops.train.metrics import grouped_ranking_metrics as grm
+    from shelfops.eval.metrics import grouped_ranking_metrics as grm
 
     y = np.array([2.0, 0.0, 0.0, 0.0])  # one relevant item in four, all tied
     out = grm(np.zeros(4, int), np.zeros(4), y, ks=(1,), ties="average")

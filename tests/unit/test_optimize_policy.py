@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from shelfops.errors import ConfigError
-from shelfops.optimize.measure import flops_per_item, parity, top_k_overlap
+from shelfops.eval.agreement import top_k_overlap
+from shelfops.optimize.measure import flops_per_item, parity
 from shelfops.optimize.policy import Candidate, Setting, pareto, select, tune
 from shelfops.optimize.prune import choose_drop
 

@@ -25,7 +25,7 @@ from shelfops.data.report import (
     write_report,
 )
 from shelfops.data.report_html import make_charts, render_html
-from shelfops.data.schema import EVENTS, ITEMS
+from shelfops.tables import EVENTS, ITEMS
 from shelfops.errors import DataError
 
 T_END = datetime(2026, 1, 11, tzinfo=timezone.utc)  # the dataset's last timestamp

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from shelfops.data.schema import EVENTS
+from shelfops.tables import EVENTS
 from shelfops.data.splits import (
     group_kfold,
     leave_one_out,

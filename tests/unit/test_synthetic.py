@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from shelfops.data.schema import CATEGORY_SEP, EVENT_TYPES, EVENTS, ITEMS, JUDGEMENTS
+from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, ITEMS, JUDGEMENTS
 from shelfops.data.synthetic import ShopTruth, generate_shop
 from shelfops.data.synthetic_catalogue import STOPWORDS, Vocab, build_vocab, parse_query, tokens
 from shelfops.data.synthetic_text import LEAVES, ZERO_RESULT_QUERIES, short_noun
