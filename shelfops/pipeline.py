@@ -15,12 +15,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from shelfops.config.load import load_config
+from shelfops.data import recipe as data_recipe
+from shelfops.errors import ArtifactNotFound
+from shelfops.gate.recipe import GateSettings, run_gate
+from shelfops.optimize import recipe as opt_recipe
+from shelfops.registry.registry import registry_from
+from shelfops.story import story as run_story
+from shelfops.train import recipe as train_recipe
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic.yaml"
 
 
 def _setup(workdir: Path, config: Path | None, overrides: list[str] | None, console: Console):
     """The config (the built-in shop's by default), the work folder, and a pseudonymisation key."""
-    from shelfops.config.load import load_config
 
     cfg_path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     cfg = load_config(cfg_path, overrides or []) if cfg_path else load_config(
@@ -43,7 +51,6 @@ def _setup(workdir: Path, config: Path | None, overrides: list[str] | None, cons
 def story(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
           console: Console | None = None) -> dict:
     """The whole story (shelfops.story): v1, serve, drift, autopilot, v2 promoted, v3 stopped."""
-    from shelfops.story import story as run_story
 
     console = console or Console()
     cfg, workdir = _setup(workdir, config, overrides, console)
@@ -53,7 +60,6 @@ def story(workdir: Path, *, config: Path | None = None, overrides: list[str] | N
 def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
          console: Console | None = None, train: bool = True) -> dict:
     """The stages one after another: data, four tasks trained, optimized, gated, registered."""
-    from shelfops.data import recipe as data_recipe
 
     console = console or Console()
     cfg, workdir = _setup(workdir, config, overrides, console)
@@ -85,10 +91,6 @@ def release_all(optimized: Path, gates: Path, cfg, console: Console) -> dict:
     version, ``production`` only when every check passed (the previous production becomes
     ``previous``). ``shelfops registry history`` then shows each move with its evidence."""
     from rich.table import Table
-
-    from shelfops.errors import ArtifactNotFound
-    from shelfops.gate.recipe import GateSettings, run_gate
-    from shelfops.registry.registry import registry_from
 
     reg = registry_from(cfg.registry)
     out: dict = {}
@@ -132,8 +134,6 @@ def optimize_all(models_dir: Path, out_dir: Path, cfg, console: Console) -> dict
     """Optimize every text model the demo trained; one table row per model."""
     from rich.table import Table
 
-    from shelfops.optimize import recipe as opt_recipe
-
     out: dict = {}
     table = Table(title=f"③ optimize (validation quality; SLO p99 <= {cfg.optimize.slo_p99_ms:g} ms, "
                         f"quality drop <= {cfg.optimize.max_quality_drop:.0%})")
@@ -173,8 +173,6 @@ def _value(summary: dict | None, key: str) -> float | None:
 def train_all(data_dir: Path, models_dir: Path, cfg, console: Console) -> dict:
     """Train every task on the demo shop; print one line per task with its baselines."""
     from rich.table import Table
-
-    from shelfops.train import recipe as train_recipe
 
     out: dict = {}
     table = Table(title="② train on the synthetic shop (test split, 95% bootstrap CIs)",

@@ -25,6 +25,21 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from shelfops.data import recipe as data_recipe
+from shelfops.data.snapshot import export_as_of
+from shelfops.data.synthetic_truth import ShopTruth
+from shelfops.errors import ConfigError
+from shelfops.monitor.autopilot import Autopilot, build_release
+from shelfops.registry.registry import registry_from
+from shelfops.serve.app import ServeSettings, create_app
+from shelfops.serve.controller import HttpServer
+from shelfops.serve.rollout import one_sided_p
+from shelfops.serve.server import start_in_thread
+from shelfops.serve.watch import follow_registry, registry_view
+from shelfops.sim.replay import Replay
+from shelfops.story_report import write_report
+from shelfops.story_timing import Phases, by_stage, finish
+
 #: the broken v3: a fine-tune whose learning rate is far too high diverges in a few steps
 #: (shipped as trained, without the optimize stage: the gate must catch it either way)
 BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": None, "warmup_ratio": 0.0, "optimize": False}
@@ -33,17 +48,6 @@ BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": None, "warmup_ratio": 0.0, 
 def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | None = None,
           max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 12.0,
           build_rate: float = 0.0, max_quiet_windows: int = 8) -> dict:
-    from shelfops.data import recipe as data_recipe
-    from shelfops.data.snapshot import export_as_of
-    from shelfops.data.synthetic_truth import ShopTruth
-    from shelfops.monitor.autopilot import Autopilot, build_release
-    from shelfops.registry.registry import registry_from
-    from shelfops.serve.app import ServeSettings, create_app
-    from shelfops.serve.controller import HttpServer
-    from shelfops.serve.server import start_in_thread
-    from shelfops.serve.watch import follow_registry, registry_view
-    from shelfops.sim.replay import Replay
-    from shelfops.story_timing import Phases
 
     phases = Phases()
     t_start = time.perf_counter()
@@ -52,7 +56,6 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     reports.mkdir(parents=True, exist_ok=True)
     syn = cfg.data.synthetic
     if syn is None or syn.drift_day is None or syn.drift_day >= syn.days:
-        from shelfops.errors import ConfigError
 
         raise ConfigError(["data.synthetic.drift_day: the story needs a drift day inside the shop's days"])
     name = f"{cfg.name}-{cfg.monitor.task}"
@@ -221,7 +224,6 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                  else None}
     lift = None
     if v2 and by_v.get(v2, {}).get("impressions") and by_v.get(v1.version, {}).get("impressions"):
-        from shelfops.serve.rollout import one_sided_p
 
         a, b = by_v[v1.version], by_v[v2]
         lift = {"v1_ctr": ctr[v1.version], "v2_ctr": ctr[v2], "relative": ctr[v2] / ctr[v1.version] - 1,
@@ -236,8 +238,6 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
             e["step"] == "gate" and "stopped" in e["message"])) for e in pilot.journal),
         "v3_not_serving": serving != v3_version,
     }
-    from shelfops.story_report import write_report
-    from shelfops.story_timing import by_stage, finish
 
     _table(console, out, v1.version, v2, ctr)
     phases.phase("summary")

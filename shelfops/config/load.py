@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from shelfops.config.schema import ShelfopsConfig
 from shelfops.errors import ConfigError
+from shelfops.tables import TABLES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,7 +90,6 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _semantic_problems(cfg: ShelfopsConfig, base: Path) -> list[str]:
     """Checks pydantic cannot do alone: files exist, mappings name canonical columns."""
-    from shelfops.tables import TABLES
 
     problems = []
     for i, src in enumerate(cfg.data.sources):

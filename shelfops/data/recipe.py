@@ -14,11 +14,16 @@ from typing import Any
 
 import polars as pl
 
-from shelfops.artifacts import Manifest, input_ref, stage_output
+from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
 from shelfops.config.schema import DataConfig, SyntheticConfig
+from shelfops.data import splits as sp
+from shelfops.data.augment import augment_train_split
 from shelfops.data.ingest import Limits, ingest
+from shelfops.data.labels import derive_judgements
 from shelfops.data.privacy import check_key, resolve_key
-from shelfops.data.sources import SourceSpec, build_spec, spec_from_config
+from shelfops.data.report import report_dataset
+from shelfops.data.sources import SourceSpec, amazon_files, build_spec, spec_from_config
+from shelfops.data.synthetic import generate_shop
 from shelfops.data.validate import Rules
 from shelfops.errors import RejectRatioExceeded
 
@@ -56,7 +61,6 @@ def limits_from(cfg: DataConfig) -> Limits:
 
 def generate(syn: SyntheticConfig, out: Path, *, progress: bool = True) -> dict[str, Any]:
     """Write the synthetic shop's raw export (a *source*, raw ids and all) into ``out``."""
-    from shelfops.data.synthetic import generate_shop
 
     out.mkdir(parents=True, exist_ok=True)
     summary = generate_shop(
@@ -128,8 +132,6 @@ def run(
         split_counts = make_splits(w.dir, cfg, say)
         extra["splits"] = split_counts
 
-        from shelfops.data.report import report_dataset
-
         written = report_dataset(w.dir, w.dir / "report", **cfg.report.model_dump())
         report = json.loads(written["report.json"].read_text())
         w.manifest.counts = {k: v for k, v in counts.items()}
@@ -144,14 +146,12 @@ def run(
             "too many rows rejected (the dataset was written for inspection, marked rejected):\n  "
             + "\n  ".join(too_bad), files=too_bad,
         )
-    from shelfops.artifacts import read_manifest
 
     return read_manifest(out)
 
 
 def _all_paths(spec: SourceSpec) -> list[str]:
     if spec.format == "amazon":
-        from shelfops.data.sources import amazon_files
 
         return [p for p in amazon_files(spec.paths) if p]
     return list(spec.paths)
@@ -187,7 +187,6 @@ def derive_labels(tables: dict[str, Path], cfg: DataConfig, out: Path) -> int | 
     ).collect()
     if not (has["imp"][0] and has["q"][0]):
         return None
-    from shelfops.data.labels import derive_judgements
 
     lab = cfg.labels
     df = derive_judgements(
@@ -200,8 +199,6 @@ def derive_labels(tables: dict[str, Path], cfg: DataConfig, out: Path) -> int | 
 
 def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
     """Write splits/<name>_{train,valid,test}.parquet for every table that supports one."""
-    from shelfops.data import splits as sp
-    from shelfops.data.augment import augment_train_split
 
     sc = cfg.splits
     out = root / "splits"

@@ -62,6 +62,7 @@ from shelfops.data.report_frames import (
     scan_table,
     to_rows,
 )
+from shelfops.data.report_html import make_charts, render_html
 from shelfops.tables import EVENT_TYPES, EVENTS, ITEMS
 
 __all__ = [
@@ -355,7 +356,6 @@ def write_report(report: dict[str, Any], out_dir: Path, *,
                  audience: pl.DataFrame | None = None) -> dict[str, Path]:
     """Write report.json, report.html (charts embedded), one PNG per chart and, when given,
     the audience CSV. Returns file name -> path."""
-    from shelfops.data.report_html import make_charts, render_html
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,12 @@ import polars as pl
 from shelfops.artifacts import file_sha256, read_manifest
 from shelfops.errors import ConfigError
 from shelfops.gate import checks as C
+from shelfops.optimize.evalsets import golden_candidates, sample_queries
+from shelfops.optimize.shipped import load_shipped
+from shelfops.optimize.variants import is_approximate
+from shelfops.train.classify import load_items
+from shelfops.train.pairs import load_pairs
+from shelfops.train.search import pool_metrics
 
 Say = Callable[[str], None]
 
@@ -82,7 +88,6 @@ def _per_query_ndcg(s, test: pl.DataFrame, lo: float, servable: np.ndarray | Non
                     reference: bool = False) -> np.ndarray:
     """Per-query NDCG@10 as the version serves (or its fp32 reference): pairs it cannot show
     (``servable`` False: the item is outside its catalogue) rank last."""
-    from shelfops.train.search import pool_metrics
 
     sc = _pair_scores(s, test["query"].to_list(), test["text"].to_list(), reference=reference)
     if servable is not None:
@@ -142,7 +147,6 @@ def _reference_ndcg(s, test: pl.DataFrame, lo: float) -> tuple[np.ndarray, str]:
     for every test pair (``test_scores.parquet``, checksummed with the folder: the same weights
     scored them) when they cover these pairs, else scored now. The gate still runs the model
     itself on the golden set, the probes and in a fresh process."""
-    from shelfops.train.search import pool_metrics
 
     stored = s.folder / "test_scores.parquet"
     if stored.exists():
@@ -216,10 +220,6 @@ def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> C.GateResult:
 
 def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data_dir: Path | None = None,
              settings: GateSettings | None = None, say: Say = print) -> dict:
-    from shelfops.optimize.evalsets import golden_candidates, sample_queries
-    from shelfops.optimize.shipped import load_shipped
-    from shelfops.optimize.variants import is_approximate
-    from shelfops.train.pairs import load_pairs
 
     st = settings or GateSettings()
     candidate = Path(candidate)
@@ -299,7 +299,6 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         results.append(C.exact_title_top_k(ranks))
         probe = (gq[0], cands[0][0] if task == "search" else None)
     elif task == "classify":
-        from shelfops.train.classify import load_items
 
         sp = load_items(data_dir, level=cand.spec.extra.get("level"), min_class_size=1, seed=13)
         test = sp["test"].head(st.max_queries)

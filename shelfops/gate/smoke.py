@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from shelfops.optimize.shipped import load_shipped
+
 
 def main(argv: list[str]) -> int:
     import numpy as np
-
-    from shelfops.optimize.shipped import load_shipped
 
     t0 = time.perf_counter()
     s = load_shipped(Path(argv[0]))

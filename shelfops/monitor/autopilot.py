@@ -24,11 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shelfops.data import recipe as data_recipe
+from shelfops.errors import ArtifactNotFound
+from shelfops.gate.recipe import GateSettings, run_gate
+from shelfops.monitor.consistency import check_consistency
 from shelfops.monitor.drift import Thresholds, compare, plot
 from shelfops.monitor.triggers import Signals, TriggerPolicy, decide
 from shelfops.monitor.windows import window_from_traffic
+from shelfops.optimize import recipe as opt_recipe
 from shelfops.serve.controller import Controller
 from shelfops.serve.rollout import Policy
+from shelfops.train import recipe as train_recipe
+from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
+from shelfops.train.search import embed_texts
 
 Say = Callable[[str], None]
 
@@ -60,11 +68,6 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     """Data stage on ``export`` (items / events / judgements parquet), train ``task``,
     optimize, register as a new version of ``name``, gate it against ``name@production``
     and point ``candidate`` at it. Folders go under ``workdir/<stage>/<label>``."""
-    from shelfops.data import recipe as data_recipe
-    from shelfops.errors import ArtifactNotFound
-    from shelfops.gate.recipe import GateSettings, run_gate
-    from shelfops.optimize import recipe as opt_recipe
-    from shelfops.train import recipe as train_recipe
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -237,8 +240,6 @@ class Autopilot:
 
     def embed(self, texts: list[str]):
         """Query embeddings under the pretrained encoder (the centroid-shift feature)."""
-        from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
-        from shelfops.train.search import embed_texts
 
         if self._embedder is None:
             path = resolve_encoder(self.cfg.train.encoder)
@@ -282,8 +283,6 @@ class Autopilot:
 
     def check_consistency(self) -> dict | None:
         """Re-score production's stored golden set (shelfops.monitor.consistency)."""
-        from shelfops.errors import ArtifactNotFound
-        from shelfops.monitor.consistency import check_consistency
 
         self.last_consistency_at = self.clock()
         try:

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from shelfops.gate import checks as C
+from shelfops.gate.recipe import score_groups
+from shelfops.optimize.shipped import load_shipped
 
 
 def check_consistency(folder: Path, golden_file: Path, *, min_pass_rate: float = 0.999) -> dict:
-    from shelfops.gate.recipe import score_groups
-    from shelfops.optimize.shipped import load_shipped
 
     g = json.loads(Path(golden_file).read_text())
     t0 = time.perf_counter()

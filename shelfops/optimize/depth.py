@@ -22,6 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
+from shelfops.train.baselines import BM25Index
+from shelfops.train.retrieval import catalogue_eval
+
 #: candidate depths: at least a page of results (10), up to what a CPU can rarely afford (100)
 DEPTHS = (10, 20, 30, 50, 100)
 
@@ -62,8 +65,6 @@ def measure_depths(shipped, items: pl.DataFrame, judged: pl.DataFrame, *, lo: fl
 
     ``shipped``: the chosen variant as it ships (``optimize.shipped.Shipped``); ``items`` the
     catalogue (item_id, text); ``judged`` graded (query, item_id) pairs, e.g. the validation split."""
-    from shelfops.train.baselines import BM25Index
-    from shelfops.train.retrieval import catalogue_eval
 
     texts, ids = items["text"].to_list(), items["item_id"].to_list()
     depths = tuple(sorted({min(d, len(ids)) for d in depths}))

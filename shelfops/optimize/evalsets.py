@@ -20,6 +20,10 @@ import numpy as np
 import polars as pl
 
 from shelfops.errors import ConfigError
+from shelfops.train.baselines import BM25Index
+from shelfops.train.classify import load_items
+from shelfops.train.pairs import load_pairs
+from shelfops.train.search import pool_metrics
 
 
 @dataclass
@@ -50,7 +54,6 @@ def sample_queries(df: pl.DataFrame, n: int, seed: int) -> list[str]:
 def golden_candidates(queries: list[str], valid: pl.DataFrame, items: pl.DataFrame, depth: int
                 ) -> list[list[str]]:
     """Each golden query's judged pool plus BM25's top catalogue hits, up to ``depth``."""
-    from shelfops.train.baselines import BM25Index
 
     texts = items["text"].to_list()
     bm_rows, _ = BM25Index(texts).search(queries, depth)
@@ -65,7 +68,6 @@ def golden_candidates(queries: list[str], valid: pl.DataFrame, items: pl.DataFra
 
 def _validation_and_golden(data_dir: Path, spec, max_queries: int, golden: int, depth: int, seed: int):
     """(pairs, lowest grade, sampled validation pairs, golden queries, their candidates)."""
-    from shelfops.train.pairs import load_pairs
 
     data = load_pairs(Path(data_dir), augmented=False)
     lo = spec.extra.get("grade_min", data.grade_min)
@@ -76,7 +78,6 @@ def _validation_and_golden(data_dir: Path, spec, max_queries: int, golden: int, 
 
 def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
                    train_pairs: int, seed: int = 0) -> EvalSet:
-    from shelfops.train.search import pool_metrics
 
     data, lo, valid, gq, cands = _validation_and_golden(data_dir, spec, max_queries, golden, depth, seed)
     n_valid = len(valid)
@@ -98,7 +99,6 @@ def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth
 def retrieval_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
                       train_pairs: int, seed: int = 0) -> EvalSet:
     """Single texts (queries and products); scores are cosines of their embeddings."""
-    from shelfops.train.search import pool_metrics
 
     data, lo, valid, gq, cands = _validation_and_golden(data_dir, spec, max_queries, golden, depth, seed)
     texts = list(dict.fromkeys(valid["query"].to_list() + valid["text"].to_list() + gq
@@ -120,7 +120,6 @@ def retrieval_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, de
 
 def classify_evalset(data_dir: Path, spec, *, max_items: int, golden: int, train_items: int,
                      seed: int = 0) -> EvalSet:
-    from shelfops.train.classify import load_items
 
     sp = load_items(Path(data_dir), level=spec.extra.get("level"), min_class_size=1, seed=13)
     valid = sp["valid"] if len(sp["valid"]) else sp["test"]

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from shelfops.eval.agreement import kendall_tau, top_k_overlap
+from shelfops.eval.metrics import compare
 from shelfops.optimize.variants import Variant
-
 
 # a fast tokenizer sets its truncation / padding state on every call, which two threads may not do
 # at once ("Already borrowed"): serving workers share one tokenizer through this lock
@@ -145,7 +145,6 @@ def parity(ref_groups: list[np.ndarray], groups: list[np.ndarray], ref_all: np.n
 def quality_drop(ref_per_query: np.ndarray, per_query: np.ndarray, *, n_boot: int = 1000) -> dict:
     """Relative quality drop against the reference with its 95% paired-bootstrap interval:
     ``{"mean", "low", "high"}`` as fractions of the reference's mean (positive = worse)."""
-    from shelfops.eval.metrics import compare
 
     cmp = compare(per_query, ref_per_query, n_boot=n_boot, seed=0)
     base = cmp["b"]["mean"] or 1.0

@@ -23,6 +23,18 @@ import numpy as np
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output, verify_outputs
 from shelfops.config.schema import OptimizeConfig
 from shelfops.errors import ConfigError
+from shelfops.optimize import measure as Ms
+from shelfops.optimize import prune as P
+from shelfops.optimize import variants as V
+from shelfops.optimize.depth import choose_depth, measure_depths
+from shelfops.optimize.evalsets import evalset_for
+from shelfops.optimize.measure import encode, run_all
+from shelfops.optimize.policy import Candidate, Setting, select, tune
+from shelfops.optimize.report import plot_pareto, variant_table
+from shelfops.optimize.shipped import load_shipped
+from shelfops.optimize.variants import is_approximate, torch_variant
+from shelfops.train import text_models
+from shelfops.train.pairs import load_pairs
 
 Say = Callable[[str], None]
 REFERENCE = "torch-fp32"
@@ -41,9 +53,6 @@ def _rss_mb() -> float:
 def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, progress: bool
               ) -> Iterator[tuple[Any, str]]:
     """Build variants one at a time (each is measured, then dropped, before the next)."""
-    from shelfops.optimize import variants as V
-    from shelfops.optimize.measure import encode
-    from shelfops.train import text_models
 
     for name in ("torch-fp32", "torch-bf16", "torch-int8"):
         if name == "torch-bf16" and name in cfg.variants:
@@ -88,10 +97,6 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
            imp: list[float] | None = None):
     """One pruned student (``n_drop`` layers fewer), distilled; layer importance is measured
     once and passed back in for the next count."""
-    from shelfops.optimize import prune as P
-    from shelfops.optimize.measure import encode, run_all
-    from shelfops.optimize.variants import torch_variant
-    from shelfops.train import text_models
 
     n_imp = min(len(ev), cfg.prune.importance_queries * 8)
     sub_a, sub_b = ev.texts_a[:n_imp], ev.texts_b[:n_imp] if ev.texts_b else None
@@ -134,10 +139,6 @@ def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say) -> dict:
     chosen variant as it ships (optimize.depth), written into serving.json for the server."""
     import json
 
-    from shelfops.optimize.depth import choose_depth, measure_depths
-    from shelfops.optimize.shipped import load_shipped
-    from shelfops.train.pairs import load_pairs
-
     data = load_pairs(data_dir, augmented=False)
     shipped = load_shipped(w.dir, verify=False)
     lo, hi = shipped.spec.extra.get("grade_min", data.grade_min), shipped.spec.extra.get("grade_max", data.grade_max)
@@ -157,12 +158,6 @@ def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say) -> dict:
 
 def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | None = None,
         progress: bool = True, say: Say = print, config_dump: dict | None = None) -> Manifest:
-    from shelfops.optimize import measure as Ms
-    from shelfops.optimize.evalsets import evalset_for
-    from shelfops.optimize.policy import Candidate, Setting, select, tune
-    from shelfops.optimize.report import plot_pareto, variant_table
-    from shelfops.optimize.variants import is_approximate
-    from shelfops.train import text_models
 
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / "model.json").exists():

@@ -18,7 +18,9 @@ import numpy as np
 
 from shelfops.artifacts import verify_outputs
 from shelfops.errors import ModelError
+from shelfops.optimize.measure import run_all
 from shelfops.optimize.variants import Variant, load_onnx_variant, torch_variant
+from shelfops.train import text_models
 
 
 @dataclass
@@ -46,7 +48,6 @@ class Shipped:
     def run(self, a: list[str], b: list[str] | None = None, *, reference: bool = False,
             batch_size: int | None = None) -> np.ndarray:
         """Outputs for inputs (pairs for search, single texts otherwise), in input order."""
-        from shelfops.optimize.measure import run_all
 
         v = self.reference if reference else self.variant
         bs = batch_size or int(self.serving.get("max_batch", 32))
@@ -54,7 +55,6 @@ class Shipped:
 
 
 def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True) -> Shipped:
-    from shelfops.train import text_models
 
     folder = Path(folder)
     m = verify_outputs(folder) if verify else None

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from shelfops.errors import DataError
+from shelfops.tables import CATEGORY_SEP
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.text_batches import LazyBatches, bucketed_batches, encode_texts, run_by_length
 from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
@@ -42,7 +43,6 @@ def _bucket(item_id: str, seed: int) -> int:
 def load_items(
     data_dir: Path, *, level: int | None, min_class_size: int, seed: int
 ) -> dict[str, pl.DataFrame]:
-    from shelfops.tables import CATEGORY_SEP
 
     p = Path(data_dir) / "items.parquet"
     if not p.exists():

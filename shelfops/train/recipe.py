@@ -23,6 +23,28 @@ import numpy as np
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
 from shelfops.config.schema import ScheduleConfig, TrainConfig
 from shelfops.errors import ConfigError
+from shelfops.eval import metrics as M
+from shelfops.train import text_models
+from shelfops.train.baselines import BM25Index, TfidfCentroidClassifier, majority_class
+from shelfops.train.classify import ClassifySettings, load_items, predict_proba, train_classifier
+from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
+from shelfops.train.index import build_index, save_index
+from shelfops.train.index import search as index_search
+from shelfops.train.loop import Schedule
+from shelfops.train.pairs import load_pairs
+from shelfops.train.recommend import evaluate_folder, train_recommend
+from shelfops.train.recommend import save as save_recommender
+from shelfops.train.retrieval import RetrievalSettings, catalogue_eval, positives, train_retrieval
+from shelfops.train.search import (
+    SearchSettings,
+    bm25_pool_scores,
+    embed_texts,
+    evaluate_scores,
+    pool_metrics,
+    score_pairs,
+    train_search,
+    zero_shot_pool_scores,
+)
 
 TASKS = ("search", "retrieval", "recommend", "classify")
 Say = Callable[[str], None]
@@ -39,7 +61,6 @@ class Reranker(Protocol):
 
 
 def schedule_from(c: ScheduleConfig):
-    from shelfops.train.loop import Schedule
 
     return Schedule(**c.model_dump())
 
@@ -84,8 +105,6 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
         raise ConfigError([f"task: {task!r} is not one of {list(TASKS)}"])
     import torch
 
-    from shelfops.train.encoder import resolve_encoder
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data_dir, out = Path(data_dir), Path(out)
@@ -118,7 +137,6 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
 
 def search_test_metrics(model, tok, spec, data, *, n_boot: int, batch_size: int = 64,
                         progress: bool = True) -> tuple[dict, np.ndarray]:
-    from shelfops.train.search import evaluate_scores, score_pairs
 
     lo, hi = spec.extra["grade_min"], spec.extra["grade_max"]
     s = score_pairs(model, tok, data.test["query"].to_list(), data.test["text"].to_list(),
@@ -140,17 +158,6 @@ def write_test_scores(out: Path, test, scores: dict[str, np.ndarray]) -> Path:
 
 
 def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-    from shelfops.eval import metrics as M
-    from shelfops.train import text_models
-    from shelfops.train.pairs import load_pairs
-    from shelfops.train.search import (
-        SearchSettings,
-        bm25_pool_scores,
-        evaluate_scores,
-        pool_metrics,
-        train_search,
-        zero_shot_pool_scores,
-    )
 
     c = cfg.search
     data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
@@ -206,20 +213,6 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
 
 def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, reranker=None, **_):
 
-    from shelfops.eval import metrics as M
-    from shelfops.train import text_models
-    from shelfops.train.baselines import BM25Index
-    from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
-    from shelfops.train.index import build_index, save_index, search
-    from shelfops.train.pairs import load_pairs
-    from shelfops.train.retrieval import (
-        RetrievalSettings,
-        catalogue_eval,
-        positives,
-        train_retrieval,
-    )
-    from shelfops.train.search import embed_texts
-
     c = cfg.retrieval
     data = load_pairs(data_dir)
     lo, hi = data.grade_min, data.grade_max
@@ -243,7 +236,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     test_q = positives(data.test, lo, hi, c.positive_threshold)["query"].unique(maintain_order=True).to_list()
     kw = dict(lo=lo, hi=hi, threshold=c.positive_threshold, ks=(10, 50))
     qe = embed_texts(model.encoder, tok, test_q, max_length=c.max_length)
-    _, got = search(index, qe, max(50, c.rerank_depth))
+    _, got = index_search(index, qe, max(50, c.rerank_depth))
     model_pq = catalogue_eval(qe, None, test_q, data.test, ids, retrieved=got[:, :50], **kw)
     bm = BM25Index(texts)
     bm_ids, _ = bm.search(test_q, 50)
@@ -253,7 +246,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     z_items = embed_texts(zenc, ztok, texts, max_length=c.max_length,
                           progress="zero-shot: catalogue" if progress else None)
     zi, _ = build_index(z_items)
-    _, z_ids = search(zi, embed_texts(zenc, ztok, test_q, max_length=c.max_length), 50)
+    _, z_ids = index_search(zi, embed_texts(zenc, ztok, test_q, max_length=c.max_length), 50)
     zs_pq = catalogue_eval(None, None, test_q, data.test, ids, retrieved=z_ids, **kw)
     n = cfg.bootstrap
     metrics: dict[str, Any] = {
@@ -278,8 +271,6 @@ def _rerank_pipeline(ce: Reranker, queries, candidates, items, data, n_boot, **k
     """Retrieve ``depth`` candidates with the bi-encoder, re-rank them with a cross-encoder as
     it ships (the caller opens it: a trained folder's fp32 model, or an optimized folder's
     chosen variant, ``optimize.shipped.load_shipped``)."""
-    from shelfops.eval import metrics as M
-    from shelfops.train.retrieval import catalogue_eval
 
     texts = items["text"].to_list()
     qs = [q for q in queries for _ in range(candidates.shape[1])]
@@ -297,15 +288,6 @@ def _rerank_pipeline(ce: Reranker, queries, candidates, items, data, n_boot, **k
 
 
 def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-    from shelfops.eval import metrics as M
-    from shelfops.train import text_models
-    from shelfops.train.baselines import TfidfCentroidClassifier, majority_class
-    from shelfops.train.classify import (
-        ClassifySettings,
-        load_items,
-        predict_proba,
-        train_classifier,
-    )
 
     c = cfg.classify
     splits = load_items(data_dir, level=c.level, min_class_size=c.min_class_size, seed=13)
@@ -349,7 +331,6 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
 
 
 def _recommend(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-    from shelfops.train.recommend import save, train_recommend
 
     c = cfg.recommend
     res = train_recommend(
@@ -358,7 +339,7 @@ def _recommend(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
         init_from_text=c.init_from_text, encoder_path=encoder_path,
         eval_every_epochs=c.eval_every_epochs, schedule=schedule_from(c.schedule), workdir=work,
         progress=progress, bootstrap=cfg.bootstrap)
-    save(res, out)
+    save_recommender(res, out)
     metrics = res.metrics
     comps = metrics.get("comparisons") or {}
     if comps and "a_better" in comps:
@@ -397,22 +378,18 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
              say: Say = print) -> dict[str, Any]:
     """Evaluate a trained model on another dataset's test split; the result is written to
     ``evaluations/`` and recorded in the model's manifest."""
-    from shelfops.train import text_models
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     read_manifest(data_dir)
     spec_path = model_dir / "model.json"
     task = json.loads(spec_path.read_text())["task"] if spec_path.exists() else None
     if task == "search":
-        from shelfops.train.pairs import load_pairs
 
         model, tok, spec = text_models.load(model_dir)
         ev, _ = search_test_metrics(model, tok, spec, load_pairs(data_dir), n_boot=cfg.bootstrap,
                                     progress=progress)
         result = {"task": task, "summary": ev["summary"]}
     elif task == "classify":
-        from shelfops.eval import metrics as M
-        from shelfops.train.classify import load_items, predict_proba
 
         model, tok, spec = text_models.load(model_dir)
         sp = load_items(data_dir, level=spec.extra.get("level"), min_class_size=1, seed=13)
@@ -424,7 +401,6 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
             "accuracy": M.bootstrap_ci(np.array([a == b for a, b in zip(pred, y)], float), n_boot=cfg.bootstrap),
             "macro_f1": M.macro_f1(y, pred)}}
     elif task == "recommend":
-        from shelfops.train.recommend import evaluate_folder
 
         result = {"task": task, "summary": evaluate_folder(model_dir, data_dir, bootstrap=cfg.bootstrap)}
     elif task == "retrieval":

@@ -45,8 +45,10 @@ from shelfops.errors import DataError, ModelError
 from shelfops.eval import metrics as M
 from shelfops.train.baselines import popularity_scorer, popularity_scores
 from shelfops.train.checkpoint import load_model, save_model
+from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
 from shelfops.train.loop import Schedule, fit, seed_everything
 from shelfops.train.sasrec import SASRec, init_from_vectors
+from shelfops.train.search import embed_texts
 
 KS = (5, 10, 20)
 
@@ -215,7 +217,6 @@ def item_text_vectors(titles: list[str | None], encoder_path: str | None, cache_
                       *, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(item indices with a title, their encoder embeddings), cached in ``cache_dir``
     under a hash of the encoder path and the titles."""
-    from shelfops.train.encoder import resolve_encoder
 
     path = resolve_encoder(encoder_path)
     rows = np.array([i + 1 for i, t in enumerate(titles) if t], dtype=np.int64)
@@ -225,8 +226,6 @@ def item_text_vectors(titles: list[str | None], encoder_path: str | None, cache_
     f = cache_dir / f"item-text-{key}.npy"
     if f.exists():
         return rows, np.load(f, allow_pickle=False)
-    from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
-    from shelfops.train.search import embed_texts
 
     enc = TextEncoder(load_backbone(path), "mean")
     vecs = embed_texts(enc, load_tokenizer(path), texts, max_length=64,

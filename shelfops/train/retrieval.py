@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from shelfops.eval import metrics as M
+from shelfops.train.index import build_index, search
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
 from shelfops.train.search import embed_texts
@@ -89,7 +90,6 @@ def catalogue_eval(
     retrieved list, over the whole catalogue."""
     kmax = max(ks)
     if retrieved is None:
-        from shelfops.train.index import build_index, search
 
         index, _ = build_index(item_emb)
         _, retrieved = search(index, query_emb, kmax)

@@ -20,6 +20,7 @@ from torch import nn
 
 from shelfops.errors import DataError, ModelError
 from shelfops.eval import metrics as M
+from shelfops.train.baselines import BM25Index
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
@@ -251,7 +252,6 @@ def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = No
 
 
 def bm25_pool_scores(df: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:
-    from shelfops.train.baselines import BM25Index
 
     docs = items["text"].to_list()
     pos = {iid: i for i, iid in enumerate(items["item_id"].to_list())}
