@@ -1,4 +1,7 @@
-"""`shelfops rollout ...`: drive a candidate through shadow -> canary -> production."""
+"""`shelfops rollout ...`: drive a candidate through shadow -> canary -> production.
+
+Commands import their stage inside the function that runs it: `shelfops --help` then starts
+in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
 
 from __future__ import annotations
 

@@ -33,9 +33,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
+from shelfops.serve.dashboard import report_file, state_document
 from shelfops.serve.host import ModelHost, Slot
 from shelfops.serve.metrics import ServeMetrics
 from shelfops.serve.sessions import shared_state
+from shelfops.train.baselines import BM25Index
+from shelfops.train.index import build_index
+from shelfops.train.index import search as faiss_search
+from shelfops.train.pairs import item_texts
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -138,7 +143,6 @@ class Catalogue:
     """Items the API can return, with the retrieval index over them (rebuilt on a swap)."""
 
     def __init__(self, data_dir: Path) -> None:
-        from shelfops.train.pairs import item_texts
 
         items = item_texts(pl.read_parquet(Path(data_dir) / "items.parquet"))
         self.ids = items["item_id"].to_list()
@@ -151,14 +155,12 @@ class Catalogue:
         self._bm25 = None
 
     def build_index(self, emb: np.ndarray, version: str) -> None:
-        from shelfops.train.index import build_index
 
         self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32))
         self.index_version = version
 
     def bm25(self):
         if self._bm25 is None:
-            from shelfops.train.baselines import BM25Index
 
             self._bm25 = BM25Index(self.texts)
         return self._bm25
@@ -414,7 +416,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 versions["retrieval"] = r.version
             finally:
                 r.release()
-            from shelfops.train.index import search as faiss_search
 
             _, rows = faiss_search(cat.index, np.asarray([q]), want)
             rows = [int(i) for i in rows[0] if i >= 0]
@@ -588,7 +589,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/v1/dashboard")
     async def dashboard_data():
         """Everything the dashboard shows, in one document (public: no queries, no user ids)."""
-        from shelfops.serve.dashboard import state_document
 
         fetched, reg = state.registry_cache
         if settings.registry_view is not None and time.time() - fetched > 5.0:
@@ -601,7 +601,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/dashboard/files/{name}", include_in_schema=False)
     async def dashboard_file(name: str):
-        from shelfops.serve.dashboard import report_file
 
         path = report_file(settings.report_dir, name)
         if path is None:

@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from shelfops.artifacts import verify_outputs
 from shelfops.errors import Unavailable
+from shelfops.optimize.shipped import load_shipped
 from shelfops.serve.batcher import MicroBatcher
+from shelfops.train.recommend import Recommender
 
 TASKS = ("search", "retrieval", "classify", "recommend")
 # inputs handed to the model worker at once for a variant that scores one input per call
@@ -73,6 +76,7 @@ def _rec_fn(rec) -> Callable[[list[Any]], list[Any]]:
 def batcher_class(batching: str = "asyncio"):
     """The micro-batcher: ours on asyncio, or Ray Serve's ``@serve.batch`` inside a replica."""
     if batching == "ray":
+        # ray is an optional engine (shelfops[scale]): imported only where a replica runs on it
         from shelfops.serve.ray_backend import ServeBatcher
 
         return ServeBatcher
@@ -85,15 +89,12 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
     folder = Path(folder)
     batcher = batcher_class(batching)
     if task == "recommend":
-        from shelfops.artifacts import verify_outputs
-        from shelfops.train.recommend import Recommender
 
         verify_outputs(folder)
         rec = Recommender.load(folder)
         b = batcher(_rec_fn(rec), max_batch=64, max_wait_ms=2, name=f"recommend-v{version}",
                     on_batch=on_batch)
         return Slot(task, version, folder, b, rec, {"items": len(rec.items)})
-    from shelfops.optimize.shipped import load_shipped
 
     shipped = load_shipped(folder)
     serving = {**shipped.serving, **(batch_override or {})}

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shelfops.errors import Unavailable
+from shelfops.serve.app import create_app
 from shelfops.serve.spec import ReplicaSpec
 
 
@@ -96,8 +97,6 @@ def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int =
                 target_ongoing_requests: int = 16, num_cpus: float = 1.0):
     """The Ray Serve application: one autoscaled deployment whose replicas each run the app."""
     from ray import serve
-
-    from shelfops.serve.app import create_app
 
     def build():
         return create_app(spec.settings(batching="ray"))

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from shelfops.config.schema import RegistryConfig
+from shelfops.registry.registry import registry_from
+from shelfops.serve.app import ServeSettings
+from shelfops.serve.watch import follow_registry, registry_view
+
 
 @dataclass
 class ReplicaSpec:
@@ -40,14 +45,10 @@ class ReplicaSpec:
     def settings(self, *, batching: Literal["asyncio", "ray"] = "asyncio"):
         """The app's ServeSettings; with ``registry_prefix`` the registry's production versions
         are added to (and win over) ``models`` and are followed for hot swaps."""
-        from shelfops.config.schema import RegistryConfig
-        from shelfops.serve.app import ServeSettings
 
         models = {t: (Path(f), v) for t, (f, v) in self.models.items()}
         watch = view = None
         if self.registry_prefix:
-            from shelfops.registry.registry import registry_from
-            from shelfops.serve.watch import follow_registry, registry_view
 
             reg = registry_from(RegistryConfig(**self.registry))
             watch, view = follow_registry(reg, self.registry_prefix), registry_view(reg, self.registry_prefix)
