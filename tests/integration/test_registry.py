@@ -46,7 +46,7 @@ def test_register_records_lineage_and_load_verifies(reg, tmp_path):
     # tamper with the stored artifact: the next load refuses it
     stored = Path(v2.source.replace("file://", "")) / "model.safetensors"
     stored.write_bytes(b"evil" * 16)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="model.safetensors: checksum mismatch"):
         reg.load("shop-search", "2", tmp_path / "dl2")
 
 
@@ -76,7 +76,7 @@ def test_promotion_rules_rollback_and_history(reg, tmp_path):
     assert h[4].reason == "p99 regression" and h[4].evidence["rolled_back"] == "2"
 
     reg.attach_gate("shop", "1", _gate(tmp_path / "g1", passed=False))
-    with pytest.raises(PromotionRefused):
+    with pytest.raises(PromotionRefused, match="no passing gate report"):
         reg.promote("shop", "1", "canary", reason="try")
     assert reg.aliases("shop")["canary"] == "2"  # a refused move changes nothing
 

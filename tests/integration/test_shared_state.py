@@ -66,7 +66,7 @@ def test_a_session_built_on_one_replica_is_read_on_the_other(replicas):
 def test_a_shared_store_that_does_not_answer_stops_the_start_with_its_name(models, small_shop, capfd):
     settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop,
                              state_url="redis://127.0.0.1:1/0")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="did not start"):
         start_in_thread(create_app(settings), timeout=30)
     err = capfd.readouterr().err
     assert "serve.state_url" in err and "does not answer" in err, err[-2000:]

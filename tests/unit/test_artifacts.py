@@ -24,7 +24,7 @@ def test_failed_stage_leaves_previous_artifact(tmp_path):
     out = tmp_path / "stage"
     with stage_output(out, "data") as w:
         w.write_json("x.json", {"v": 1})
-    with pytest.raises(RuntimeError), stage_output(out, "data") as w:
+    with pytest.raises(RuntimeError, match="boom"), stage_output(out, "data") as w:
         w.write_json("x.json", {"v": 2})
         raise RuntimeError("boom")
     assert json.loads((out / "x.json").read_text()) == {"v": 1}
@@ -41,6 +41,6 @@ def test_tampered_output_is_refused(tmp_path):
 
 
 def test_missing_manifest(tmp_path):
-    with pytest.raises(ArtifactNotFound) as e:
+    with pytest.raises(ArtifactNotFound, match="no manifest.json") as e:
         read_manifest(tmp_path)
     assert isinstance(e.value, ShelfopsError) and e.value.http_status == 404

@@ -99,7 +99,7 @@ def test_close_drains_everything_queued_then_refuses():
         assert not closing.done()  # the worker is still busy with queued inputs
         gate.set()
         await closing
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable, match="shutting down"):
             await b.submit(99)
         return [p.result() for p in pending]
 
@@ -125,7 +125,7 @@ def test_several_workers_run_calls_side_by_side_and_all_drain():
         b = MicroBatcher(fn, max_batch=2, max_wait_ms=0, workers=2).start()
         outs = await asyncio.gather(*(b.submit(i) for i in range(12)))
         await b.close()
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable, match="shutting down"):
             await b.submit(1)
         return b, outs
 

@@ -27,7 +27,7 @@ def test_all_problems_reported_at_once(tmp_path):
         "  cleaning: {max_reject_ratio: 3, batch_rows: 5}\n"
         "  colour: blue\n"
     )
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(ConfigError, match="configuration problem") as e:
         load_config(bad)
     text = "\n".join(e.value.problems)
     for needle in ("data.sources.0", "needs `table`", "data.sources.1.format",

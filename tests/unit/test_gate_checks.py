@@ -173,13 +173,13 @@ def test_parity_tau_for_constant_groups():
 
 
 def test_parity_rejects_misaligned_or_empty_input(golden_groups):
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="groups but groups has"):
         parity_with_reference(golden_groups, golden_groups[:-1])
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="scores but groups"):
         parity_with_reference([np.ones(3)], [np.ones(4)])
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="is empty"):
         parity_with_reference([], [])
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="NaN or infinite"):
         parity_with_reference([np.ones(3)], [np.array([1.0, np.nan, 1.0])])
 
 
@@ -232,7 +232,7 @@ def test_determinism_nan_mismatch_fails_and_stays_json():
     r = determinism(first, second, {}, first.copy())
     assert not r.passed
     assert _json_roundtrip(r)["numbers"]["repeat_max_abs_diff"] is None
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="has shape"):
         determinism(first, first[:2], {}, first)
 
 
@@ -285,10 +285,10 @@ def test_rbo_matches_the_formula_on_random_lists():
 def test_rbo_edge_cases_and_bad_input():
     assert rank_biased_overlap([], []) == 1.0
     assert rank_biased_overlap([], [1]) == 0.0
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="repeats an id"):
         rank_biased_overlap([1, 1, 2], [1, 2])
     for p in (0.0, 1.0, 1.5):
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=r"p must be in \(0, 1\)"):
             rank_biased_overlap([1], [1], p=p)
 
 
@@ -354,9 +354,9 @@ def test_ranking_consistency_each_threshold_can_fail_a_query():
 
 def test_ranking_consistency_rejects_misaligned_input():
     names, production, candidate, _ = _golden()
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="entries but production has"):
         ranking_consistency(names[:-1], production, candidate)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="groups but candidate has"):
         ranking_consistency(names, production, candidate[:-1])
 
 
@@ -406,9 +406,9 @@ def test_exact_title_top_k():
     assert r.numbers["max_rank"] == 50
     assert "pass_rate 0.8 < min_pass_rate 0.9" in r.details[-1]
     assert exact_title_top_k([0, 1, 2, 0, 0, 3, 0, 0, 10, 50], k=11, min_pass_rate=0.9).passed
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="integers >= 0"):
         exact_title_top_k([0, -1])
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="non-empty list"):
         exact_title_top_k([])
 
 

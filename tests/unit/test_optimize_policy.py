@@ -200,7 +200,7 @@ def test_parity_catches_a_reshuffled_ranking():
 
 def test_choose_drop_and_flops():
     assert choose_drop([0.05, -0.01, 0.02, 0.0], 2) == [1, 3]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="drop_layers"):
         choose_drop([0.1, 0.2], 2)
 
     class Cfg:

@@ -148,7 +148,7 @@ def test_training_windows_and_batches():
     for x, y in zip(b1, b2):
         assert torch.equal(x["seq"], y["seq"]) and torch.equal(x["neg"], y["neg"])
         assert not (x["neg"] == x["tgt"]).any() and x["neg"].min() >= 1
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="two or more items"):
         training_windows([np.array([1])], 5)
 
 
@@ -196,7 +196,7 @@ def test_load_sequences_format(dataset):
     assert hist[-1] == s.valid_target[u] and len(hist) == len(s.seen[u]) + 1
     assert (np.diff(hist) == 1).all() and s.test_target[u] == hist[-1] + 1
     assert len(s.all_interactions()) == len(s.train_interactions) + 2 * len(s.users)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="items.parquet not found"):
         load_sequences(dataset.parent / "missing")
 
 

@@ -226,7 +226,7 @@ def test_audience_ranking(shop):
     assert row["propensity"] == pytest.approx(16 * decay, rel=0.02)
     bath = audience(events, items, "Bath", 2)
     assert bath["user_id"].to_list() == ["u5", "u1"]  # size is honoured; anonymous view left out
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="no items in top-level category"):
         audience(events, items, "Toys", 5)
 
 

@@ -50,7 +50,7 @@ def test_click_through_needs_enough_impressions_and_significance():
     noise = healthy(impressions=2000, clicks=190)  # 9.5% vs 10%: not significant
     assert decide(25, 120, noise, PROD, P).action == "advance"
     assert one_sided_p(100, 2000, 200, 2000) < 1e-6 < one_sided_p(200, 2000, 100, 2000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown rollout stage"):
         decide(10, 0, healthy(), PROD, P)
 
 

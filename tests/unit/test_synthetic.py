@@ -180,7 +180,7 @@ def test_truth_round_trips_without_pickles(shop, truth):
     late = [truth.parse(truth.sample_query(rng, DRIFT_DAY + 3)).leaf == leaf for _ in range(300)]
     assert np.mean(late) > np.mean(early) + 0.3
     assert re.fullmatch(r"u\d{6}", truth.sample_user(rng, 1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown item id"):
         truth.relevance("saucepan", ["i99999"])
 
 
@@ -285,6 +285,6 @@ def test_a_word_alone_does_not_tell_the_category(shop, truth):
 
 
 def test_bad_arguments_are_reported_together(tmp_path):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError, match="users must be >= 1") as err:
         _make(tmp_path, users=0, items=3, drift_strength=2.0)
     assert len(err.value.problems) == 3
