@@ -48,7 +48,6 @@ BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": None, "warmup_ratio": 0.0, 
 def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | None = None,
           max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 12.0,
           build_rate: float = 0.0, max_quiet_windows: int = 8) -> dict:
-
     phases = Phases()
     t_start = time.perf_counter()
     workdir = Path(workdir)
@@ -56,7 +55,6 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     reports.mkdir(parents=True, exist_ok=True)
     syn = cfg.data.synthetic
     if syn is None or syn.drift_day is None or syn.drift_day >= syn.days:
-
         raise ConfigError(["data.synthetic.drift_day: the story needs a drift day inside the shop's days"])
     name = f"{cfg.name}-{cfg.monitor.task}"
     out: dict = {"steps": []}
@@ -224,7 +222,6 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                  else None}
     lift = None
     if v2 and by_v.get(v2, {}).get("impressions") and by_v.get(v1.version, {}).get("impressions"):
-
         a, b = by_v[v1.version], by_v[v2]
         lift = {"v1_ctr": ctr[v1.version], "v2_ctr": ctr[v2], "relative": ctr[v2] / ctr[v1.version] - 1,
                 # one-sided two-proportion z-test: is v1's click-through lower than v2's?

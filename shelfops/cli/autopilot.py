@@ -1,7 +1,4 @@
-"""`shelfops autopilot`: the closed loop against a running server (no person in it).
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""`shelfops autopilot`: the closed loop against a running server (no person in it)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Shared CLI plumbing: config + overrides, errors -> exit codes, the console.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""Shared CLI plumbing: config + overrides, errors -> exit codes, the console."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""`shelfops data ...`: generate, ingest, report.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""`shelfops data ...`: generate, ingest, report."""
 
 from __future__ import annotations
 

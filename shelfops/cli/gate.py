@@ -1,7 +1,4 @@
-"""`shelfops gate`: every consistency check before a model ships, all failures together.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""`shelfops gate`: every consistency check before a model ships, all failures together."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The `shelfops` command: thin; parse, call the library, print, exit code.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""The `shelfops` command: thin; parse, call the library, print, exit code."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""`shelfops optimize`: build, measure and choose a faster variant of a trained model.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""`shelfops optimize`: build, measure and choose a faster variant of a trained model."""
 
 from __future__ import annotations
 

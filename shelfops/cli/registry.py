@@ -1,7 +1,4 @@
-"""`shelfops registry ...`: versions, aliases and their audited history.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""`shelfops registry ...`: versions, aliases and their audited history."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""`shelfops serve`: the HTTP API over model folders or the registry's production aliases.
-
-Commands import their stage inside the function that runs it: `shelfops --help` then starts
-in 0.2 s instead of loading torch, transformers and MLflow (~5 s) for every command."""
+"""`shelfops serve`: the HTTP API over model folders or the registry's production aliases."""
 
 from __future__ import annotations
 

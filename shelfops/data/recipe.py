@@ -152,7 +152,6 @@ def run(
 
 def _all_paths(spec: SourceSpec) -> list[str]:
     if spec.format == "amazon":
-
         return [p for p in amazon_files(spec.paths) if p]
     return list(spec.paths)
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
-from shelfops.errors import ConfigError, DataError
 from shelfops.config.schema import CHURN_MIN_OVERLAP, CHURN_MIN_TAU
+from shelfops.errors import ConfigError, DataError
 from shelfops.eval.agreement import kendall_tau, rank_biased_overlap, ranking, top_k_overlap
 from shelfops.eval.metrics import compare
 
@@ -174,8 +175,6 @@ def queries_needed(diffs: Sequence[float], *, margin: float, power: float = 0.9,
     with ``sd`` the standard deviation of the per-query differences seen in a pilot sample (the
     usual sample size of a non-inferiority test; a better candidate passes with more power).
     A pilot of fewer than two defined differences, or a margin of 0, needs every query (a huge n)."""
-    from scipy.stats import norm
-
     d = np.asarray(diffs, dtype=np.float64)
     d = d[~np.isnan(d)]
     if len(d) < 2 or not margin > 0:

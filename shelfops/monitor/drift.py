@@ -117,9 +117,9 @@ def chi2_p(ref: Sequence[str], cur: Sequence[str], ref_groups: Sequence[str] | N
     if len(keys) < 2:
         return 1.0
     col = {k: i for i, k in enumerate(keys)}
-    counts = _group_counts(ref, ref_groups, col, "r")
+    counts = _group_counts(ref, ref_groups, col)
     n_ref = len(counts)
-    counts = np.vstack([counts, _group_counts(cur, cur_groups, col, "c")])
+    counts = np.vstack([counts, _group_counts(cur, cur_groups, col)])
     total = counts.sum(0)
     rows = np.array([counts[:n_ref].sum(0), counts[n_ref:].sum(0)])
     expected = np.outer(rows.sum(1), total) / total.sum()
@@ -138,16 +138,13 @@ def chi2_p(ref: Sequence[str], cur: Sequence[str], ref_groups: Sequence[str] | N
     return float((1 + np.sum(stats[1:] >= stats[0] - 1e-9)) / (1 + n_perm))
 
 
-def _group_counts(values: Sequence[str], groups: Sequence[str] | None, col: dict[str, int],
-                  tag: str) -> np.ndarray:
+def _group_counts(values: Sequence[str], groups: Sequence[str] | None, col: dict[str, int]) -> np.ndarray:
     """One row per group with its count per category."""
-    ids = list(groups) if groups is not None and len(groups) == len(values) else list(range(len(values)))
+    ids = list(groups) if groups is not None and len(groups) == len(values) else range(len(values))
     row: dict = {}
-    for v, gid in zip(values, ids):
-        row.setdefault((tag, gid), len(row))
+    rows = [row.setdefault(gid, len(row)) for gid in ids]
     out = np.zeros((len(row), len(col)))
-    for v, gid in zip(values, ids):
-        out[row[(tag, gid)], col[v]] += 1
+    np.add.at(out, (rows, [col[v] for v in values]), 1.0)
     return out
 
 

@@ -78,7 +78,6 @@ def _validation_and_golden(data_dir: Path, spec, max_queries: int, golden: int, 
 
 def search_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, depth: int,
                    train_pairs: int, seed: int = 0) -> EvalSet:
-
     data, lo, valid, gq, cands = _validation_and_golden(data_dir, spec, max_queries, golden, depth, seed)
     n_valid = len(valid)
     a = valid["query"].to_list() + [q for q, c in zip(gq, cands) for _ in c]
@@ -120,7 +119,6 @@ def retrieval_evalset(data_dir: Path, spec, *, max_queries: int, golden: int, de
 
 def classify_evalset(data_dir: Path, spec, *, max_items: int, golden: int, train_items: int,
                      seed: int = 0) -> EvalSet:
-
     sp = load_items(Path(data_dir), level=spec.extra.get("level"), min_class_size=1, seed=13)
     valid = sp["valid"] if len(sp["valid"]) else sp["test"]
     valid = valid.sample(min(max_items, len(valid)), seed=seed)

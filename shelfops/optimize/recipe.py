@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -137,8 +138,6 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
 def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say) -> dict:
     """Search: the re-rank depth one search can afford within ``cfg.search_p99_ms`` with the
     chosen variant as it ships (optimize.depth), written into serving.json for the server."""
-    import json
-
     data = load_pairs(data_dir, augmented=False)
     shipped = load_shipped(w.dir, verify=False)
     lo, hi = shipped.spec.extra.get("grade_min", data.grade_min), shipped.spec.extra.get("grade_max", data.grade_max)
@@ -158,7 +157,6 @@ def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say) -> dict:
 
 def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | None = None,
         progress: bool = True, say: Say = print, config_dump: dict | None = None) -> Manifest:
-
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / "model.json").exists():
         raise ConfigError([f"{model_dir}: not a trained text model folder (no model.json); "

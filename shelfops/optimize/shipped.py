@@ -55,7 +55,6 @@ class Shipped:
 
 
 def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True) -> Shipped:
-
     folder = Path(folder)
     m = verify_outputs(folder) if verify else None
     model, tok, spec = text_models.load(folder)

@@ -143,7 +143,6 @@ class Catalogue:
     """Items the API can return, with the retrieval index over them (rebuilt on a swap)."""
 
     def __init__(self, data_dir: Path) -> None:
-
         items = item_texts(pl.read_parquet(Path(data_dir) / "items.parquet"))
         self.ids = items["item_id"].to_list()
         self.texts = items["text"].to_list()
@@ -155,13 +154,11 @@ class Catalogue:
         self._bm25 = None
 
     def build_index(self, emb: np.ndarray, version: str) -> None:
-
         self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32))
         self.index_version = version
 
     def bm25(self):
         if self._bm25 is None:
-
             self._bm25 = BM25Index(self.texts)
         return self._bm25
 
@@ -601,7 +598,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/dashboard/files/{name}", include_in_schema=False)
     async def dashboard_file(name: str):
-
         path = report_file(settings.report_dir, name)
         if path is None:
             return JSONResponse({"code": "not_found", "message": f"no report file {name!r}"}, status_code=404)

@@ -11,8 +11,9 @@ the path between two model calls: results go back to the loop once per batch.
 ``fair_share`` (a variant that scores one input per call) each worker has a queue of its own
 and every request's inputs are dealt to them in turn, so one request's inputs are scored by
 every worker side by side: 20 re-rank pairs on 2 workers are two shares of 10, where one
-shared queue split them 1 + 1 + 10 + 5 + 3 as the workers happened to wake (p99 60 ms
-against 49 for an even split, the Home Depot demo model, int8).
+shared queue split them 1 + 1 + 10 + 5 + 3 as the workers happened to wake (the demo's int8
+search model; the latency difference was within this VM's noise, the split is now even by
+construction).
 
 ``close()`` stops accepting new inputs, finishes everything already queued and then stops,
 so a model being swapped out drains instead of dropping requests.

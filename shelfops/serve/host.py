@@ -89,7 +89,6 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
     folder = Path(folder)
     batcher = batcher_class(batching)
     if task == "recommend":
-
         verify_outputs(folder)
         rec = Recommender.load(folder)
         b = batcher(_rec_fn(rec), max_batch=64, max_wait_ms=2, name=f"recommend-v{version}",

@@ -49,7 +49,6 @@ class ReplicaSpec:
         models = {t: (Path(f), v) for t, (f, v) in self.models.items()}
         watch = view = None
         if self.registry_prefix:
-
             reg = registry_from(RegistryConfig(**self.registry))
             watch, view = follow_registry(reg, self.registry_prefix), registry_view(reg, self.registry_prefix)
             models.update(watch())

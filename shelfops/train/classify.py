@@ -43,7 +43,6 @@ def _bucket(item_id: str, seed: int) -> int:
 def load_items(
     data_dir: Path, *, level: int | None, min_class_size: int, seed: int
 ) -> dict[str, pl.DataFrame]:
-
     p = Path(data_dir) / "items.parquet"
     if not p.exists():
         raise DataError(f"{data_dir} has no items.parquet")

@@ -61,7 +61,6 @@ class Reranker(Protocol):
 
 
 def schedule_from(c: ScheduleConfig):
-
     return Schedule(**c.model_dump())
 
 
@@ -137,7 +136,6 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
 
 def search_test_metrics(model, tok, spec, data, *, n_boot: int, batch_size: int = 64,
                         progress: bool = True) -> tuple[dict, np.ndarray]:
-
     lo, hi = spec.extra["grade_min"], spec.extra["grade_max"]
     s = score_pairs(model, tok, data.test["query"].to_list(), data.test["text"].to_list(),
                     max_length=spec.max_length, batch_size=batch_size,
@@ -158,7 +156,6 @@ def write_test_scores(out: Path, test, scores: dict[str, np.ndarray]) -> Path:
 
 
 def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-
     c = cfg.search
     data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
     say(f"search: {len(data.train):,} training pairs ({data.sources['train']}), "
@@ -212,7 +209,6 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
 
 
 def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, reranker=None, **_):
-
     c = cfg.retrieval
     data = load_pairs(data_dir)
     lo, hi = data.grade_min, data.grade_max
@@ -288,7 +284,6 @@ def _rerank_pipeline(ce: Reranker, queries, candidates, items, data, n_boot, **k
 
 
 def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-
     c = cfg.classify
     splits = load_items(data_dir, level=c.level, min_class_size=c.min_class_size, seed=13)
     say(f"classify: {len(splits['train']):,} train / {len(splits['test']):,} test items, "
@@ -331,7 +326,6 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
 
 
 def _recommend(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-
     c = cfg.recommend
     res = train_recommend(
         data_dir, hidden=c.hidden, layers=c.layers, heads=c.heads, dropout=c.dropout,
@@ -384,13 +378,11 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
     spec_path = model_dir / "model.json"
     task = json.loads(spec_path.read_text())["task"] if spec_path.exists() else None
     if task == "search":
-
         model, tok, spec = text_models.load(model_dir)
         ev, _ = search_test_metrics(model, tok, spec, load_pairs(data_dir), n_boot=cfg.bootstrap,
                                     progress=progress)
         result = {"task": task, "summary": ev["summary"]}
     elif task == "classify":
-
         model, tok, spec = text_models.load(model_dir)
         sp = load_items(data_dir, level=spec.extra.get("level"), min_class_size=1, seed=13)
         test = sp["test"]
@@ -401,7 +393,6 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
             "accuracy": M.bootstrap_ci(np.array([a == b for a, b in zip(pred, y)], float), n_boot=cfg.bootstrap),
             "macro_f1": M.macro_f1(y, pred)}}
     elif task == "recommend":
-
         result = {"task": task, "summary": evaluate_folder(model_dir, data_dir, bootstrap=cfg.bootstrap)}
     elif task == "retrieval":
         raise ConfigError(["evaluate: retrieval models are evaluated by `shelfops train --task "

@@ -90,7 +90,6 @@ def catalogue_eval(
     retrieved list, over the whole catalogue."""
     kmax = max(ks)
     if retrieved is None:
-
         index, _ = build_index(item_emb)
         _, retrieved = search(index, query_emb, kmax)
     pos = {iid: i for i, iid in enumerate(item_ids)}

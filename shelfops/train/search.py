@@ -252,7 +252,6 @@ def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = No
 
 
 def bm25_pool_scores(df: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:
-
     docs = items["text"].to_list()
     pos = {iid: i for i, iid in enumerate(items["item_id"].to_list())}
     index = BM25Index(docs)
