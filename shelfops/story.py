@@ -107,8 +107,8 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
     settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=catalogue,
                              admin_token=token, rerank_depth=cfg.serve.rerank_depth,
                              watch=follow_registry(reg, prefix),
-                             shadow_fraction=cfg.serve.shadow_fraction,
-                             watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
+                             shadow_fraction=cfg.serve.shadow_fraction, retriever=cfg.serve.retriever,
+                             fusion_weight=cfg.serve.fusion_weight, watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
     server = start_in_thread(create_app(settings))
     console.print(f"serving on {server.url} (dashboard: {server.url}/dashboard)")
     phases.phase("serve: start v1")

@@ -200,8 +200,52 @@ class ClassifySchedule(ScheduleConfig):
     epochs: int = Field(8, ge=1)  # 3 undertrains on the synthetic shop's text (0.84 vs 0.99 at 8)
 
 
+class CatalogueSearchConfig(_Strict):
+    """Search over the whole catalogue (train/catalogue.py): the retrievers, the hard negatives
+    they give the re-ranker, and the choice of fusion weight and re-rank depth."""
+
+    enabled: bool = Field(True, description="evaluate, early-stop and choose the served pipeline "
+                          "over the whole catalogue (off: judged pools only)")
+    retriever: str | None = Field(None, description="a trained retrieval model folder for the dense "
+                                  "side; null: the untuned encoder")
+    # 4 per query: a judged pool holds ~6 (Home Depot) to ~17 (synthetic shop) products, so real
+    # judgements stay most of the training pairs (and keep the grade scale calibrated) while every
+    # query also shows the model products a retriever brings that nobody judged
+    hard_negatives: int = Field(4, ge=0, description="negatives per training query mined from the "
+                                "hybrid retriever's top negative_depth (0: none)")
+    negative_depth: int = Field(30, ge=2, description="mine from this many fused candidates")
+    # the first unjudged hits are the likeliest to be relevant products nobody judged (false
+    # negatives); below them a retrieved product is mostly what the re-ranker must learn to demote
+    negative_skip: int = Field(3, ge=0, description="never mine the first N fused candidates")
+    weights: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0], min_length=1,
+                                 description="dense weights of the fusion tried on validation "
+                                 "(0: BM25 alone, 1: dense alone)")
+    depths: list[int] = Field([10, 20, 30, 50], min_length=1, description="re-rank depths tried on validation")
+    relevant_threshold: float = Field(0.5, ge=0, le=1, description="share of the grade scale a "
+                                      "product must reach to count as relevant")
+    eval_queries: int = Field(400, ge=10, description="validation queries for early stopping and the choice")
+    early_stop_on: Literal["catalogue", "pools"] = Field(
+        "catalogue", description="the validation metric that keeps the best checkpoint: the "
+        "pipeline's NDCG@10 over the catalogue, or NDCG@10 within judged pools")
+
+    @field_validator("weights")
+    @classmethod
+    def _unit(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 <= w <= 1.0 for w in v):
+            raise ValueError(f"every fusion weight must be in [0, 1], got {v}")
+        return v
+
+    @field_validator("depths")
+    @classmethod
+    def _page(cls, v: list[int]) -> list[int]:
+        if any(d < 10 for d in v):
+            raise ValueError(f"a re-rank depth below a page of results (10) is not a depth, got {v}")
+        return v
+
+
 class SearchTrainConfig(_Strict):
     schedule: SearchSchedule = SearchSchedule()
+    catalogue: CatalogueSearchConfig = CatalogueSearchConfig()
     loss: Literal["pointwise", "pairwise", "listwise"] = "pointwise"
     batch_size: int = Field(32, ge=1)
     freeze_layers: int = Field(0, ge=0, description="freeze embeddings + the lowest N layers (faster steps)")
@@ -418,6 +462,11 @@ class ServeConfig(_Strict):
                                      "model's latency budget (serving.json), 50 for a model without one")
     shadow_fraction: float = Field(1.0, gt=0, le=1, description="share of requests mirrored to a shadow "
                                    "candidate (below 1 where it shares the production model's hardware)")
+    retriever: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid", description="search candidates: BM25 and the served bi-encoder fused (hybrid), the "
+        "bi-encoder alone (dense) or BM25 alone (lexical); without a served bi-encoder, BM25")
+    fusion_weight: float | None = Field(None, ge=0, le=1, description="the dense list's weight in the "
+                                        "hybrid; null = the search model's, chosen on validation")
 
 
 class ShelfopsConfig(_Strict):

@@ -43,6 +43,13 @@ class DepthPoint:
         return asdict(self)
 
 
+def candidate_depths(depths, quality_depth: int | None) -> list[int]:
+    """The depths worth timing: none deeper than the one the train stage chose for quality on
+    validation (deeper would cost latency for no measured gain); the shallowest if all are."""
+    keep = sorted(d for d in depths if quality_depth is None or d <= quality_depth)
+    return keep or [min(depths)]
+
+
 def choose_depth(points: list[DepthPoint], budget_ms: float) -> tuple[int, str]:
     """The deepest re-rank whose p99 is within ``budget_ms``; the shallowest if none is."""
     if not points:

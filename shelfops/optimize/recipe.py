@@ -27,7 +27,7 @@ from shelfops.errors import ConfigError
 from shelfops.optimize import measure as Ms
 from shelfops.optimize import prune as P
 from shelfops.optimize import variants as V
-from shelfops.optimize.depth import choose_depth, measure_depths
+from shelfops.optimize.depth import candidate_depths, choose_depth, measure_depths
 from shelfops.optimize.evalsets import evalset_for
 from shelfops.optimize.measure import encode, run_all
 from shelfops.optimize.policy import Candidate, Setting, select, tune
@@ -135,13 +135,16 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
     return student, info, imp
 
 
-def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say) -> dict:
+def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say, quality_depth: int | None) -> dict:
     """Search: the re-rank depth one search can afford within ``cfg.search_p99_ms`` with the
-    chosen variant as it ships (optimize.depth), written into serving.json for the server."""
+    chosen variant as it ships (optimize.depth), written into serving.json for the server.
+    Depths beyond the one the train stage chose for quality on validation (``quality_depth``)
+    are not tried: they would cost latency for no measured gain."""
+    depths = candidate_depths(cfg.rerank_depths, quality_depth)
     data = load_pairs(data_dir, augmented=False)
     shipped = load_shipped(w.dir, verify=False)
     lo, hi = shipped.spec.extra.get("grade_min", data.grade_min), shipped.spec.extra.get("grade_max", data.grade_max)
-    points, base = measure_depths(shipped, data.items, data.valid, lo=lo, hi=hi, depths=tuple(cfg.rerank_depths),
+    points, base = measure_depths(shipped, data.items, data.valid, lo=lo, hi=hi, depths=tuple(depths),
                                   queries=cfg.max_queries, seconds=cfg.seconds_per_point)
     depth, why = choose_depth(points, cfg.search_p99_ms)
     for p in points:
@@ -269,11 +272,16 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
         plot_pareto(rows, sel, w.path("pareto.png"))
         (w.dir / "variants.md").write_text(variant_table(rows, sel))
         if chosen:
+            # the hybrid retriever's fusion weight the train stage chose on validation travels
+            # with the search model to the server
+            pipeline = mm.extra.get("pipeline") or {}
             w.write_json("serving.json", {"variant": chosen["name"], "engine": chosen["engine"],
                                           "precision": chosen["precision"], "files": chosen["files"],
-                                          "max_length": spec.max_length, **chosen["setting"]})
+                                          "max_length": spec.max_length, **chosen["setting"],
+                                          **{k: pipeline[k] for k in ("fusion_weight", "dense_encoder")
+                                             if k in pipeline}})
             if spec.task == "search" and cfg.rerank_depths:
-                report["depth"] = _rerank_depth(w, data_dir, cfg, say)
+                report["depth"] = _rerank_depth(w, data_dir, cfg, say, pipeline.get("rerank_depth"))
                 w.write_json("optimize.json", report)
         w.manifest.metrics = {"chosen": sel.chosen, "reason": sel.reason, "metric": ev.metric,
                               "rerank_depth": (report.get("depth") or {}).get("chosen"),

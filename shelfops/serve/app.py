@@ -34,10 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
 from shelfops.serve.dashboard import report_file, state_document
+from shelfops.serve.dense import UntunedDense
 from shelfops.serve.host import ModelHost, Slot
 from shelfops.serve.metrics import ServeMetrics
 from shelfops.serve.sessions import shared_state
 from shelfops.train.baselines import BM25Index
+from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
+from shelfops.train.hybrid import fuse
 from shelfops.train.index import build_index
 from shelfops.train.index import search as faiss_search
 from shelfops.train.pairs import item_texts
@@ -118,6 +121,8 @@ class ServeSettings:
     data_dir: Path | None = None
     admin_token: str | None = None
     rerank_depth: int | None = None  # None: the search model's own (serving.json), else DEFAULT_RERANK_DEPTH
+    retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    fusion_weight: float | None = None  # None: the search model's own (serving.json), else hybrid.DEFAULT_WEIGHT
     max_body_bytes: int = 64 * 1024
     session_length: int = 50
     request_log: int = 100_000
@@ -152,6 +157,7 @@ class Catalogue:
         self.index = None
         self.index_version: str | None = None
         self._bm25 = None
+        self.untuned: UntunedDense | None = None  # the dense side when no bi-encoder is served
 
     def build_index(self, emb: np.ndarray, version: str) -> None:
         self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32))
@@ -161,6 +167,33 @@ class Catalogue:
         if self._bm25 is None:
             self._bm25 = BM25Index(self.texts)
         return self._bm25
+
+
+def candidates(lexical: np.ndarray | None, dense: np.ndarray | None, weight: float, n: int,
+               keep: Callable[[int], bool]) -> list[int]:
+    """One search's candidates: each retriever's rows filtered first (a category filter, the
+    release's catalogue), then fused by rank (train.hybrid.fuse), the first ``n`` kept."""
+    lists = [np.asarray([i for i in (a if a is not None else []) if i >= 0 and keep(int(i))] or [-1])
+             for a in (lexical, dense)]
+    if dense is None:
+        weight = 0.0
+    elif lexical is None:
+        weight = 1.0
+    fused = fuse(lists[0][None, :], lists[1][None, :], weight, n=n)[0]
+    return [int(i) for i in fused if i >= 0]
+
+
+def dense_status(cat: Catalogue | None) -> str:
+    """Which dense retriever search can use now, for /readyz."""
+    if cat is None:
+        return "no catalogue"
+    if cat.index is not None:
+        return f"bi-encoder v{cat.index_version}"
+    u = cat.untuned
+    if u is None:
+        return "none"
+    return "untuned encoder ready" if u.ready else (f"untuned encoder failed: {u.error}" if u.error
+                                                     else "untuned encoder: embedding the catalogue")
 
 
 def known_rows(cat: Catalogue, data_dir: str | None) -> frozenset[int] | None:
@@ -296,6 +329,11 @@ async def _warm(state: State, slot: Slot) -> None:
     cat = state.catalogue
     if slot.task == "search" and cat is not None:
         slot.known_rows = known_rows(cat, slot.meta.get("data"))
+        # a search model validated with the untuned encoder as its dense retriever: embed the
+        # catalogue under it, in the background (search stays lexical until it is ready)
+        enc = slot.meta.get("dense_encoder")
+        if enc and state.settings.retriever != "lexical" and (cat.untuned is None or cat.untuned.encoder_name != enc):
+            cat.untuned = UntunedDense(enc, cat.texts)
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
     elif slot.task == "retrieval" and cat is not None:
@@ -406,26 +444,30 @@ def create_app(settings: ServeSettings) -> FastAPI:
         known = getattr(slot, "known_rows", None)
         want = min(len(cat.ids), depth * (4 if body.filters else 1) * (2 if known is not None else 1))
         versions: dict[str, str] = {}
-        if "retrieval" in state.host.slots and cat.index is not None:
+        lexical = dense = None
+        if settings.retriever != "lexical" and "retrieval" in state.host.slots and cat.index is not None:
             r = state.host.get("retrieval")
             try:
                 q = await r.batcher.submit(body.query)
                 versions["retrieval"] = r.version
             finally:
                 r.release()
-
-            _, rows = faiss_search(cat.index, np.asarray([q]), want)
-            rows = [int(i) for i in rows[0] if i >= 0]
-        else:
-            rows_arr, _ = cat.bm25().search([body.query], want)
-            rows = [int(i) for i in rows_arr[0] if i >= 0]
+            dense = faiss_search(cat.index, np.asarray([q]), want)[1][0]
+        elif settings.retriever != "lexical" and cat.untuned is not None and cat.untuned.ready:
+            dense = await asyncio.to_thread(cat.untuned.search, body.query, want)
+            versions["retrieval"] = "untuned"
+        if dense is None or settings.retriever == "hybrid":
+            lexical = cat.bm25().search([body.query], want)[0][0]
+        weight = settings.fusion_weight
+        if weight is None:
+            weight = (slot.meta.get("fusion_weight") if slot else None)
+        weight = DEFAULT_FUSION_WEIGHT if weight is None else float(weight)
+        rows = candidates(lexical, dense, weight, depth, keep=lambda i: (
+            (not body.filters.get("category") or cat.categories[i].startswith(body.filters["category"]))
+            and (known is None or i in known)))
+        if dense is None:
             versions["retrieval"] = "bm25"
-        if body.filters.get("category"):
-            pre = body.filters["category"]
-            rows = [i for i in rows if cat.categories[i].startswith(pre)]
-        if known is not None:
-            rows = [i for i in rows if i in known]
-        rows = rows[:depth]
+        retriever = "lexical" if dense is None else ("dense" if lexical is None else "hybrid")
         t_retrieved = time.perf_counter()
         scores = [0.0] * len(rows)
         if rows and key in state.host.slots:
@@ -455,8 +497,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         t_end = time.perf_counter()
         # each stage's wall time, for the client (and bench/serve.py) to read: W3C Server-Timing
         timing = (f"retrieval;dur={(t_retrieved - t0) * 1e3:.2f}, rerank;dur={(t_ranked - t_retrieved) * 1e3:.2f}, "
-                  f"response;dur={(t_end - t_ranked) * 1e3:.2f}, depth;desc={len(rows)}")
-        return JSONResponse({"request_id": rid, "items": items, "versions": versions},
+                  f"response;dur={(t_end - t_ranked) * 1e3:.2f}, depth;desc={len(rows)}, retriever;desc={retriever}")
+        return JSONResponse({"request_id": rid, "items": items, "versions": versions, "retriever": retriever},
                             headers={"x-shelfops-version": versions.get("search", versions["retrieval"]),
                                      "server-timing": timing})
 
@@ -565,7 +607,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return JSONResponse({"ready": False}, status_code=503)
         return {"ready": True, "models": {t: {"version": s.version, **{k: v for k, v in s.meta.items()
                                                                        if k != "labels"}}
-                                          for t, s in state.host.slots.items()}, "swaps": state.host.swaps}
+                                          for t, s in state.host.slots.items()}, "swaps": state.host.swaps,
+                "dense": dense_status(state.catalogue)}
 
     @app.get("/metrics")
     async def metrics():

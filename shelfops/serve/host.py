@@ -110,8 +110,14 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
             "rerank_depth": serving.get("rerank_depth")}
     if task == "classify":
         meta["labels"] = shipped.spec.labels
-    if (folder / "manifest.json").exists():
-        meta["data"] = json.loads((folder / "manifest.json").read_text()).get("extra", {}).get("data")
+    made = json.loads((folder / "manifest.json").read_text()).get("extra", {}) \
+        if (folder / "manifest.json").exists() else {}
+    meta["data"] = made.get("data")
+    # the hybrid retriever the model was validated with: an optimized folder's serving.json
+    # carries it, a trained folder's manifest has it
+    pipeline = made.get("pipeline") or {}
+    for k in ("fusion_weight", "dense_encoder"):
+        meta[k] = serving.get(k, pipeline.get(k))
     return Slot(task, version, folder, b, shipped, meta)
 
 

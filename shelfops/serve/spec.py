@@ -31,6 +31,8 @@ class ReplicaSpec:
     session_length: int = 50
     rerank_depth: int | None = None  # None: the search model's chosen depth
     shadow_fraction: float = 1.0
+    retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    fusion_weight: float | None = None  # None: the search model's chosen weight
 
     @classmethod
     def from_config(cls, cfg, *, models: dict[str, tuple[Path | str, str]] | None = None,
@@ -56,4 +58,5 @@ class ReplicaSpec:
                              admin_token=self.admin_token, state_url=self.state_url,
                              session_length=self.session_length, rerank_depth=self.rerank_depth,
                              watch=watch, watch_seconds=self.watch_seconds, registry_view=view,
-                             batching=batching, shadow_fraction=self.shadow_fraction)
+                             batching=batching, shadow_fraction=self.shadow_fraction,
+                             retriever=self.retriever, fusion_weight=self.fusion_weight)

@@ -24,10 +24,12 @@ from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
 from shelfops.config.schema import ScheduleConfig, TrainConfig
 from shelfops.errors import ConfigError
 from shelfops.eval import metrics as M
-from shelfops.train import text_models
+from shelfops.train import catalogue, text_models
 from shelfops.train.baselines import BM25Index, TfidfCentroidClassifier, majority_class
 from shelfops.train.classify import ClassifySettings, load_items, predict_proba, train_classifier
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
+from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
+from shelfops.train.hybrid import choose, fuse, rerank
 from shelfops.train.index import build_index, save_index
 from shelfops.train.index import search as index_search
 from shelfops.train.loop import Schedule
@@ -156,21 +158,35 @@ def write_test_scores(out: Path, test, scores: dict[str, np.ndarray]) -> Path:
 
 
 def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
-    c = cfg.search
+    c, cc = cfg.search, cfg.search.catalogue
     data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
+    lo, hi = data.grade_min, data.grade_max
     say(f"search: {len(data.train):,} training pairs ({data.sources['train']}), "
         f"{data.test['query'].n_unique():,} test queries ({data.sources['eval']})")
+    cat, extra_eval, mined = None, None, 0
+    if cc.enabled:
+        # both retrievers over the whole catalogue: they mine the re-ranker's hard negatives, and
+        # the served pipeline (retrieve -> fuse -> re-rank) is validated and tested on it
+        embed, dense_name, emb = catalogue.dense_side(encoder_path, cc.retriever, max_length=c.max_length,
+                                                      n_items=len(data.items), progress=progress)
+        cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
+        data.train, mined = catalogue.with_hard_negatives(
+            data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth, skip=cc.negative_skip,
+            grade=lo, seed=c.schedule.seed)
+        say(f"search: {mined:,} hard negatives mined from the hybrid retriever ({dense_name} + BM25), "
+            f"{cc.hard_negatives} per training query below its first {cc.negative_skip}")
+        extra_eval = _catalogue_validation(cat, data, cc, c.max_length)
     settings = SearchSettings(loss=c.loss, freeze_layers=c.freeze_layers, batch_size=c.batch_size,
                               max_length=c.max_length, eval_queries=c.eval_queries, head=c.head)
+    metric = "catalogue_ndcg@10" if cat is not None and cc.early_stop_on == "catalogue" else None
     model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
                                             schedule=schedule_from(c.schedule), settings=settings,
-                                            progress=progress)
+                                            progress=progress, extra_eval=extra_eval, metric=metric)
     text_models.save(model, spec, encoder_path, out)
     t = time.perf_counter()
     ev, model_scores = search_test_metrics(model, tok, spec, data, n_boot=cfg.bootstrap,
                                            progress=progress)
     infer_s = time.perf_counter() - t
-    lo, hi = data.grade_min, data.grade_max
     # BM25 ties a lot (0 for every pool item sharing no query term): its expected value over
     # random tie orders, with both bounds beside it (metrics.py, "Ties")
     bm_scores = bm25_pool_scores(data.test, data.items)
@@ -199,10 +215,70 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     _say_table(say, "search (NDCG within judged pools)", metrics, ("ndcg@10", "ndcg@5", "mrr", "rmse"))
     say(f"  bm25 is tie-averaged; NDCG@10 with its ties broken worst-first {bm25_bounds['pessimistic']:.4f}, "
         f"best-first {bm25_bounds['optimistic']:.4f}")
-    counts = {"train_pairs": len(data.train), "test_pairs": len(data.test),
+    extra: dict[str, Any] = {"fit": fitres.to_dict(), "sources": data.sources, "grade_range": [lo, hi]}
+    if cat is not None:
+        metrics["catalogue"], extra["pipeline"] = _catalogue_test(cat, model, tok, data, cc, c.max_length,
+                                                                  out, cfg.bootstrap, say, progress)
+        if cc.retriever is None:  # the server embeds its catalogue with the same untuned encoder
+            extra["pipeline"]["dense_encoder"] = encoder_path
+    counts = {"train_pairs": len(data.train), "hard_negatives": mined, "test_pairs": len(data.test),
               "test_queries": data.test["query"].n_unique()}
-    return metrics, counts, {"fit": fitres.to_dict(), "sources": data.sources,
-                             "grade_range": [lo, hi]}
+    return metrics, counts, extra
+
+
+def _pair_scorer(model, tok, max_length: int, progress: str | None = None):
+    return lambda qs, ts: score_pairs(model, tok, qs, ts, max_length=max_length, progress=progress)
+
+
+def _catalogue_validation(cat, data, cc, max_length: int):
+    """Early stopping on what shoppers get: the pipeline's NDCG@10 over the whole catalogue for
+    ``cc.eval_queries`` validation queries, at the default fusion weight and the middle depth
+    (the weight and depth themselves are chosen once, after training)."""
+    judged = catalogue.Judged(data.valid, data.grade_min, data.grade_max, cc.relevant_threshold, cat.ids)
+    qs = catalogue.relevant_queries(data.valid, data.grade_min, data.grade_max, cc.relevant_threshold)
+    qs = qs[:: max(1, len(qs) // cc.eval_queries)][: cc.eval_queries]
+    depth = sorted(cc.depths)[len(cc.depths) // 2]
+    fused = cat.candidates(qs).fused(DEFAULT_FUSION_WEIGHT, depth)
+
+    def evaluate(model, tok) -> dict[str, float]:
+        scores = catalogue.PairScores(qs, cat.texts, _pair_scorer(model, tok, max_length))
+        rows = rerank(fused, scores, depth)
+        return {"catalogue_ndcg@10": float(np.nanmean(judged.per_query(qs, rows)["ndcg@10"]))}
+
+    return evaluate
+
+
+def _catalogue_test(cat, model, tok, data, cc, max_length: int, out: Path, n_boot: int, say: Say,
+                    progress: bool) -> tuple[dict, dict]:
+    """Choose the fusion weight and re-rank depth on validation, then test the four systems
+    (pipeline, hybrid, dense, BM25) over the whole catalogue; per-query values go to
+    ``catalogue_scores.parquet`` for pooling folds (catalogue.pooled)."""
+    lo, hi, th = data.grade_min, data.grade_max, cc.relevant_threshold
+    vq = catalogue.relevant_queries(data.valid, lo, hi, th)
+    vq = vq[:: max(1, len(vq) // cc.eval_queries)][: cc.eval_queries]
+    vscores = catalogue.PairScores(vq, cat.texts, _pair_scorer(model, tok, max_length))
+    choice = catalogue.choose_pipeline(cat.candidates(vq), vscores, catalogue.Judged(data.valid, lo, hi, th, cat.ids),
+                                       vq, weights=cc.weights, depths=cc.depths)
+    tq = catalogue.relevant_queries(data.test, lo, hi, th)
+    tscores = catalogue.PairScores(tq, cat.texts, _pair_scorer(model, tok, max_length,
+                                                               "catalogue: re-rank" if progress else None))
+    rows = catalogue.system_rows(cat.candidates(tq), tscores, choice.weight, choice.depth)
+    result, frame = catalogue.evaluate_systems(rows, catalogue.Judged(data.test, lo, hi, th, cat.ids), tq,
+                                               n_boot=n_boot)
+    frame.write_parquet(out / "catalogue_scores.parquet")
+    pipeline = {"fusion_weight": choice.weight, "rerank_depth": choice.depth, "dense": cat.dense_name,
+                "retriever": "hybrid"}
+    result = {**result, "choice": choice.to_dict(), "items": len(cat.ids), **pipeline}
+    say(f"search over the whole catalogue ({len(cat.ids):,} items, {len(tq):,} test queries; chosen on "
+        f"validation: fusion weight {choice.weight:g} for {cat.dense_name}, re-rank depth {choice.depth})")
+    for name in catalogue.SYSTEMS:
+        s = result["systems"][name]
+        line = f"  {name:<9} NDCG@10 {_fmt(s, 'ndcg@10')}  Recall@10 {_fmt(s, 'recall@10')}"
+        if name != "pipeline":
+            d = result["comparisons"]["ndcg@10"][name]["diff"]
+            line += f"  pipeline - it: {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+        say(line)
+    return result, pipeline
 
 
 # ------------------------------------------------------------------------------ retrieval
@@ -255,16 +331,38 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     }
     metrics["beats_baselines"] = beats(metrics["comparisons_recall@10"])
     metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_recall@10"])
+    # the hybrid the server runs with this bi-encoder: its weight chosen on validation queries
+    cat = catalogue.Catalogue(ids, texts, bm, index,
+                              lambda qs: embed_texts(model.encoder, tok, qs, max_length=c.max_length),
+                              "this bi-encoder")
+    vq = catalogue.relevant_queries(data.valid, lo, hi, c.positive_threshold)
+    vq = vq[:: max(1, len(vq) // c.eval_queries)][: c.eval_queries]
+    vjudged = catalogue.Judged(data.valid, lo, hi, c.positive_threshold, ids)
+    vc = cat.candidates(vq)
+    choice = choose(lambda w, _d: float(np.nanmean(vjudged.per_query(vq, vc.fused(w, 10))["ndcg@10"])),
+                    depths=(10,), tolerance=1e-3)
+    hybrid = catalogue_eval(None, None, test_q, data.test, ids, **kw,
+                            retrieved=fuse(bm_ids, got[:, :50], choice.weight, n=50))
+    metrics["hybrid"] = {"fusion_weight": choice.weight, "validation": choice.to_dict()["grid"],
+                         "summary": M.summarize(hybrid, n_boot=n),
+                         "comparisons_recall@10": {
+                             "bm25": M.compare(hybrid["recall@10"], bm_pq["recall@10"], n_boot=n),
+                             "model": M.compare(hybrid["recall@10"], model_pq["recall@10"], n_boot=n)}}
     if reranker is not None:
-        metrics["pipeline"] = _rerank_pipeline(reranker, test_q, got[:, :c.rerank_depth],
+        fused = fuse(bm_ids, got, choice.weight, n=max(50, c.rerank_depth))
+        metrics["pipeline"] = _rerank_pipeline(reranker, test_q, fused[:, :c.rerank_depth],
                                                items, data, n, **kw)
     _say_table(say, "retrieval (whole catalogue)", metrics, ("recall@10", "recall@50", "ndcg@10"))
+    hs = metrics["hybrid"]["summary"]
+    say(f"  hybrid (BM25 + this bi-encoder, weight {choice.weight:g} chosen on validation): "
+        f"Recall@10 {_fmt(hs, 'recall@10')}  NDCG@10 {_fmt(hs, 'ndcg@10')}")
     counts = {"catalogue_items": len(items), "test_queries": len(test_q)}
-    return metrics, counts, {"fit": fitres.to_dict(), "sources": data.sources}
+    return metrics, counts, {"fit": fitres.to_dict(), "sources": data.sources,
+                             "pipeline": {"fusion_weight": choice.weight, "retriever": "hybrid"}}
 
 
 def _rerank_pipeline(ce: Reranker, queries, candidates, items, data, n_boot, **kw) -> dict:
-    """Retrieve ``depth`` candidates with the bi-encoder, re-rank them with a cross-encoder as
+    """Retrieve ``depth`` candidates with the hybrid, re-rank them with a cross-encoder as
     it ships (the caller opens it: a trained folder's fp32 model, or an optimized folder's
     chosen variant, ``optimize.shipped.load_shipped``)."""
 

@@ -9,6 +9,7 @@ BM25 and the untuned pretrained encoder (cosine of mean-pooled embeddings).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,7 +291,13 @@ def train_search(
     schedule: Schedule,
     settings: SearchSettings,
     progress: bool = True,
+    extra_eval: Callable[[nn.Module, Any], dict[str, float]] | None = None,
+    metric: str | None = None,
 ) -> tuple[nn.Module, Any, ModelSpec, FitResult]:
+    """Fine-tune a cross-encoder on ``data.train``. Validation scores the judged pools of
+    ``settings.eval_queries`` validation queries; ``extra_eval(model, tok)`` adds metrics (the
+    whole-catalogue pipeline's), and ``metric`` names the one that keeps the best checkpoint
+    (default: NDCG@10 within the pools)."""
     spec = ModelSpec(
         task="search",
         encoder=encoder_path,
@@ -325,14 +332,15 @@ def train_search(
             max_length=settings.max_length,
         )
         pq = pool_metrics(valid, s, lo=data.grade_min, ks=settings.ks)
-        return {k: float(np.nanmean(v)) for k, v in pq.items()}
+        out = {k: float(np.nanmean(v)) for k, v in pq.items()}
+        return {**out, **(extra_eval(m, tok) if extra_eval else {})}
 
     result = fit(
         model,
         batches=batches,
         loss_fn=loss_fn(settings.loss),
         evaluate=evaluate,
-        metric=f"ndcg@{max(settings.ks)}",
+        metric=metric or f"ndcg@{max(settings.ks)}",
         schedule=schedule,
         workdir=workdir,
         progress=progress,

@@ -24,7 +24,9 @@ def search_model(small_shop, tiny_encoder, tmp_path_factory):
     res = CliRunner().invoke(app, ["train", "--task", "search", "--data", str(small_shop), "--out",
                                    str(out), "--no-progress", f"train.encoder={tiny_encoder}",
                                    "train.threads=1", "train.bootstrap=100",
-                                   "train.search.schedule.max_steps=40"])
+                                   "train.search.schedule.max_steps=40",
+                                   # the quality choice may go as deep as optimize measures
+                                   "train.search.catalogue.depths=[100]"])
     assert res.exit_code == 0, res.output
     return out
 
@@ -93,6 +95,8 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
     fits = [d for d, p in pts.items() if p["p99_ms"] <= depth["budget_p99_ms"]]
     assert depth["chosen"] == (max(fits) if fits else 10) == serving["rerank_depth"]
     assert read_manifest(out).metrics["rerank_depth"] == depth["chosen"]
+    # the hybrid's fusion weight chosen at training travels to the server with the model
+    assert serving["fusion_weight"] == read_manifest(search_model).extra["pipeline"]["fusion_weight"]
 
 
 def test_optimize_refuses_a_folder_without_a_model(tmp_path):

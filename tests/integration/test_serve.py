@@ -53,6 +53,7 @@ def test_endpoints_answer_with_versions(server):
     assert ready["ready"] and set(ready["models"]) == {"search", "retrieval", "classify", "recommend"}
     r = c.post("/v1/search", json={"query": "red running shoes", "k": 5}).json()
     assert len(r["items"]) == 5 and r["versions"] == {"retrieval": "1", "search": "1"}
+    assert r["retriever"] == "hybrid"  # BM25 and the served bi-encoder, fused
     assert r["items"][0]["score"] >= r["items"][-1]["score"]
     cat = r["items"][0]["category"].split(" > ")[0]
     f = c.post("/v1/search", json={"query": "shoes", "k": 5, "filters": {"category": cat}}).json()
@@ -148,7 +149,13 @@ def test_server_follows_the_production_alias(models, small_shop, tmp_path):
         def served():
             return httpx.post(running.url + "/v1/search", json={"query": "shoes", "k": 3}).json()["versions"]
 
-        assert served() == {"retrieval": "bm25", "search": "1"}
+        assert served()["search"] == "1"
+        # the search model was validated with the untuned encoder as its dense retriever and no
+        # bi-encoder is served: the server embeds the catalogue under it in the background, then
+        # answers from the same hybrid the train stage measured
+        _wait(lambda: httpx.get(running.url + "/readyz").json()["dense"] == "untuned encoder ready")
+        assert served() == {"retrieval": "untuned", "search": "1"}
+        assert httpx.post(running.url + "/v1/search", json={"query": "shoes"}).json()["retriever"] == "hybrid"
         reg.promote("shop-search", "2", "production", reason="second", force=True)
         _wait(lambda: served()["search"] == "2")
         reg.rollback("shop-search", reason="test rollback")
@@ -318,14 +325,17 @@ def test_search_reranks_to_the_depth_the_optimize_stage_chose_and_times_its_stag
     shutil.copytree(models / "search", folder)
     (folder / "serving.json").write_text(json.dumps({
         "variant": "torch-fp32", "engine": "torch", "precision": "fp32", "files": [], "threads": 1,
-        "max_batch": 8, "max_wait_ms": 2.0, "workers": 1, "rerank_depth": 13}))
-    running = start_in_thread(create_app(ServeSettings(models={"search": (folder, "1")}, data_dir=small_shop)))
+        "max_batch": 8, "max_wait_ms": 2.0, "workers": 1, "rerank_depth": 13, "fusion_weight": 0.25}))
+    running = start_in_thread(create_app(ServeSettings(models={"search": (folder, "1")}, data_dir=small_shop,
+                                                       retriever="lexical")))
     try:
         c = httpx.Client(base_url=running.url, timeout=30)
-        assert c.get("/readyz").json()["models"]["search"]["rerank_depth"] == 13
+        meta = c.get("/readyz").json()["models"]["search"]
+        assert meta["rerank_depth"] == 13 and meta["fusion_weight"] == 0.25
         r = c.post("/v1/search", json={"query": "red running shoes", "k": 5})
         timing = dict(part.strip().split(";", 1) for part in r.headers["server-timing"].split(","))
         assert timing["depth"] == "desc=13"  # BM25's top 13 were re-ranked
+        assert timing["retriever"] == "desc=lexical"  # serve.retriever=lexical: BM25 alone
         stages = {k: float(v.removeprefix("dur=")) for k, v in timing.items() if v.startswith("dur=")}
         assert set(stages) == {"retrieval", "rerank", "response"} and stages["rerank"] > 0
         deeper = c.post("/v1/search", json={"query": "red running shoes", "k": 20})

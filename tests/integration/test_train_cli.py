@@ -46,11 +46,28 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
         assert pooled["baselines"][b]["ndcg@10"]["mean"] == pytest.approx(
             m.metrics["baselines"][b]["ndcg@10"]["mean"], abs=1e-6)
 
+    # the whole catalogue: hard negatives mined from the hybrid retriever, the best checkpoint kept
+    # by the served pipeline's validation NDCG, the four systems tested, the choice handed to serve
+    assert 0 < m.counts["hard_negatives"] < m.counts["train_pairs"]
+    assert all("catalogue_ndcg@10" in h for h in m.extra["fit"]["history"])
+    assert m.extra["fit"]["best_metric"] == max(h["catalogue_ndcg@10"] for h in m.extra["fit"]["history"])
+    cat = m.metrics["catalogue"]
+    assert set(cat["systems"]) == {"pipeline", "hybrid", "dense", "bm25"} and cat["items"] == 300
+    assert m.extra["pipeline"]["rerank_depth"] in (10, 20, 30, 50)
+    assert m.extra["pipeline"]["fusion_weight"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert cat["choice"]["fusion_weight"] == m.extra["pipeline"]["fusion_weight"]
+    per = pl.read_parquet(tmp_path / "search" / "catalogue_scores.parquet")
+    assert len(per) == cat["queries"] > 0
+    for name in ("pipeline", "bm25"):
+        assert float(per[f"{name}_ndcg@10"].mean()) == pytest.approx(cat["systems"][name]["ndcg@10"]["mean"])
+
     r = _train("retrieval", small_shop, tmp_path / "retrieval", tiny_encoder,
                "train.retrieval.schedule.max_steps=10", "train.retrieval.schedule.eval_every=5",
                "--reranker", str(tmp_path / "search"))
     assert r.metrics["index"]["kind"] == "flat"
     assert "recall@10" in r.metrics["model"] and "pipeline" in r.metrics
+    assert r.extra["pipeline"]["fusion_weight"] == r.metrics["hybrid"]["fusion_weight"]
+    assert "recall@10" in r.metrics["hybrid"]["summary"]
     assert (tmp_path / "retrieval" / "index" / "index.faiss").exists()
 
     c = _train("classify", small_shop, tmp_path / "classify", tiny_encoder,

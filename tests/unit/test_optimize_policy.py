@@ -223,3 +223,11 @@ def test_choose_depth_takes_the_deepest_re_rank_within_the_search_budget():
     assert depth == 10 and "no depth meets" in why
     with pytest.raises(ValueError, match="no measured depths"):
         choose_depth([], 50.0)
+
+
+def test_depths_deeper_than_the_quality_choice_are_not_timed():
+    from shelfops.optimize.depth import candidate_depths
+
+    assert candidate_depths([10, 20, 30, 50, 100], 30) == [10, 20, 30]
+    assert candidate_depths([50, 10, 20], None) == [10, 20, 50]  # no choice recorded: all of them
+    assert candidate_depths([20, 30], 10) == [20]  # all deeper than the choice: the shallowest

@@ -1,0 +1,163 @@
+"""Home Depot search over the whole catalogue, cross-validated: does the served pipeline beat BM25?
+
+For fold k (GroupKFold on the search term, as bench/hd_search_cv.py) this ingests with
+``data.splits.test_fold=k`` and ``val_fold=k+1`` and runs ``shelfops train --task search``
+exactly as a user would. That run mines hard negatives from the hybrid retriever, trains the
+cross-encoder, chooses the fusion weight and re-rank depth on validation, and writes each
+test query's NDCG@10 and Recall@10 over the whole 54,666-item catalogue for the four systems
+(``pipeline``, ``hybrid``, ``dense``, ``bm25``) to ``catalogue_scores.parquet``. This script
+pools the folds (every judged query with a relevant product is a test query once) and
+writes the result with 95% bootstrap intervals and paired differences.
+
+    .venv/bin/python bench/hd_catalogue_search.py                 # 5 folds
+    .venv/bin/python bench/hd_catalogue_search.py --only 0 1      # train these folds, pool what exists
+    .venv/bin/python bench/hd_catalogue_search.py train.search.catalogue.hard_negatives=0
+
+Protocol (bench/RESULTS.md, "Retrieval bi-encoder and retrieve + re-rank"): relevant = judged
+in the upper half of the grade scale (>= 2 of 1-3); products nobody judged count as not
+relevant. A fold whose model folder is complete is not trained again. Result:
+bench/results/hd_catalogue_search.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/train_beauty.py
+# bench/hd_search_cv.py's recipe (real judgements only, lr 7e-5); bf16 autocast where the CPU
+# has native bf16 (1.4x the steps/s of fp32 here, bench/RESULTS.md "Search training throughput")
+RECIPE = ["train.search.augmented=false", "train.search.schedule.lr=7e-5", "train.threads=2"]
+SYSTEMS = ("pipeline", "hybrid", "dense", "bm25")
+
+
+def args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("overrides", nargs="*", help="extra key=value train overrides (after the recipe)")
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "homedepot.yaml")
+    p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "hd-cat")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=1000, help="training steps per fold")
+    p.add_argument("--eval-every", type=int, default=250, help="steps between validations")
+    p.add_argument("--bf16", default="on", choices=("on", "off", "auto"))
+    p.add_argument("--only", type=int, nargs="*", default=None, help="train only these folds")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hd_catalogue_search.json")
+    return p.parse_args()
+
+
+def shelfops(*argv: str, log: Path) -> None:
+    exe = Path(sys.executable).parent / "shelfops"
+    with log.open("a") as f:
+        subprocess.run([str(exe), *argv], check=True, stdout=f, stderr=subprocess.STDOUT)
+
+
+def recipe(a: argparse.Namespace) -> list[str]:
+    return [*RECIPE, f"train.search.schedule.max_steps={a.steps}",
+            f"train.search.schedule.eval_every={a.eval_every}", f"train.search.schedule.bf16={a.bf16}",
+            *a.overrides]
+
+
+def run_fold(a: argparse.Namespace, k: int) -> float | None:
+    data, model, log = a.workdir / f"data-{k}", a.workdir / f"model-{k}", a.workdir / f"fold-{k}.log"
+    if (model / "catalogue_scores.parquet").exists():
+        print(f"fold {k}: {model} is complete, not trained again")
+        return None
+    t = time.perf_counter()
+    print(f"fold {k}: ingest and train (log: {log})", flush=True)
+    if not (data / "manifest.json").exists():
+        shelfops("data", "ingest", "-c", str(a.config), "--out", str(data), "--no-progress",
+                 f"data.splits.folds={a.folds}", f"data.splits.test_fold={k}",
+                 f"data.splits.val_fold={(k + 1) % a.folds}", log=log)
+    shelfops("train", "--task", "search", "-c", str(a.config), "--data", str(data), "--out", str(model),
+             "--no-progress", *recipe(a), log=log)
+    return round(time.perf_counter() - t, 1)
+
+
+def plot(result: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    colours = {"pipeline": "tab:blue", "hybrid": "tab:purple", "dense": "tab:green", "bm25": "tab:orange"}
+    for ax, metric in zip(axes, ("ndcg@10", "recall@10")):
+        for j, name in enumerate(SYSTEMS):
+            s = result["systems"][name][metric]
+            ax.errorbar([j], [s["mean"]], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                        fmt="o", color=colours[name], capsize=6)
+        ax.set_xticks(range(len(SYSTEMS)), SYSTEMS)
+        ax.set_title(f"{metric}, whole catalogue")
+    fig.suptitle(f"Home Depot, {result['folds']} fold(s) pooled, {result['queries']:,} queries, 95% bootstrap")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    a = args()
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
+    from shelfops.artifacts import read_manifest
+    from shelfops.train.catalogue import pooled
+
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    folds = range(a.folds) if a.only is None else a.only
+    seconds = {k: run_fold(a, k) for k in folds}
+    done = [k for k in range(a.folds) if (a.workdir / f"model-{k}" / "catalogue_scores.parquet").exists()]
+    if not done:
+        sys.exit("no fold finished")
+    frames = [pl.read_parquet(a.workdir / f"model-{k}" / "catalogue_scores.parquet") for k in done]
+    manifests = {k: read_manifest(a.workdir / f"model-{k}") for k in done}
+    result = pooled(frames, n_boot=a.bootstrap)
+    bm = result["systems"]["bm25"]
+    result["ratio_to_bm25"] = {name: {m: s[m]["mean"] / bm[m]["mean"] for m in ("ndcg@10", "recall@10")}
+                               for name, s in result["systems"].items()}
+    result["per_fold"] = {k: {"choice": m.metrics["catalogue"]["choice"],
+                              "systems": {n: {x: v["mean"] for x, v in s.items() if isinstance(v, dict)}
+                                          for n, s in m.metrics["catalogue"]["systems"].items()},
+                              "pools": {"model": m.metrics["model"]["ndcg@10"]["mean"],
+                                        **{b: m.metrics["baselines"][b]["ndcg@10"]["mean"]
+                                           for b in ("bm25", "zero_shot")}},
+                              "hard_negatives": m.counts.get("hard_negatives"),
+                              "train_seconds": m.extra.get("seconds"), "fit": m.extra.get("fit")}
+                          for k, m in manifests.items()}
+    result.update(recipe=recipe(a), folds_pooled=done, wall_seconds_this_run=seconds,
+                  machine=f"{platform.node()} {os.cpu_count()} cpu, python {platform.python_version()}")
+
+    t = Table(title=f"Home Depot, whole catalogue, {len(done)} fold(s) pooled: {result['queries']:,} queries")
+    for col in ("system", "NDCG@10 [95% CI]", "x BM25", "Recall@10 [95% CI]", "x BM25",
+                "pipeline - it, NDCG@10", "pipeline - it, Recall@10"):
+        t.add_column(col)
+    for name in SYSTEMS:
+        s, r = result["systems"][name], result["ratio_to_bm25"][name]
+        cells = [name]
+        for m in ("ndcg@10", "recall@10"):
+            cells += [f"{s[m]['mean']:.4f} [{s[m]['ci_low']:.4f}, {s[m]['ci_high']:.4f}]", f"{r[m]:.2f}x"]
+        for m in ("ndcg@10", "recall@10"):
+            d = result["comparisons"][m].get(name, {}).get("diff")
+            cells.append(f"{d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d else "-")
+        t.add_row(*cells)
+    console = Console(width=160)
+    console.print(t)
+    for k, f in result["per_fold"].items():
+        console.print(f"fold {k}: fusion weight {f['choice']['fusion_weight']}, depth {f['choice']['rerank_depth']}; "
+                      f"pools: model {f['pools']['model']:.4f} bm25 {f['pools']['bm25']:.4f} "
+                      f"zero-shot {f['pools']['zero_shot']:.4f}; {f['train_seconds']} s")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2, default=float))
+    plot(result, a.out.with_suffix(".png"))
+    console.print(f"wrote {a.out} and {a.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

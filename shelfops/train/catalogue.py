@@ -1,0 +1,210 @@
+"""Search over the whole catalogue, as it is served: retrieve -> fuse -> re-rank.
+
+Judged pools say how a model orders products someone already put in front of raters; a
+shopper's search starts from every product. This module builds both retrievers over a
+dataset's catalogue (BM25 and a dense encoder with a FAISS index), produces the candidate
+lists of any set of queries, scores (query, product) pairs with a re-ranker through a cache
+(each pair once, however many fusion weights and depths a choice tries), and evaluates the
+four systems a search team compares, on the same queries:
+
+* ``bm25``: the lexical retriever alone;
+* ``dense``: the dense retriever alone (the untuned encoder, or a trained bi-encoder);
+* ``hybrid``: both fused (``hybrid.fuse``) at the chosen weight;
+* ``pipeline``: the hybrid's top ``depth`` re-ranked by the cross-encoder, which is what
+  ``/v1/search`` answers.
+
+Relevance follows bench/RESULTS.md's whole-catalogue protocol: a product is relevant if it
+was judged in the upper half of the grade scale; a product nobody judged counts as not
+relevant (so every number here is a lower bound on what shoppers would find).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from shelfops.errors import ModelError
+from shelfops.eval import metrics as M
+from shelfops.train import text_models
+from shelfops.train.baselines import BM25Index
+from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
+from shelfops.train.hybrid import DEFAULT_WEIGHT, Candidates, Choice, choose, hard_negatives, rerank
+from shelfops.train.index import build_index
+from shelfops.train.index import search as index_search
+from shelfops.train.retrieval import catalogue_eval
+from shelfops.train.search import embed_texts
+
+SYSTEMS = ("pipeline", "hybrid", "dense", "bm25")
+#: candidates kept per retriever: deep enough for the deepest re-rank and for fusion to find
+#: a product ranked low by one retriever but high by the other
+RETRIEVE_DEPTH = 100
+
+
+@dataclass
+class Catalogue:
+    """Both retrievers over one catalogue. ``embed`` maps query texts to normalised vectors in
+    the same space as the index."""
+
+    ids: list[str]
+    texts: list[str]
+    bm25: BM25Index
+    index: Any
+    embed: Callable[[list[str]], np.ndarray]
+    dense_name: str
+
+    @classmethod
+    def build(cls, items: pl.DataFrame, embed: Callable[[list[str]], np.ndarray], dense_name: str,
+              *, item_embeddings: np.ndarray | None = None) -> Catalogue:
+        texts = items["text"].to_list()
+        emb = embed(texts) if item_embeddings is None else item_embeddings
+        index, _ = build_index(emb)
+        return cls(items["item_id"].to_list(), texts, BM25Index(texts), index, embed, dense_name)
+
+    def candidates(self, queries: Sequence[str], depth: int = RETRIEVE_DEPTH) -> Candidates:
+        depth = min(depth, len(self.ids))
+        lex, _ = self.bm25.search(list(queries), depth)
+        _, dense = index_search(self.index, self.embed(list(queries)), depth)
+        return Candidates(np.asarray(lex, dtype=np.int64), np.asarray(dense, dtype=np.int64))
+
+
+def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, n_items: int,
+               progress: bool = True) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray | None]:
+    """The dense retriever: a trained bi-encoder folder (``shelfops train --task retrieval``; its
+    saved catalogue embeddings are reused when they cover this catalogue) or, by default, the
+    untuned encoder, mean-pooled as it was pretrained to be used."""
+    if retriever:
+        model, tok, spec = text_models.load(Path(retriever))
+        if spec.task != "retrieval":
+            raise ModelError(f"train.search.catalogue.retriever: {retriever} is a {spec.task} model, "
+                             "not a retrieval one")
+        enc, length, name = model.encoder, spec.max_length, f"bi-encoder {retriever}"
+        saved = Path(retriever) / "index" / "embeddings.npy"
+        emb = np.load(saved) if saved.exists() else None
+        emb = emb if emb is not None and len(emb) == n_items else None
+    else:
+        enc, tok, length, name, emb = TextEncoder(load_backbone(encoder_path), "mean"), \
+            load_tokenizer(encoder_path), max_length, "untuned encoder", None
+    bar = {"n": 0}
+
+    def embed(texts: list[str]) -> np.ndarray:
+        # the catalogue (the first and largest call) shows progress; queries do not
+        first = bar["n"] == 0 and progress and len(texts) > 1000
+        bar["n"] += 1
+        return embed_texts(enc, tok, texts, max_length=length,
+                           progress="catalogue: embedding" if first else None)
+
+    return embed, name, emb
+
+
+def with_hard_negatives(train: pl.DataFrame, cat: Catalogue, *, per_query: int, depth: int, skip: int,
+                        grade: float, seed: int) -> tuple[pl.DataFrame, int]:
+    """``train`` plus ``per_query`` mined negatives per training query (``hybrid.hard_negatives``
+    over the fused lists at the default weight, before any weight is chosen), graded ``grade``
+    (the bottom of the scale)."""
+    if per_query <= 0:
+        return train, 0
+    queries = train["query"].unique(maintain_order=True).to_list()
+    rows = cat.candidates(queries, depth).fused(DEFAULT_WEIGHT, depth)
+    neg = hard_negatives(queries, rows, train, cat.ids, per_query=per_query, skip=skip, seed=seed)
+    text = pl.DataFrame({"item_id": cat.ids, "text": cat.texts})
+    neg = neg.join(text, on="item_id", how="left").with_columns(pl.lit(grade, dtype=pl.Float64).alias("grade"))
+    cols = [c for c in train.columns if c in neg.columns]
+    return pl.concat([train.select(cols), neg.select(cols)], how="vertical_relaxed"), len(neg)
+
+
+class PairScores:
+    """Re-ranker scores of (query, catalogue row) pairs, each computed once.
+
+    ``score(queries, texts) -> scores`` is the re-ranker (a trained model's fp32 forward, or a
+    shipped variant)."""
+
+    def __init__(self, queries: Sequence[str], texts: Sequence[str],
+                 score: Callable[[list[str], list[str]], np.ndarray]) -> None:
+        self.queries, self.texts, self.score = list(queries), texts, score
+        self.cache: dict[tuple[int, int], float] = {}
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of a ``(len(queries), depth)`` array of catalogue rows (-1 = none: NaN)."""
+        todo = sorted({(q, int(r)) for q in range(len(rows)) for r in rows[q]
+                       if r >= 0 and (q, int(r)) not in self.cache})
+        if todo:
+            s = self.score([self.queries[q] for q, _ in todo], [self.texts[r] for _, r in todo])
+            self.cache.update(zip(todo, (float(x) for x in s)))
+        return np.array([[self.cache.get((q, int(r)), np.nan) if r >= 0 else np.nan for r in row]
+                         for q, row in enumerate(rows)], dtype=np.float64)
+
+
+@dataclass
+class Judged:
+    """What the metrics need to read a ranked list: the judgements and the grade scale."""
+
+    table: pl.DataFrame  # query, item_id, grade
+    lo: float
+    hi: float
+    threshold: float = 0.5
+    ids: list[str] = field(default_factory=list)
+
+    def per_query(self, queries: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        return catalogue_eval(None, None, list(queries), self.table, self.ids, retrieved=rows,
+                              lo=self.lo, hi=self.hi, threshold=self.threshold, ks=(10,))
+
+
+def relevant_queries(judged: pl.DataFrame, lo: float, hi: float, threshold: float) -> list[str]:
+    """Queries with at least one product judged relevant (the others have no recall)."""
+    rel = judged.filter((pl.col("grade") - lo) / max(hi - lo, 1e-9) >= threshold)
+    return rel["query"].unique(maintain_order=True).to_list()
+
+
+def choose_pipeline(cands: Candidates, scores: PairScores, judged: Judged, queries: Sequence[str], *,
+                    weights: Sequence[float], depths: Sequence[int]) -> Choice:
+    """The fusion weight and re-rank depth of the best validation NDCG@10 of the pipeline."""
+
+    def metric(w: float, d: int) -> float:
+        rows = rerank(cands.fused(w, max(d, 10)), scores, d)
+        return float(np.nanmean(judged.per_query(queries, rows)["ndcg@10"]))
+
+    # a shallower re-rank is kept when it is within a thousandth of the best: a model call per
+    # product per search is the price of depth, and a thousandth is below what ~400 validation
+    # queries can resolve
+    return choose(metric, weights, depths, tolerance=1e-3)
+
+
+def system_rows(cands: Candidates, scores: PairScores, weight: float, depth: int, n: int = 10) -> dict[str, np.ndarray]:
+    n = max(n, depth)
+    fused = cands.fused(weight, n)
+    return {"pipeline": rerank(fused, scores, depth)[:, :10], "hybrid": fused[:, :10],
+            "dense": cands.fused(1.0, 10), "bm25": cands.fused(0.0, 10)}
+
+
+def evaluate_systems(rows: dict[str, np.ndarray], judged: Judged, queries: Sequence[str], *,
+                     n_boot: int) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Each system's NDCG@10 and Recall@10 with 95% intervals, the pipeline's paired
+    differences to each of the others, and the per-query values (for pooling folds)."""
+    per = {name: judged.per_query(queries, r) for name, r in rows.items()}
+    summary = {name: M.summarize(p, n_boot=n_boot) for name, p in per.items()}
+    comparisons = {metric: {name: M.compare(per["pipeline"][metric], per[name][metric], n_boot=n_boot)
+                            for name in rows if name != "pipeline"}
+                   for metric in ("ndcg@10", "recall@10")}
+    frame = pl.DataFrame({"query": list(queries),
+                          **{f"{name}_{m}": per[name][m] for name in rows for m in ("ndcg@10", "recall@10")}})
+    return {"systems": summary, "comparisons": comparisons, "queries": len(queries)}, frame
+
+
+def pooled(frames: list[pl.DataFrame], *, n_boot: int = 1000) -> dict[str, Any]:
+    """Cross-validation: pool the folds' per-query values (``catalogue_scores.parquet``); the
+    folds' queries must be disjoint."""
+    df = pl.concat(frames, how="vertical_relaxed")
+    if df["query"].n_unique() != len(df):
+        raise ValueError("pooled folds share a query: their test queries must be disjoint")
+    names = [c.removesuffix("_ndcg@10") for c in df.columns if c.endswith("_ndcg@10")]
+    per = {n: {m: df[f"{n}_{m}"].to_numpy() for m in ("ndcg@10", "recall@10")} for n in names}
+    out = {"queries": len(df), "folds": len(frames),
+           "systems": {n: M.summarize(p, n_boot=n_boot) for n, p in per.items()},
+           "comparisons": {m: {n: M.compare(per["pipeline"][m], per[n][m], n_boot=n_boot)
+                               for n in names if n != "pipeline"} for m in ("ndcg@10", "recall@10")}}
+    return out

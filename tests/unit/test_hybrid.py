@@ -1,0 +1,110 @@
+"""Hybrid retrieval: rank fusion, the choice of weight and depth, hard negatives, re-ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from shelfops.train.catalogue import PairScores, pooled
+from shelfops.train.hybrid import RRF_K, Candidates, choose, fuse, hard_negatives, rerank
+
+
+def test_fuse_ranks_agreement_first_and_weights_pick_a_side():
+    lexical = np.array([[1, 2, 3, -1]])
+    dense = np.array([[3, 4, 1, 5]])
+    # equal weights: 1 and 3 are in both lists and lead; 1 (ranks 1 and 3) ties 3 (ranks 3 and 1)
+    # and the lexical list breaks the tie
+    got = fuse(lexical, dense, 0.5, n=5)[0].tolist()
+    assert got[:2] == [1, 3] and set(got) == {1, 2, 3, 4, 5}
+    # a weight of 0 or 1 is one retriever's own order
+    assert fuse(lexical, dense, 0.0, n=3)[0].tolist() == [1, 2, 3]
+    assert fuse(lexical, dense, 1.0, n=4)[0].tolist() == [3, 4, 1, 5]
+    # the score is sum w / (k + rank): with w = 0.9 dense's second item beats lexical's first
+    # alone (0.9 / (k + 2) > 0.1 / (k + 1))
+    assert fuse(np.array([[7]]), np.array([[8, 9]]), 0.9, n=3)[0].tolist() == [8, 9, 7]
+    assert 0.9 / (RRF_K + 2) > 0.1 / (RRF_K + 1)
+
+
+def test_fuse_pads_and_refuses_bad_input():
+    out = fuse(np.array([[0, -1], [-1, -1]]), np.array([[0, 1], [-1, -1]]), 0.5, n=4)
+    assert out.tolist() == [[0, 1, -1, -1], [-1, -1, -1, -1]]
+    with pytest.raises(ValueError, match="fusion weight must be in"):
+        fuse(np.array([[0]]), np.array([[0]]), 1.5, n=1)
+    with pytest.raises(ValueError, match="1 lexical rows vs 2 dense rows"):
+        fuse(np.array([[0]]), np.array([[0], [1]]), 0.5, n=1)
+
+
+def test_candidates_at_the_ends_of_the_grid_are_the_single_retrievers():
+    c = Candidates(np.array([[1, 2]]), np.array([[3, 4]]))
+    assert c.fused(0.0, 3).tolist() == [[1, 2, -1]]
+    assert c.fused(1.0, 2).tolist() == [[3, 4]]
+
+
+def test_rerank_orders_the_head_and_keeps_the_tail():
+    rows = np.array([[5, 6, 7, 8], [1, -1, -1, -1]])
+    got = rerank(rows, lambda head: head.astype(float), depth=3)  # score = row number
+    assert got.tolist() == [[7, 6, 5, 8], [1, -1, -1, -1]]
+
+
+def test_choose_prefers_shallow_depth_within_tolerance_then_the_middle_weight():
+    table = {(0.0, 10): 0.30, (0.5, 10): 0.4995, (0.5, 20): 0.50, (1.0, 20): 0.50, (1.0, 10): 0.40}
+    c = choose(lambda w, d: table.get((w, d), 0.0), (0.0, 0.5, 1.0), (10, 20), tolerance=1e-3)
+    assert (c.weight, c.depth) == (0.5, 10) and c.value == pytest.approx(0.4995)
+    strict = choose(lambda w, d: table.get((w, d), 0.0), (0.0, 0.5, 1.0), (10, 20))
+    assert (strict.weight, strict.depth) == (0.5, 20)  # 0.5 and 1.0 tie: the middle weight
+    assert strict.to_dict()["grid"]["w=1,depth=20"] == 0.5
+    with pytest.raises(ValueError, match="empty weight or depth grid"):
+        choose(lambda w, d: 0.0, (), (10,))
+
+
+def test_hard_negatives_skip_the_top_and_every_judged_product():
+    ids = [f"p{i}" for i in range(10)]
+    judged = pl.DataFrame({"query": ["a", "a", "b"], "item_id": ["p4", "p5", "p0"], "grade": [3.0, 1.0, 2.0]})
+    cands = np.array([[0, 1, 2, 3, 4, 5, 6, -1], [0, 1, 2, 3, -1, -1, -1, -1]])
+    neg = hard_negatives(["a", "b"], cands, judged, ids, per_query=10, skip=2, seed=0)
+    a = set(neg.filter(pl.col("query") == "a")["item_id"])
+    b = set(neg.filter(pl.col("query") == "b")["item_id"])
+    assert a == {"p2", "p3", "p6"}  # p0, p1 skipped; p4 and p5 judged (any grade) for "a"
+    assert b == {"p2", "p3"}
+    few = hard_negatives(["a"], cands[:1], judged, ids, per_query=2, skip=2, seed=1)
+    assert len(few) == 2 and set(few["item_id"]) <= a
+
+
+def test_pair_scores_score_each_pair_once():
+    calls: list[int] = []
+
+    def score(qs, ts):
+        calls.append(len(qs))
+        return np.array([len(q) * 10 + int(t[1:]) for q, t in zip(qs, ts)], dtype=float)
+
+    texts = [f"t{i}" for i in range(5)]
+    s = PairScores(["q", "qq"], texts, score)
+    first = s(np.array([[0, 1], [1, -1]]))
+    assert first[0].tolist() == [10, 11] and first[1, 0] == 21 and np.isnan(first[1, 1])
+    again = s(np.array([[1, 2], [1, 3]]))
+    assert again.tolist() == [[11, 12], [21, 23]]
+    assert calls == [3, 2]  # the second call scored only (q, t2) and (qq, t3)
+
+
+def test_pooled_folds_need_disjoint_queries():
+    f = pl.DataFrame({"query": ["a", "b"], "pipeline_ndcg@10": [1.0, 0.5], "pipeline_recall@10": [1.0, 0.5],
+                      "bm25_ndcg@10": [0.5, 0.5], "bm25_recall@10": [0.5, 0.0]})
+    g = f.with_columns(pl.Series("query", ["c", "d"]))
+    out = pooled([f, g], n_boot=200)
+    assert out["queries"] == 4 and out["systems"]["pipeline"]["ndcg@10"]["mean"] == pytest.approx(0.75)
+    assert out["comparisons"]["recall@10"]["bm25"]["diff"]["mean"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="share a query"):
+        pooled([f, f], n_boot=200)
+
+
+def test_served_candidates_filter_each_list_before_fusing():
+    from shelfops.serve.app import candidates
+
+    lexical, dense = np.array([0, 1, 2, 3, -1]), np.array([4, 2, 5, 1])
+    even = lambda i: i % 2 == 0  # noqa: E731  (a category filter)
+    # filtered first: lexical [0, 2], dense [4, 2]; 2 is in both and leads
+    assert candidates(lexical, dense, 0.5, 3, keep=even) == [2, 0, 4]
+    assert candidates(lexical, None, 0.5, 2, keep=lambda i: True) == [0, 1]  # no bi-encoder: BM25
+    assert candidates(None, dense, 0.0, 2, keep=lambda i: True) == [4, 2]  # dense only, whatever the weight
+    assert candidates(lexical, dense, 0.5, 3, keep=lambda i: False) == []
