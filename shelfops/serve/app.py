@@ -333,7 +333,7 @@ async def _warm(state: State, slot: Slot) -> None:
         # catalogue under it, in the background (search stays lexical until it is ready)
         enc = slot.meta.get("dense_encoder")
         if enc and state.settings.retriever != "lexical" and (cat.untuned is None or cat.untuned.encoder_name != enc):
-            cat.untuned = UntunedDense(enc, cat.texts)
+            cat.untuned = UntunedDense(enc, cat.texts, max_length=int(slot.meta.get("dense_max_length") or 64))
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
     elif slot.task == "retrieval" and cat is not None:

@@ -15,6 +15,7 @@ import threading
 import numpy as np
 import torch
 
+from shelfops.train.catalogue import cached_embeddings
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
 from shelfops.train.index import build_index
 from shelfops.train.index import search as index_search
@@ -26,7 +27,7 @@ log = logging.getLogger("shelfops.serve")
 class UntunedDense:
     """An untuned encoder and a FAISS index of the catalogue under it."""
 
-    def __init__(self, encoder: str, texts: list[str], *, max_length: int = 48) -> None:
+    def __init__(self, encoder: str, texts: list[str], *, max_length: int = 64) -> None:
         self.encoder_name, self.max_length = encoder, max_length
         self.index = None
         self.error: str | None = None
@@ -43,7 +44,8 @@ class UntunedDense:
             path = resolve_encoder(self.encoder_name)
             self.enc, self.tok = TextEncoder(load_backbone(path), "mean"), load_tokenizer(path)
             with self._lock, torch.inference_mode():
-                emb = embed_texts(self.enc, self.tok, texts, max_length=self.max_length)
+                emb = cached_embeddings(path, texts, self.max_length, lambda: embed_texts(
+                    self.enc, self.tok, texts, max_length=self.max_length))
             self.index, _ = build_index(emb)
         except Exception as e:  # the server keeps answering from BM25 and says why in /readyz
             self.error = f"{type(e).__name__}: {e}"

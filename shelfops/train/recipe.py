@@ -168,7 +168,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
         # both retrievers over the whole catalogue: they mine the re-ranker's hard negatives, and
         # the served pipeline (retrieve -> fuse -> re-rank) is validated and tested on it
         embed, dense_name, emb = catalogue.dense_side(encoder_path, cc.retriever, max_length=c.max_length,
-                                                      n_items=len(data.items), progress=progress)
+                                                      texts=data.items["text"].to_list(), progress=progress)
         cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
         data.train, mined = catalogue.with_hard_negatives(
             data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth, skip=cc.negative_skip,
@@ -220,7 +220,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
         metrics["catalogue"], extra["pipeline"] = _catalogue_test(cat, model, tok, data, cc, c.max_length,
                                                                   out, cfg.bootstrap, say, progress)
         if cc.retriever is None:  # the server embeds its catalogue with the same untuned encoder
-            extra["pipeline"]["dense_encoder"] = encoder_path
+            extra["pipeline"].update(dense_encoder=encoder_path, dense_max_length=c.max_length)
     counts = {"train_pairs": len(data.train), "hard_negatives": mined, "test_pairs": len(data.test),
               "test_queries": data.test["query"].n_unique()}
     return metrics, counts, extra

@@ -108,3 +108,30 @@ def test_served_candidates_filter_each_list_before_fusing():
     assert candidates(lexical, None, 0.5, 2, keep=lambda i: True) == [0, 1]  # no bi-encoder: BM25
     assert candidates(None, dense, 0.0, 2, keep=lambda i: True) == [4, 2]  # dense only, whatever the weight
     assert candidates(lexical, dense, 0.5, 3, keep=lambda i: False) == []
+
+
+def test_catalogue_embeddings_are_computed_once_per_encoder_and_texts(tmp_path, monkeypatch):
+    from shelfops.train.catalogue import cached_embeddings, embedding_cache
+
+    monkeypatch.setenv("SHELFOPS_HOME", str(tmp_path / "home"))
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "model.safetensors").write_bytes(b"w1")
+    calls = []
+
+    def compute(n=3):
+        calls.append(n)
+        return np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+
+    first = cached_embeddings(str(enc), ["a", "b", "c"], 64, compute)
+    again = cached_embeddings(str(enc), ["a", "b", "c"], 64, compute)
+    assert np.array_equal(first, again) and calls == [3]
+    cached_embeddings(str(enc), ["a", "b", "d"], 64, compute)  # other texts
+    cached_embeddings(str(enc), ["a", "b", "c"], 32, compute)  # another length
+    (enc / "model.safetensors").write_bytes(b"weights 2")  # the encoder changed
+    cached_embeddings(str(enc), ["a", "b", "c"], 64, compute)
+    assert calls == [3, 3, 3, 3]
+    for f in embedding_cache().glob("*.npy"):
+        f.write_bytes(b"not an array")  # damaged files are recomputed, never trusted
+    assert np.array_equal(cached_embeddings(str(enc), ["a", "b", "c"], 64, compute), first)
+    assert len(calls) == 5
