@@ -1,6 +1,7 @@
 """Re-rank depth for a latency budget: how many retrieved products one search can afford to re-rank.
 
-A search answers in stages: retrieval (BM25 over the whole catalogue), re-rank (the
+A search answers in stages: retrieval (the server's: BM25 and a dense retriever fused, or
+BM25 alone, over the whole catalogue), re-rank (the
 cross-encoder scores the top ``depth`` retrieved products) and the response. Re-ranking
 deeper finds more of what the shopper wants and costs one model call per product more, so
 the depth is a latency decision that depends on the machine and on the variant the optimize
@@ -17,6 +18,7 @@ stage chose. For each candidate depth this measures, over the whole catalogue:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,42 +68,49 @@ def choose_depth(points: list[DepthPoint], budget_ms: float) -> tuple[int, str]:
 
 def measure_depths(shipped, items: pl.DataFrame, judged: pl.DataFrame, *, lo: float, hi: float,
                    depths: tuple[int, ...] = DEPTHS, queries: int = 50, min_searches: int = 40,
-                   seconds: float = 0.5, threshold: float = 0.5, seed: int = 0
+                   seconds: float = 0.5, threshold: float = 0.5, seed: int = 0,
+                   retrieve: Callable[[list[str], int], np.ndarray] | None = None,
                    ) -> tuple[list[DepthPoint], dict]:
     """Every depth's latency and quality (see the module's docstring), and BM25's own quality.
 
     ``shipped``: the chosen variant as it ships (``optimize.shipped.Shipped``); ``items`` the
-    catalogue (item_id, text); ``judged`` graded (query, item_id) pairs, e.g. the validation split."""
+    catalogue (item_id, text); ``judged`` graded (query, item_id) pairs, e.g. the validation split;
+    ``retrieve(queries, n)``: the server's retriever (``(queries, n)`` catalogue rows, -1 padded;
+    the hybrid of train.catalogue), BM25 alone by default."""
 
     texts, ids = items["text"].to_list(), items["item_id"].to_list()
     depths = tuple(sorted({min(d, len(ids)) for d in depths}))
     bm = BM25Index(texts)
+    retrieve = retrieve or (lambda q, n: bm.search(q, n)[0])
     qs = judged["query"].unique(maintain_order=True).to_list()
     rng = np.random.default_rng(seed)
     qs = [qs[i] for i in sorted(rng.permutation(len(qs))[:queries])]
     judged = judged.filter(pl.col("query").is_in(qs) & pl.col("item_id").is_in(ids))
     dmax = max(depths)
-    rows, _ = bm.search(qs, max(dmax, 10))
+    rows = np.asarray(retrieve(qs, max(dmax, 10)))
     shipped.workers = int(shipped.serving.get("workers", 1))  # as the server's batcher runs it
     flat = shipped.run([q for q in qs for _ in range(dmax)], [texts[i] for r in rows for i in r[:dmax]])
     scores = np.asarray(flat, dtype=np.float64).reshape(len(qs), dmax)
     scores[rows[:, :dmax] < 0] = -np.inf  # fewer hits than the depth: nothing there to re-rank
     kw = dict(lo=lo, hi=hi, threshold=threshold, ks=(10,))
-    bm25 = catalogue_eval(None, None, qs, judged, ids, retrieved=rows, **kw)
+    bm25 = catalogue_eval(None, None, qs, judged, ids, retrieved=bm.search(qs, 10)[0], **kw)
+    retrieved = catalogue_eval(None, None, qs, judged, ids, retrieved=rows[:, :10], **kw)
     quality = {}
     for d in depths:
         order = np.argsort(-scores[:, :d], axis=1, kind="stable")
         top = np.concatenate([np.take_along_axis(rows[:, :d], order, axis=1), rows[:, d:]], axis=1)
         quality[d] = catalogue_eval(None, None, qs, judged, ids, retrieved=top, **kw)
-    lat, ret = _time_searches(shipped, bm, qs, texts, depths, min_searches, seconds, rng)
+    lat, ret = _time_searches(shipped, retrieve, qs, texts, depths, min_searches, seconds, rng)
     points = [DepthPoint(d, float(np.percentile(lat[d], 50)), float(np.percentile(lat[d], 99)),
                          float(np.percentile(ret[d], 50)), float(np.nanmean(quality[d]["ndcg@10"])),
                          float(np.nanmean(quality[d]["recall@10"])), len(lat[d])) for d in depths]
     return points, {"queries": len(qs), "bm25_ndcg10": float(np.nanmean(bm25["ndcg@10"])),
-                    "bm25_recall10": float(np.nanmean(bm25["recall@10"])), "catalogue": len(ids)}
+                    "bm25_recall10": float(np.nanmean(bm25["recall@10"])), "catalogue": len(ids),
+                    "retriever_ndcg10": float(np.nanmean(retrieved["ndcg@10"])),
+                    "retriever_recall10": float(np.nanmean(retrieved["recall@10"]))}
 
 
-def _time_searches(shipped, bm, qs: list[str], texts: list[str], depths: tuple[int, ...], min_searches: int,
+def _time_searches(shipped, retrieve, qs: list[str], texts: list[str], depths: tuple[int, ...], min_searches: int,
                    seconds: float, rng: np.random.Generator) -> tuple[dict, dict]:
     """Wall times (ms) of whole searches at each depth and of their retrieval alone. The depths
     take turns, one search each, so a slow moment of a shared machine lands on all of them
@@ -114,7 +123,7 @@ def _time_searches(shipped, bm, qs: list[str], texts: list[str], depths: tuple[i
         for d in depths:
             q = qs[int(rng.integers(len(qs)))]
             t0 = time.perf_counter()
-            r, _ = bm.search([q], d)
+            r = np.asarray(retrieve([q], d))
             t1 = time.perf_counter()
             shipped.run([q] * d, [texts[i] for i in r[0] if i >= 0])
             t2 = time.perf_counter()

@@ -34,7 +34,7 @@ from shelfops.optimize.policy import Candidate, Setting, select, tune
 from shelfops.optimize.report import plot_pareto, variant_table
 from shelfops.optimize.shipped import load_shipped
 from shelfops.optimize.variants import is_approximate, torch_variant
-from shelfops.train import text_models
+from shelfops.train import catalogue, text_models
 from shelfops.train.pairs import load_pairs
 
 Say = Callable[[str], None]
@@ -135,6 +135,18 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
     return student, info, imp
 
 
+def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
+    """The retriever the server will run for this search model: the hybrid of BM25 and the
+    untuned encoder it was validated with, at its fusion weight (train.catalogue), or BM25."""
+    weight, encoder = serving.get("fusion_weight"), serving.get("dense_encoder")
+    if weight is None or not encoder or weight <= 0:
+        return None, "BM25"
+    embed, name, emb = catalogue.dense_side(encoder, None, max_length=int(serving.get("dense_max_length") or 64),
+                                            texts=items["text"].to_list(), progress=False)
+    cat = catalogue.Catalogue.build(items, embed, name, item_embeddings=emb)
+    return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), f"hybrid (BM25 + {name}, weight {weight:g})"
+
+
 def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say, quality_depth: int | None) -> dict:
     """Search: the re-rank depth one search can afford within ``cfg.search_p99_ms`` with the
     chosen variant as it ships (optimize.depth), written into serving.json for the server.
@@ -144,17 +156,18 @@ def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say, quality_dept
     data = load_pairs(data_dir, augmented=False)
     shipped = load_shipped(w.dir, verify=False)
     lo, hi = shipped.spec.extra.get("grade_min", data.grade_min), shipped.spec.extra.get("grade_max", data.grade_max)
+    retrieve, retriever = served_retriever(shipped.serving, data.items)
     points, base = measure_depths(shipped, data.items, data.valid, lo=lo, hi=hi, depths=tuple(depths),
-                                  queries=cfg.max_queries, seconds=cfg.seconds_per_point)
+                                  queries=cfg.max_queries, seconds=cfg.seconds_per_point, retrieve=retrieve)
     depth, why = choose_depth(points, cfg.search_p99_ms)
     for p in points:
         say(f"optimize: search at re-rank depth {p.depth:>3}: p50 {p.p50_ms:6.1f} ms  p99 {p.p99_ms:6.1f} ms "
             f"(retrieval {p.retrieval_p50_ms:.1f} ms)  NDCG@10 {p.ndcg10:.4f}  Recall@10 {p.recall10:.4f}")
-    say(f"optimize: {why} (BM25 alone {base['bm25_ndcg10']:.4f}, {base['queries']} validation queries over "
-        f"{base['catalogue']:,} products)")
+    say(f"optimize: {why} ({retriever} without re-rank {base['retriever_ndcg10']:.4f}, BM25 alone "
+        f"{base['bm25_ndcg10']:.4f}; {base['queries']} validation queries over {base['catalogue']:,} products)")
     serving = json.loads(w.path("serving.json").read_text())
     w.write_json("serving.json", {**serving, "rerank_depth": depth, "search_p99_ms_budget": cfg.search_p99_ms})
-    return {"chosen": depth, "reason": why, "budget_p99_ms": cfg.search_p99_ms,
+    return {"chosen": depth, "reason": why, "budget_p99_ms": cfg.search_p99_ms, "retriever": retriever,
             "points": [p.to_dict() for p in points], **base}
 
 

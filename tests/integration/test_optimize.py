@@ -90,8 +90,12 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
     pts = {p["depth"]: p for p in depth["points"]}
     assert sorted(pts) == [10, 20, 30, 50, 100] and all(p["searches"] >= 40 for p in pts.values())
     assert pts[100]["p50_ms"] > pts[10]["p50_ms"]  # deeper costs more model calls
-    # re-ranking only the first page keeps BM25's page: the same products found, in another order
-    assert pts[10]["recall10"] == pytest.approx(depth["bm25_recall10"]) and 0 <= depth["bm25_ndcg10"] <= 1
+    # re-ranking only the first page keeps the retriever's page: the same products found, in
+    # another order; the retriever is the hybrid the model was validated with, as the server runs it
+    assert pts[10]["recall10"] == pytest.approx(depth["retriever_recall10"]) and 0 <= depth["bm25_ndcg10"] <= 1
+    weight = read_manifest(search_model).extra["pipeline"]["fusion_weight"]
+    assert depth["retriever"] == ("BM25" if weight == 0 else
+                                  f"hybrid (BM25 + untuned encoder, weight {weight:g})")
     fits = [d for d, p in pts.items() if p["p99_ms"] <= depth["budget_p99_ms"]]
     assert depth["chosen"] == (max(fits) if fits else 10) == serving["rerank_depth"]
     assert read_manifest(out).metrics["rerank_depth"] == depth["chosen"]
