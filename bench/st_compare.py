@@ -63,9 +63,10 @@ def main() -> None:
     embed, dense_name, emb = catalogue.dense_side(enc_path, cc.retriever, max_length=c.max_length,
                                                   texts=data.items["text"].to_list())
     cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
-    train_df, mined = catalogue.with_hard_negatives(data.train, cat, per_query=cc.hard_negatives,
-                                                    depth=cc.negative_depth, skip=cc.negative_skip, grade=lo,
-                                                    seed=sch.seed)
+    # sentence-transformers' CrossEncoder trains pointwise: the mined negatives as bottom-grade pairs
+    neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
+                                    skip=cc.negative_skip, seed=sch.seed)
+    train_df, mined = catalogue.as_graded(data.train, neg, cat, grade=lo), len(neg)
     steps = int(m.extra["fit"]["steps"])
     n = min(len(train_df), steps * c.batch_size)
     rows = train_df.sample(n, seed=sch.seed, shuffle=True)
@@ -93,10 +94,10 @@ def main() -> None:
     vq = vq[:: max(1, len(vq) // cc.eval_queries)][: cc.eval_queries]
     choice = catalogue.choose_pipeline(cat.candidates(vq), catalogue.PairScores(vq, cat.texts, score),
                                        catalogue.Judged(data.valid, lo, hi, cc.relevant_threshold, cat.ids),
-                                       vq, weights=cc.weights, depths=cc.depths)
+                                       vq, weights=cc.weights, depths=cc.depths, blends=cc.blends)
     tq = catalogue.relevant_queries(test, lo, hi, cc.relevant_threshold)
     sys_rows = catalogue.system_rows(cat.candidates(tq), catalogue.PairScores(tq, cat.texts, score),
-                                     choice.weight, choice.depth)
+                                     choice.weight, choice.depth, choice.blend)
     st_cat = catalogue.Judged(test, lo, hi, cc.relevant_threshold, cat.ids).per_query(tq, sys_rows["pipeline"])
     ours_cat = pl.read_parquet(ours / "catalogue_scores.parquet")
     if ours_cat["query"].to_list() != tq:

@@ -291,7 +291,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             w.write_json("serving.json", {"variant": chosen["name"], "engine": chosen["engine"],
                                           "precision": chosen["precision"], "files": chosen["files"],
                                           "max_length": spec.max_length, **chosen["setting"],
-                                          **{k: pipeline[k] for k in ("fusion_weight", "dense_encoder", "dense_max_length")
+                                          **{k: pipeline[k] for k in ("fusion_weight", "rerank_blend", "dense_encoder", "dense_max_length")
                                              if k in pipeline}})
             if spec.task == "search" and cfg.rerank_depths:
                 report["depth"] = _rerank_depth(w, data_dir, cfg, say, pipeline.get("rerank_depth"))

@@ -40,7 +40,7 @@ from shelfops.serve.metrics import ServeMetrics
 from shelfops.serve.sessions import shared_state
 from shelfops.train.baselines import BM25Index
 from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
-from shelfops.train.hybrid import fuse
+from shelfops.train.hybrid import final_order, fuse
 from shelfops.train.index import build_index
 from shelfops.train.index import search as faiss_search
 from shelfops.train.pairs import item_texts
@@ -475,7 +475,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             pairs = [(body.query, cat.texts[i]) for i in rows]
             scores = await served(state, "search", s, s.batcher.submit_many(pairs))
             versions["search"] = s.version
-            order = np.argsort(-np.asarray(scores), kind="stable")
+            # the re-ranker's order, blended with the retrieved one as the model was validated
+            order = final_order(np.asarray(scores, dtype=float), float(s.meta.get("rerank_blend") or 0.0))
             prod_top, k = {int(i) for i in order[:body.k]}, body.k
 
             def agree(got, prod_top=prod_top, k=k) -> float:  # top-k overlap with production's

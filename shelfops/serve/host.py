@@ -116,7 +116,7 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
     # the hybrid retriever the model was validated with: an optimized folder's serving.json
     # carries it, a trained folder's manifest has it
     pipeline = made.get("pipeline") or {}
-    for k in ("fusion_weight", "dense_encoder", "dense_max_length"):
+    for k in ("fusion_weight", "rerank_blend", "dense_encoder", "dense_max_length"):
         meta[k] = serving.get(k, pipeline.get(k))
     return Slot(task, version, folder, b, shipped, meta)
 

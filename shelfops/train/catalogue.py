@@ -35,7 +35,15 @@ from shelfops.eval import metrics as M
 from shelfops.train import text_models
 from shelfops.train.baselines import BM25Index
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
-from shelfops.train.hybrid import DEFAULT_WEIGHT, Candidates, Choice, choose, hard_negatives, rerank
+from shelfops.train.hybrid import (
+    DEFAULT_WEIGHT,
+    Candidates,
+    Choice,
+    choose,
+    hard_negatives,
+    negative_triples,
+    rerank,
+)
 from shelfops.train.index import build_index
 from shelfops.train.index import search as index_search
 from shelfops.train.retrieval import catalogue_eval
@@ -139,20 +147,31 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
     return embed, name, cached_embeddings(encoder_path, texts, length, catalogue)
 
 
-def with_hard_negatives(train: pl.DataFrame, cat: Catalogue, *, per_query: int, depth: int, skip: int,
-                        grade: float, seed: int) -> tuple[pl.DataFrame, int]:
-    """``train`` plus ``per_query`` mined negatives per training query (``hybrid.hard_negatives``
-    over the fused lists at the default weight, before any weight is chosen), graded ``grade``
-    (the bottom of the scale)."""
+def mined_negatives(train: pl.DataFrame, cat: Catalogue, *, per_query: int, depth: int, skip: int,
+                    seed: int) -> pl.DataFrame:
+    """``per_query`` negatives per training query (``hybrid.hard_negatives``) from the fused
+    lists at the default weight (no weight is chosen yet): rows (query, item_id)."""
     if per_query <= 0:
-        return train, 0
+        return pl.DataFrame(schema={"query": pl.String, "item_id": pl.String})
     queries = train["query"].unique(maintain_order=True).to_list()
     rows = cat.candidates(queries, depth).fused(DEFAULT_WEIGHT, depth)
-    neg = hard_negatives(queries, rows, train, cat.ids, per_query=per_query, skip=skip, seed=seed)
+    return hard_negatives(queries, rows, train, cat.ids, per_query=per_query, skip=skip, seed=seed)
+
+
+def as_graded(train: pl.DataFrame, negatives: pl.DataFrame, cat: Catalogue, grade: float) -> pl.DataFrame:
+    """``train`` plus the negatives as pairs graded ``grade`` (the pointwise way)."""
     text = pl.DataFrame({"item_id": cat.ids, "text": cat.texts})
-    neg = neg.join(text, on="item_id", how="left").with_columns(pl.lit(grade, dtype=pl.Float64).alias("grade"))
-    cols = [c for c in train.columns if c in neg.columns]
-    return pl.concat([train.select(cols), neg.select(cols)], how="vertical_relaxed"), len(neg)
+    neg = negatives.join(text, on="item_id", how="left").with_columns(pl.lit(grade, dtype=pl.Float64).alias("grade"))
+    return pl.concat([train.select("query", "item_id", "grade", "text"), neg.select("query", "item_id", "grade", "text")])
+
+
+def as_triples(train: pl.DataFrame, negatives: pl.DataFrame, cat: Catalogue, *, relevant: float,
+               seed: int) -> pl.DataFrame:
+    """The negatives as (query, positive text, negative text) triples (the pairwise way)."""
+    t = negative_triples(negatives, train, relevant=relevant, seed=seed)
+    text = dict(zip(cat.ids, cat.texts))
+    return pl.DataFrame({"query": t["query"], "positive": [text[i] for i in t["positive"]],
+                         "negative": [text[i] for i in t["negative"]]})
 
 
 class PairScores:
@@ -199,23 +218,24 @@ def relevant_queries(judged: pl.DataFrame, lo: float, hi: float, threshold: floa
 
 
 def choose_pipeline(cands: Candidates, scores: PairScores, judged: Judged, queries: Sequence[str], *,
-                    weights: Sequence[float], depths: Sequence[int]) -> Choice:
-    """The fusion weight and re-rank depth of the best validation NDCG@10 of the pipeline."""
+                    weights: Sequence[float], depths: Sequence[int], blends: Sequence[float] = (0.0,)) -> Choice:
+    """The fusion weight, re-rank depth and blend of the best validation NDCG@10 of the pipeline."""
 
-    def metric(w: float, d: int) -> float:
-        rows = rerank(cands.fused(w, max(d, 10)), scores, d)
+    def metric(w: float, d: int, b: float) -> float:
+        rows = rerank(cands.fused(w, max(d, 10)), scores, d, b)
         return float(np.nanmean(judged.per_query(queries, rows)["ndcg@10"]))
 
     # a shallower re-rank is kept when it is within a thousandth of the best: a model call per
     # product per search is the price of depth, and a thousandth is below what ~400 validation
     # queries can resolve
-    return choose(metric, weights, depths, tolerance=1e-3)
+    return choose(metric, weights, depths, blends=blends, tolerance=1e-3)
 
 
-def system_rows(cands: Candidates, scores: PairScores, weight: float, depth: int, n: int = 10) -> dict[str, np.ndarray]:
+def system_rows(cands: Candidates, scores: PairScores, weight: float, depth: int, blend: float = 0.0,
+                n: int = 10) -> dict[str, np.ndarray]:
     n = max(n, depth)
     fused = cands.fused(weight, n)
-    return {"pipeline": rerank(fused, scores, depth)[:, :10], "hybrid": fused[:, :10],
+    return {"pipeline": rerank(fused, scores, depth, blend)[:, :10], "hybrid": fused[:, :10],
             "dense": cands.fused(1.0, 10), "bm25": cands.fused(0.0, 10)}
 
 

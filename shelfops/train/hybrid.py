@@ -80,12 +80,29 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([a, np.full((len(a), n - a.shape[1]), -1, dtype=a.dtype)], axis=1)
 
 
-def rerank(candidates: np.ndarray, scores: Callable[[np.ndarray], np.ndarray], depth: int) -> np.ndarray:
+def final_order(scores: np.ndarray, blend: float = 0.0, *, k: int = RRF_K) -> np.ndarray:
+    """The re-ranked order of candidates given in retrieved order (last axis): by the
+    re-ranker's ``scores`` alone (``blend`` 0), or by reciprocal-rank fusion of the re-ranker's
+    order (weight ``1 - blend``) with the retrieved order (``blend``), which keeps the lexical
+    and dense evidence in the final ranking where the re-ranker is unsure."""
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    if blend <= 0:
+        return order
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(scores.shape[-1]) + np.zeros_like(order), axis=-1)
+    fused = (1 - blend) / (k + 1.0 + rank) + blend / (k + 1.0 + np.arange(scores.shape[-1]))
+    fused = np.where(np.isneginf(scores), -np.inf, fused)
+    return np.argsort(-fused, axis=-1, kind="stable")
+
+
+def rerank(candidates: np.ndarray, scores: Callable[[np.ndarray], np.ndarray], depth: int,
+           blend: float = 0.0) -> np.ndarray:
     """Re-order each row's first ``depth`` candidates by ``scores`` (a ``(queries, depth)``
-    array for the given rows, higher first); the rest keep their retrieved order."""
+    array for the given rows, higher first; see :func:`final_order` for ``blend``); the rest
+    keep their retrieved order."""
     head = candidates[:, :depth]
     s = np.where(head >= 0, scores(head), -np.inf)
-    order = np.argsort(-s, axis=1, kind="stable")
+    order = final_order(s, blend)
     return np.concatenate([np.take_along_axis(head, order, axis=1), candidates[:, depth:]], axis=1)
 
 
@@ -93,28 +110,45 @@ def rerank(candidates: np.ndarray, scores: Callable[[np.ndarray], np.ndarray], d
 class Choice:
     weight: float
     depth: int
-    value: float  # the validation metric of the chosen pair
-    table: dict[str, float]  # "w=0.5,depth=20" -> validation metric
+    value: float  # the validation metric of the chosen settings
+    table: dict[str, float]  # "w=0.5,depth=20,blend=0" -> validation metric
+    blend: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"fusion_weight": self.weight, "rerank_depth": self.depth, "validation": self.value,
-                "grid": self.table}
+        return {"fusion_weight": self.weight, "rerank_depth": self.depth, "rerank_blend": self.blend,
+                "validation": self.value, "grid": self.table}
 
 
-def choose(metric: Callable[[float, int], float], weights: Sequence[float] = WEIGHTS,
-           depths: Sequence[int] = (10, 20, 30, 50), *, tolerance: float = 0.0) -> Choice:
-    """The (fusion weight, re-rank depth) with the best validation ``metric``; among pairs
-    within ``tolerance`` of the best, the shallowest depth (each product re-ranked costs a
-    model call per search), then the weight nearest the middle (the most robust to a shift
-    between retrievers)."""
-    if not weights or not depths:
-        raise ValueError("choose: empty weight or depth grid")
-    table = {(w, d): float(metric(w, d)) for w in weights for d in depths}
+def choose(metric: Callable[..., float], weights: Sequence[float] = WEIGHTS,
+           depths: Sequence[int] = (10, 20, 30, 50), *, blends: Sequence[float] = (0.0,),
+           tolerance: float = 0.0) -> Choice:
+    """The (fusion weight, re-rank depth, blend) with the best validation ``metric(w, d, b)``;
+    among settings within ``tolerance`` of the
+    best, the shallowest depth (each product re-ranked costs a model call per search), then
+    the smallest blend (the re-ranker's own order), then the weight nearest the middle (the
+    most robust to a shift between retrievers)."""
+    if not weights or not depths or not blends:
+        raise ValueError("choose: empty weight, depth or blend grid")
+    grid = [(w, d, b) for w in weights for d in depths for b in blends]
+    table = {g: float(metric(*g)) for g in grid}
     best = max(table.values())
-    ok = [(d, abs(w - DEFAULT_WEIGHT), w) for (w, d), v in table.items() if v >= best - tolerance]
-    d, _, w = min(ok)
-    return Choice(weight=float(w), depth=int(d), value=table[(w, d)],
-                  table={f"w={w:g},depth={d}": round(v, 6) for (w, d), v in table.items()})
+    ok = [(d, b, abs(w - DEFAULT_WEIGHT), w) for (w, d, b), v in table.items() if v >= best - tolerance]
+    d, b, _, w = min(ok)
+    return Choice(weight=float(w), depth=int(d), blend=float(b), value=table[(w, d, b)],
+                  table={f"w={w:g},depth={d},blend={b:g}": round(v, 6) for (w, d, b), v in table.items()})
+
+
+def negative_triples(negatives: pl.DataFrame, judged: pl.DataFrame, *, relevant: float,
+                     seed: int = 0) -> pl.DataFrame:
+    """Each mined negative (query, item_id) paired with one of its query's judged products
+    graded at least ``relevant`` (drawn at random): rows (query, positive, negative). A query
+    with no such product gives no triple (nothing is known to belong above its negatives)."""
+    pos = judged.filter(pl.col("grade") >= relevant).group_by("query").agg(pl.col("item_id").alias("pos"))
+    rows = negatives.join(pos, on="query", how="inner")
+    rng = np.random.default_rng(seed)
+    pick = [p[int(rng.integers(len(p)))] for p in rows["pos"].to_list()]
+    return pl.DataFrame({"query": rows["query"], "positive": pick, "negative": rows["item_id"]},
+                        schema={"query": pl.String, "positive": pl.String, "negative": pl.String})
 
 
 def hard_negatives(queries: Sequence[str], candidates: np.ndarray, judged: pl.DataFrame,

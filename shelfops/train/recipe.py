@@ -163,25 +163,34 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     lo, hi = data.grade_min, data.grade_max
     say(f"search: {len(data.train):,} training pairs ({data.sources['train']}), "
         f"{data.test['query'].n_unique():,} test queries ({data.sources['eval']})")
-    cat, extra_eval, mined = None, None, 0
+    cat, extra_eval, mined, triples = None, None, 0, None
     if cc.enabled:
         # both retrievers over the whole catalogue: they mine the re-ranker's hard negatives, and
         # the served pipeline (retrieve -> fuse -> re-rank) is validated and tested on it
         embed, dense_name, emb = catalogue.dense_side(encoder_path, cc.retriever, max_length=c.max_length,
                                                       texts=data.items["text"].to_list(), progress=progress)
         cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
-        data.train, mined = catalogue.with_hard_negatives(
-            data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth, skip=cc.negative_skip,
-            grade=lo, seed=c.schedule.seed)
+        neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
+                                        skip=cc.negative_skip, seed=c.schedule.seed)
+        mined = len(neg)
+        if cc.negative_loss == "pointwise":
+            data.train = catalogue.as_graded(data.train, neg, cat, grade=lo)
+        else:
+            triples = catalogue.as_triples(data.train, neg, cat, relevant=lo + cc.relevant_threshold * (hi - lo),
+                                           seed=c.schedule.seed)
         say(f"search: {mined:,} hard negatives mined from the hybrid retriever ({dense_name} + BM25), "
-            f"{cc.hard_negatives} per training query below its first {cc.negative_skip}")
+            f"{cc.hard_negatives} per training query below its first {cc.negative_skip}, trained "
+            + ("graded at the bottom of the scale" if cc.negative_loss == "pointwise" else
+               f"pairwise below a judged relevant product ({len(triples):,} triples)"))
         extra_eval = _catalogue_validation(cat, data, cc, c.max_length)
     settings = SearchSettings(loss=c.loss, freeze_layers=c.freeze_layers, batch_size=c.batch_size,
-                              max_length=c.max_length, eval_queries=c.eval_queries, head=c.head)
+                              max_length=c.max_length, eval_queries=c.eval_queries, head=c.head,
+                              triples_per_batch=cc.triples_per_batch)
     metric = "catalogue_ndcg@10" if cat is not None and cc.early_stop_on == "catalogue" else None
     model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
                                             schedule=schedule_from(c.schedule), settings=settings,
-                                            progress=progress, extra_eval=extra_eval, metric=metric)
+                                            progress=progress, extra_eval=extra_eval, metric=metric,
+                                            triples=triples)
     text_models.save(model, spec, encoder_path, out)
     t = time.perf_counter()
     ev, model_scores = search_test_metrics(model, tok, spec, data, n_boot=cfg.bootstrap,
@@ -258,19 +267,20 @@ def _catalogue_test(cat, model, tok, data, cc, max_length: int, out: Path, n_boo
     vq = vq[:: max(1, len(vq) // cc.eval_queries)][: cc.eval_queries]
     vscores = catalogue.PairScores(vq, cat.texts, _pair_scorer(model, tok, max_length))
     choice = catalogue.choose_pipeline(cat.candidates(vq), vscores, catalogue.Judged(data.valid, lo, hi, th, cat.ids),
-                                       vq, weights=cc.weights, depths=cc.depths)
+                                       vq, weights=cc.weights, depths=cc.depths, blends=cc.blends)
     tq = catalogue.relevant_queries(data.test, lo, hi, th)
     tscores = catalogue.PairScores(tq, cat.texts, _pair_scorer(model, tok, max_length,
                                                                "catalogue: re-rank" if progress else None))
-    rows = catalogue.system_rows(cat.candidates(tq), tscores, choice.weight, choice.depth)
+    rows = catalogue.system_rows(cat.candidates(tq), tscores, choice.weight, choice.depth, choice.blend)
     result, frame = catalogue.evaluate_systems(rows, catalogue.Judged(data.test, lo, hi, th, cat.ids), tq,
                                                n_boot=n_boot)
     frame.write_parquet(out / "catalogue_scores.parquet")
-    pipeline = {"fusion_weight": choice.weight, "rerank_depth": choice.depth, "dense": cat.dense_name,
-                "retriever": "hybrid"}
+    pipeline = {"fusion_weight": choice.weight, "rerank_depth": choice.depth, "rerank_blend": choice.blend,
+                "dense": cat.dense_name, "retriever": "hybrid"}
     result = {**result, "choice": choice.to_dict(), "items": len(cat.ids), **pipeline}
     say(f"search over the whole catalogue ({len(cat.ids):,} items, {len(tq):,} test queries; chosen on "
-        f"validation: fusion weight {choice.weight:g} for {cat.dense_name}, re-rank depth {choice.depth})")
+        f"validation: fusion weight {choice.weight:g} for {cat.dense_name}, re-rank depth {choice.depth}, "
+        f"blend {choice.blend:g})")
     for name in catalogue.SYSTEMS:
         s = result["systems"][name]
         line = f"  {name:<9} NDCG@10 {_fmt(s, 'ndcg@10')}  Recall@10 {_fmt(s, 'recall@10')}"
@@ -339,7 +349,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     vq = vq[:: max(1, len(vq) // c.eval_queries)][: c.eval_queries]
     vjudged = catalogue.Judged(data.valid, lo, hi, c.positive_threshold, ids)
     vc = cat.candidates(vq)
-    choice = choose(lambda w, _d: float(np.nanmean(vjudged.per_query(vq, vc.fused(w, 10))["ndcg@10"])),
+    choice = choose(lambda w, _d, _b: float(np.nanmean(vjudged.per_query(vq, vc.fused(w, 10))["ndcg@10"])),
                     depths=(10,), tolerance=1e-3)
     hybrid = catalogue_eval(None, None, test_q, data.test, ids, **kw,
                             retrieved=fuse(bm_ids, got[:, :50], choice.weight, n=50))

@@ -44,6 +44,7 @@ class SearchSettings:
     max_length: int = 64
     head: str = "similarity"  # similarity | linear (text_models.CrossEncoder)
     eval_queries: int = 400  # validation queries used for early stopping
+    triples_per_batch: int = 8  # (query, judged relevant, mined negative) triples added to each batch
     ks: tuple[int, ...] = (5, 10)
 
 
@@ -64,16 +65,28 @@ def _group_batches(df: pl.DataFrame, batch_size: int, seed: int, epoch: int) -> 
     return out
 
 
-def make_batches(df: pl.DataFrame, tok, s: SearchSettings, seed: int, lo: float, hi: float):
+def make_batches(df: pl.DataFrame, tok, s: SearchSettings, seed: int, lo: float, hi: float,
+                 triples: pl.DataFrame | None = None):
+    """An epoch's batches of graded pairs; with ``triples`` (query, positive, negative texts),
+    each pointwise batch also carries ``s.triples_per_batch`` of them, drawn in a seeded order
+    that runs through them all before repeating, for the pairwise hard-negative term of the loss."""
     q, t, g = df["query"].to_list(), df["text"].to_list(), df["grade"].to_numpy()
     target = (g - lo) / max(hi - lo, 1e-9)
     qids = df["query"].rank("dense").cast(pl.Int64).to_numpy()
     lengths = np.array([len(a) + len(b) for a, b in zip(q, t)])
+    tq, tp, tn = (triples[c].to_list() for c in ("query", "positive", "negative")) if triples is not None \
+        else ([], [], [])
 
-    def make(ix: np.ndarray) -> dict[str, torch.Tensor]:
-        enc = encode_pairs(tok, [q[i] for i in ix], [t[i] for i in ix], s.max_length)
+    def make(ix) -> dict[str, torch.Tensor]:
+        ix, tix = ix if isinstance(ix, tuple) else (ix, np.array([], dtype=np.int64))
+        qs, ts = [q[i] for i in ix], [t[i] for i in ix]
+        # one forward pass: the graded pairs, then each triple's positive, then its negative
+        qs += [tq[i] for i in tix] * 2
+        ts += [tp[i] for i in tix] + [tn[i] for i in tix]
+        enc = encode_pairs(tok, qs, ts, s.max_length)
         enc["target"] = torch.tensor(target[ix], dtype=torch.float32)
         enc["qid"] = torch.tensor(qids[ix], dtype=torch.long)
+        enc["triples"] = torch.tensor(len(tix))
         return enc
 
     def batches(epoch: int) -> LazyBatches:
@@ -81,6 +94,11 @@ def make_batches(df: pl.DataFrame, tok, s: SearchSettings, seed: int, lo: float,
             idxs = bucketed_batches(lengths, s.batch_size, seed, epoch)
         else:
             idxs = _group_batches(df, s.batch_size, seed, epoch)
+        if tq and s.loss == "pointwise" and s.triples_per_batch > 0:
+            n = s.triples_per_batch
+            order = np.concatenate([epoch_order(len(tq), seed + 1, epoch * 1000 + r)
+                                    for r in range(-(-len(idxs) * n // len(tq)))])
+            idxs = [(ix, order[i * n:(i + 1) * n]) for i, ix in enumerate(idxs)]
         return LazyBatches(idxs, make)
 
     return batches
@@ -90,7 +108,12 @@ def loss_fn(kind: str):
     bce = nn.BCEWithLogitsLoss()
 
     def pointwise(model, b):
-        return bce(model(b["input_ids"], b["attention_mask"], b.get("token_type_ids")), b["target"])
+        s = model(b["input_ids"], b["attention_mask"], b.get("token_type_ids"))
+        n, k = len(b["target"]), int(b.get("triples", 0))
+        loss = bce(s[:n], b["target"])
+        if k:  # hard negatives: a judged relevant product above a retrieved one nobody judged (RankNet)
+            loss = loss + nn.functional.softplus(s[n + k:] - s[n:n + k]).mean()
+        return loss
 
     def grouped(model, b):
         s = model(b["input_ids"], b["attention_mask"], b.get("token_type_ids"))
@@ -293,8 +316,10 @@ def train_search(
     progress: bool = True,
     extra_eval: Callable[[nn.Module, Any], dict[str, float]] | None = None,
     metric: str | None = None,
+    triples: pl.DataFrame | None = None,
 ) -> tuple[nn.Module, Any, ModelSpec, FitResult]:
-    """Fine-tune a cross-encoder on ``data.train``. Validation scores the judged pools of
+    """Fine-tune a cross-encoder on ``data.train`` (and, pairwise, on ``triples``: query,
+    positive and negative product texts, see ``make_batches``). Validation scores the judged pools of
     ``settings.eval_queries`` validation queries; ``extra_eval(model, tok)`` adds metrics (the
     whole-catalogue pipeline's), and ``metric`` names the one that keeps the best checkpoint
     (default: NDCG@10 within the pools)."""
@@ -307,7 +332,7 @@ def train_search(
     )
     model, tok = new_model(spec, encoder_path)
     freeze_lower(model, settings.freeze_layers)
-    batches = make_batches(data.train, tok, settings, schedule.seed, data.grade_min, data.grade_max)
+    batches = make_batches(data.train, tok, settings, schedule.seed, data.grade_min, data.grade_max, triples)
     if settings.head == "similarity":
         # 512 training pairs, tokenised and scaled as the training batches are
         sample = data.train.with_row_index("_i").sample(min(512, len(data.train)), seed=schedule.seed)

@@ -49,13 +49,16 @@ def test_rerank_orders_the_head_and_keeps_the_tail():
 
 def test_choose_prefers_shallow_depth_within_tolerance_then_the_middle_weight():
     table = {(0.0, 10): 0.30, (0.5, 10): 0.4995, (0.5, 20): 0.50, (1.0, 20): 0.50, (1.0, 10): 0.40}
-    c = choose(lambda w, d: table.get((w, d), 0.0), (0.0, 0.5, 1.0), (10, 20), tolerance=1e-3)
+    c = choose(lambda w, d, b: table.get((w, d), 0.0), (0.0, 0.5, 1.0), (10, 20), tolerance=1e-3)
     assert (c.weight, c.depth) == (0.5, 10) and c.value == pytest.approx(0.4995)
-    strict = choose(lambda w, d: table.get((w, d), 0.0), (0.0, 0.5, 1.0), (10, 20))
+    strict = choose(lambda w, d, b: table.get((w, d), 0.0), (0.0, 0.5, 1.0), (10, 20))
     assert (strict.weight, strict.depth) == (0.5, 20)  # 0.5 and 1.0 tie: the middle weight
-    assert strict.to_dict()["grid"]["w=1,depth=20"] == 0.5
-    with pytest.raises(ValueError, match="empty weight or depth grid"):
-        choose(lambda w, d: 0.0, (), (10,))
+    assert strict.to_dict()["grid"]["w=1,depth=20,blend=0"] == 0.5
+    blended = choose(lambda w, d, b: table.get((w, d), 0.0) + (0.01 if b == 0.5 else 0.0), (0.5,), (20,),
+                     blends=(0.0, 0.5))
+    assert blended.blend == 0.5 and blended.to_dict()["rerank_blend"] == 0.5
+    with pytest.raises(ValueError, match="empty weight, depth or blend grid"):
+        choose(lambda w, d, b: 0.0, (), (10,))
 
 
 def test_hard_negatives_skip_the_top_and_every_judged_product():
@@ -135,3 +138,54 @@ def test_catalogue_embeddings_are_computed_once_per_encoder_and_texts(tmp_path, 
         f.write_bytes(b"not an array")  # damaged files are recomputed, never trusted
     assert np.array_equal(cached_embeddings(str(enc), ["a", "b", "c"], 64, compute), first)
     assert len(calls) == 5
+
+
+def test_negative_triples_pair_each_negative_with_a_relevant_judged_product():
+    from shelfops.train.hybrid import negative_triples
+
+    judged = pl.DataFrame({"query": ["a", "a", "a", "b"], "item_id": ["p1", "p2", "p3", "p4"],
+                           "grade": [3.0, 2.0, 1.0, 1.0]})
+    neg = pl.DataFrame({"query": ["a", "a", "b"], "item_id": ["n1", "n2", "n3"]})
+    t = negative_triples(neg, judged, relevant=2.0, seed=0)
+    assert t["negative"].to_list() == ["n1", "n2"]  # "b" has no relevant product: no triple
+    assert set(t["positive"]) <= {"p1", "p2"}  # never the grade-1 p3
+
+
+def test_pairwise_hard_negatives_ride_along_with_graded_batches_and_push_negatives_down(tiny_encoder):
+    import torch
+
+    from shelfops.train.encoder import load_tokenizer
+    from shelfops.train.search import SearchSettings, loss_fn, make_batches
+
+    tok = load_tokenizer(tiny_encoder)
+    df = pl.DataFrame({"query": ["q"] * 6, "text": [f"item {i}" for i in range(6)],
+                       "grade": [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]})
+    triples = pl.DataFrame({"query": ["q"] * 5, "positive": ["good"] * 5, "negative": [f"bad {i}" for i in range(5)]})
+    s = SearchSettings(batch_size=4, triples_per_batch=2, max_length=16)
+    epoch = make_batches(df, tok, s, seed=0, lo=1.0, hi=3.0, triples=triples)(0)
+    batches = [epoch[i] for i in range(len(epoch))]
+    assert [int(b["triples"]) for b in batches] == [2, 2]
+    assert all(b["input_ids"].shape[0] == len(b["target"]) + 4 for b in batches)
+
+    class Fixed(torch.nn.Module):  # scores: graded pairs 0, positives +1, negatives -1
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            n = input_ids.shape[0] - 4
+            return torch.cat([torch.zeros(n), torch.ones(2), -torch.ones(2)])
+
+    b = batches[0]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(len(b["target"])), b["target"])
+    got = loss_fn("pointwise")(Fixed(), b)
+    assert float(got) == pytest.approx(float(bce) + float(torch.nn.functional.softplus(torch.tensor(-2.0))))
+    plain = make_batches(df, tok, s, seed=0, lo=1.0, hi=3.0)(0)[0]
+    assert "triples" in plain and int(plain["triples"]) == 0
+
+
+def test_final_order_blends_the_re_ranker_with_the_retrieved_order():
+    from shelfops.train.hybrid import final_order
+
+    s = np.array([0.1, 0.9, 0.5])  # the re-ranker prefers 1, 2, 0; the retriever 0, 1, 2
+    assert final_order(s).tolist() == [1, 2, 0]
+    assert final_order(s, 1.0).tolist() == [0, 1, 2]  # the retrieved order alone
+    assert final_order(s, 0.5)[0] == 1  # 1 is first or second in both
+    two = final_order(np.array([[0.1, 0.9, -np.inf], [3.0, 2.0, 1.0]]), 0.5)
+    assert two[0, -1] == 2 and two[1].tolist() == [0, 1, 2]  # a missing candidate stays last
