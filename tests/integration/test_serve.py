@@ -325,7 +325,8 @@ def test_search_reranks_to_the_depth_the_optimize_stage_chose_and_times_its_stag
     shutil.copytree(models / "search", folder)
     (folder / "serving.json").write_text(json.dumps({
         "variant": "torch-fp32", "engine": "torch", "precision": "fp32", "files": [], "threads": 1,
-        "max_batch": 8, "max_wait_ms": 2.0, "workers": 1, "rerank_depth": 13, "fusion_weight": 0.25}))
+        "max_batch": 8, "max_wait_ms": 2.0, "workers": 1, "rerank_depth": 13, "fusion_weight": 0.25,
+        "rerank_blend": 1.0}))
     running = start_in_thread(create_app(ServeSettings(models={"search": (folder, "1")}, data_dir=small_shop,
                                                        retriever="lexical")))
     try:
@@ -336,6 +337,15 @@ def test_search_reranks_to_the_depth_the_optimize_stage_chose_and_times_its_stag
         timing = dict(part.strip().split(";", 1) for part in r.headers["server-timing"].split(","))
         assert timing["depth"] == "desc=13"  # BM25's top 13 were re-ranked
         assert timing["retriever"] == "desc=lexical"  # serve.retriever=lexical: BM25 alone
+        # a blend of 1 keeps the retrieved order (the model's serving.json says so): BM25's own
+        import polars as pl
+
+        from shelfops.train.baselines import BM25Index
+        from shelfops.train.pairs import item_texts
+
+        items = item_texts(pl.read_parquet(small_shop / "items.parquet"))
+        bm = BM25Index(items["text"].to_list()).search(["red running shoes"], 5)[0][0]
+        assert [it["item_id"] for it in r.json()["items"]] == [items["item_id"][int(i)] for i in bm]
         stages = {k: float(v.removeprefix("dur=")) for k, v in timing.items() if v.startswith("dur=")}
         assert set(stages) == {"retrieval", "rerank", "response"} and stages["rerank"] > 0
         deeper = c.post("/v1/search", json={"query": "red running shoes", "k": 20})
