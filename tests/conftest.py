@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SHELFOPS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 os.environ.setdefault("SHELFOPS_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+# caches (catalogue embeddings) go to a folder of this run, never to the user's home
+os.environ.setdefault("SHELFOPS_CACHE", tempfile.mkdtemp(prefix="shelfops-test-cache-"))
 
 
 @pytest.fixture

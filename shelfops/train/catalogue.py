@@ -83,7 +83,10 @@ class Catalogue:
 
 
 def embedding_cache() -> Path:
-    """Where catalogue embeddings under an untuned encoder are kept: ``$SHELFOPS_HOME/cache``."""
+    """Where catalogue embeddings under an untuned encoder are kept: ``$SHELFOPS_CACHE``, else
+    ``$SHELFOPS_HOME/cache`` (``~/.shelfops/cache``)."""
+    if os.environ.get("SHELFOPS_CACHE"):
+        return Path(os.environ["SHELFOPS_CACHE"]) / "embeddings"
     return Path(os.environ.get("SHELFOPS_HOME") or Path.home() / ".shelfops") / "cache" / "embeddings"
 
 

@@ -116,7 +116,7 @@ def test_served_candidates_filter_each_list_before_fusing():
 def test_catalogue_embeddings_are_computed_once_per_encoder_and_texts(tmp_path, monkeypatch):
     from shelfops.train.catalogue import cached_embeddings, embedding_cache
 
-    monkeypatch.setenv("SHELFOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SHELFOPS_CACHE", str(tmp_path / "cache"))
     enc = tmp_path / "enc"
     enc.mkdir()
     (enc / "model.safetensors").write_bytes(b"w1")
