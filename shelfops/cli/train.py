@@ -50,7 +50,11 @@ def evaluate(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
     progress: bool = True,
 ) -> None:
-    """Evaluate a trained model on a dataset's test split; recorded in its manifest."""
+    """Evaluate a trained model on a dataset's test split; recorded in its manifest.
+
+    A search model is also evaluated over the dataset's whole catalogue as /v1/search runs it
+    (retrieve, fuse, re-rank); train.search.catalogue.retriever=DIR puts a trained bi-encoder
+    on the dense side."""
     with reported_errors():
         import json
 

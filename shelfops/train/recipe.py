@@ -485,11 +485,22 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
     read_manifest(data_dir)
     spec_path = model_dir / "model.json"
     task = json.loads(spec_path.read_text())["task"] if spec_path.exists() else None
+    name = data_dir.resolve().name
     if task == "search":
         model, tok, spec = text_models.load(model_dir)
-        ev, _ = search_test_metrics(model, tok, spec, load_pairs(data_dir), n_boot=cfg.bootstrap,
-                                    progress=progress)
+        data = load_pairs(data_dir)
+        ev, _ = search_test_metrics(model, tok, spec, data, n_boot=cfg.bootstrap, progress=progress)
         result = {"task": task, "summary": ev["summary"]}
+        cc = cfg.search.catalogue
+        if cc.enabled:  # the served pipeline over this dataset's catalogue (with any retriever given)
+            embed, dense_name, emb = catalogue.dense_side(
+                spec.encoder if cc.retriever is None else "", cc.retriever, max_length=spec.max_length,
+                texts=data.items["text"].to_list(), progress=progress)
+            cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
+            folder = model_dir / "evaluations" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            result["catalogue"], _ = _catalogue_test(cat, model, tok, data, cc, spec.max_length, folder,
+                                                     cfg.bootstrap, say, progress)
     elif task == "classify":
         model, tok, spec = text_models.load(model_dir)
         sp = load_items(data_dir, level=spec.extra.get("level"), min_class_size=1, seed=13)
@@ -508,7 +519,6 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
     else:
         raise ConfigError([f"{model_dir}: not a trained model folder (model.json missing or unknown task)"])
     result = _jsonable(result)
-    name = data_dir.resolve().name
     (model_dir / "evaluations").mkdir(exist_ok=True)
     (model_dir / "evaluations" / f"{name}.json").write_text(json.dumps(result, indent=2))
     _record_evaluation(model_dir, str(data_dir.resolve()), result)

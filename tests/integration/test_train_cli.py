@@ -80,6 +80,10 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
     assert res.exit_code == 0, res.output
     ev = json.loads((tmp_path / "search" / "evaluations" / f"{small_shop.name}.json").read_text())
     assert ev["summary"]["ndcg@10"]["mean"] == pytest.approx(ndcg["mean"], abs=1e-6)
+    # the same dataset, the same choice on validation: the same whole-catalogue numbers
+    assert ev["catalogue"]["choice"] == cat["choice"]
+    assert ev["catalogue"]["systems"]["pipeline"]["ndcg@10"]["mean"] == pytest.approx(
+        cat["systems"]["pipeline"]["ndcg@10"]["mean"], abs=1e-6)
     assert str(small_shop.resolve()) in read_manifest(tmp_path / "search").metrics["evaluations"]
 
 
