@@ -25,16 +25,16 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+import folds  # bench/folds.py: what the cross-validated benchmarks share
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/train_beauty.py
 # bench/hd_search_cv.py's recipe (real judgements only, lr 7e-5); bf16 autocast where the CPU
 # has native bf16 (1.4x the steps/s of fp32 here, bench/RESULTS.md "Search training throughput")
-RECIPE = ["train.search.augmented=false", "train.search.schedule.lr=7e-5", "train.threads=2"]
+RECIPE = folds.HD_RECIPE
+DONE = "catalogue_scores.parquet"  # a fold's model folder holds it once the fold is complete
 SYSTEMS = ("pipeline", "hybrid", "dense", "bm25")
 
 
@@ -53,12 +53,6 @@ def args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def shelfops(*argv: str, log: Path) -> None:
-    exe = Path(sys.executable).parent / "shelfops"
-    with log.open("a") as f:
-        subprocess.run([str(exe), *argv], check=True, stdout=f, stderr=subprocess.STDOUT)
-
-
 def recipe(a: argparse.Namespace) -> list[str]:
     return [*RECIPE, f"train.search.schedule.max_steps={a.steps}",
             f"train.search.schedule.eval_every={a.eval_every}", f"train.search.schedule.bf16={a.bf16}",
@@ -66,19 +60,8 @@ def recipe(a: argparse.Namespace) -> list[str]:
 
 
 def run_fold(a: argparse.Namespace, k: int) -> float | None:
-    data, model, log = a.workdir / f"data-{k}", a.workdir / f"model-{k}", a.workdir / f"fold-{k}.log"
-    if (model / "catalogue_scores.parquet").exists():
-        print(f"fold {k}: {model} is complete, not trained again")
-        return None
-    t = time.perf_counter()
-    print(f"fold {k}: ingest and train (log: {log})", flush=True)
-    if not (data / "manifest.json").exists():
-        shelfops("data", "ingest", "-c", str(a.config), "--out", str(data), "--no-progress",
-                 f"data.splits.folds={a.folds}", f"data.splits.test_fold={k}",
-                 f"data.splits.val_fold={(k + 1) % a.folds}", log=log)
-    shelfops("train", "--task", "search", "-c", str(a.config), "--data", str(data), "--out", str(model),
-             "--no-progress", *recipe(a), log=log)
-    return round(time.perf_counter() - t, 1)
+    return folds.run_fold(a.workdir, k, config=a.config, folds=a.folds, train=["-c", str(a.config), *recipe(a)],
+                          done=DONE, log=a.workdir / f"fold-{k}.log", reuse_data=True)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -111,12 +94,9 @@ def main() -> None:
     from shelfops.train.catalogue import pooled
 
     a.workdir.mkdir(parents=True, exist_ok=True)
-    folds = range(a.folds) if a.only is None else a.only
-    seconds = {k: run_fold(a, k) for k in folds}
-    done = [k for k in range(a.folds) if (a.workdir / f"model-{k}" / "catalogue_scores.parquet").exists()]
-    if not done:
-        sys.exit("no fold finished")
-    frames = [pl.read_parquet(a.workdir / f"model-{k}" / "catalogue_scores.parquet") for k in done]
+    seconds = {k: run_fold(a, k) for k in (range(a.folds) if a.only is None else a.only)}
+    done = folds.finished(a.workdir, a.folds, DONE)
+    frames = [pl.read_parquet(a.workdir / f"model-{k}" / DONE) for k in done]
     manifests = {k: read_manifest(a.workdir / f"model-{k}") for k in done}
     result = pooled(frames, n_boot=a.bootstrap)
     bm = result["systems"]["bm25"]

@@ -23,15 +23,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+import folds  # bench/folds.py: what the cross-validated benchmarks share
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/train_beauty.py
-# the best single-fold recipe of session 6: real judgements only, lr 7e-5 (steps: --steps)
-RECIPE = ["train.search.augmented=false", "train.search.schedule.lr=7e-5", "train.threads=2"]
+RECIPE = folds.HD_RECIPE  # steps: --steps
+DONE = "test_scores.parquet"  # a fold's model folder holds it once the fold is complete
 
 
 def args() -> argparse.Namespace:
@@ -52,28 +51,13 @@ def args() -> argparse.Namespace:
     return a
 
 
-def shelfops(*argv: str) -> None:
-    exe = Path(sys.executable).parent / "shelfops"
-    subprocess.run([str(exe), *argv], check=True)
-
-
 def recipe(a: argparse.Namespace) -> list[str]:
     return [*RECIPE, f"train.search.schedule.max_steps={a.steps}",
             f"train.search.schedule.eval_every={a.eval_every}", *a.overrides]
 
 
 def run_fold(a: argparse.Namespace, k: int) -> float | None:
-    data, model = a.workdir / f"data-{k}", a.workdir / f"model-{k}"
-    if (model / "test_scores.parquet").exists():
-        print(f"fold {k}: {model} is complete, not trained again")
-        return None
-    t = time.perf_counter()
-    shelfops("data", "ingest", "-c", str(a.config), "--out", str(data), "--no-progress",
-             f"data.splits.folds={a.folds}", f"data.splits.test_fold={k}",
-             f"data.splits.val_fold={(k + 1) % a.folds}")
-    shelfops("train", "--task", "search", "--data", str(data), "--out", str(model), "--no-progress",
-             *recipe(a))
-    return round(time.perf_counter() - t, 1)
+    return folds.run_fold(a.workdir, k, config=a.config, folds=a.folds, train=recipe(a), done=DONE)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -119,12 +103,9 @@ def main() -> None:
     from shelfops.train.search import pooled_folds
 
     a.workdir.mkdir(parents=True, exist_ok=True)
-    folds = range(a.folds) if a.only is None else a.only
-    seconds = {k: run_fold(a, k) for k in folds}
-    done = [k for k in range(a.folds) if (a.workdir / f"model-{k}" / "test_scores.parquet").exists()]
-    if not done:
-        sys.exit("no fold finished")
-    frames = [pl.read_parquet(a.workdir / f"model-{k}" / "test_scores.parquet") for k in done]
+    seconds = {k: run_fold(a, k) for k in (range(a.folds) if a.only is None else a.only)}
+    done = folds.finished(a.workdir, a.folds, DONE)
+    frames = [pl.read_parquet(a.workdir / f"model-{k}" / DONE) for k in done]
     manifests = [read_manifest(a.workdir / f"model-{k}") for k in done]
     lo, hi = manifests[0].extra["grade_range"]
     result = pooled_folds(frames, lo=lo, hi=hi, n_boot=a.bootstrap)

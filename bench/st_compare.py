@@ -60,9 +60,7 @@ def main() -> None:
     enc_path = m.extra["encoder"]
     data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
     lo, hi = data.grade_min, data.grade_max
-    embed, dense_name, emb = catalogue.dense_side(enc_path, cc.retriever, max_length=c.max_length,
-                                                  texts=data.items["text"].to_list())
-    cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
+    cat = catalogue.Catalogue.open(data.items, enc_path, cc.retriever, max_length=c.max_length)
     # sentence-transformers' CrossEncoder trains pointwise: the mined negatives as bottom-grade pairs
     neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
                                     skip=cc.negative_skip, seed=sch.seed)
@@ -90,8 +88,7 @@ def main() -> None:
     ts = pl.read_parquet(ours / "test_scores.parquet")
     pools_ours = pool_metrics(ts, ts["model"].to_numpy(), lo=lo)["ndcg@10"]
     # the whole catalogue, chosen and tested as the train recipe does
-    vq = catalogue.relevant_queries(data.valid, lo, hi, cc.relevant_threshold)
-    vq = vq[:: max(1, len(vq) // cc.eval_queries)][: cc.eval_queries]
+    vq = catalogue.relevant_queries(data.valid, lo, hi, cc.relevant_threshold, cc.eval_queries)
     choice = catalogue.choose_pipeline(cat.candidates(vq), catalogue.PairScores(vq, cat.texts, score),
                                        catalogue.Judged(data.valid, lo, hi, cc.relevant_threshold, cat.ids),
                                        vq, weights=cc.weights, depths=cc.depths, blends=cc.blends)

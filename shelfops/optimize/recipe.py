@@ -141,10 +141,10 @@ def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
     weight, encoder = serving.get("fusion_weight"), serving.get("dense_encoder")
     if weight is None or not encoder or weight <= 0:
         return None, "BM25"
-    embed, name, emb = catalogue.dense_side(encoder, None, max_length=int(serving.get("dense_max_length") or 64),
-                                            texts=items["text"].to_list(), progress=False)
-    cat = catalogue.Catalogue.build(items, embed, name, item_embeddings=emb)
-    return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), f"hybrid (BM25 + {name}, weight {weight:g})"
+    cat = catalogue.Catalogue.open(items, encoder, None, max_length=int(serving.get("dense_max_length") or 64),
+                                   progress=False)
+    return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), \
+        f"hybrid (BM25 + {cat.dense_name}, weight {weight:g})"
 
 
 def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say, quality_depth: int | None) -> dict:

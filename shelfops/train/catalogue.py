@@ -50,6 +50,7 @@ from shelfops.train.retrieval import catalogue_eval
 from shelfops.train.search import embed_texts
 
 SYSTEMS = ("pipeline", "hybrid", "dense", "bm25")
+METRICS = ("ndcg@10", "recall@10")
 #: candidates kept per retriever: deep enough for the deepest re-rank and for fusion to find
 #: a product ranked low by one retriever but high by the other
 RETRIEVE_DEPTH = 100
@@ -68,12 +69,14 @@ class Catalogue:
     dense_name: str
 
     @classmethod
-    def build(cls, items: pl.DataFrame, embed: Callable[[list[str]], np.ndarray], dense_name: str,
-              *, item_embeddings: np.ndarray | None = None) -> Catalogue:
+    def open(cls, items: pl.DataFrame, encoder_path: str, retriever: str | None, *, max_length: int,
+             progress: bool = True) -> Catalogue:
+        """BM25 and the dense side (:func:`dense_side`) over ``items`` (item_id, text)."""
         texts = items["text"].to_list()
-        emb = embed(texts) if item_embeddings is None else item_embeddings
+        embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts,
+                                      progress=progress)
         index, _ = build_index(emb)
-        return cls(items["item_id"].to_list(), texts, BM25Index(texts), index, embed, dense_name)
+        return cls(items["item_id"].to_list(), texts, BM25Index(texts), index, embed, name)
 
     def candidates(self, queries: Sequence[str], depth: int = RETRIEVE_DEPTH) -> Candidates:
         depth = min(depth, len(self.ids))
@@ -214,10 +217,13 @@ class Judged:
                               lo=self.lo, hi=self.hi, threshold=self.threshold, ks=(10,))
 
 
-def relevant_queries(judged: pl.DataFrame, lo: float, hi: float, threshold: float) -> list[str]:
-    """Queries with at least one product judged relevant (the others have no recall)."""
+def relevant_queries(judged: pl.DataFrame, lo: float, hi: float, threshold: float,
+                     at_most: int | None = None) -> list[str]:
+    """Queries with at least one product judged relevant (the others have no recall); with
+    ``at_most``, that many of them, evenly spaced (the same ones every time)."""
     rel = judged.filter((pl.col("grade") - lo) / max(hi - lo, 1e-9) >= threshold)
-    return rel["query"].unique(maintain_order=True).to_list()
+    qs = rel["query"].unique(maintain_order=True).to_list()
+    return qs if at_most is None else qs[:: max(1, len(qs) // at_most)][:at_most]
 
 
 def choose_pipeline(cands: Candidates, scores: PairScores, judged: Judged, queries: Sequence[str], *,
@@ -247,13 +253,16 @@ def evaluate_systems(rows: dict[str, np.ndarray], judged: Judged, queries: Seque
     """Each system's NDCG@10 and Recall@10 with 95% intervals, the pipeline's paired
     differences to each of the others, and the per-query values (for pooling folds)."""
     per = {name: judged.per_query(queries, r) for name, r in rows.items()}
-    summary = {name: M.summarize(p, n_boot=n_boot) for name, p in per.items()}
-    comparisons = {metric: {name: M.compare(per["pipeline"][metric], per[name][metric], n_boot=n_boot)
-                            for name in rows if name != "pipeline"}
-                   for metric in ("ndcg@10", "recall@10")}
     frame = pl.DataFrame({"query": list(queries),
-                          **{f"{name}_{m}": per[name][m] for name in rows for m in ("ndcg@10", "recall@10")}})
-    return {"systems": summary, "comparisons": comparisons, "queries": len(queries)}, frame
+                          **{f"{name}_{m}": per[name][m] for name in rows for m in METRICS}})
+    return {**_summaries(per, n_boot), "queries": len(queries)}, frame
+
+
+def _summaries(per: dict[str, dict[str, np.ndarray]], n_boot: int) -> dict[str, Any]:
+    """Each system's intervals and the pipeline's paired differences to every other system."""
+    return {"systems": {n: M.summarize(p, n_boot=n_boot) for n, p in per.items()},
+            "comparisons": {m: {n: M.compare(per["pipeline"][m], per[n][m], n_boot=n_boot)
+                                for n in per if n != "pipeline"} for m in METRICS}}
 
 
 def pooled(frames: list[pl.DataFrame], *, n_boot: int = 1000) -> dict[str, Any]:
@@ -263,9 +272,5 @@ def pooled(frames: list[pl.DataFrame], *, n_boot: int = 1000) -> dict[str, Any]:
     if df["query"].n_unique() != len(df):
         raise ValueError("pooled folds share a query: their test queries must be disjoint")
     names = [c.removesuffix("_ndcg@10") for c in df.columns if c.endswith("_ndcg@10")]
-    per = {n: {m: df[f"{n}_{m}"].to_numpy() for m in ("ndcg@10", "recall@10")} for n in names}
-    out = {"queries": len(df), "folds": len(frames),
-           "systems": {n: M.summarize(p, n_boot=n_boot) for n, p in per.items()},
-           "comparisons": {m: {n: M.compare(per["pipeline"][m], per[n][m], n_boot=n_boot)
-                               for n in names if n != "pipeline"} for m in ("ndcg@10", "recall@10")}}
-    return out
+    per = {n: {m: df[f"{n}_{m}"].to_numpy() for m in METRICS} for n in names}
+    return {"queries": len(df), "folds": len(frames), **_summaries(per, n_boot)}

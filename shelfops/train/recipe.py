@@ -167,9 +167,8 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     if cc.enabled:
         # both retrievers over the whole catalogue: they mine the re-ranker's hard negatives, and
         # the served pipeline (retrieve -> fuse -> re-rank) is validated and tested on it
-        embed, dense_name, emb = catalogue.dense_side(encoder_path, cc.retriever, max_length=c.max_length,
-                                                      texts=data.items["text"].to_list(), progress=progress)
-        cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
+        cat = catalogue.Catalogue.open(data.items, encoder_path, cc.retriever, max_length=c.max_length,
+                                       progress=progress)
         neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
                                         skip=cc.negative_skip, seed=c.schedule.seed)
         mined = len(neg)
@@ -178,7 +177,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
         else:
             triples = catalogue.as_triples(data.train, neg, cat, relevant=lo + cc.relevant_threshold * (hi - lo),
                                            seed=c.schedule.seed)
-        say(f"search: {mined:,} hard negatives mined from the hybrid retriever ({dense_name} + BM25), "
+        say(f"search: {mined:,} hard negatives mined from the hybrid retriever ({cat.dense_name} + BM25), "
             f"{cc.hard_negatives} per training query below its first {cc.negative_skip}, trained "
             + ("graded at the bottom of the scale" if cc.negative_loss == "pointwise" else
                f"pairwise below a judged relevant product ({len(triples):,} triples)"))
@@ -244,8 +243,8 @@ def _catalogue_validation(cat, data, cc, max_length: int):
     ``cc.eval_queries`` validation queries, at the default fusion weight and the middle depth
     (the weight and depth themselves are chosen once, after training)."""
     judged = catalogue.Judged(data.valid, data.grade_min, data.grade_max, cc.relevant_threshold, cat.ids)
-    qs = catalogue.relevant_queries(data.valid, data.grade_min, data.grade_max, cc.relevant_threshold)
-    qs = qs[:: max(1, len(qs) // cc.eval_queries)][: cc.eval_queries]
+    qs = catalogue.relevant_queries(data.valid, data.grade_min, data.grade_max, cc.relevant_threshold,
+                                    cc.eval_queries)
     depth = sorted(cc.depths)[len(cc.depths) // 2]
     fused = cat.candidates(qs).fused(DEFAULT_FUSION_WEIGHT, depth)
 
@@ -263,8 +262,7 @@ def _catalogue_test(cat, model, tok, data, cc, max_length: int, out: Path, n_boo
     (pipeline, hybrid, dense, BM25) over the whole catalogue; per-query values go to
     ``catalogue_scores.parquet`` for pooling folds (catalogue.pooled)."""
     lo, hi, th = data.grade_min, data.grade_max, cc.relevant_threshold
-    vq = catalogue.relevant_queries(data.valid, lo, hi, th)
-    vq = vq[:: max(1, len(vq) // cc.eval_queries)][: cc.eval_queries]
+    vq = catalogue.relevant_queries(data.valid, lo, hi, th, cc.eval_queries)
     vscores = catalogue.PairScores(vq, cat.texts, _pair_scorer(model, tok, max_length))
     choice = catalogue.choose_pipeline(cat.candidates(vq), vscores, catalogue.Judged(data.valid, lo, hi, th, cat.ids),
                                        vq, weights=cc.weights, depths=cc.depths, blends=cc.blends)
@@ -345,8 +343,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     cat = catalogue.Catalogue(ids, texts, bm, index,
                               lambda qs: embed_texts(model.encoder, tok, qs, max_length=c.max_length),
                               "this bi-encoder")
-    vq = catalogue.relevant_queries(data.valid, lo, hi, c.positive_threshold)
-    vq = vq[:: max(1, len(vq) // c.eval_queries)][: c.eval_queries]
+    vq = catalogue.relevant_queries(data.valid, lo, hi, c.positive_threshold, c.eval_queries)
     vjudged = catalogue.Judged(data.valid, lo, hi, c.positive_threshold, ids)
     vc = cat.candidates(vq)
     choice = choose(lambda w, _d, _b: float(np.nanmean(vjudged.per_query(vq, vc.fused(w, 10))["ndcg@10"])),
@@ -493,10 +490,8 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
         result = {"task": task, "summary": ev["summary"]}
         cc = cfg.search.catalogue
         if cc.enabled:  # the served pipeline over this dataset's catalogue (with any retriever given)
-            embed, dense_name, emb = catalogue.dense_side(
-                spec.encoder if cc.retriever is None else "", cc.retriever, max_length=spec.max_length,
-                texts=data.items["text"].to_list(), progress=progress)
-            cat = catalogue.Catalogue.build(data.items, embed, dense_name, item_embeddings=emb)
+            cat = catalogue.Catalogue.open(data.items, spec.encoder, cc.retriever, max_length=spec.max_length,
+                                           progress=progress)
             folder = model_dir / "evaluations" / name
             folder.mkdir(parents=True, exist_ok=True)
             result["catalogue"], _ = _catalogue_test(cat, model, tok, data, cc, spec.max_length, folder,
