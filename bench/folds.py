@@ -35,13 +35,21 @@ def run_fold(workdir: Path, k: int, *, config: Path, folds: int, train: list[str
     t = time.perf_counter()
     if log is not None:
         print(f"fold {k}: ingest and train (log: {log})", flush=True)
-    if not (reuse_data and (data / "manifest.json").exists()):
-        shelfops("data", "ingest", "-c", str(config), "--out", str(data), "--no-progress",
-                 f"data.splits.folds={folds}", f"data.splits.test_fold={k}",
-                 f"data.splits.val_fold={(k + 1) % folds}", log=log)
+    ingest(workdir, k, config=config, folds=folds, log=log, again=not reuse_data)
     shelfops("train", "--task", "search", "--data", str(data), "--out", str(model), "--no-progress", *train,
              log=log)
     return round(time.perf_counter() - t, 1)
+
+
+def ingest(workdir: Path, k: int, *, config: Path, folds: int, log: Path | None = None,
+           again: bool = False) -> Path:
+    """Ingest fold ``k`` into ``workdir/data-k`` unless it is there already (or ``again``)."""
+    data = workdir / f"data-{k}"
+    if again or not (data / "manifest.json").exists():
+        shelfops("data", "ingest", "-c", str(config), "--out", str(data), "--no-progress",
+                 f"data.splits.folds={folds}", f"data.splits.test_fold={k}",
+                 f"data.splits.val_fold={(k + 1) % folds}", log=log)
+    return data
 
 
 def finished(workdir: Path, folds: int, done: str) -> list[int]:

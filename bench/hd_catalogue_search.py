@@ -12,6 +12,14 @@ writes the result with 95% bootstrap intervals and paired differences.
     .venv/bin/python bench/hd_catalogue_search.py                 # 5 folds
     .venv/bin/python bench/hd_catalogue_search.py --only 0 1      # train these folds, pool what exists
     .venv/bin/python bench/hd_catalogue_search.py train.search.catalogue.hard_negatives=0
+    .venv/bin/python bench/hd_catalogue_search.py --no-bi-encoder  # the untuned encoder as dense side
+
+Each fold first fine-tunes the bi-encoder (``shelfops train --task retrieval``, 200 steps) into
+``retrieval-k`` and hands it to the search run (``train.search.catalogue.retriever``), so hard
+negatives, the fusion weight and the re-rank depth are all chosen with the dense side that
+serves. A finished fold's per-query values are copied to bench/results/hd_catalogue_folds/
+(a few hundred KB): a fold costs about an hour on 2 cores, and the folds of different sessions
+pool from there.
 
 Protocol (bench/RESULTS.md, "Retrieval bi-encoder and retrieve + re-rank"): relevant = judged
 in the upper half of the grade scale (>= 2 of 1-3); products nobody judged count as not
@@ -25,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import folds  # bench/folds.py: what the cross-validated benchmarks share
@@ -35,6 +44,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/train_beauty.py
 # has native bf16 (1.4x the steps/s of fp32 here, bench/RESULTS.md "Search training throughput")
 RECIPE = folds.HD_RECIPE
 DONE = "catalogue_scores.parquet"  # a fold's model folder holds it once the fold is complete
+KEPT = ROOT / "bench" / "results" / "hd_catalogue_folds"  # finished folds, committed
+#: the bi-encoder recipe of fold 0 (bench/RESULTS.md): in-batch negatives, 200 steps, bf16
+BI_ENCODER = ["train.threads=2", "train.retrieval.schedule.max_steps=200",
+              "train.retrieval.schedule.eval_every=100", "train.retrieval.schedule.bf16=on"]
 SYSTEMS = ("pipeline", "hybrid", "dense", "bm25")
 
 
@@ -49,6 +62,8 @@ def args() -> argparse.Namespace:
     p.add_argument("--bf16", default="on", choices=("on", "off", "auto"))
     p.add_argument("--only", type=int, nargs="*", default=None, help="train only these folds")
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--no-bi-encoder", dest="bi_encoder", action="store_false",
+                   help="dense side = the untuned encoder instead of a bi-encoder fine-tuned per fold")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hd_catalogue_search.json")
     return p.parse_args()
 
@@ -60,8 +75,38 @@ def recipe(a: argparse.Namespace) -> list[str]:
 
 
 def run_fold(a: argparse.Namespace, k: int) -> float | None:
-    return folds.run_fold(a.workdir, k, config=a.config, folds=a.folds, train=["-c", str(a.config), *recipe(a)],
-                          done=DONE, log=a.workdir / f"fold-{k}.log", reuse_data=True)
+    if (KEPT / f"fold-{k}.parquet").exists():
+        print(f"fold {k}: kept in {KEPT}, not trained again")
+        return None
+    log, train = a.workdir / f"fold-{k}.log", ["-c", str(a.config), *recipe(a)]
+    if a.bi_encoder:
+        bi = a.workdir / f"retrieval-{k}"
+        folds.ingest(a.workdir, k, config=a.config, folds=a.folds, log=log)
+        if not (bi / "manifest.json").exists():
+            folds.shelfops("train", "--task", "retrieval", "-c", str(a.config), "--data", str(a.workdir / f"data-{k}"),
+                           "--out", str(bi), "--no-progress", *BI_ENCODER, log=log)
+        train.append(f"train.search.catalogue.retriever={bi}")
+    seconds = folds.run_fold(a.workdir, k, config=a.config, folds=a.folds, train=train, done=DONE, log=log,
+                             reuse_data=True)
+    keep(a.workdir / f"model-{k}", k)
+    return seconds
+
+
+def keep(model: Path, k: int) -> None:
+    """Copy a finished fold's per-query values and its summary into the repo's results."""
+    from shelfops.artifacts import read_manifest
+
+    KEPT.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model / DONE, KEPT / f"fold-{k}.parquet")
+    m = read_manifest(model)
+    summary = {"choice": m.metrics["catalogue"]["choice"],
+               "systems": {n: {x: v["mean"] for x, v in s.items() if isinstance(v, dict)}
+                           for n, s in m.metrics["catalogue"]["systems"].items()},
+               "pools": {"model": m.metrics["model"]["ndcg@10"]["mean"],
+                         **{b: m.metrics["baselines"][b]["ndcg@10"]["mean"] for b in ("bm25", "zero_shot")}},
+               "hard_negatives": m.counts.get("hard_negatives"), "train_seconds": m.extra.get("seconds"),
+               "fit": m.extra.get("fit"), "pipeline": m.extra.get("pipeline")}
+    (KEPT / f"fold-{k}.json").write_text(json.dumps(summary, indent=2, default=float))
 
 
 def plot(result: dict, path: Path) -> None:
@@ -90,27 +135,19 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from shelfops.artifacts import read_manifest
     from shelfops.train.catalogue import pooled
 
     a.workdir.mkdir(parents=True, exist_ok=True)
     seconds = {k: run_fold(a, k) for k in (range(a.folds) if a.only is None else a.only)}
-    done = folds.finished(a.workdir, a.folds, DONE)
-    frames = [pl.read_parquet(a.workdir / f"model-{k}" / DONE) for k in done]
-    manifests = {k: read_manifest(a.workdir / f"model-{k}") for k in done}
+    done = [k for k in range(a.folds) if (KEPT / f"fold-{k}.parquet").exists()]
+    if not done:
+        raise SystemExit(f"no fold finished (none in {KEPT})")
+    frames = [pl.read_parquet(KEPT / f"fold-{k}.parquet") for k in done]
     result = pooled(frames, n_boot=a.bootstrap)
     bm = result["systems"]["bm25"]
     result["ratio_to_bm25"] = {name: {m: s[m]["mean"] / bm[m]["mean"] for m in ("ndcg@10", "recall@10")}
                                for name, s in result["systems"].items()}
-    result["per_fold"] = {k: {"choice": m.metrics["catalogue"]["choice"],
-                              "systems": {n: {x: v["mean"] for x, v in s.items() if isinstance(v, dict)}
-                                          for n, s in m.metrics["catalogue"]["systems"].items()},
-                              "pools": {"model": m.metrics["model"]["ndcg@10"]["mean"],
-                                        **{b: m.metrics["baselines"][b]["ndcg@10"]["mean"]
-                                           for b in ("bm25", "zero_shot")}},
-                              "hard_negatives": m.counts.get("hard_negatives"),
-                              "train_seconds": m.extra.get("seconds"), "fit": m.extra.get("fit")}
-                          for k, m in manifests.items()}
+    result["per_fold"] = {k: json.loads((KEPT / f"fold-{k}.json").read_text()) for k in done}
     result.update(recipe=recipe(a), folds_pooled=done, wall_seconds_this_run=seconds,
                   machine=f"{platform.node()} {os.cpu_count()} cpu, python {platform.python_version()}")
 

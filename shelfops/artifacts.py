@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shelfops import __version__
+from shelfops.redact import redacted
 from shelfops.errors import ArtifactError, ArtifactNotFound, IntegrityError
 
 MANIFEST = "manifest.json"
@@ -128,7 +129,7 @@ def stage_output(
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     manifest = Manifest(
-        stage=stage, inputs=inputs or [], config=dict(config or {}),
+        stage=stage, inputs=inputs or [], config=redacted(dict(config or {})),
         code_version=code_version(), created_at=utc_now(),
     )
     writer = StageWriter(tmp, manifest)

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from shelfops import redact
 from shelfops.config.load import load_config
 from shelfops.data import recipe as data_recipe
 from shelfops.errors import ArtifactNotFound
@@ -94,7 +95,7 @@ def release_all(optimized: Path, gates: Path, cfg, console: Console) -> dict:
 
     reg = registry_from(cfg.registry)
     out: dict = {}
-    table = Table(title=f"④ gate + ⑤ registry ({reg.tracking_uri})")
+    table = Table(title=f"④ gate + ⑤ registry ({redact.url(reg.tracking_uri)})")
     for col in ("model", "version", "against", "gate", "failed checks", "production now", "seconds"):
         table.add_column(col)
     for task in ("search", "retrieval", "classify"):

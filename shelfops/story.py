@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from shelfops import redact
 from shelfops.data import recipe as data_recipe
 from shelfops.data.snapshot import export_as_of
 from shelfops.data.synthetic_truth import ShopTruth
@@ -87,7 +88,7 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
         cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(
             update={"home": str((workdir / "registry").resolve())})})
     reg = registry_from(cfg.registry)
-    console.print(f"registry: {reg.tracking_uri}")
+    console.print(f"registry: {redact.url(reg.tracking_uri)}")
     v1 = build_release(before, workdir, cfg, reg, name, label="v1", report_dir=reports, say=console.print,
                        progress=progress)
     if not v1.gate_passed:

@@ -464,6 +464,21 @@ class MonitorConfig(_Strict):
     rollout: RolloutConfig = RolloutConfig()
 
 
+class LimitsConfig(_Strict):
+    """What every request passes before a route sees it (shelfops.serve.doors)."""
+
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body, with a Content-Length "
+                                "or chunked (413 above); the largest legitimate body, 200 events, is ~40 KB")
+    body_seconds: float = Field(10.0, gt=0, description="a body must arrive within this (408 after); a "
+                                "slow client must not hold a connection for ever")
+    rate_per_second: float | None = Field(None, gt=0, description="requests/s per client (token bucket; "
+                                          "429 with Retry-After); null = no limit. Per process: with N "
+                                          "replicas a client gets up to N times this")
+    rate_burst: int = Field(20, ge=1, description="requests a client may send at once before the rate applies")
+    trust_forwarded: bool = Field(False, description="the client is X-Forwarded-For's first hop (only behind "
+                                  "a proxy that sets it; otherwise any client could pick its own bucket)")
+
+
 class ServeConfig(_Strict):
     """Stage ⑥: what replicas share."""
 
@@ -480,6 +495,7 @@ class ServeConfig(_Strict):
         "bi-encoder alone (dense) or BM25 alone (lexical); without a served bi-encoder, BM25")
     fusion_weight: float | None = Field(None, ge=0, le=1, description="the dense list's weight in the "
                                         "hybrid; null = the search model's, chosen on validation")
+    limits: LimitsConfig = LimitsConfig()
 
 
 class ShelfopsConfig(_Strict):

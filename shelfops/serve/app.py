@@ -32,7 +32,9 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shelfops.config.schema import LimitsConfig
 from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
+from shelfops.serve import doors
 from shelfops.serve.dashboard import report_file, state_document
 from shelfops.serve.dense import UntunedDense
 from shelfops.serve.host import ModelHost, Slot
@@ -123,7 +125,7 @@ class ServeSettings:
     rerank_depth: int | None = None  # None: the search model's own (serving.json), else DEFAULT_RERANK_DEPTH
     retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
     fusion_weight: float | None = None  # None: the search model's own (serving.json), else hybrid.DEFAULT_WEIGHT
-    max_body_bytes: int = 64 * 1024
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # body size and time, rate (serve.doors)
     session_length: int = 50
     request_log: int = 100_000
     # where sessions and the served-request log live: None (this process) or redis://...,
@@ -403,13 +405,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   description="Search, recommendation and classification served from the registry.")
     app.state.shelfops = state
 
+    doors.install(app, settings.limits)  # before the metrics below, so that they count its refusals
+
     @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > settings.max_body_bytes:
-            return JSONResponse({"code": "body_too_large", "message":
-                                 f"request body is {size} bytes; the limit is {settings.max_body_bytes}"},
-                                status_code=413)
+    async def count_requests(request: Request, call_next):
         t0 = time.perf_counter()
         response = await call_next(request)
         secs = time.perf_counter() - t0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from shelfops.config.schema import RegistryConfig
+from shelfops.config.schema import LimitsConfig, RegistryConfig
 from shelfops.registry.registry import registry_from
 from shelfops.serve.app import ServeSettings
 from shelfops.serve.watch import follow_registry, registry_view
@@ -33,6 +33,7 @@ class ReplicaSpec:
     shadow_fraction: float = 1.0
     retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
     fusion_weight: float | None = None  # None: the search model's chosen weight
+    limits: dict = field(default_factory=dict)  # LimitsConfig as a dict
 
     @classmethod
     def from_config(cls, cfg, *, models: dict[str, tuple[Path | str, str]] | None = None,
@@ -59,4 +60,5 @@ class ReplicaSpec:
                              session_length=self.session_length, rerank_depth=self.rerank_depth,
                              watch=watch, watch_seconds=self.watch_seconds, registry_view=view,
                              batching=batching, shadow_fraction=self.shadow_fraction,
-                             retriever=self.retriever, fusion_weight=self.fusion_weight)
+                             retriever=self.retriever, fusion_weight=self.fusion_weight,
+                             limits=LimitsConfig(**self.limits))
