@@ -137,3 +137,10 @@ class Unauthorized(ServeError):
 class Unavailable(ServeError):
     code = "unavailable"
     http_status = 503
+
+
+class DependencyUnavailable(Unavailable):
+    """A store the server depends on (Redis, the registry) did not answer in time; the message
+    names it. Retry later: the server itself is up."""
+
+    code = "dependency_unavailable"

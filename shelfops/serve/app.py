@@ -33,7 +33,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shelfops.config.schema import LimitsConfig
-from shelfops.errors import BadRequest, ShelfopsError, Unauthorized, Unavailable
+from shelfops import redact
+from shelfops.errors import BadRequest, DependencyUnavailable, ShelfopsError, Unauthorized, Unavailable
 from shelfops.serve import doors
 from shelfops.serve.dashboard import report_file, state_document
 from shelfops.serve.dense import UntunedDense
@@ -236,6 +237,7 @@ class State:
         self.ready = False
         self.started = time.time()
         self.last_watch_error: str | None = None
+        self.registry_error: str | None = None  # the registry's last poll failed: why (None: it answered)
         self.refused: set[tuple[str, str]] = set()  # versions that failed to load (not retried)
         self.rollouts: dict[str, Rollout] = {}
         self.arms: dict[tuple[str, str], dict] = {}  # (task, version) -> requests, errors, latencies
@@ -364,11 +366,12 @@ async def _watch(state: State) -> None:
     while True:
         await asyncio.sleep(s.watch_seconds)
         try:
-            wanted = await loop.run_in_executor(None, s.watch)
-        except Exception as e:  # registry unreachable: keep serving what we have
+            wanted = await asyncio.wait_for(loop.run_in_executor(None, s.watch), max(30.0, 6 * s.watch_seconds))
+        except Exception as e:  # registry unreachable or hanging: keep serving what we have
             state.metrics.watch_errors.inc()
-            state.last_watch_error = str(e)
+            state.registry_error = state.last_watch_error = redact.url(f"registry: {type(e).__name__}: {e}")
             continue
+        state.registry_error = None
         for task, (folder, version) in wanted.items():
             cur = state.host.slots.get(task)
             if (cur is None or cur.version != version) and (task, version) not in state.refused:
@@ -378,6 +381,24 @@ async def _watch(state: State) -> None:
                     state.refused.add((task, version))
                     state.metrics.watch_errors.inc()
                     state.last_watch_error = f"{task} v{version}: {e}"
+
+
+def degraded(state: State, shared: bool) -> dict:
+    """What an answer could not use, said in it: ``{}`` when nothing is missing."""
+    st = state.shared.status()
+    if shared and st["ok"]:
+        return {}
+    return {"degraded": [f"sessions: {st['name']} is unavailable; this answer used the request alone and "
+                         "its request_id is known to this replica only"]}
+
+
+def dependencies(state: State) -> dict:
+    """Each outside store the server uses and whether it answers, for /readyz."""
+    out = {"state": state.shared.status()}
+    if state.settings.watch is not None:
+        out["registry"] = ({"ok": True} if state.registry_error is None else
+                           {"ok": False, "error": state.registry_error[:300]})
+    return out
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -488,8 +509,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         rid = uuid.uuid4().hex
         items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
                   "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
-        await state.shared.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
-                                          "session": body.session, "items": [it["item_id"] for it in items]})
+        shared = await state.shared.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
+                                                   "session": body.session,
+                                                   "items": [it["item_id"] for it in items]})
         state.traffic.append({"t": time.time(), "kind": "search", "query": body.query,
                               "version": versions.get("search", versions["retrieval"]),
                               "top_category": items[0]["category"] if items else None,
@@ -498,8 +520,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         # each stage's wall time, for the client (and bench/serve.py) to read: W3C Server-Timing
         timing = (f"retrieval;dur={(t_retrieved - t0) * 1e3:.2f}, rerank;dur={(t_ranked - t_retrieved) * 1e3:.2f}, "
                   f"response;dur={(t_end - t_ranked) * 1e3:.2f}, depth;desc={len(rows)}, retriever;desc={retriever}")
-        return JSONResponse({"request_id": rid, "items": items, "versions": versions, "retriever": retriever},
-                            headers={"x-shelfops-version": versions.get("search", versions["retrieval"]),
+        return JSONResponse({"request_id": rid, "items": items, "versions": versions, "retriever": retriever,
+                             **degraded(state, shared)}, headers={"x-shelfops-version": versions.get("search", versions["retrieval"]),
                                      "server-timing": timing})
 
     @app.post("/v1/rerank")
@@ -525,18 +547,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if not (body.user or body.session):
             raise BadRequest("recommend needs 'user' or 'session'", field="user")
         key = body.session or body.user
-        history = await state.shared.history(key)
+        try:
+            history = await state.shared.history(key)
+        except DependencyUnavailable:
+            history = []  # the request's own context: none but the shopper's id
         s = state.route("recommend", key)  # a canary's share of shoppers, sticky by session or user
         got = await served(state, "recommend", s, s.batcher.submit((history, body.k)))
         mine = {i for i, _ in got}
         shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
                lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
         rid = uuid.uuid4().hex
-        await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
-                                          "user": body.user, "session": body.session,
-                                          "items": [i for i, _ in got]})
+        shared = await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
+                                                   "user": body.user, "session": body.session,
+                                                   "items": [i for i, _ in got]})
         return JSONResponse({"request_id": rid, "items": [{"item_id": i, "score": sc} for i, sc in got],
-                             "history_length": len(history), "versions": {"recommend": s.version}},
+                             "history_length": len(history), "versions": {"recommend": s.version},
+                             **degraded(state, shared)},
                             headers={"x-shelfops-version": s.version})
 
     @app.post("/v1/classify")
@@ -608,7 +634,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return {"ready": True, "models": {t: {"version": s.version, **{k: v for k, v in s.meta.items()
                                                                        if k != "labels"}}
                                           for t, s in state.host.slots.items()}, "swaps": state.host.swaps,
-                "dense": dense_status(state.catalogue)}
+                "dense": dense_status(state.catalogue), "dependencies": dependencies(state)}
 
     @app.get("/metrics")
     async def metrics():

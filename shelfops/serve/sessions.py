@@ -7,24 +7,34 @@ replica receives the event).
 (``serve.state_url: redis://host:6379/0``), so replicas behind a load balancer, or Ray Serve
 replicas, see one shopper's session and one request log: a session is a capped list
 (``RPUSH`` + ``LTRIM``) and a served request a JSON string, both with a time to live.
+
+Redis can restart while traffic flows. ``Guarded`` bounds every call (``timeout_s``) and turns
+a failure into :class:`DependencyUnavailable` naming the store: searches keep answering (what
+they served is remembered in this process until the store is back, so a later click still
+counts), recommendations fall back to the request's own context and say so, events are refused
+with a 503 the client can retry, and ``/readyz`` names the store and since when it is down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import OrderedDict, deque
 from typing import Protocol
 
-from shelfops.errors import ConfigError
+from shelfops import redact
+from shelfops.errors import ConfigError, DependencyUnavailable
 
 
 class SharedState(Protocol):
     async def append(self, key: str, item: str) -> int: ...  # session length after the append
     async def history(self, key: str) -> list[str]: ...  # oldest first
     async def length(self, key: str) -> int: ...
-    async def remember(self, rid: str, info: dict) -> None: ...
+    async def remember(self, rid: str, info: dict) -> bool: ...  # False: kept only in this process
     async def served(self, rids: list[str]) -> list[dict | None]: ...
     async def close(self) -> None: ...
+    def status(self) -> dict: ...  # {"name", "ok", ...} for /readyz
 
 
 class MemoryState:
@@ -53,10 +63,11 @@ class MemoryState:
     async def length(self, key: str) -> int:
         return len(self.sessions.get(key, ()))
 
-    async def remember(self, rid: str, info: dict) -> None:
+    async def remember(self, rid: str, info: dict) -> bool:
         self.requests[rid] = info
         while len(self.requests) > self.request_log:
             self.requests.popitem(last=False)
+        return True
 
     async def served(self, rids: list[str]) -> list[dict | None]:
         return [self.requests.get(r) for r in rids]
@@ -64,16 +75,21 @@ class MemoryState:
     async def close(self) -> None:
         return None
 
+    def status(self) -> dict:
+        return {"name": "this process", "ok": True}
+
 
 class RedisState:
     """Sessions and request log in Redis, shared by every replica pointed at the same URL."""
 
     def __init__(self, url: str, *, session_length: int = 50, session_ttl_s: int = 7 * 86400,
-                 request_ttl_s: int = 86400, prefix: str = "shelfops") -> None:
+                 request_ttl_s: int = 86400, prefix: str = "shelfops", timeout_s: float = 0.5) -> None:
         import redis.asyncio as aioredis
 
         self.url = url
-        self.r = aioredis.from_url(url, decode_responses=True)
+        # bounded: a Redis that stopped answering costs a request at most this, never a hang
+        self.r = aioredis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
+                                   socket_connect_timeout=timeout_s)
         self.session_length, self.session_ttl_s, self.request_ttl_s = session_length, session_ttl_s, request_ttl_s
         self.prefix = prefix
 
@@ -83,7 +99,7 @@ class RedisState:
         try:
             await self.r.ping()
         except redis.RedisError as e:
-            raise ConfigError([f"serve.state_url: Redis at {self.url} does not answer ({e})"]) from e
+            raise ConfigError([f"serve.state_url: Redis at {redact.url(self.url)} does not answer ({e})"]) from e
 
     async def append(self, key: str, item: str) -> int:
         k = f"{self.prefix}:session:{key}"
@@ -114,12 +130,73 @@ class RedisState:
         await self.r.aclose()
 
 
+class Guarded:
+    """A shared store that can fail, made safe to serve from (see the module's docstring)."""
+
+    def __init__(self, inner: RedisState, *, timeout_s: float = 0.5, fallback_requests: int = 10_000,
+                 clock=time.monotonic) -> None:
+        self.inner, self.timeout_s, self.clock = inner, timeout_s, clock
+        self.name = f"Redis at {redact.url(inner.url)}"
+        self.local = MemoryState(request_log=fallback_requests)  # what was served while it was down
+        self.down_since: float | None = None
+        self.error: str | None = None
+        self.failures = 0
+
+    async def _call(self, op: str, *args):
+        try:
+            out = await asyncio.wait_for(getattr(self.inner, op)(*args), self.timeout_s)
+        except Exception as e:  # any failure of the store's client: the store is unavailable
+            self.failures += 1
+            self.error = f"{type(e).__name__}: {e}"[:300]
+            if self.down_since is None:
+                self.down_since = self.clock()
+            raise DependencyUnavailable(f"{self.name} did not answer ({self.error}); retry shortly",
+                                        dependency="state") from e
+        self.down_since = self.error = None
+        return out
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def append(self, key: str, item: str) -> int:
+        return await self._call("append", key, item)
+
+    async def history(self, key: str) -> list[str]:
+        return await self._call("history", key)
+
+    async def length(self, key: str) -> int:
+        return await self._call("length", key)
+
+    async def remember(self, rid: str, info: dict) -> bool:
+        """True when the shared store has it; False when only this process does (store down)."""
+        try:
+            await self._call("remember", rid, info)
+            return True
+        except DependencyUnavailable:
+            await self.local.remember(rid, info)
+            return False
+
+    async def served(self, rids: list[str]) -> list[dict | None]:
+        got = await self._call("served", rids)
+        return [g if g is not None else self.local.requests.get(r) for r, g in zip(rids, got)]
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def status(self) -> dict:
+        if self.down_since is None:
+            return {"name": self.name, "ok": True, "failures": self.failures}
+        return {"name": self.name, "ok": False, "down_for_s": round(self.clock() - self.down_since, 1),
+                "error": self.error, "failures": self.failures}
+
+
 def shared_state(url: str | None, *, session_length: int = 50, request_log: int = 100_000,
-                 session_ttl_s: int = 7 * 86400, request_ttl_s: int = 86400) -> SharedState:
-    """``None`` or ``memory://``: this process; ``redis://`` / ``rediss://``: Redis."""
+                 session_ttl_s: int = 7 * 86400, request_ttl_s: int = 86400,
+                 timeout_s: float = 0.5) -> SharedState:
+    """``None`` or ``memory://``: this process; ``redis://`` / ``rediss://``: Redis, guarded."""
     if not url or url.startswith("memory:"):
         return MemoryState(session_length=session_length, request_log=request_log)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisState(url, session_length=session_length, session_ttl_s=session_ttl_s,
-                          request_ttl_s=request_ttl_s)
+        return Guarded(RedisState(url, session_length=session_length, session_ttl_s=session_ttl_s,
+                                  request_ttl_s=request_ttl_s, timeout_s=timeout_s), timeout_s=timeout_s)
     raise ConfigError([f"serve.state_url: {url!r} is neither memory:// nor a redis:// URL"])
