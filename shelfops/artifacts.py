@@ -8,6 +8,7 @@ therefore finds a complete artifact, and a crashed stage leaves no half-written 
 from __future__ import annotations
 
 import hashlib
+import errno
 import json
 import os
 import shutil
@@ -144,9 +145,34 @@ def stage_output(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception) and disk_full(e):
+            raise ArtifactError(f"no space left on the device of {final}; nothing was written there (any "
+                                "previous artifact is untouched): free space or write elsewhere (--out)",
+                                path=str(final), disk_full=True) from e
         raise
+
+
+def disk_full(e: BaseException | None) -> bool:
+    """Whether ``e`` (or what caused it) is a full disk or quota: an OSError with ENOSPC/EDQUOT,
+    or a library's wrapper of one (safetensors says "No space left on device (os error 28)")."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def leftovers(out: str | os.PathLike[str]) -> list[Path]:
+    """Half-written copies a killed writer left beside ``out`` (``.NAME.tmp-*``, ``.NAME.old-*``):
+    never read by anything, safe to delete once no writer runs."""
+    final = Path(out)
+    return sorted(p for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*")
+                  for p in final.parent.glob(pattern))
 
 
 def read_manifest(artifact_dir: str | os.PathLike[str]) -> Manifest:

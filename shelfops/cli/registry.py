@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from shelfops.artifacts import leftovers, verify_outputs
 from shelfops.cli.common import console, load, reported_errors, say, split_overrides
+from shelfops.errors import ShelfopsError
 
 app = typer.Typer(help="⑤ registry: immutable MLflow versions with lineage; audited alias moves.",
                   no_args_is_help=True)
@@ -90,6 +93,38 @@ def promote(name: str, version: str,
         m = _registry(config, overrides).promote(name, version, alias, reason=reason, actor=actor(),
                                                  force=force)
         say(f"[green]{m.action}[/] {name}@{alias}: v{m.from_version or '-'} -> v{m.to_version} ({m.at})")
+
+
+@app.command()
+def verify(name: Annotated[str | None, typer.Argument(help="a model name; omit to check every model")] = None,
+           folder: Annotated[list[Path] | None, typer.Option("--folder", help="a stage folder to check too "
+                                                             "(checksums, half-written leftovers)")] = None,
+           repair: Annotated[bool, typer.Option(help="re-point MLflow's aliases where the operational store "
+                                                "says; delete leftovers of killed writers")] = False,
+           config: Config = None, overrides: Overrides = None) -> None:
+    """Check that aliases, their history and MLflow agree, and that stage folders are whole."""
+    with reported_errors():
+        reg = _registry(config, overrides)
+        fixed = reg.repair(name) if repair else []
+        for p in fixed:
+            say(f"[yellow]repaired[/] {p.message}")
+        found = [f"{p.model} ({p.kind}): {p.message}" for p in reg.check(name)]
+        for f in folder or []:
+            try:
+                verify_outputs(f)
+            except ShelfopsError as e:
+                found.append(f"{f}: {e.message}")
+            for junk in leftovers(f):
+                if repair:
+                    shutil.rmtree(junk, ignore_errors=True)
+                    say(f"[yellow]removed[/] {junk} (left by a killed writer)")
+                else:
+                    found.append(f"{junk}: left by a killed writer (--repair removes it)")
+        for f in found:
+            say(f"[red]problem[/] {f}")
+        if found:
+            raise typer.Exit(1)
+        say(f"[green]consistent[/]: {name or 'every model'}" + (f" and {len(folder)} folder(s)" if folder else ""))
 
 
 @app.command()

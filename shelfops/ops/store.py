@@ -9,6 +9,8 @@ persists, so the history never shows a move that did not happen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,6 +85,17 @@ class OpsStore:
                              .where(ALIASES.c.model == model)).all()
         return {a: v for a, v in rows if v is not None}
 
+    def revisions(self, model: str) -> dict[str, tuple[str | None, int]]:
+        """alias -> (version or None when unset, revision), every alias the model ever had."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(ALIASES.c.alias, ALIASES.c.version, ALIASES.c.rev)
+                             .where(ALIASES.c.model == model)).all()
+        return {a: (v, r) for a, v, r in rows}
+
+    def models(self) -> list[str]:
+        with self.engine.connect() as c:
+            return sorted(r[0] for r in c.execute(sa.select(ALIASES.c.model).distinct()))
+
     def get(self, model: str, alias: str) -> tuple[str | None, int]:
         """(version, revision) of an alias; (None, 0) if it was never set."""
         with self.engine.connect() as c:
@@ -92,10 +105,13 @@ class OpsStore:
 
     def move(self, model: str, alias: str, to_version: str | None, *, expected_rev: int, actor: str,
              action: str, reason: str, evidence: dict[str, Any] | None = None,
-             also: list[tuple[str, str | None, int]] | None = None, side_effect=None) -> Move:
+             also: list[tuple[str, str | None, int]] | None = None, side_effect=None,
+             with_move: Callable[[sa.Connection], None] | None = None) -> Move:
         """Move ``alias`` (and the ``also`` aliases: (alias, version, expected_rev)) in one
-        transaction, if nobody moved them since they were read. ``side_effect()`` runs inside the
-        transaction (e.g. setting the MLflow alias); if it raises, nothing is committed."""
+        transaction, if nobody moved them since they were read. ``with_move(connection)`` writes
+        what must commit with the move (the rollout controller's stage), and ``side_effect()``
+        runs last inside the transaction (e.g. setting the MLflow alias); if either raises,
+        nothing is committed."""
         moves = [(alias, to_version, expected_rev), *(also or [])]
         at = now()
         try:
@@ -122,6 +138,8 @@ class OpsStore:
                         action=action, reason=reason, evidence=ev)).inserted_primary_key[0]
                     if first is None:
                         first = Move(int(rid), model, a, from_v, v, at, actor, action, reason, evidence or {})
+                if with_move is not None:
+                    with_move(c)
                 if side_effect is not None:
                     side_effect()
         except SAIntegrityError as e:  # two first-time inserts of the same alias row

@@ -25,6 +25,7 @@ from typing import Any
 
 from shelfops.artifacts import file_sha256, verify_outputs
 from shelfops.errors import ArtifactNotFound, IntegrityError, PromotionRefused, RegistryError
+from shelfops.registry.consistency import Problem, problems
 from shelfops.ops.store import Move, OpsStore
 
 ALIASES = ("candidate", "shadow", "canary", "production", "previous")
@@ -240,7 +241,10 @@ class Registry:
 
     # ------------------------------------------------------------------ alias moves
     def promote(self, name: str, version: str, alias: str, *, reason: str, actor: str = "cli",
-                force: bool = False, evidence: dict | None = None, action: str = "promote") -> Move:
+                force: bool = False, evidence: dict | None = None, action: str = "promote",
+                with_move=None) -> Move:
+        """Move ``alias`` to ``version`` (canary / production need a passing gate, or ``force``
+        with a reason); ``with_move(connection)`` commits with it (see OpsStore.move)."""
         if alias not in ALIASES:
             raise RegistryError(f"alias must be one of {list(ALIASES)}, not {alias!r}")
         info = self.show(name, version)
@@ -267,7 +271,7 @@ class Registry:
                 self.client.set_registered_model_alias(name, "previous", also[0][1])
 
         return self.ops.move(name, alias, info.version, expected_rev=rev, actor=actor, action=action,
-                             reason=reason, evidence=ev, also=also, side_effect=mirror)
+                             reason=reason, evidence=ev, also=also, side_effect=mirror, with_move=with_move)
 
     def rollback(self, name: str, *, reason: str, actor: str = "cli", alias: str = "production",
                  evidence: dict | None = None) -> Move:
@@ -288,7 +292,7 @@ class Registry:
                              side_effect=mirror)
 
     def clear(self, name: str, alias: str, *, reason: str, actor: str = "cli",
-              evidence: dict | None = None) -> Move:
+              evidence: dict | None = None, with_move=None) -> Move:
         """Unset an alias (e.g. ``canary`` after a rolled-back canary), audited like any move."""
         cur, rev = self.ops.get(name, alias)
         if cur is None:
@@ -302,10 +306,43 @@ class Registry:
 
         return self.ops.move(name, alias, None, expected_rev=rev, actor=actor, action="rollback",
                              reason=reason, evidence={"rolled_back": cur, **(evidence or {})},
-                             side_effect=mirror)
+                             side_effect=mirror, with_move=with_move)
 
     def aliases(self, name: str) -> dict[str, str]:
         return self.ops.aliases(name)
+
+    # ------------------------------------------------------------------ consistency
+    def check(self, name: str | None = None) -> list[Problem]:
+        """Every disagreement between the operational store, its history and MLflow."""
+        out: list[Problem] = []
+        for model in [name] if name else sorted(set(self.models()) | set(self.ops.models())):
+            try:
+                rm = self.client.get_registered_model(model)
+                mirror = {a: str(v) for a, v in (rm.aliases or {}).items()}
+                versions = {str(v.version): dict(v.tags or {})
+                            for v in self.client.search_model_versions(f"name='{model}'")}
+            except Exception:  # not in MLflow at all
+                mirror, versions = {}, {}
+            audit = [(m.alias, m.to_version) for m in self.ops.history(model, limit=1_000_000)]
+            out += problems(model, self.ops.revisions(model), mirror, audit, versions)
+        return out
+
+    def repair(self, name: str | None = None) -> list[Problem]:
+        """Point MLflow's aliases where the operational store says; the problems repaired."""
+        fixed = []
+        for p in self.check(name):
+            if not p.repairable:
+                continue
+            store = self.ops.revisions(p.model)
+            mirror = {a: str(v) for a, v in (self.client.get_registered_model(p.model).aliases or {}).items()}
+            for alias in set(store) | set(mirror):
+                want = store.get(alias, (None, 0))[0]
+                if want is None and alias in mirror:
+                    self.client.delete_registered_model_alias(p.model, alias)
+                elif want is not None and mirror.get(alias) != want:
+                    self.client.set_registered_model_alias(p.model, alias, want)
+            fixed.append(p)
+        return fixed
 
     def history(self, name: str | None = None) -> list[Move]:
         return self.ops.history(name)

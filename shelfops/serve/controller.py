@@ -4,7 +4,10 @@ State (model, candidate, stage, when the stage began, status) lives in the opera
 store, so a controller killed mid-rollout resumes where it was: ``tick`` first makes the
 server match the stored stage, then decides. Every stage change moves a registry alias
 (shadow, canary, production) with the decision's evidence, or clears ``canary`` on a
-rollback, so ``shelfops registry history`` tells the rollout's story.
+rollback, so ``shelfops registry history`` tells the rollout's story. The stage and its alias
+move commit in one transaction: a store that fails between them (PostgreSQL restarting) leaves
+both before, and the retried tick decides again, so no move is recorded twice. ``run`` retries a
+tick whose store or server did not answer, backing off (:func:`backoff`).
 
 The server is reached through a small transport (HTTP by default); tests may pass another.
 """
@@ -18,8 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
+from shelfops.errors import ShelfopsError
 from shelfops.ops.store import META, now
 from shelfops.serve.rollout import Decision, Observed, Policy, decide, traffic_of
 
@@ -33,6 +38,10 @@ ROLLOUTS = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
+
+
+#: what a tick may meet while a store or the server restarts; retried, never fatal to ``run``
+OUTAGES = (sa.exc.SQLAlchemyError, httpx.HTTPError, OSError, ShelfopsError)
 
 
 @dataclass
@@ -53,8 +62,6 @@ class HttpServer:
     """The transport to one shelfops server's rollout endpoints."""
 
     def __init__(self, url: str, token: str, timeout: float = 120.0) -> None:
-        import httpx
-
         self.c = httpx.Client(base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
     def status(self) -> dict:
@@ -79,6 +86,8 @@ class Controller:
         self.policy, self.clock, self.actor = policy, clock, actor
         self.engine = registry.ops.engine
         META.create_all(self.engine)
+        self.failures: list[str] = []  # ticks that failed on an unavailable store or server, why
+        self.last_ok: float | None = None  # when a tick last went through (clock)
 
     # ----------------------------------------------------------------- state
     def row(self) -> RolloutRow | None:
@@ -87,21 +96,25 @@ class Controller:
         return None if r is None else RolloutRow(r["model"], r["candidate"], _stage(r["stage"]),
                                                  r["stage_started"], r["status"], r["reason"])
 
-    def _save(self, row: RolloutRow) -> None:
+    def _save(self, row: RolloutRow, c: sa.Connection | None = None) -> None:
+        """Store ``row``, in the caller's transaction ``c`` when given (with an alias move)."""
+        if c is None:
+            with self.engine.begin() as c:
+                self._save(row, c)
+            return
         vals = dict(candidate=row.candidate, stage=str(row.stage), stage_started=row.stage_started,
                     status=row.status, reason=row.reason, updated_at=now())
-        with self.engine.begin() as c:
-            if c.execute(ROLLOUTS.update().where(ROLLOUTS.c.model == self.model).values(**vals)).rowcount == 0:
-                c.execute(ROLLOUTS.insert().values(model=self.model, **vals))
+        if c.execute(ROLLOUTS.update().where(ROLLOUTS.c.model == self.model).values(**vals)).rowcount == 0:
+            c.execute(ROLLOUTS.insert().values(model=self.model, **vals))
 
     # ----------------------------------------------------------------- actions
     def start(self, candidate: str, reason: str = "new candidate") -> RolloutRow:
         """Begin a rollout in shadow; the candidate must be a registered version."""
         folder = self.reg.load(self.model, candidate)
-        self.reg.promote(self.model, candidate, "shadow", reason=reason, actor=self.actor)
-        self.server.set(task=self.task, mode="shadow", folder=str(folder), version=candidate)
         row = RolloutRow(self.model, candidate, "shadow", self.clock(), "running", reason)
-        self._save(row)
+        self.reg.promote(self.model, candidate, "shadow", reason=reason, actor=self.actor,
+                         with_move=lambda c: self._save(row, c))
+        self.server.set(task=self.task, mode="shadow", folder=str(folder), version=candidate)
         return row
 
     def _sync(self, row: RolloutRow, live: dict) -> None:
@@ -132,33 +145,50 @@ class Controller:
         evidence: dict[str, Any] = {"decision": d.action, "from_stage": row.stage, "to_stage": d.stage,
                                     "observed": d.evidence}
         if d.action == "rollback":
+            new = dataclasses.replace(row, status="rolled_back", reason=d.reason)
             self.server.end(task=self.task, promote=False)
             self.reg.clear(self.model, "canary" if row.stage != "shadow" else "shadow", reason=d.reason,
-                           actor=self.actor, evidence=evidence)
-            row.status, row.reason = "rolled_back", d.reason
+                           actor=self.actor, evidence=evidence, with_move=lambda c: self._save(new, c))
         elif d.action == "promote":
+            new = dataclasses.replace(row, status="promoted", reason=d.reason, stage=100)
             self.server.end(task=self.task, promote=True)
             self.reg.promote(self.model, row.candidate, "production", reason=d.reason, actor=self.actor,
-                             evidence=evidence)
-            row.status, row.reason, row.stage = "promoted", d.reason, 100
+                             evidence=evidence, with_move=lambda c: self._save(new, c))
         else:
+            new = dataclasses.replace(row, stage=d.stage, stage_started=self.clock(), reason=d.reason)
             self.server.set(task=self.task, mode="canary", percent=d.traffic)
             self.reg.promote(self.model, row.candidate, "canary", reason=d.reason, actor=self.actor,
-                             evidence=evidence)
-            row.stage, row.stage_started, row.reason = d.stage, self.clock(), d.reason
-        self._save(row)
+                             evidence=evidence, with_move=lambda c: self._save(new, c))
         return d
 
-    def run(self, *, every: float = 5.0, until_done: bool = True, max_seconds: float | None = None) -> RolloutRow:
-        t0 = self.clock()
+    def run(self, *, every: float = 5.0, until_done: bool = True, max_seconds: float | None = None,
+            sleep: Callable[[float], None] = time.sleep, max_failures: int = 20) -> RolloutRow | None:
+        """Tick every ``every`` seconds until the rollout ends (or ``max_seconds``); a tick whose
+        store or server failed is retried after :func:`backoff` (each failure is in ``failures``),
+        up to ``max_failures`` in a row (~8 minutes), after which the last error is raised."""
+        t0, failed, row = self.clock(), 0, None
         while True:
-            self.tick()
-            row = self.row()
-            if until_done and (row is None or row.status != "running"):
+            try:
+                self.tick()
+                row = self.row()
+                failed, self.last_ok = 0, self.clock()
+            except OUTAGES as e:
+                failed += 1
+                self.failures.append(f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}")
+                if failed >= max_failures:
+                    raise
+            if failed == 0 and until_done and (row is None or row.status != "running"):
                 return row
             if max_seconds is not None and self.clock() - t0 > max_seconds:
                 return row
-            time.sleep(every)
+            sleep(backoff(failed, every))
+
+
+def backoff(failures: int, every: float, cap: float = 30.0) -> float:
+    """Seconds before the next tick: ``every`` while things work, then doubling from 0.5 s per
+    consecutive failure up to ``cap`` (a restarting database is back in seconds; a long outage
+    is polled twice a minute)."""
+    return every if failures == 0 else min(cap, 0.5 * 2 ** (failures - 1))
 
 
 def describe(row: RolloutRow | None) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
 from shelfops.config.schema import ScheduleConfig, TrainConfig
-from shelfops.errors import ConfigError
+from shelfops.errors import ArtifactError, ConfigError
 from shelfops.eval import metrics as M
 from shelfops.train import catalogue, text_models
 from shelfops.train.baselines import BM25Index, TfidfCentroidClassifier, majority_class
@@ -116,17 +116,22 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
     if rank != 0:  # under torchrun every rank trains; only rank 0 writes the model folder
         out = work / f"rank{rank}"
     t0 = time.perf_counter()
-    with stage_output(out, "train", config=config_dump or {"train": cfg.model_dump(mode="json")},
-                      inputs=[input_ref(data_dir / "manifest.json")]) as w:
-        fn = {"search": _search, "retrieval": _retrieval, "recommend": _recommend,
-              "classify": _classify}[task]
-        metrics, counts, extra = fn(data_dir, w.dir, work, cfg, encoder_path, progress, say,
-                                    reranker=reranker)
-        w.manifest.metrics = _jsonable(metrics)
-        w.manifest.counts = counts
-        w.manifest.extra = {"task": task, "encoder": encoder_path, "data": str(data_dir.resolve()),
-                            "data_created_at": dm.created_at, "seconds": round(time.perf_counter() - t0, 1),
-                            **_jsonable(extra)}
+    try:
+        with stage_output(out, "train", config=config_dump or {"train": cfg.model_dump(mode="json")},
+                          inputs=[input_ref(data_dir / "manifest.json")]) as w:
+            fn = {"search": _search, "retrieval": _retrieval, "recommend": _recommend,
+                  "classify": _classify}[task]
+            metrics, counts, extra = fn(data_dir, w.dir, work, cfg, encoder_path, progress, say,
+                                        reranker=reranker)
+            w.manifest.metrics = _jsonable(metrics)
+            w.manifest.counts = counts
+            w.manifest.extra = {"task": task, "encoder": encoder_path, "data": str(data_dir.resolve()),
+                                "data_created_at": dm.created_at, "seconds": round(time.perf_counter() - t0, 1),
+                                **_jsonable(extra)}
+    except ArtifactError as e:
+        if e.details.get("disk_full"):  # its checkpoints may be cut short, and they hold the space
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     m = read_manifest(out)
     if rank == 0:
         shutil.rmtree(work, ignore_errors=True)

@@ -62,9 +62,17 @@ class PostgresServer:
     """A PostgreSQL cluster of its own (initdb into a temp folder, trust auth, a free port),
     so a test can stop and start it without touching the machine's shared server."""
 
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
-        self.data = root / "pgdata"
+    def __init__(self) -> None:
+        import os
+        import tempfile
+
+        self.root, self.port = Path(tempfile.mkdtemp(prefix="shelfops-pg-")), free_port()
+        if os.geteuid() == 0:  # the server runs as postgres, which must own its folder
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        self.data = self.root / "pgdata"
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         self.ctl = shutil.which("pg_ctl")
         assert self.ctl and shutil.which("initdb"), "PostgreSQL server binaries are not installed"
@@ -83,6 +91,10 @@ class PostgresServer:
     def stop(self, mode: str = "immediate") -> None:
         subprocess.run([self.ctl, "-D", str(self.data), "-m", mode, "-w", "stop"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=_user())
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _user() -> str | None:
