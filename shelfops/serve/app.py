@@ -15,8 +15,10 @@ events are attributed to a version (online click-through per version).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import secrets
+import socket
 import time
 import uuid
 from collections import deque
@@ -383,6 +385,9 @@ async def _watch(state: State) -> None:
                     state.last_watch_error = f"{task} v{version}: {e}"
 
 
+REPLICA = f"{socket.gethostname()}:{os.getpid()}"
+
+
 def degraded(state: State, shared: bool) -> dict:
     """What an answer could not use, said in it: ``{}`` when nothing is missing."""
     st = state.shared.status()
@@ -437,6 +442,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                               response.headers.get("x-shelfops-version", ""))
         if request.url.path in SERVED_PATHS:
             state.live.append((time.time(), secs))
+        response.headers["x-shelfops-replica"] = REPLICA  # which process answered (several behind a proxy)
         return response
 
     @app.exception_handler(ShelfopsError)

@@ -111,6 +111,7 @@ class Answer:
     status: int  # 0: no HTTP answer (connection error or client timeout)
     seconds: float
     body: dict = field(default_factory=dict)
+    replica: str = ""  # x-shelfops-replica: host:pid of the process that answered
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Load:
     shoppers: int = 4
     pause: float = 0.05
     timeout: float = 5.0
+    searches_only: bool = False
     answers: list[Answer] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -129,7 +131,12 @@ class Load:
         t = time.monotonic()
         try:
             r = await c.post(route, json=body)
-            ans = Answer(t - t0, route, r.status_code, time.monotonic() - t, r.json())
+            try:
+                doc = r.json()
+            except ValueError:  # a proxy's plain-text error page
+                doc = {"text": r.text[:300]}
+            ans = Answer(t - t0, route, r.status_code, time.monotonic() - t, doc,
+                         r.headers.get("x-shelfops-replica", ""))
         except httpx.HTTPError as e:
             ans = Answer(t - t0, route, 0, time.monotonic() - t, {"error": repr(e)})
         self.answers.append(ans)
@@ -141,6 +148,9 @@ class Load:
             while not self.stop.is_set():
                 session = f"chaos-{n}-{i // 5}"
                 s = await self._call(c, "/v1/search", {"query": "red running shoes", "k": 5, "session": session}, t0)
+                if self.searches_only:
+                    await asyncio.sleep(self.pause)
+                    continue
                 if s.status == 200 and s.body["items"]:
                     await self._call(c, "/v1/events", {"type": "click", "item_id": s.body["items"][0]["item_id"],
                                                        "request_id": s.body["request_id"], "session": session}, t0)
