@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from shelfops import redact
 from shelfops.errors import PromotionRefused, RegistryError
 
 META = sa.MetaData()
@@ -70,14 +71,17 @@ class OpsStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        kw: dict[str, Any] = {"future": True}
+        # pre-ping: a pooled connection that died with a database restart is replaced, not used
+        kw: dict[str, Any] = {"future": True, "pool_pre_ping": True}
         if url.startswith("sqlite"):
             kw["connect_args"] = {"timeout": 30}
+        elif url.startswith("postgresql"):
+            kw["connect_args"] = {"connect_timeout": 5}  # a server that is down fails fast, named
         try:
             self.engine = sa.create_engine(url, **kw)
             META.create_all(self.engine)
         except Exception as e:  # driver / connection errors come in many types
-            raise RegistryError(f"operational store {url!r} is not reachable: {e}") from e
+            raise RegistryError(f"operational store {redact.url(url)!r} is not reachable: {e}") from e
 
     def aliases(self, model: str) -> dict[str, str]:
         with self.engine.connect() as c:

@@ -102,7 +102,7 @@ def test_pooled_folds_need_disjoint_queries():
 
 
 def test_served_candidates_filter_each_list_before_fusing():
-    from shelfops.serve.app import candidates
+    from shelfops.serve.state import candidates
 
     lexical, dense = np.array([0, 1, 2, 3, -1]), np.array([4, 2, 5, 1])
     even = lambda i: i % 2 == 0  # noqa: E731  (a category filter)

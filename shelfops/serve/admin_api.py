@@ -1,0 +1,69 @@
+"""What the rollout controller and operators change, behind the admin token: start or move a
+rollout (shadow, canary %), end it (promote or roll back), hot-swap a model folder in."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, Depends
+
+from shelfops.errors import BadRequest, ShelfopsError, Unavailable
+from shelfops.serve.deps import Served, admin
+from shelfops.serve.schemas import ReloadIn, RolloutEndIn, RolloutIn
+from shelfops.serve.state import Rollout, swap
+
+router = APIRouter(dependencies=[Depends(admin)])
+
+
+@router.post("/admin/rollout")
+async def rollout(body: RolloutIn, state: Served):
+    """Start or move a rollout: load the candidate beside production (shadow or canary %)."""
+    cur = state.rollouts.get(body.task)
+    if body.folder and body.version and (cur is None or cur.version != body.version):
+        folder = Path(body.folder)
+        if not (folder / "manifest.json").exists():
+            raise BadRequest(f"{folder} is not a model folder (no manifest.json)", field="folder")
+        await swap(state, body.task, folder, body.version, key=f"{body.task}:candidate")
+        cur = Rollout(body.mode, body.percent, body.version, folder, time.time())
+    elif cur is None:
+        raise BadRequest("no rollout running: give folder and version to start one", field="folder")
+    new = Rollout(body.mode, body.percent if body.mode == "canary" else 0, cur.version, cur.folder, cur.started)
+    old = state.rollouts.get(body.task)
+    if old is None or (old.mode, old.percent, old.version) != (new.mode, new.percent, new.version):
+        prod = state.host.slots.get(body.task)
+        state.reset_window(body.task, [new.version] + ([prod.version] if prod else []))
+    state.rollouts[body.task] = new
+    if old is None or (old.mode, old.percent) != (new.mode, new.percent):
+        state.log_rollout(body.task, new.mode, new.version, new.percent)
+    return {"task": body.task, "mode": body.mode, "percent": state.rollouts[body.task].percent,
+            "candidate": cur.version}
+
+
+@router.post("/admin/rollout/end")
+async def rollout_end(body: RolloutEndIn, state: Served):
+    """Promote the candidate to production (hot swap) or roll it back (drop it)."""
+    r = state.rollouts.pop(body.task, None)
+    if r is None:
+        raise BadRequest(f"no rollout running for {body.task}", field="task")
+    if body.promote:
+        await swap(state, body.task, r.folder, r.version)
+    await state.host.remove(f"{body.task}:candidate")
+    state.log_rollout(body.task, "promoted" if body.promote else "rolled back", r.version,
+                      100 if body.promote else 0)
+    return {"task": body.task, "promoted": body.promote, "production": state.host.slots[body.task].version}
+
+
+@router.post("/admin/reload")
+async def reload(body: ReloadIn, state: Served):
+    folder = Path(body.folder)
+    if not (folder / "manifest.json").exists():
+        raise BadRequest(f"{folder} is not a model folder (no manifest.json)", field="folder")
+    t0 = time.perf_counter()
+    try:
+        slot = await swap(state, body.task, folder, body.version)
+    except ShelfopsError:
+        raise
+    except Exception as e:  # the old model keeps serving
+        raise Unavailable(f"could not load {folder}: {e}; the serving version is unchanged") from e
+    return {"task": body.task, "version": slot.version, "seconds": round(time.perf_counter() - t0, 2)}

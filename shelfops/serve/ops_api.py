@@ -1,0 +1,85 @@
+"""What operators and their tools read: liveness, readiness (models, dense index, dependencies),
+Prometheus metrics, the dashboard, the rollout's live numbers and the traffic log the drift
+monitor reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib.resources import files
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+
+from shelfops.serve.dashboard import report_file, state_document
+from shelfops.serve.deps import Served, admin
+from shelfops.serve.state import dense_status, dependencies
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz(state: Served):
+    return {"ok": True, "uptime_s": round(time.time() - state.started, 1)}
+
+
+@router.get("/readyz")
+async def readyz(state: Served):
+    if not state.ready:
+        return JSONResponse({"ready": False}, status_code=503)
+    return {"ready": True, "models": {t: {"version": s.version, **{k: v for k, v in s.meta.items()
+                                                                   if k != "labels"}}
+                                      for t, s in state.host.slots.items()}, "swaps": state.host.swaps,
+            "dense": dense_status(state.catalogue), "dependencies": dependencies(state)}
+
+
+@router.get("/metrics")
+async def metrics(state: Served):
+    return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/traffic", dependencies=[Depends(admin)])
+async def traffic(state: Served, since: float = 0.0, limit: int = Query(10_000, ge=1, le=100_000)):
+    """Searches and clicks after ``since`` (unix seconds), oldest first: the drift monitor's input."""
+    out = [r for r in state.traffic if r["t"] > since]
+    return {"records": out[-limit:], "now": time.time()}
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard_page():
+    return HTMLResponse(files("shelfops.serve").joinpath("dashboard.html").read_text())
+
+
+@router.get("/v1/dashboard")
+async def dashboard_data(state: Served):
+    """Everything the dashboard shows, in one document (public: no queries, no user ids)."""
+    fetched, reg = state.registry_cache
+    view = state.settings.registry_view
+    if view is not None and time.time() - fetched > 5.0:
+        try:
+            reg = await asyncio.get_running_loop().run_in_executor(None, view)
+        except Exception as e:  # the registry is down: show the serving side anyway
+            reg = {"error": str(e)}
+        state.registry_cache = (time.time(), reg)
+    return state_document(state, reg)
+
+
+@router.get("/dashboard/files/{name}", include_in_schema=False)
+async def dashboard_file(name: str, state: Served):
+    path = report_file(state.settings.report_dir, name)
+    if path is None:
+        return JSONResponse({"code": "not_found", "message": f"no report file {name!r}"}, status_code=404)
+    return FileResponse(path)
+
+
+@router.get("/v1/rollout")
+async def rollout_status(state: Served):
+    out = {}
+    for task, r in state.rollouts.items():
+        prod = state.host.slots.get(task)
+        out[task] = {"mode": r.mode, "percent": r.percent, "candidate": r.version,
+                     "production": prod.version if prod else None,
+                     "seconds": round(time.time() - r.started, 1),
+                     "observed": {"candidate": state.observed(task, r.version),
+                                  "production": state.observed(task, prod.version) if prod else None}}
+    return out

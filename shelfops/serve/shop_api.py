@@ -1,0 +1,231 @@
+"""What shoppers' requests reach: search, re-rank, recommend, classify, and the feedback events
+that tie a click to the version that served it.
+
+    POST /v1/search     {query, k, filters}  BM25 + dense retrieval fused, cross-encoder re-rank
+    POST /v1/rerank     {query, items}       cross-encoder scores for the caller's candidates
+    POST /v1/recommend  {user | session, k}  SASRec over the user's history + live session events
+    POST /v1/classify   {title, description} category + probability
+    POST /v1/events     impressions, clicks, carts, purchases tied to the request that served them
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import numpy as np
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
+from shelfops.serve.deps import Served
+from shelfops.serve.schemas import ClassifyIn, EventIn, EventsIn, RecommendIn, RerankIn, SearchIn
+from shelfops.serve.state import (
+    DEFAULT_RERANK_DEPTH,
+    Catalogue,
+    Slot,
+    State,
+    candidates,
+    degraded,
+    served,
+    shadow,
+)
+from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
+from shelfops.train.hybrid import final_order
+from shelfops.train.index import search as faiss_search
+
+router = APIRouter()
+
+
+async def retrieve(state: State, cat: Catalogue, body: SearchIn, slot: Slot | None, depth: int,
+                   versions: dict[str, str]) -> tuple[list[int], str]:
+    """The catalogue rows to re-rank (at most ``depth``) and which retriever found them: BM25
+    and the dense side (the served bi-encoder, else the untuned encoder) fused, as configured."""
+    settings = state.settings
+    # a release answers from the catalogue it was built and gated on (its data snapshot)
+    known = getattr(slot, "known_rows", None)
+    want = min(len(cat.ids), depth * (4 if body.filters else 1) * (2 if known is not None else 1))
+    lexical = dense = None
+    if settings.retriever != "lexical" and "retrieval" in state.host.slots and cat.index is not None:
+        r = state.host.get("retrieval")
+        try:
+            q = await r.batcher.submit(body.query)
+            versions["retrieval"] = r.version
+        finally:
+            r.release()
+        dense = faiss_search(cat.index, np.asarray([q]), want)[1][0]
+    elif settings.retriever != "lexical" and cat.untuned is not None and cat.untuned.ready:
+        dense = await asyncio.to_thread(cat.untuned.search, body.query, want)
+        versions["retrieval"] = "untuned"
+    if dense is None or settings.retriever == "hybrid":
+        lexical = cat.bm25().search([body.query], want)[0][0]
+    weight = settings.fusion_weight
+    if weight is None:
+        weight = slot.meta.get("fusion_weight") if slot else None
+    weight = DEFAULT_FUSION_WEIGHT if weight is None else float(weight)
+    category = body.filters.get("category")
+    rows = candidates(lexical, dense, weight, depth, keep=lambda i: (
+        (not category or cat.categories[i].startswith(category)) and (known is None or i in known)))
+    if dense is None:
+        versions["retrieval"] = "bm25"
+    return rows, "lexical" if dense is None else ("dense" if lexical is None else "hybrid")
+
+
+async def rerank_rows(state: State, cat: Catalogue, key: str, query: str, rows: list[int], k: int,
+                      versions: dict[str, str]) -> tuple[list[int], list[float]]:
+    """Rows and scores in the final order: the re-ranker's, blended with the retrieved order as
+    the model was validated; a shadow candidate is asked the same question off the path."""
+    if not rows or key not in state.host.slots:
+        return rows, [0.0] * len(rows)
+    s = state.host.get(key)
+    pairs = [(query, cat.texts[i]) for i in rows]
+    scores = await served(state, "search", s, s.batcher.submit_many(pairs))
+    versions["search"] = s.version
+    order = final_order(np.asarray(scores, dtype=float), float(s.meta.get("rerank_blend") or 0.0))
+    prod_top = {int(i) for i in order[:k]}
+
+    def agree(got) -> float:  # top-k overlap with production's
+        top = np.argsort(-np.asarray(got), kind="stable")[:k]
+        return len({int(i) for i in top} & prod_top) / max(1, len(prod_top))
+
+    shadow(state, "search", lambda c: c.batcher.submit_many(pairs), agree)
+    return [rows[i] for i in order], [scores[i] for i in order]
+
+
+@router.post("/v1/search")
+async def search(body: SearchIn, state: Served):
+    cat = state.catalogue
+    if cat is None:
+        raise Unavailable("no catalogue loaded")
+    t0 = time.perf_counter()
+    key = state.route_key("search", body.user or body.session)
+    slot = state.host.slots.get(key)
+    # the depth the optimize stage chose for the search latency budget, unless the server was told one
+    depth = min(len(cat.ids), max(state.settings.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
+                                  or DEFAULT_RERANK_DEPTH, body.k))
+    versions: dict[str, str] = {}
+    rows, retriever = await retrieve(state, cat, body, slot, depth, versions)
+    t_retrieved = time.perf_counter()
+    rows, scores = await rerank_rows(state, cat, key, body.query, rows, body.k, versions)
+    t_ranked = time.perf_counter()
+    rid = uuid.uuid4().hex
+    items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
+              "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
+    shared = await state.shared.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
+                                               "session": body.session, "items": [it["item_id"] for it in items]})
+    version = versions.get("search", versions["retrieval"])
+    state.traffic.append({"t": time.time(), "kind": "search", "query": body.query, "version": version,
+                          "top_category": items[0]["category"] if items else None,
+                          "top_score": items[0]["score"] if items else None, "results": len(items)})
+    t_end = time.perf_counter()
+    # each stage's wall time, for the client (and bench/serve.py) to read: W3C Server-Timing
+    timing = (f"retrieval;dur={(t_retrieved - t0) * 1e3:.2f}, rerank;dur={(t_ranked - t_retrieved) * 1e3:.2f}, "
+              f"response;dur={(t_end - t_ranked) * 1e3:.2f}, depth;desc={len(rows)}, retriever;desc={retriever}")
+    return JSONResponse({"request_id": rid, "items": items, "versions": versions, "retriever": retriever,
+                         **degraded(state, shared)},
+                        headers={"x-shelfops-version": version, "server-timing": timing})
+
+
+@router.post("/v1/rerank")
+async def rerank(body: RerankIn, state: Served):
+    """Cross-encoder scores for the caller's own candidates (their retrieval, our ranking)."""
+    cat = state.catalogue
+    if cat is None:
+        raise Unavailable("no catalogue loaded")
+    unknown = [i for i in body.items if i not in cat.row]
+    if unknown:
+        raise BadRequest(f"unknown item ids: {unknown[:5]}", field="items")
+    s = state.host.get("search")
+    try:
+        scores = await s.batcher.submit_many([(body.query, cat.texts[cat.row[i]]) for i in body.items])
+    finally:
+        s.release()
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return JSONResponse({"items": [{"item_id": body.items[i], "score": float(scores[i])} for i in order],
+                         "versions": {"search": s.version}}, headers={"x-shelfops-version": s.version})
+
+
+@router.post("/v1/recommend")
+async def recommend(body: RecommendIn, state: Served):
+    if not (body.user or body.session):
+        raise BadRequest("recommend needs 'user' or 'session'", field="user")
+    key = body.session or body.user
+    try:
+        history = await state.shared.history(key)
+    except DependencyUnavailable:
+        history = []  # the request's own context: none but the shopper's id
+    s = state.route("recommend", key)  # a canary's share of shoppers, sticky by session or user
+    got = await served(state, "recommend", s, s.batcher.submit((history, body.k)))
+    mine = {i for i, _ in got}
+    shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
+           lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
+    rid = uuid.uuid4().hex
+    shared = await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
+                                               "user": body.user, "session": body.session,
+                                               "items": [i for i, _ in got]})
+    return JSONResponse({"request_id": rid, "items": [{"item_id": i, "score": sc} for i, sc in got],
+                         "history_length": len(history), "versions": {"recommend": s.version},
+                         **degraded(state, shared)},
+                        headers={"x-shelfops-version": s.version})
+
+
+@router.post("/v1/classify")
+async def classify(body: ClassifyIn, state: Served):
+    text = body.title + (f". {body.description}" if body.description else "")
+    s = state.route("classify", body.title)  # a canary's share of products, sticky by title
+    p = await served(state, "classify", s, s.batcher.submit(text))
+    label = int(np.argmax(p))
+    shadow(state, "classify", lambda c: c.batcher.submit(text),
+           lambda theirs: float(int(np.argmax(theirs)) == label))  # same category as production
+    labels = s.meta["labels"]
+    top = np.argsort(-p)[:3]
+    return JSONResponse({"category": labels[int(top[0])], "probability": float(p[top[0]]),
+                         "alternatives": [{"category": labels[int(i)], "probability": float(p[i])}
+                                          for i in top[1:]], "versions": {"classify": s.version}},
+                        headers={"x-shelfops-version": s.version})
+
+
+async def record_event(state: State, body: EventIn, served: dict | None, *, want_length: bool = False) -> int:
+    """Feed the session (views, clicks, carts, purchases), count the feedback for the
+    version that served the request; the session's length after it (when wanted)."""
+    key = body.session or body.user or (served or {}).get("session") or (served or {}).get("user")
+    n = 0
+    if key and body.type in ("view", "click", "add_to_cart", "purchase"):
+        n = await state.shared.append(key, body.item_id)
+    elif key and want_length:
+        n = await state.shared.length(key)
+    if served:
+        for task, version in served["versions"].items():
+            state.metrics.feedback(task, version, body.type)
+    if body.type == "click":
+        cat = state.catalogue
+        row = cat.row.get(body.item_id) if cat else None
+        state.traffic.append({"t": time.time(), "kind": "click", "item": body.item_id,
+                              "search": body.request_id,
+                              "category": cat.categories[row] if row is not None else None,
+                              "version": (served or {}).get("versions", {}).get("search")})
+    return n
+
+
+@router.post("/v1/events")
+async def events(body: EventIn, state: Served):
+    served = (await state.shared.served([body.request_id]))[0] if body.request_id else None
+    if body.request_id and served is None:
+        raise BadRequest(f"unknown request_id {body.request_id!r} (expired or never served)",
+                         field="request_id")
+    return {"ok": True, "session_length": await record_event(state, body, served, want_length=True)}
+
+
+@router.post("/v1/events/batch")
+async def events_batch(body: EventsIn, state: Served):
+    """Up to 200 events in one call (an impression per shown item adds up); each is checked
+    first, so a bad one rejects the batch and names its position."""
+    rids = sorted({e.request_id for e in body.events if e.request_id})
+    served = dict(zip(rids, await state.shared.served(rids)))
+    for n, e in enumerate(body.events):
+        if e.request_id and served[e.request_id] is None:
+            raise BadRequest(f"events[{n}]: unknown request_id {e.request_id!r} (expired or never served)",
+                             field=f"events.{n}.request_id")
+    for e in body.events:
+        await record_event(state, e, served.get(e.request_id) if e.request_id else None)
+    return {"ok": True, "accepted": len(body.events)}

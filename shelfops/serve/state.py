@@ -1,0 +1,319 @@
+"""What one server process holds and does between requests: its settings, the catalogue and
+its indexes, the model slots, rollouts and their per-version arms, shadow mirroring, hot swaps,
+following the registry, and what it can say about its dependencies. The routes
+(``serve.shop_api``, ``serve.ops_api``, ``serve.admin_api``) are thin over this."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from shelfops import redact
+from shelfops.config.schema import LimitsConfig
+from shelfops.serve.dense import UntunedDense
+from shelfops.serve.host import ModelHost, Slot
+from shelfops.serve.metrics import ServeMetrics
+from shelfops.serve.sessions import shared_state
+from shelfops.train.baselines import BM25Index
+from shelfops.train.hybrid import fuse
+from shelfops.train.index import build_index
+from shelfops.train.pairs import item_texts
+
+DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
+SERVED_PATHS = frozenset({"/v1/search", "/v1/rerank", "/v1/recommend", "/v1/classify"})
+
+
+@dataclass
+class ServeSettings:
+    models: dict[str, tuple[Path, str]]  # task -> (folder, version)
+    data_dir: Path | None = None
+    admin_token: str | None = None
+    rerank_depth: int | None = None  # None: the search model's own (serving.json), else DEFAULT_RERANK_DEPTH
+    retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    fusion_weight: float | None = None  # None: the search model's own (serving.json), else hybrid.DEFAULT_WEIGHT
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # body size and time, rate (serve.doors)
+    session_length: int = 50
+    request_log: int = 100_000
+    # where sessions and the served-request log live: None (this process) or redis://...,
+    # shared by every replica (shelfops.serve.sessions)
+    state_url: str | None = None
+    # model-call batching: "asyncio" (shelfops.serve.batcher) or "ray" (@serve.batch, in Ray Serve replicas)
+    batching: Literal["asyncio", "ray"] = "asyncio"
+    shadow_fraction: float = 1.0  # share of requests mirrored to a shadow candidate
+    traffic_log: int = 50_000  # searches and clicks kept for the drift monitor (GET /v1/traffic)
+    # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
+    # registry's production alias); a different version is hot-swapped in
+    watch: Callable[[], dict[str, tuple[Path, str]]] | None = None
+    watch_seconds: float = 5.0
+    # the dashboard: registry versions, aliases, gates and history (shelfops.serve.watch.registry_view),
+    # and a folder of charts other stages wrote (optimize's pareto.png, drift reports)
+    registry_view: Callable[[], dict] | None = None
+    report_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Catalogue:
+    """Items the API can return, with the retrieval index over them (rebuilt on a swap)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        items = item_texts(pl.read_parquet(Path(data_dir) / "items.parquet"))
+        self.ids = items["item_id"].to_list()
+        self.texts = items["text"].to_list()
+        self.titles = items["title"].to_list()
+        self.categories = items["category"].fill_null("").to_list()
+        self.row = {i: r for r, i in enumerate(self.ids)}
+        self.index = None
+        self.index_version: str | None = None
+        self._bm25 = None
+        self.untuned: UntunedDense | None = None  # the dense side when no bi-encoder is served
+
+    def build_index(self, emb: np.ndarray, version: str) -> None:
+        self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32))
+        self.index_version = version
+
+    def bm25(self):
+        if self._bm25 is None:
+            self._bm25 = BM25Index(self.texts)
+        return self._bm25
+
+
+def candidates(lexical: np.ndarray | None, dense: np.ndarray | None, weight: float, n: int,
+               keep: Callable[[int], bool]) -> list[int]:
+    """One search's candidates: each retriever's rows filtered first (a category filter, the
+    release's catalogue), then fused by rank (train.hybrid.fuse), the first ``n`` kept."""
+    lists = [np.asarray([i for i in (a if a is not None else []) if i >= 0 and keep(int(i))] or [-1])
+             for a in (lexical, dense)]
+    if dense is None:
+        weight = 0.0
+    elif lexical is None:
+        weight = 1.0
+    fused = fuse(lists[0][None, :], lists[1][None, :], weight, n=n)[0]
+    return [int(i) for i in fused if i >= 0]
+
+
+def dense_status(cat: Catalogue | None) -> str:
+    """Which dense retriever search can use now, for /readyz."""
+    if cat is None:
+        return "no catalogue"
+    if cat.index is not None:
+        return f"bi-encoder v{cat.index_version}"
+    u = cat.untuned
+    if u is None:
+        return "none"
+    return "untuned encoder ready" if u.ready else (f"untuned encoder failed: {u.error}" if u.error
+                                                     else "untuned encoder: embedding the catalogue")
+
+
+def known_rows(cat: Catalogue, data_dir: str | None) -> frozenset[int] | None:
+    """Rows of the served catalogue that a release's data snapshot holds; None when it holds
+    them all (or its snapshot is not on this machine): new products reach users with the
+    first release built on a catalogue that has them."""
+    path = Path(data_dir) / "items.parquet" if data_dir else None
+    if path is None or not path.exists():
+        return None
+    ids = pl.read_parquet(path, columns=["item_id"])["item_id"].to_list()
+    rows = frozenset(cat.row[i] for i in ids if i in cat.row)
+    return None if len(rows) == len(cat.ids) else rows
+
+
+@dataclass
+class Rollout:
+    mode: str  # shadow | canary
+    percent: int
+    version: str
+    folder: Path
+    started: float
+
+
+def arm_of(task: str, who: str, percent: int) -> bool:
+    """Sticky canary assignment: the same user (or session) always lands in the same arm."""
+    return int(hashlib.sha256(f"{task}:{who}".encode()).hexdigest()[:8], 16) % 100 < percent
+
+
+class State:
+    def __init__(self, s: ServeSettings) -> None:
+        self.settings = s
+        self.host = ModelHost(batching=s.batching)
+        self.metrics = ServeMetrics()
+        self.catalogue: Catalogue | None = None
+        self.shared = shared_state(s.state_url, session_length=s.session_length, request_log=s.request_log)
+        self.ready = False
+        self.started = time.time()
+        self.last_watch_error: str | None = None
+        self.registry_error: str | None = None  # the registry's last poll failed: why (None: it answered)
+        self.refused: set[tuple[str, str]] = set()  # versions that failed to load (not retried)
+        self.rollouts: dict[str, Rollout] = {}
+        self.arms: dict[tuple[str, str], dict] = {}  # (task, version) -> requests, errors, latencies
+        self.shadow_tasks: set[asyncio.Task] = set()
+        self.live: deque[tuple[float, float]] = deque(maxlen=50_000)  # (time, seconds) of served requests
+        self.registry_cache: tuple[float, dict] = (0.0, {})
+        self.traffic: deque[dict] = deque(maxlen=s.traffic_log)  # searches and clicks, oldest first
+        self.timeline: list[dict] = []  # rollout steps with traffic shares, for the dashboard
+
+    def log_rollout(self, task: str, what: str, candidate: str | None, percent: int) -> None:
+        prod = self.host.slots.get(task)
+        self.timeline.append({"t": time.time(), "task": task, "event": what, "candidate": candidate,
+                              "production": prod.version if prod else None, "percent": percent})
+
+    def arm(self, task: str, version: str) -> dict:
+        return self.arms.setdefault((task, version), {"requests": 0, "errors": 0,
+                                                      "latency_ms": deque(maxlen=5000), "overlap": deque(maxlen=5000)})
+
+    def reset_window(self, task: str, versions: list[str]) -> None:
+        """A rollout step starts: its numbers are counted afresh (Prometheus counters keep totals)."""
+        for v in versions:
+            self.arms.pop((task, v), None)
+            self.metrics.online.pop((task, v), None)
+
+    def observed(self, task: str, version: str) -> dict:
+        a = self.arm(task, version)
+        fb = self.metrics.online.get((task, version), {})
+        lat = sorted(a["latency_ms"])
+        return {"requests": a["requests"], "errors": a["errors"],
+                "p99_ms": float(lat[int(0.99 * (len(lat) - 1))]) if lat else 0.0,
+                "impressions": fb.get("impression", 0), "clicks": fb.get("click", 0),
+                "conversions": fb.get("purchase", 0),
+                "overlap": float(np.mean(a["overlap"])) if a["overlap"] else None}
+
+    def route_key(self, task: str, who: str | None) -> str:
+        """The production slot's key, or the canary candidate's for users hashed into its share."""
+        r = self.rollouts.get(task)
+        key = f"{task}:candidate"
+        if r and r.mode == "canary" and who and key in self.host.slots and arm_of(task, who, r.percent):
+            return key
+        return task
+
+    def route(self, task: str, who: str | None) -> Slot:
+        return self.host.get(self.route_key(task, who))
+
+
+async def mirror(state: State, task: str, ask: Callable[[Slot], Any], agree: Callable[[Any], float]) -> None:
+    """Mirror a request to the shadow candidate, off the response path: ``ask`` it the same
+    question, and record how far its answer ``agree``s with production's (0..1)."""
+    c = state.host.get(f"{task}:candidate")
+    arm = state.arm(task, c.version)
+    t0 = time.perf_counter()
+    try:
+        got = await ask(c)
+        arm["overlap"].append(float(agree(got)))
+        state.metrics.shadow_overlap.labels(task, c.version).observe(arm["overlap"][-1])
+    except Exception:  # a failing shadow never affects users; it is counted against the candidate
+        arm["errors"] += 1
+    finally:
+        c.release()
+        arm["requests"] += 1
+        arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
+
+
+def shadow(state: State, task: str, ask: Callable[[Slot], Any], agree: Callable[[Any], float]) -> None:
+    """Start a mirror when ``task`` has a shadow candidate; never waits for it."""
+    r = state.rollouts.get(task)
+    if r and r.mode == "shadow" and f"{task}:candidate" in state.host.slots and (
+            state.settings.shadow_fraction >= 1 or random.random() < state.settings.shadow_fraction):
+        t = asyncio.create_task(mirror(state, task, ask, agree))
+        state.shadow_tasks.add(t)
+        t.add_done_callback(state.shadow_tasks.discard)
+
+
+async def served(state: State, task: str, slot: Slot, call):
+    """Run one model call for a request, counted in its version's arm (requests, errors,
+    latency: what the rollout controller compares), and release the slot."""
+    arm = state.arm(task, slot.version)
+    t0 = time.perf_counter()
+    try:
+        return await call
+    except Exception:
+        arm["errors"] += 1
+        raise
+    finally:
+        slot.release()
+        arm["requests"] += 1
+        arm["latency_ms"].append((time.perf_counter() - t0) * 1e3)
+
+
+async def _warm(state: State, slot: Slot) -> None:
+    """Run real inputs through a new slot before it takes traffic (and index the catalogue)."""
+    cat = state.catalogue
+    if slot.task == "search" and cat is not None:
+        slot.known_rows = known_rows(cat, slot.meta.get("data"))
+        # a search model validated with the untuned encoder as its dense retriever: embed the
+        # catalogue under it, in the background (search stays lexical until it is ready)
+        enc = slot.meta.get("dense_encoder")
+        if enc and state.settings.retriever != "lexical" and (cat.untuned is None or cat.untuned.encoder_name != enc):
+            cat.untuned = UntunedDense(enc, cat.texts, max_length=int(slot.meta.get("dense_max_length") or 64))
+    if slot.task == "search":
+        await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
+    elif slot.task == "retrieval" and cat is not None:
+        emb = await slot.batcher.submit_many(cat.texts)
+        cat.build_index(np.stack(emb), slot.version)
+    elif slot.task == "classify":
+        await slot.batcher.submit_many(["warm up"] * 4)
+    elif slot.task == "recommend":
+        await slot.batcher.submit(([], 1))
+
+
+async def swap(state: State, task: str, folder: Path, version: str, *, key: str | None = None) -> Slot:
+    def on_batch(n: int, secs: float, task=task) -> None:
+        state.metrics.batch(task, n, secs)
+
+    slot = await state.host.swap(task, folder, version, warm=lambda s: _warm(state, s), on_batch=on_batch,
+                                 key=key)
+    state.metrics.swaps.labels(task).inc()
+    return slot
+
+
+async def follow(state: State) -> None:
+    """Follow alias moves: when the wanted version of a task changes, swap it in."""
+    s = state.settings
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(s.watch_seconds)
+        try:
+            wanted = await asyncio.wait_for(loop.run_in_executor(None, s.watch), max(30.0, 6 * s.watch_seconds))
+        except Exception as e:  # registry unreachable or hanging: keep serving what we have
+            state.metrics.watch_errors.inc()
+            state.registry_error = state.last_watch_error = redact.url(f"registry: {type(e).__name__}: {e}")
+            continue
+        state.registry_error = None
+        for task, (folder, version) in wanted.items():
+            cur = state.host.slots.get(task)
+            if (cur is None or cur.version != version) and (task, version) not in state.refused:
+                try:
+                    await swap(state, task, Path(folder), version)
+                except Exception as e:  # a version that fails to load never replaces the serving one
+                    state.refused.add((task, version))
+                    state.metrics.watch_errors.inc()
+                    state.last_watch_error = f"{task} v{version}: {e}"
+
+
+REPLICA = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def degraded(state: State, shared: bool) -> dict:
+    """What an answer could not use, said in it: ``{}`` when nothing is missing."""
+    st = state.shared.status()
+    if shared and st["ok"]:
+        return {}
+    return {"degraded": [f"sessions: {st['name']} is unavailable; this answer used the request alone and "
+                         "its request_id is known to this replica only"]}
+
+
+def dependencies(state: State) -> dict:
+    """Each outside store the server uses and whether it answers, for /readyz."""
+    out = {"state": state.shared.status()}
+    if state.settings.watch is not None:
+        out["registry"] = ({"ok": True} if state.registry_error is None else
+                           {"ok": False, "error": state.registry_error[:300]})
+    return out
