@@ -206,9 +206,11 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SHELFOPS_ADMIN_TOKEN": token}
     exe = Path(sys.executable).parent / "shelfops"
+    log = ROOT / "runs" / "soak-server.log"  # the server's own log (runs/ is not committed)
+    log.parent.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen([str(exe), "serve", "--registry-prefix", a.prefix, "--port", str(a.port),
                                "--watch-seconds", "2", f"registry.home={a.home}"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(a.out.with_suffix(".server.log"), "w"))
+                              stdout=subprocess.DEVNULL, stderr=log.open("w"))
     url = f"http://127.0.0.1:{a.port}"
     try:
         t0 = time.time()
@@ -219,7 +221,7 @@ def main() -> None:
             except (httpx.HTTPError, ValueError):
                 pass
             if server.poll() is not None or time.time() - t0 > 300:
-                raise SystemExit(f"the server did not start; see {a.out.with_suffix('.server.log')}")
+                raise SystemExit(f"the server did not start; see {log}")
             time.sleep(1)
         print(f"server pid {server.pid} ready in {time.time() - t0:.0f} s; soaking {a.minutes:g} min at "
               f"{a.rate:g} searches/s", flush=True)
