@@ -18,10 +18,10 @@ from rich.rule import Rule
 from shelfops import redact
 from shelfops.config.load import load_config
 from shelfops.data import recipe as data_recipe
-from shelfops.errors import ArtifactNotFound
-from shelfops.gate.recipe import GateSettings, run_gate
+from shelfops.gate.recipe import GateSettings
 from shelfops.optimize import recipe as opt_recipe
 from shelfops.registry.registry import registry_from
+from shelfops.registry.release import release
 from shelfops.story import story as run_story
 from shelfops.train import recipe as train_recipe
 
@@ -101,31 +101,19 @@ def release_all(optimized: Path, gates: Path, cfg, console: Console) -> dict:
     for task in ("search", "retrieval", "classify"):
         t0 = time.perf_counter()
         name = f"{cfg.name}-{task}"
-        v = reg.register(optimized / task, name)
-        try:
-            prod_version = reg.show(name, "production").version
-            production = reg.load(name, "production")
-        except ArtifactNotFound:
-            prod_version, production = None, None
-        report_dir = gates / f"{name}-v{v.version}"
-        rep = run_gate(optimized / task, report_dir, production=production, say=console.print,
-                       settings=GateSettings(**cfg.gate.model_dump()))
-        reg.attach_gate(name, v.version, report_dir)
-        evidence = {"gate_report": str(report_dir / "gate.json"),
-                    "checks": {r["name"]: r["passed"] for r in rep["results"]}}
-        reg.promote(name, v.version, "candidate", reason="new optimized version from the demo",
-                    actor="demo", evidence=evidence)
-        if rep["passed"]:
-            why = ("gate passed against production v" + prod_version if prod_version
+        g = release(reg, optimized / task, name, gates, settings=GateSettings(**cfg.gate.model_dump()),
+                    reason="new optimized version from the demo", actor="demo", say=console.print)
+        if g.passed:
+            why = (f"gate passed against production v{g.production}" if g.production
                    else "first version; every gate check passed")
-            reg.promote(name, v.version, "production", reason=why, actor="demo", evidence=evidence)
+            reg.promote(name, g.version, "production", reason=why, actor="demo", evidence=g.evidence)
         now = reg.aliases(name).get("production", "-")
         secs = round(time.perf_counter() - t0, 1)
-        out[task] = {"name": name, "version": v.version, "gate_passed": rep["passed"],
-                     "failed": rep["failed"], "production": now, "seconds": secs}
-        table.add_row(name, v.version, f"v{prod_version}" if prod_version else "-",
-                      "[green]passed[/]" if rep["passed"] else "[red]failed[/]",
-                      ", ".join(rep["failed"]) or "-", f"v{now}", str(secs))
+        out[task] = {"name": name, "version": g.version, "gate_passed": g.passed,
+                     "failed": g.failed, "production": now, "seconds": secs}
+        table.add_row(name, g.version, f"v{g.production}" if g.production else "-",
+                      "[green]passed[/]" if g.passed else "[red]failed[/]",
+                      ", ".join(g.failed) or "-", f"v{now}", str(secs))
     console.print(table)
     console.print("see every alias move with its evidence: [bold]shelfops registry history[/]")
     return out

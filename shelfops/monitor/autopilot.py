@@ -26,12 +26,13 @@ from typing import Any
 
 from shelfops.data import recipe as data_recipe
 from shelfops.errors import ArtifactNotFound
-from shelfops.gate.recipe import GateSettings, run_gate
+from shelfops.gate.recipe import GateSettings
 from shelfops.monitor.consistency import check_consistency
 from shelfops.monitor.drift import Thresholds, compare, plot
 from shelfops.monitor.triggers import Signals, TriggerPolicy, decide
 from shelfops.monitor.windows import window_from_traffic
 from shelfops.optimize import recipe as opt_recipe
+from shelfops.registry.release import release
 from shelfops.serve.controller import Controller
 from shelfops.serve.rollout import Policy
 from shelfops.train import recipe as train_recipe
@@ -98,24 +99,11 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
             shutil.copy2(folder / "pareto.png", Path(report_dir) / f"pareto-{label}.png")
         say(f"{label}: optimize chose {om.metrics['chosen']}: {om.metrics['reason']}")
         lap("optimize")
-    v = reg.register(folder, name)
-    try:
-        production = reg.load(name, "production")
-        prod_version = reg.show(name, "production").version
-    except ArtifactNotFound:
-        production, prod_version = None, None
-    lap("register")
-    gate_dir = workdir / "gates" / f"{label}-v{v.version}"
-    say(f"{label}: gating v{v.version} against " + (f"production v{prod_version}" if prod_version else
-                                                     "nothing (first version)"))
-    rep = run_gate(folder, gate_dir, production=production, settings=GateSettings(**cfg.gate.model_dump()),
-                   say=say)
-    reg.attach_gate(name, v.version, gate_dir)
-    evidence = {"gate_report": str(gate_dir / "gate.json"), "checks": {r["name"]: r["passed"] for r in rep["results"]}}
-    reg.promote(name, v.version, "candidate", reason=f"release {label}", actor="autopilot", evidence=evidence)
-    lap("gate")
-    return Release(label, v.version, folder, data_dir, bool(rep["passed"]), list(rep["failed"]), quality,
-                   round(time.perf_counter() - t0, 1), gate_dir / "gate.json", timings)
+    g = release(reg, folder, name, workdir / "gates", settings=GateSettings(**cfg.gate.model_dump()),
+                reason=f"release {label}", actor="autopilot", say=say)
+    lap("gate")  # register + gate + candidate alias
+    return Release(label, g.version, folder, data_dir, g.passed, g.failed, quality,
+                   round(time.perf_counter() - t0, 1), g.report_dir / "gate.json", timings)
 
 
 def _stopwatch(into: dict[str, float]) -> Callable[[str], None]:
@@ -318,9 +306,9 @@ class Autopilot:
         self.consistency_failed = False
         if not rel.gate_passed:
             return self.note("gate", f"v{rel.version} stopped by the gate: failed {', '.join(rel.failed)}",
-                             version=rel.version, release=rel.to_dict())
+                             version=rel.version, passed=False, release=rel.to_dict())
         self.note("gate", f"v{rel.version} passed every gate check; rolling out", version=rel.version,
-                  release=rel.to_dict())
+                  passed=True, release=rel.to_dict())
         self.controller.start(rel.version, reason="autopilot retrained on: " + "; ".join(reasons))
         return self.note("shadow", f"v{rel.version} mirrors production's traffic", version=rel.version,
                          stage="shadow", traffic=0)

@@ -47,7 +47,7 @@ def test_demo_trains_optimizes_gates_and_registers_every_model(tmp_path, tiny_en
         name = f"synthetic-shop-{task}"
         v = reg.show(name, "candidate")
         assert v.stage == "optimize" and v.gate in ("passed", "failed")
-        gate = json.loads((w / "gates" / f"{name}-v{v.version}" / "gate.json").read_text())
+        gate = json.loads((w / "gates" / name / f"v{v.version}" / "gate.json").read_text())
         assert (v.gate == "passed") == gate["passed"]
         assert ("production" in reg.aliases(name)) == gate["passed"]  # only a passing gate ships
     hist = CliRunner().invoke(app, ["registry", "history"])
