@@ -18,8 +18,10 @@ import secrets
 import shutil
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.rule import Rule
@@ -46,178 +48,255 @@ from shelfops.story_timing import Phases, by_stage, finish
 BROKEN = {"lr": 0.05, "max_steps": 20, "eval_every": None, "warmup_ratio": 0.0, "optimize": False}
 
 
+@dataclass
+class Scene:
+    """What the acts share: where the story writes, its config, console, registry, clocks."""
+
+    workdir: Path
+    cfg: Any
+    console: Console
+    progress: bool
+    phases: Phases = field(default_factory=Phases)
+    t_start: float = field(default_factory=time.perf_counter)
+    out: dict = field(default_factory=lambda: {"steps": []})
+
+    @property
+    def reports(self) -> Path:
+        return self.workdir / "report"
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.name}-{self.cfg.monitor.task}"
+
+    def step(self, title: str, **numbers) -> None:
+        self.out["steps"].append({"title": title, "seconds": round(time.perf_counter() - self.t_start, 1),
+                                  **numbers})
+
+
+@dataclass
+class Shop:
+    raw: Path  # the whole shop, with its hidden truth
+    before: Path  # its export from before the drift
+    catalogue: Path  # every product, as the server shows them
+
+
+@dataclass
+class Outcome:
+    """How the drift act ended."""
+
+    rollout: Any  # the controller's last row (RolloutRow) or None
+    trigger_drift: dict | None  # the drift check that set the retraining off
+
+
 def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | None = None,
           max_rollout_s: float = 1500.0, progress: bool = True, rate: float = 12.0,
           build_rate: float = 0.0, max_quiet_windows: int = 8) -> dict:
-    phases = Phases()
-    t_start = time.perf_counter()
-    workdir = Path(workdir)
-    reports = workdir / "report"
-    reports.mkdir(parents=True, exist_ok=True)
     syn = cfg.data.synthetic
     if syn is None or syn.drift_day is None or syn.drift_day >= syn.days:
         raise ConfigError(["data.synthetic.drift_day: the story needs a drift day inside the shop's days"])
-    name = f"{cfg.name}-{cfg.monitor.task}"
-    out: dict = {"steps": []}
-
-    def step(title: str, **numbers) -> None:
-        out["steps"].append({"title": title, "seconds": round(time.perf_counter() - t_start, 1), **numbers})
-
-    # ---------------------------------------------------------------- ① the shop and v1
-    console.print(Rule("① data: the synthetic shop, and its export from before the drift"))
-    raw = workdir / "shop"
-    summary = data_recipe.generate(syn, raw, progress=False)
-    before = workdir / "exports" / "before-drift"
-    snap = export_as_of(raw, before, syn.start + timedelta(days=syn.drift_day))
-    catalogue = workdir / "catalogue"
-    data_recipe.run(cfg.data, catalogue, specs=data_recipe.synthetic_specs(raw), progress=False)
-    d = summary["drift"] or {}
-    console.print(f"shop: {summary['items']:,} products, {summary['users']:,} shoppers, {summary['events']:,} "
-                  f"events over {summary['days']} days; on day {syn.drift_day} [bold]{d.get('trending_category')}"
-                  f"[/] starts trending ({d.get('new_items')} new products)")
-    console.print(f"export before the drift: {snap['items']:,} products ({snap['items_not_yet_launched']} not yet "
-                  f"launched), {snap['events']:,} events")
-    phases.phase("shop: generate, export before the drift, catalogue")
-    step("shop generated", shop={k: summary[k] for k in ("items", "users", "events", "days")}, drift=d,
-         snapshot=snap)
-
-    console.print(Rule("② train + ③ optimize + ④ gate + ⑤ register: v1 on the shop before the drift"))
-    if not (cfg.registry.home or cfg.registry.tracking_uri or os.environ.get("SHELFOPS_HOME")):
-        # the story's own registry, fresh each run, so a re-run tells the same story
-        shutil.rmtree(workdir / "registry", ignore_errors=True)
-        cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(
-            update={"home": str((workdir / "registry").resolve())})})
-    reg = registry_from(cfg.registry)
-    console.print(f"registry: {redact.url(reg.tracking_uri)}")
-    v1 = build_release(before, workdir, cfg, reg, name, label="v1", report_dir=reports, say=console.print,
-                       progress=progress)
-    if not v1.gate_passed:
-        console.print(f"[red]v1 failed its gate ({', '.join(v1.failed)}); the story needs a first version to "
-                      "serve: promoting it with a written reason[/]")
-    reg.promote(name, v1.version, "production", actor="demo", force=not v1.gate_passed,
-                reason="first version of the story" + ("" if v1.gate_passed else " (gate failed: forced)"))
-    console.print(f"v{v1.version}: NDCG@10 {v1.quality:.4f}, gate {'passed' if v1.gate_passed else 'failed'}, "
-                  f"{v1.seconds:.0f} s; now {name}@production")
-    phases.release("v1", v1.to_dict())
-    step("v1 released", release=v1.to_dict())
-
-    # ---------------------------------------------------------------- ⑥ serve
-    console.print(Rule("⑥ serve v1 over HTTP, following the registry; shoppers replayed from the hidden truth"))
-    token = secrets.token_hex(16)
-    prefix = cfg.name
-    settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=catalogue,
-                             admin_token=token, rerank_depth=cfg.serve.rerank_depth,
-                             watch=follow_registry(reg, prefix),
-                             shadow_fraction=cfg.serve.shadow_fraction, retriever=cfg.serve.retriever,
-                             fusion_weight=cfg.serve.fusion_weight, watch_seconds=2.0, registry_view=registry_view(reg, prefix), report_dir=reports)
-    server = start_in_thread(create_app(settings))
-    console.print(f"serving on {server.url} (dashboard: {server.url}/dashboard)")
-    phases.phase("serve: start v1")
-    truth = ShopTruth.load(raw)
-    export = {"path": before}  # the shop's latest nightly export, as the autopilot finds it
+    sc = Scene(Path(workdir), cfg, console, progress)
+    sc.reports.mkdir(parents=True, exist_ok=True)
+    shop = act_shop(sc)
+    reg = story_registry(sc)
+    cfg = sc.cfg  # with the story's own registry, when none was configured
+    v1 = act_v1(sc, reg, shop)
+    server, token = act_serve(sc, reg, shop, v1)
+    truth = ShopTruth.load(shop.raw)
+    export = {"path": shop.before}  # the shop's latest nightly export, as the autopilot finds it
     # the drifted shoppers; one machine runs serving and training here (in production they
     # are apart), so they pause (build_rate 0) while the autopilot builds a release: its
     # training and its latency measurements get the cores a build machine would give them
     drifted = Replay(truth, server.url, day=syn.drift_day + 3, seed=12)
-    pilot = Autopilot(cfg, reg, HttpServer(server.url, token), name=name, export=lambda: export["path"],
-                      workdir=workdir, report_dir=reports, say=console.print,
+    pilot = Autopilot(cfg, reg, HttpServer(server.url, token), name=sc.name, export=lambda: export["path"],
+                      workdir=sc.workdir, report_dir=sc.reports, say=console.print,
                       release_overrides=lambda n: BROKEN if n >= 2 else None, progress=progress,
                       on_build=lambda building: setattr(drifted, "rate", build_rate if building else rate))
     n_win = searches_per_window or cfg.monitor.window
     try:
-        day_before = max(0, syn.drift_day - 1)
-        t0 = time.perf_counter()
-        calm = Replay(truth, server.url, day=day_before, seed=11).run(2 * n_win, concurrency=4)
-        pilot.tick()
-        rep = pilot.last_drift or {}
-        console.print(f"day {day_before}: {calm.searches} searches, click-through {calm.ctr():.2%}, "
-                      f"{calm.searches / (time.perf_counter() - t0):.1f} searches/s; drift check: "
-                      f"{'DRIFT' if rep.get('drifted') else 'no drift'} "
-                      f"({', '.join(rep.get('drifted_features', [])) or 'every feature within its threshold'})")
-        phases.phase("traffic before the drift, first drift check", kind="traffic")
-        step("traffic before the drift", tally=calm.to_dict(), drift=_brief(rep))
-
-        # ------------------------------------------------------------ ⑦ drift, autopilot
-        console.print(Rule(f"⑦ the drift arrives: day {syn.drift_day + 3}'s shoppers; the autopilot takes over"))
-        export["path"] = raw  # tonight's export has the new products and the new behaviour
+        act_calm(sc, server.url, truth, pilot, n_win)
+        export["path"] = shop.raw  # tonight's export has the new products and the new behaviour
         stop = threading.Event()
         player = threading.Thread(target=drifted.run, kwargs={"stop": stop, "concurrency": 4, "rate": rate},
                                   daemon=True)
         player.start()
-        t_drift = time.perf_counter()
-
-        def settled(since: int):
-            def done() -> bool:  # the rollout ended, or the gate refused the release
-                row = pilot.controller.row()
-                refused = any(e["step"] == "gate" and "stopped" in e["message"] for e in pilot.journal[since:])
-                return refused or (row is not None and row.status != "running" and len(pilot.journal) > since)
-            return done
-
-        checks0 = pilot.drift_checks
-
-        def settled_or_no_drift() -> bool:  # do not wait for ever on a drift that does not show
-            idle = pilot.drift_checks - checks0 >= max_quiet_windows and not any(
-                e["step"] == "trigger" for e in pilot.journal)
-            return settled(0)() or idle
-
-        j0 = len(pilot.journal)
-        pilot.run(until=settled_or_no_drift, max_seconds=max_rollout_s)
-        phases.journal(pilot.journal[j0:], tail="after the rollout ended")
-        trigger_drift = pilot.last_drift  # the check that found the drift (later ones judge v2's traffic)
-        if not any(e["step"] == "trigger" for e in pilot.journal):
-            rep = pilot.last_drift or {}
-            console.print(f"[red]no drift detected in {pilot.drift_checks - checks0} windows of day "
-                          f"{syn.drift_day + 3}'s traffic[/] (last check: "
-                          + ", ".join(f"{k} {f['value']:.3g}" for k, f in rep.get("features", {}).items()
-                                      if isinstance(f.get("value"), (int, float))) + ")")
-        row = pilot.controller.row()
-        console.print(f"rollout of v{row.candidate if row else '?'}: {row.status if row else 'never started'} "
-                      f"({row.reason if row else 'no release passed its gate'}) after "
-                      f"{time.perf_counter() - t_drift:.0f} s")
-        if row is not None and row.status == "promoted":
-            pilot.check_consistency()  # the new production against the golden set it was gated on
-            # the shoppers keep shopping on the new production (at full pace: nothing is being
-            # built), so both versions have served enough drifted searches to compare them: with
-            # v1's ~1,000 before and during the canary, 1,000 on v2 give the one-sided test at 0.05
-            # about 80% power for a +12% lift (500 and 600: about 60%)
-            target, t_w, j1 = 10 * n_win, time.perf_counter(), len(pilot.journal)
-            drifted.rate = None
-            while (drifted.tally.by_version.get(row.candidate, {}).get("searches", 0) < target
-                   and time.perf_counter() - t_w < 180):
-                pilot.tick()
-                time.sleep(cfg.monitor.every_s)
-            drifted.rate = rate
-            phases.journal(pilot.journal[j1:], tail=f"v{row.candidate} serves the drifted traffic (CTR sample)")
-            console.print(f"v{row.candidate} in production: "
-                          f"{drifted.tally.by_version.get(row.candidate, {}).get('searches', 0)} drifted searches "
-                          f"served so far ({time.perf_counter() - t_w:.0f} s)")
-        step("autopilot after the drift", journal=pilot.journal[:], rollout=row.__dict__ if row else None,
-             tally=drifted.tally.to_dict())
-
-        # ------------------------------------------------------------ v3: broken
-        console.print(Rule("a deliberately broken v3 (learning rate far too high): the gate, or the canary"))
-        mark = len(pilot.journal)
-        v3 = pilot.retrain(["story: a broken release, to show what stops it"])
-        if v3["step"] == "shadow":  # it passed the gate: the canary has to catch it
-            pilot.run(until=settled(mark + 1), max_seconds=max_rollout_s)
-        v3_version = v3["version"]
-        v3_row = pilot.controller.row()
-        phases.journal(pilot.journal[mark:], tail="after the broken release")
-        step("broken v3", journal=pilot.journal[mark:])
+        drift = act_drift(sc, pilot, drifted, n_win, rate, max_rollout_s, max_quiet_windows)
+        v3_version, v3_row = act_broken(sc, pilot, max_rollout_s)
         stop.set()
         player.join()
         serving = json_get(server.url + "/readyz")["models"][cfg.monitor.task]["version"]
-        step("end", tally=drifted.tally.to_dict(), serving=serving)
+        sc.step("end", tally=drifted.tally.to_dict(), serving=serving)
     finally:
         server.stop()
+    return summary(sc, v1, pilot, drifted, drift, v3_version, v3_row, serving)
 
-    # ---------------------------------------------------------------- the summary
+
+def act_shop(sc: Scene) -> Shop:
+    """① The synthetic shop, its export from before the drift, and the whole catalogue."""
+    syn = sc.cfg.data.synthetic
+    sc.console.print(Rule("① data: the synthetic shop, and its export from before the drift"))
+    raw = sc.workdir / "shop"
+    summary_ = data_recipe.generate(syn, raw, progress=False)
+    before = sc.workdir / "exports" / "before-drift"
+    snap = export_as_of(raw, before, syn.start + timedelta(days=syn.drift_day))
+    catalogue = sc.workdir / "catalogue"
+    data_recipe.run(sc.cfg.data, catalogue, specs=data_recipe.synthetic_specs(raw), progress=False)
+    d = summary_["drift"] or {}
+    sc.console.print(f"shop: {summary_['items']:,} products, {summary_['users']:,} shoppers, "
+                     f"{summary_['events']:,} events over {summary_['days']} days; on day {syn.drift_day} "
+                     f"[bold]{d.get('trending_category')}[/] starts trending ({d.get('new_items')} new products)")
+    sc.console.print(f"export before the drift: {snap['items']:,} products ({snap['items_not_yet_launched']} "
+                     f"not yet launched), {snap['events']:,} events")
+    sc.phases.phase("shop: generate, export before the drift, catalogue")
+    sc.step("shop generated", shop={k: summary_[k] for k in ("items", "users", "events", "days")}, drift=d,
+            snapshot=snap)
+    return Shop(raw, before, catalogue)
+
+
+def story_registry(sc: Scene):
+    """The configured registry, or the story's own, fresh each run so a re-run tells the same story."""
+    cfg = sc.cfg
+    if not (cfg.registry.home or cfg.registry.tracking_uri or os.environ.get("SHELFOPS_HOME")):
+        shutil.rmtree(sc.workdir / "registry", ignore_errors=True)
+        sc.cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(
+            update={"home": str((sc.workdir / "registry").resolve())})})
+    return registry_from(sc.cfg.registry)
+
+
+def act_v1(sc: Scene, reg, shop: Shop):
+    """② train + ③ optimize + ④ gate + ⑤ register v1 on the export from before the drift."""
+    sc.console.print(Rule("② train + ③ optimize + ④ gate + ⑤ register: v1 on the shop before the drift"))
+    sc.console.print(f"registry: {redact.url(reg.tracking_uri)}")
+    v1 = build_release(shop.before, sc.workdir, sc.cfg, reg, sc.name, label="v1", report_dir=sc.reports,
+                       say=sc.console.print, progress=sc.progress)
+    if not v1.gate_passed:
+        sc.console.print(f"[red]v1 failed its gate ({', '.join(v1.failed)}); the story needs a first version "
+                         "to serve: promoting it with a written reason[/]")
+    reg.promote(sc.name, v1.version, "production", actor="demo", force=not v1.gate_passed,
+                reason="first version of the story" + ("" if v1.gate_passed else " (gate failed: forced)"))
+    sc.console.print(f"v{v1.version}: NDCG@10 {v1.quality:.4f}, gate {'passed' if v1.gate_passed else 'failed'}, "
+                     f"{v1.seconds:.0f} s; now {sc.name}@production")
+    sc.phases.release("v1", v1.to_dict())
+    sc.step("v1 released", release=v1.to_dict())
+    return v1
+
+
+def act_serve(sc: Scene, reg, shop: Shop, v1):
+    """⑥ v1 served over HTTP, following the registry's production alias."""
+    cfg = sc.cfg
+    sc.console.print(Rule("⑥ serve v1 over HTTP, following the registry; shoppers replayed from the hidden truth"))
+    token = secrets.token_hex(16)
+    settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=shop.catalogue,
+                             admin_token=token, rerank_depth=cfg.serve.rerank_depth,
+                             watch=follow_registry(reg, cfg.name), shadow_fraction=cfg.serve.shadow_fraction,
+                             retriever=cfg.serve.retriever, fusion_weight=cfg.serve.fusion_weight,
+                             watch_seconds=2.0, registry_view=registry_view(reg, cfg.name),
+                             report_dir=sc.reports)
+    server = start_in_thread(create_app(settings))
+    sc.console.print(f"serving on {server.url} (dashboard: {server.url}/dashboard)")
+    sc.phases.phase("serve: start v1")
+    return server, token
+
+
+def act_calm(sc: Scene, url: str, truth, pilot, n_win: int) -> None:
+    """The day before the drift: shoppers as usual, and a drift check that finds nothing."""
+    day_before = max(0, sc.cfg.data.synthetic.drift_day - 1)
+    t0 = time.perf_counter()
+    calm = Replay(truth, url, day=day_before, seed=11).run(2 * n_win, concurrency=4)
+    pilot.tick()
+    rep = pilot.last_drift or {}
+    sc.console.print(f"day {day_before}: {calm.searches} searches, click-through {calm.ctr():.2%}, "
+                     f"{calm.searches / (time.perf_counter() - t0):.1f} searches/s; drift check: "
+                     f"{'DRIFT' if rep.get('drifted') else 'no drift'} "
+                     f"({', '.join(rep.get('drifted_features', [])) or 'every feature within its threshold'})")
+    sc.phases.phase("traffic before the drift, first drift check", kind="traffic")
+    sc.step("traffic before the drift", tally=calm.to_dict(), drift=_brief(rep))
+
+
+def refused(entries: list[dict]) -> bool:
+    """Whether the gate stopped a release among these journal entries."""
+    return any(e["step"] == "gate" and e.get("passed") is False for e in entries)
+
+
+def settled(pilot, since: int):
+    """The rollout begun after journal entry ``since`` ended, or the gate refused its release."""
+    def done() -> bool:
+        row = pilot.controller.row()
+        return refused(pilot.journal[since:]) or (row is not None and row.status != "running"
+                                                  and len(pilot.journal) > since)
+    return done
+
+
+def act_drift(sc: Scene, pilot, drifted, n_win: int, rate: float, max_rollout_s: float,
+              max_quiet_windows: int) -> Outcome:
+    """⑦ The drifted shoppers; the autopilot finds the drift, retrains, gates and rolls v2 out;
+    then v2 serves the drifted traffic long enough to compare its click-through with v1's."""
+    syn, console = sc.cfg.data.synthetic, sc.console
+    console.print(Rule(f"⑦ the drift arrives: day {syn.drift_day + 3}'s shoppers; the autopilot takes over"))
+    t_drift = time.perf_counter()
+    checks0 = pilot.drift_checks
+
+    def settled_or_no_drift() -> bool:  # do not wait for ever on a drift that does not show
+        idle = pilot.drift_checks - checks0 >= max_quiet_windows and not any(
+            e["step"] == "trigger" for e in pilot.journal)
+        return settled(pilot, 0)() or idle
+
+    j0 = len(pilot.journal)
+    pilot.run(until=settled_or_no_drift, max_seconds=max_rollout_s)
+    sc.phases.journal(pilot.journal[j0:], tail="after the rollout ended")
+    trigger_drift = pilot.last_drift  # the check that found the drift (later ones judge v2's traffic)
+    if not any(e["step"] == "trigger" for e in pilot.journal):
+        rep = pilot.last_drift or {}
+        console.print(f"[red]no drift detected in {pilot.drift_checks - checks0} windows of day "
+                      f"{syn.drift_day + 3}'s traffic[/] (last check: "
+                      + ", ".join(f"{k} {f['value']:.3g}" for k, f in rep.get("features", {}).items()
+                                  if isinstance(f.get("value"), (int, float))) + ")")
+    row = pilot.controller.row()
+    console.print(f"rollout of v{row.candidate if row else '?'}: {row.status if row else 'never started'} "
+                  f"({row.reason if row else 'no release passed its gate'}) after "
+                  f"{time.perf_counter() - t_drift:.0f} s")
+    if row is not None and row.status == "promoted":
+        pilot.check_consistency()  # the new production against the golden set it was gated on
+        # the shoppers keep shopping on the new production (at full pace: nothing is being
+        # built), so both versions have served enough drifted searches to compare them: with
+        # v1's ~1,000 before and during the canary, 1,000 on v2 give the one-sided test at 0.05
+        # about 80% power for a +12% lift (500 and 600: about 60%)
+        target, t_w, j1 = 10 * n_win, time.perf_counter(), len(pilot.journal)
+        drifted.rate = None
+        while (drifted.tally.by_version.get(row.candidate, {}).get("searches", 0) < target
+               and time.perf_counter() - t_w < 180):
+            pilot.tick()
+            time.sleep(sc.cfg.monitor.every_s)
+        drifted.rate = rate
+        sc.phases.journal(pilot.journal[j1:], tail=f"v{row.candidate} serves the drifted traffic (CTR sample)")
+        console.print(f"v{row.candidate} in production: "
+                      f"{drifted.tally.by_version.get(row.candidate, {}).get('searches', 0)} drifted searches "
+                      f"served so far ({time.perf_counter() - t_w:.0f} s)")
+    sc.step("autopilot after the drift", journal=pilot.journal[:], rollout=row.__dict__ if row else None,
+            tally=drifted.tally.to_dict())
+    return Outcome(row, trigger_drift)
+
+
+def act_broken(sc: Scene, pilot, max_rollout_s: float):
+    """A deliberately broken v3 (learning rate far too high): the gate, or the canary, stops it."""
+    sc.console.print(Rule("a deliberately broken v3 (learning rate far too high): the gate, or the canary"))
+    mark = len(pilot.journal)
+    v3 = pilot.retrain(["story: a broken release, to show what stops it"])
+    if v3["step"] == "shadow":  # it passed the gate: the canary has to catch it
+        pilot.run(until=settled(pilot, mark + 1), max_seconds=max_rollout_s)
+    sc.phases.journal(pilot.journal[mark:], tail="after the broken release")
+    sc.step("broken v3", journal=pilot.journal[mark:])
+    return v3["version"], pilot.controller.row()
+
+
+def summary(sc: Scene, v1, pilot, drifted, drift: Outcome, v3_version: str, v3_row, serving: str) -> dict:
+    """The numbers the story ends on, its checks, the report and story.json."""
+    out, row = sc.out, drift.rollout
     by_v = drifted.tally.to_dict()["by_version"]
     ctr = {v: t["ctr"] for v, t in by_v.items()}
-    out.update({"name": name, "v1": v1.to_dict(), "drift": _brief(trigger_drift or {}),
+    out.update({"name": sc.name, "v1": v1.to_dict(), "drift": _brief(drift.trigger_drift or {}),
                 "journal": pilot.journal, "rollout": row.__dict__ if row else None,
                 "drifted_traffic_by_version": by_v, "serving_at_end": serving,
-                "seconds": round(time.perf_counter() - t_start, 1)})
+                "seconds": round(time.perf_counter() - sc.t_start, 1)})
     v2 = row.candidate if row and row.candidate != v3_version else None
     out["v3"] = {"version": v3_version, "rollout": v3_row.__dict__ if v3_row and v3_row.candidate == v3_version
                  else None}
@@ -228,25 +307,24 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
                 # one-sided two-proportion z-test: is v1's click-through lower than v2's?
                 "p_value": one_sided_p(a["clicks"], a["impressions"], b["clicks"], b["impressions"])}
     out["ctr_lift"] = lift
+    v3_entries = [e for e in pilot.journal if e.get("version") == v3_version]
     out["checks"] = {
         "drift_detected": any(e["step"] == "drift" for e in pilot.journal),
         "v2_promoted": bool(row and row.status == "promoted"),
         "v2_ctr_significantly_above_v1": bool(lift and lift["relative"] > 0 and lift["p_value"] < 0.05),
-        "v3_stopped": any(e.get("version") == v3_version and (e["step"] == "rollback" or (
-            e["step"] == "gate" and "stopped" in e["message"])) for e in pilot.journal),
+        "v3_stopped": refused(v3_entries) or any(e["step"] == "rollback" for e in v3_entries),
         "v3_not_serving": serving != v3_version,
     }
-
-    _table(console, out, v1.version, v2, ctr)
-    phases.phase("summary")
-    out["timings"] = finish(phases.rows)  # the report shows them; it is timed and added after
-    html = write_report(out, workdir, reports)
-    phases.phase("report")
-    out["timings"] = finish(phases.rows)
+    _table(sc.console, out, v1.version, v2, ctr)
+    sc.phases.phase("summary")
+    out["timings"] = finish(sc.phases.rows)  # the report shows them; it is timed and added after
+    html = write_report(out, sc.workdir, sc.reports)
+    sc.phases.phase("report")
+    out["timings"] = finish(sc.phases.rows)
     out["timings_by_stage"] = by_stage(out["timings"])
-    _timing_table(console, out["timings"], out["timings_by_stage"])
-    (workdir / "story.json").write_text(json.dumps(out, indent=2, default=str))
-    console.print(f"report: {html}  ·  every alias move: [bold]shelfops registry history {name}[/]")
+    _timing_table(sc.console, out["timings"], out["timings_by_stage"])
+    (sc.workdir / "story.json").write_text(json.dumps(out, indent=2, default=str))
+    sc.console.print(f"report: {html}  ·  every alias move: [bold]shelfops registry history {sc.name}[/]")
     return out
 
 
