@@ -12,6 +12,7 @@ import typer
 # 2.5-3x slower whenever another process ran; passive waiting does not. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from shelfops import __version__
 from shelfops.cli import autopilot as autopilot_cli
 from shelfops.cli import data as data_cli
 from shelfops.cli import gate as gate_cli
@@ -38,6 +39,18 @@ app.command("optimize")(optimize_cli.optimize)
 app.command("gate")(gate_cli.gate)
 app.command("serve")(serve_cli.serve)
 app.command("autopilot")(autopilot_cli.autopilot)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"shelfops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="print the version and exit")] = False) -> None:
+    """shelfops: pretrained transformers behind e-commerce search and recommendation."""
 
 
 @app.command()

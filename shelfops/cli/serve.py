@@ -10,6 +10,7 @@ import typer
 
 from shelfops.cli.common import load, reported_errors, say, split_overrides
 
+
 def serve(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="TASK=FOLDER (repeatable)")] = None,
     registry_prefix: Annotated[str | None, typer.Option(help="serve <prefix>-<task>@production from the "
@@ -23,6 +24,9 @@ def serve(
                                          "autoscaled replicas (pip install 'shelfops[scale]')")] = "uvicorn",
     min_replicas: Annotated[int, typer.Option(help="ray backend: fewest replicas")] = 1,
     max_replicas: Annotated[int, typer.Option(help="ray backend: most replicas")] = 2,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level: critical | error | warning | info | "
+                                           "debug")] = "warning",
+    access_log: Annotated[bool, typer.Option(help="log every request (uvicorn's access log)")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
 ) -> None:
@@ -67,7 +71,9 @@ def serve(
             return
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on http://{host}:{port} "
             f"(docs: /docs; sessions: {rs.state_url or 'in this process'})")
-        uvicorn.run(create_app(rs.settings()), host=host, port=port, log_level="warning")
+        if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ConfigError([f"--log-level {log_level!r}: expected critical, error, warning, info or debug"])
+        uvicorn.run(create_app(rs.settings()), host=host, port=port, log_level=log_level, access_log=access_log)
 
 
 def _serve_ray(spec, serving, host, port, min_replicas, max_replicas) -> None:

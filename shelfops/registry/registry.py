@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shelfops.artifacts import file_sha256, verify_outputs
 from shelfops.errors import ArtifactNotFound, IntegrityError, PromotionRefused, RegistryError
-from shelfops.registry.consistency import Problem, problems
 from shelfops.ops.store import Move, OpsStore
+from shelfops.registry.consistency import Problem, problems
 
 ALIASES = ("candidate", "shadow", "canary", "production", "previous")
 GATED = ("canary", "production")
@@ -114,7 +115,8 @@ class Registry:
         run = self.client.create_run(self._experiment(), tags={**tags, "mlflow.runName": f"{name}-{m.stage}"})
         rid = run.info.run_id
         nums = _flat_numbers(m.metrics)
-        metrics = [Metric(_mlflow_key(k), v, 0, 0) for k, v in list(nums.items())[:900]]
+        now_ms = int(time.time() * 1000)  # a real timestamp: the MLflow UI plots metrics by it
+        metrics = [Metric(_mlflow_key(k), v, now_ms, 0) for k, v in list(nums.items())[:900]]
         params = [Param("stage", m.stage), Param("task", task)]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(rid, metrics=metrics[i:i + 500])
@@ -349,6 +351,8 @@ class Registry:
 
 
 def registry_from(cfg) -> Registry:
-    """A Registry from the config's ``registry`` section (env SHELFOPS_HOME also honoured)."""
+    """A Registry from the config's ``registry`` section. Unset there, the tracking URI is
+    MLflow's own ``$MLFLOW_TRACKING_URI`` (as every MLflow tool reads it), the home
+    ``$SHELFOPS_HOME``, else SQLite and files under ~/.shelfops."""
     home = Path(cfg.home).expanduser() if cfg.home else None
-    return Registry(cfg.tracking_uri, home=home, ops_url=cfg.ops_url)
+    return Registry(cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None, home=home, ops_url=cfg.ops_url)

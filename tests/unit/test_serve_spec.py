@@ -42,4 +42,5 @@ def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch):
     assert (st.state_url, st.session_length, st.rerank_depth, st.shadow_fraction) == (
         "redis://127.0.0.1:6379/3", 7, 11, 0.25)
     assert st.data_dir == Path(tmp_path / "data") and seen["port"] == 8124
+    assert seen["log_level"] == "warning" and seen["access_log"] is False  # quiet unless asked
     assert "sessions: redis://127.0.0.1:6379/3" in res.output
