@@ -93,10 +93,9 @@ def plot(result: dict, path: Path) -> None:
 
 def main() -> None:
     a = args()
+    import polars as pl
     from rich.console import Console
     from rich.table import Table
-
-    import polars as pl
 
     from shelfops.artifacts import read_manifest
     from shelfops.train.recipe import beats, beats_paired

@@ -50,13 +50,13 @@ class Body(BaseModel):
 
 def baseline_app(folder: Path):
     """FastAPI + transformers fp32 eager, one forward per request: what teams start with."""
+    import polars as pl
     import torch
     from fastapi import FastAPI
 
     from shelfops.artifacts import read_manifest
     from shelfops.train import text_models
     from shelfops.train.pairs import item_texts
-    import polars as pl
 
     model, tok, spec = text_models.load(folder)
     torch.set_num_threads(int(os.environ.get("BASELINE_THREADS", "2")))

@@ -7,8 +7,8 @@ therefore finds a complete artifact, and a crashed stage leaves no half-written 
 
 from __future__ import annotations
 
-import hashlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -24,8 +24,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shelfops import __version__
-from shelfops.redact import redacted
 from shelfops.errors import ArtifactError, ArtifactNotFound, IntegrityError
+from shelfops.redact import redacted
 
 MANIFEST = "manifest.json"
 

@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-
 SourceFormat = Literal[
     "csv", "tsv", "parquet", "jsonl", "homedepot", "amazon", "diginetica"
 ]

@@ -25,9 +25,9 @@ from collections.abc import Collection, Mapping
 import numpy as np
 import polars as pl
 
-from shelfops.tables import CATEGORY_SEP
 from shelfops.data.text import normalise_query
 from shelfops.errors import ConfigError, SchemaError
+from shelfops.tables import CATEGORY_SEP
 
 AUGMENT_KINDS: tuple[str, ...] = ("drop", "typo", "case", "pseudo")
 

@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shelfops.data.dedupe import SeenHashes
-from shelfops.tables import QUARANTINE, TABLES, Reason
 from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
 from shelfops.data.validate import Pseudonymiser, Rules, check_batch, raw_json
 from shelfops.errors import DataError
+from shelfops.tables import QUARANTINE, TABLES, Reason
 
 _Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
 

@@ -29,9 +29,9 @@ import math
 
 import polars as pl
 
-from shelfops.tables import EVENT_TYPES
 from shelfops.data.text import normalise_query
 from shelfops.errors import ConfigError, SchemaError
+from shelfops.tables import EVENT_TYPES
 
 JUDGEMENT_COLUMNS: tuple[str, ...] = (
     "query", "item_id", "grade", "n_impressions", "n_clicks", "n_carts", "n_purchases",

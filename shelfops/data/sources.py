@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shelfops.tables import QUARANTINE, Reason
 from shelfops.errors import SourceReadError
+from shelfops.tables import QUARANTINE, Reason
 
 Transform = Callable[[pl.DataFrame], pl.DataFrame]
 

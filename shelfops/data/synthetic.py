@@ -26,7 +26,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, JUDGEMENTS
 from shelfops.data.synthetic_catalogue import (
     LexicalIndex,
     build_query_bank,
@@ -52,6 +51,7 @@ from shelfops.data.synthetic_sessions import (
 )
 from shelfops.data.synthetic_truth import Drift, Params, ShopTruth, make_users, relevance_of
 from shelfops.errors import ConfigError
+from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, JUDGEMENTS
 
 __all__ = ["ShopTruth", "generate_shop"]
 

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shelfops.tables import CATEGORY_SEP, ITEMS
 from shelfops.data.synthetic_text import (
     BRANDS,
     HOUSE_BRANDS,
@@ -38,6 +37,7 @@ from shelfops.data.synthetic_text import (
     render_title,
     value_synonyms,
 )
+from shelfops.tables import CATEGORY_SEP, ITEMS
 
 LATENT_DIM = 8
 HOUSE_SHARE = 0.3  # popularity of a house brand relative to a department's own brands

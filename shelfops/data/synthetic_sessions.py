@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shelfops.tables import EVENT_TYPES
 from shelfops.data.synthetic_catalogue import Catalogue, LexicalIndex, Query
 from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of, sigmoid
+from shelfops.tables import EVENT_TYPES
 
 IMPRESSION, VIEW, CLICK, CART, PURCHASE, SEARCH = (
     EVENT_TYPES.index(t) for t in ("impression", "view", "click", "add_to_cart", "purchase",

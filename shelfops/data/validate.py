@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 
 from shelfops.data.privacy import mask_pii_expr, pseudonymise
-from shelfops.tables import EVENT_TYPES, REQUIRED, TABLES, Reason
 from shelfops.data.text import clean_text_expr
+from shelfops.tables import EVENT_TYPES, REQUIRED, TABLES, Reason
 
 TEXT_COLUMNS = {"title", "description", "query", "category", "brand"}
 ID_COLUMNS = {"user_id", "session_id"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+
 import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse

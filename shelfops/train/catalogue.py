@@ -20,9 +20,9 @@ relevant (so every number here is a lower bound on what shoppers would find).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

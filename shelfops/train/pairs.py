@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
-from shelfops.tables import CATEGORY_SEP
 from shelfops.errors import DataError
+from shelfops.tables import CATEGORY_SEP
 
 
 @dataclass

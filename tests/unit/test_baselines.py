@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from shelfops.errors import ConfigError, DataError
+from shelfops.eval.metrics import full_rank_metrics
 from shelfops.train.baselines import (
     BM25Index,
     TfidfCentroidClassifier,
@@ -17,7 +18,6 @@ from shelfops.train.baselines import (
     popularity_scores,
     tokenize,
 )
-from shelfops.eval.metrics import full_rank_metrics
 
 CATALOGUE = [
     "DEWALT 20V cordless drill with battery",

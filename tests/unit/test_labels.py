@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from shelfops.data.labels import JUDGEMENT_COLUMNS, derive_judgements
-from shelfops.tables import EVENTS, JUDGEMENTS
 from shelfops.errors import ConfigError, SchemaError
+from shelfops.tables import EVENTS, JUDGEMENTS
 
 EVENT_SCHEMA = pl.Schema(pl.from_arrow(EVENTS.empty_table()).schema)
 

@@ -25,8 +25,8 @@ from shelfops.data.report import (
     write_report,
 )
 from shelfops.data.report_html import make_charts, render_html
-from shelfops.tables import EVENTS, ITEMS
 from shelfops.errors import DataError
+from shelfops.tables import EVENTS, ITEMS
 
 T_END = datetime(2026, 1, 11, tzinfo=timezone.utc)  # the dataset's last timestamp
 T_SEARCH = datetime(2026, 1, 6, 10, tzinfo=timezone.utc)

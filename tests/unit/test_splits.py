@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from shelfops.tables import EVENTS
 from shelfops.data.splits import (
     group_kfold,
     leave_one_out,
@@ -20,6 +19,7 @@ from shelfops.data.splits import (
     time_split,
 )
 from shelfops.errors import ConfigError, DataError, SchemaError
+from shelfops.tables import EVENTS
 
 EVENT_SCHEMA = pl.Schema(pl.from_arrow(EVENTS.empty_table()).schema)
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -12,11 +12,11 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, ITEMS, JUDGEMENTS
 from shelfops.data.synthetic import ShopTruth, generate_shop
 from shelfops.data.synthetic_catalogue import STOPWORDS, Vocab, build_vocab, parse_query, tokens
 from shelfops.data.synthetic_text import LEAVES, ZERO_RESULT_QUERIES, short_noun
 from shelfops.errors import ConfigError
+from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, ITEMS, JUDGEMENTS
 
 DRIFT_DAY = 5
 

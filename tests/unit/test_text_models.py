@@ -5,10 +5,10 @@ import polars as pl
 import pytest
 import torch
 
+from shelfops.errors import ModelError
 from shelfops.train import text_models
 from shelfops.train.index import build_index, choose_kind, load_index, save_index, search
 from shelfops.train.loop import Schedule, fit
-from shelfops.errors import ModelError
 from shelfops.train.search import (
     SearchSettings,
     loss_fn,
