@@ -30,20 +30,22 @@ def test_redis_stopped_for_five_seconds_then_back(models, small_shop):
     load = Load(running.url)
     marks: dict[str, float] = {}
 
-    async def faults() -> None:
+    async def state_store() -> dict:  # what /readyz says of the session store now
+        async with httpx.AsyncClient(base_url=running.url) as c:
+            return (await c.get("/readyz")).json()["dependencies"]["state"]
+
+    async def faults() -> None:  # 2 s of load, Redis killed for 5 s, 4 s more
         t0 = time.monotonic()
         await asyncio.sleep(2.0)
         marks["down"] = time.monotonic() - t0
         await asyncio.to_thread(redis.kill)
         await asyncio.sleep(1.0)
-        async with httpx.AsyncClient(base_url=running.url) as c:
-            marks["readyz_down"] = (await c.get("/readyz")).json()["dependencies"]["state"]
+        marks["readyz_down"] = await state_store()
         await asyncio.sleep(4.0)
         marks["up"] = time.monotonic() - t0
         await asyncio.to_thread(redis.start)
         await asyncio.sleep(4.0)
-        async with httpx.AsyncClient(base_url=running.url) as c:
-            marks["readyz_up"] = (await c.get("/readyz")).json()["dependencies"]["state"]
+        marks["readyz_up"] = await state_store()
         load.stop.set()
 
     async def main() -> None:
