@@ -27,7 +27,7 @@ def gate(
         from shelfops.errors import ArtifactNotFound, ConfigError, GateError
         from shelfops.gate.recipe import GateSettings, run_gate
         from shelfops.registry.registry import registry_from
-        from shelfops.registry.release import gate_version, production_of
+        from shelfops.registry.release import gate_version, report_dir
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
@@ -45,29 +45,24 @@ def gate(
                 say(f"registered {name} v{version}")
             elif reg is not None:
                 version = reg.find_version(name, folder)
-        production = None
+        production = prod_version = None
         if Path(against).exists():
             production = Path(against)
-        elif reg is not None and against != "production":
+        elif reg is not None:
             try:
-                production = reg.load(name, against)
+                prod_version, production = reg.show(name, against).version, reg.load(name, against)
             except ArtifactNotFound:
                 say(f"gate: {name}@{against} is not set: first version, nothing to compare against")
         settings = GateSettings(**cfg.gate.model_dump())
-        if reg is not None and version is not None and out is None and (against == "production" or production):
-            # the release sequence's own step: report stored with the version, in the one layout
-            g = gate_version(reg, name, version, folder, reg.home / "gates", settings=settings, data_dir=data,
-                             against=production, say=say)
+        if reg is not None and version is not None:  # the release sequence's step: stored with the version
+            g = gate_version(reg, name, version, folder, out or report_dir(reg.home / "gates", name, version),
+                             production=production, production_version=prod_version, settings=settings,
+                             data_dir=data, say=say)
             rep, out = {"passed": g.passed, "failed": g.failed}, g.report_dir
             say(f"gate report stored with {name} v{version}")
         else:
-            if reg is not None and production is None and against == "production":
-                production = production_of(reg, name)[1]
             out = out or folder.with_name(folder.name + "-gate")
             rep = run_gate(folder, out, production=production, data_dir=data, say=say, settings=settings)
-            if reg is not None and version is not None:
-                reg.attach_gate(name, version, out)
-                say(f"gate report stored with {name} v{version}")
         say(f"{'[green]PASSED[/]' if rep['passed'] else '[red]FAILED[/]'}: report {out / 'gate.html'}")
         if not rep["passed"]:
             raise GateError(f"{len(rep['failed'])} check(s) failed: {', '.join(rep['failed'])}",

@@ -331,19 +331,16 @@ class Registry:
 
     def repair(self, name: str | None = None) -> list[Problem]:
         """Point MLflow's aliases where the operational store says; the problems repaired."""
-        fixed = []
-        for p in self.check(name):
-            if not p.repairable:
-                continue
-            store = self.ops.revisions(p.model)
-            mirror = {a: str(v) for a, v in (self.client.get_registered_model(p.model).aliases or {}).items()}
+        fixed = [p for p in self.check(name) if p.repairable]
+        for model in sorted({p.model for p in fixed}):
+            store = self.ops.revisions(model)
+            mirror = {a: str(v) for a, v in (self.client.get_registered_model(model).aliases or {}).items()}
             for alias in set(store) | set(mirror):
                 want = store.get(alias, (None, 0))[0]
                 if want is None and alias in mirror:
-                    self.client.delete_registered_model_alias(p.model, alias)
+                    self.client.delete_registered_model_alias(model, alias)
                 elif want is not None and mirror.get(alias) != want:
-                    self.client.set_registered_model_alias(p.model, alias, want)
-            fixed.append(p)
+                    self.client.set_registered_model_alias(model, alias, want)
         return fixed
 
     def history(self, name: str | None = None) -> list[Move]:

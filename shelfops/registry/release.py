@@ -36,18 +36,18 @@ def production_of(reg, name: str) -> tuple[str | None, Path | None]:
         return None, None
 
 
-def gate_version(reg, name: str, version: str, folder: Path, gates: Path, *, settings: GateSettings,
-                 data_dir: Path | None = None, against: Path | None = None, say=print) -> Gated:
-    """Gate ``name`` v``version`` (its files in ``folder``) against ``against`` or, by default,
-    ``name@production``, and store the report with the version."""
-    prod_version, production = (None, against) if against is not None else production_of(reg, name)
-    out = report_dir(gates, name, version)
-    say(f"gating {name} v{version} against " + (f"production v{prod_version}" if prod_version else
-                                                 str(against) if against else "nothing (first version)"))
+def gate_version(reg, name: str, version: str, folder: Path, out: Path, *, production: Path | None,
+                 production_version: str | None, settings: GateSettings, data_dir: Path | None = None,
+                 say=print) -> Gated:
+    """Gate ``name`` v``version`` (its files in ``folder``) against the ``production`` folder
+    (None: nothing to compare, a first version), write the report to ``out`` and store it with
+    the version."""
+    say(f"gating {name} v{version} against " + (f"v{production_version}" if production_version else
+                                                 str(production) if production else "nothing (first version)"))
     rep = run_gate(folder, out, production=production, data_dir=data_dir, settings=settings, say=say)
     reg.attach_gate(name, version, out)
     evidence = {"gate_report": str(out / "gate.json"), "checks": {r["name"]: r["passed"] for r in rep["results"]}}
-    return Gated(name, version, prod_version, bool(rep["passed"]), list(rep["failed"]), out, evidence)
+    return Gated(name, version, production_version, bool(rep["passed"]), list(rep["failed"]), out, evidence)
 
 
 def release(reg, folder: Path, name: str, gates: Path, *, settings: GateSettings, reason: str, actor: str,
@@ -55,6 +55,8 @@ def release(reg, folder: Path, name: str, gates: Path, *, settings: GateSettings
     """Register ``folder`` as a new version of ``name``, gate it against production, store the
     report, and point ``candidate`` at it (with the gate's evidence)."""
     v = reg.register(folder, name)
-    g = gate_version(reg, name, v.version, Path(folder), gates, settings=settings, say=say)
+    prod_version, production = production_of(reg, name)
+    g = gate_version(reg, name, v.version, Path(folder), report_dir(gates, name, v.version), production=production,
+                     production_version=prod_version, settings=settings, say=say)
     reg.promote(name, v.version, "candidate", reason=reason, actor=actor, evidence=g.evidence)
     return g

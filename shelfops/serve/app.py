@@ -18,9 +18,7 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
-from shelfops.errors import ShelfopsError
 from shelfops.serve import admin_api, doors, ops_api, shop_api
 from shelfops.serve.state import REPLICA, SERVED_PATHS, Catalogue, ServeSettings, State, follow, swap
 
@@ -64,10 +62,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
             state.live.append((time.time(), secs))
         response.headers["x-shelfops-replica"] = REPLICA  # which process answered (several behind a proxy)
         return response
-
-    @app.exception_handler(ShelfopsError)
-    async def shelfops_error(request: Request, e: ShelfopsError):
-        return JSONResponse(e.to_dict(), status_code=e.http_status)
 
     for module in (shop_api, ops_api, admin_api):
         app.include_router(module.router)

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shelfops.config.schema import LimitsConfig
+from shelfops.errors import ShelfopsError
 
 log = logging.getLogger("shelfops.serve")
 
@@ -298,7 +299,12 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 
 
 
 def install(app: FastAPI, limits: LimitsConfig) -> None:
-    """Put the doors in front of ``app`` and its refusals into the one envelope."""
+    """Put the doors in front of ``app``, and every refusal (ours, FastAPI's, unexpected ones)
+    into the one envelope."""
+
+    @app.exception_handler(ShelfopsError)
+    async def ours(request: Request, e: ShelfopsError) -> JSONResponse:
+        return JSONResponse(envelope(**e.to_dict()), status_code=e.http_status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:

@@ -178,7 +178,8 @@ class Guarded:
 
     async def served(self, rids: list[str]) -> list[dict | None]:
         got = await self._call("served", rids)
-        return [g if g is not None else self.local.requests.get(r) for r, g in zip(rids, got)]
+        here = await self.local.served(rids)  # what was served while the store was down
+        return [g if g is not None else h for g, h in zip(got, here)]
 
     async def close(self) -> None:
         await self.inner.close()

@@ -151,7 +151,6 @@ class State:
         self.shared = shared_state(s.state_url, session_length=s.session_length, request_log=s.request_log)
         self.ready = False
         self.started = time.time()
-        self.last_watch_error: str | None = None
         self.registry_error: str | None = None  # the registry's last poll failed: why (None: it answered)
         self.refused: set[tuple[str, str]] = set()  # versions that failed to load (not retried)
         self.rollouts: dict[str, Rollout] = {}
@@ -284,7 +283,7 @@ async def follow(state: State) -> None:
             wanted = await asyncio.wait_for(loop.run_in_executor(None, s.watch), max(30.0, 6 * s.watch_seconds))
         except Exception as e:  # registry unreachable or hanging: keep serving what we have
             state.metrics.watch_errors.inc()
-            state.registry_error = state.last_watch_error = redact.url(f"registry: {type(e).__name__}: {e}")
+            state.registry_error = redact.url(f"registry: {type(e).__name__}: {e}")
             continue
         state.registry_error = None
         for task, (folder, version) in wanted.items():
@@ -292,10 +291,9 @@ async def follow(state: State) -> None:
             if (cur is None or cur.version != version) and (task, version) not in state.refused:
                 try:
                     await swap(state, task, Path(folder), version)
-                except Exception as e:  # a version that fails to load never replaces the serving one
+                except Exception:  # a version that fails to load never replaces the serving one
                     state.refused.add((task, version))
                     state.metrics.watch_errors.inc()
-                    state.last_watch_error = f"{task} v{version}: {e}"
 
 
 REPLICA = f"{socket.gethostname()}:{os.getpid()}"
