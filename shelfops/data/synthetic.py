@@ -396,6 +396,19 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
     return _summary(truth, writer, judgements, tally)
 
 
+def shop_truth(*, users: int, items: int, days: int, sessions_per_user_per_day: float, seed: int,
+               start: datetime, drift_day: int | None, drift_strength: float,
+               drift_new_items: float = 0.03, **_: Any) -> ShopTruth:
+    """The hidden model :func:`generate_shop` would write for these settings (same seeds), without
+    simulating a single event: what experiments on the shop's shoppers start from. Takes
+    ``SyntheticConfig.model_dump()`` as it is (settings of the events alone are ignored)."""
+    r_cat, r_users, *_rest = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6))
+    truth, _items, _widths = _make_truth(
+        r_cat, r_users, users=users, items=items, days=days, rate=sessions_per_user_per_day, seed=seed,
+        start=start, drift_day=drift_day, drift_strength=drift_strength, new_share=drift_new_items)
+    return truth
+
+
 def _summary(truth: ShopTruth, writer: EventWriter, judgements: pa.Table,
              tally: Tally) -> dict[str, Any]:
     before, after, sessions = tally.before, tally.after, tally.sessions

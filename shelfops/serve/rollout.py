@@ -1,17 +1,32 @@
 """The rollout decision: a pure function from what was observed to what to do next.
 
-    shadow -> 5% -> 25% -> 50% -> 100% (promote)
+    shadow -> 5% -> 25% -> 50% -> 100% (promote)            the default stages
+    shadow -> interleave -> 100% (promote)                   e.g. ``stages: [shadow, interleave, 100]``
 
 At each step the candidate must stay for ``min_dwell_s`` and collect ``min_requests``
-(and, in canary steps, ``min_impressions`` per arm, so the click-through test has had its
-chance) before it may advance; the server counts each step's window afresh. It is rolled
-back at once, whatever the step, when its error rate, its p99 latency against production's
-(once both arms have ``min_latency_samples`` requests: the p99 of 20 requests is their
-slowest one, a cold start say), or (in shadow) its output divergence from production
-break a limit, or when its click-through or conversion is significantly lower than
-production's (one-sided two-proportion z-test at ``alpha``, once both arms have enough
-impressions). Every decision carries its reason and the numbers behind it, for the audit
-history. The reconciler that applies decisions lives elsewhere; this module does no I/O.
+(and, in canary steps, ``min_impressions`` per arm) before it may advance; the server counts
+each step's window afresh. It is rolled back at once, whatever the step, when its error rate,
+its p99 latency against production's (once both arms have ``min_latency_samples`` requests:
+the p99 of 20 requests is their slowest one, a cold start say), or (in shadow) its output
+divergence from production break a limit, or when its click-through or conversion is lower
+than production's.
+
+Comparisons of shoppers' behaviour are read after every request, so they use always-valid
+sequential tests (``eval.sequential``): their false-alarm rate stays at ``alpha`` however
+often the controller looks (``ctr_test: fixed`` keeps the older two-proportion z-test, read
+once per look, for comparison; it is peeking). Two steps decide on evidence of improvement,
+not only on the absence of harm:
+
+* ``interleave``: a share of searches (sticky per shopper) shows production's and the
+  candidate's rankings team-drafted into one list (``eval.interleave``); clicks credit the
+  ranker that contributed the item. The candidate advances when it is preferred significantly
+  more often, is rolled back when significantly less often, and is rolled back as "no
+  detectable improvement" after ``max_searches`` interleaved searches.
+* with ``require_improvement``, the last canary step promotes only when the candidate's
+  click-through is significantly higher (same maximum sample).
+
+Every decision carries its reason and the numbers behind it, for the audit history. The
+reconciler that applies decisions lives elsewhere; this module does no I/O.
 """
 
 from __future__ import annotations
@@ -20,7 +35,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-STAGES: tuple[str | int, ...] = ("shadow", 5, 25, 50, 100)
+from shelfops.eval.sequential import Verdict, difference, preference
+
+Stage = str | int
+STAGES: tuple[Stage, ...] = ("shadow", 5, 25, 50, 100)
 Action = Literal["hold", "advance", "promote", "rollback"]
 
 
@@ -35,6 +53,9 @@ class Observed:
     clicks: int = 0
     conversions: int = 0
     overlap: float | None = None  # shadow: mean top-k overlap with production's answers
+    interleaved: int = 0  # interleave: searches shown as one team-drafted list
+    wins: int = 0  # ... whose clicks favoured the candidate's picks
+    losses: int = 0  # ... whose clicks favoured production's
 
 
 @dataclass(frozen=True)
@@ -46,13 +67,29 @@ class Policy:
     min_latency_samples: int = 100  # per arm: a p99 of fewer requests is about their maximum
     min_shadow_overlap: float = 0.5
     alpha: float = 0.01
-    min_impressions: int = 500  # per arm, before the click-through test may decide
+    min_impressions: int = 500  # per arm, before a canary step may advance
+    stages: tuple[Stage, ...] = STAGES
+    ctr_test: Literal["sequential", "fixed"] = "sequential"
+    # the relative click-through change the canary's sequential test is tuned to find fastest
+    mde_relative: float = 0.1
+    require_improvement: bool = False  # the last canary step promotes only on a significant gain
+    interleave_percent: int = 50  # shoppers (sticky) whose searches are interleaved in that step
+    # the candidate's share of decided interleaved searches above one half it is tuned to find fastest
+    interleave_mde: float = 0.05
+    max_searches: int = 20_000  # a comparison that must show a gain stops here as "no difference"
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.stages if s not in ("shadow", "interleave") and not (
+            isinstance(s, int) and 0 < s <= 100)]
+        if bad or not self.stages or self.stages[-1] != 100:
+            raise ValueError(f"rollout stages must be shadow, interleave or percentages ending with 100; "
+                             f"got {list(self.stages)}")
 
 
 @dataclass
 class Decision:
     action: Action
-    stage: str | int  # the stage after the decision
+    stage: Stage  # the stage after the decision
     traffic: int  # candidate's share of live traffic (%) after the decision; shadow = 0
     reason: str
     evidence: dict = field(default_factory=dict)
@@ -74,52 +111,122 @@ def one_sided_p(cand_hits: int, cand_n: int, prod_hits: int, prod_n: int) -> flo
     return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)
 
 
-def traffic_of(stage: str | int) -> int:
-    return 0 if stage == "shadow" else int(stage)
+def traffic_of(stage: Stage) -> int:
+    """The candidate's share of live traffic at ``stage`` (shadow and interleave: none of its own)."""
+    return stage if isinstance(stage, int) else 0
 
 
-def decide(stage: str | int, dwell_s: float, cand: Observed, prod: Observed, policy: Policy = Policy()
-           ) -> Decision:
-    if stage not in STAGES:
-        raise ValueError(f"unknown rollout stage {stage!r}; stages are {STAGES}")
+def mode_of(stage: Stage) -> str:
+    """How the server runs ``stage``: shadow, interleave or canary."""
+    return stage if isinstance(stage, str) else "canary"
+
+
+def decide(stage: Stage, dwell_s: float, cand: Observed, prod: Observed, policy: Policy = Policy()) -> Decision:
+    if stage not in policy.stages or stage == 100:
+        raise ValueError(f"unknown rollout stage {stage!r}; stages are {list(policy.stages)}")
     ev: dict = {"stage": stage, "dwell_s": round(dwell_s, 1), "candidate": asdict(cand),
                 "production": asdict(prod), "policy": asdict(policy)}
+    nxt = policy.stages[policy.stages.index(stage) + 1]
 
-    def rollback(why: str, **more) -> Decision:
-        return Decision("rollback", stage, 0, why, {**ev, **more})
+    def rollback(why: str) -> Decision:
+        return Decision("rollback", stage, 0, why, ev)
 
+    def hold(why: str) -> Decision:
+        return Decision("hold", stage, traffic_of(stage), why, ev)
+
+    def onward(why: str) -> Decision:
+        if nxt == 100:
+            return Decision("promote", 100, 100, f"{why}; promoting", ev)
+        return Decision("advance", nxt, traffic_of(nxt), f"{why}; advancing to {_name(nxt)}", ev)
+
+    broken = unhealthy(stage, cand, prod, policy, ev)
+    if broken:
+        return rollback(broken)
+    if stage == "interleave":
+        return _interleave(dwell_s, cand, policy, ev, rollback, hold, onward)
+    if stage != "shadow":
+        harm = harmed(cand, prod, policy, ev)
+        if harm:
+            return rollback(harm)
+    short_of_impressions = stage != "shadow" and min(cand.impressions, prod.impressions) < policy.min_impressions
+    if dwell_s < policy.min_dwell_s or cand.requests < policy.min_requests or short_of_impressions:
+        return hold(f"collecting: {dwell_s:.0f}/{policy.min_dwell_s:.0f} s, "
+                    f"{cand.requests}/{policy.min_requests} requests"
+                    + (f", {min(cand.impressions, prod.impressions)}/{policy.min_impressions} impressions "
+                       "per arm" if stage != "shadow" else ""))
+    if policy.require_improvement and nxt == 100 and stage != "shadow":
+        return _improved(cand, prod, policy, ev, rollback, hold, onward)
+    return onward(f"healthy at {_name(stage)}" + (" and every step before" if nxt == 100 else ""))
+
+
+def _name(stage: Stage) -> str:
+    return f"{stage}%" if isinstance(stage, int) else stage
+
+
+def unhealthy(stage: Stage, cand: Observed, prod: Observed, policy: Policy, ev: dict) -> str | None:
+    """Why the candidate must go whatever its shoppers think: errors, latency, divergence."""
     err = cand.errors / cand.requests if cand.requests else 0.0
     ev["candidate_error_rate"] = err
     if cand.requests and err > policy.max_error_rate:
-        return rollback(f"error rate {err:.2%} > {policy.max_error_rate:.2%}")
+        return f"error rate {err:.2%} > {policy.max_error_rate:.2%}"
     if prod.p99_ms > 0 and min(cand.requests, prod.requests) >= policy.min_latency_samples:
         ratio = cand.p99_ms / prod.p99_ms
         ev["p99_ratio"] = ratio
         if ratio > policy.max_p99_ratio:
-            return rollback(f"p99 {cand.p99_ms:.0f} ms is {ratio:.2f}x production's {prod.p99_ms:.0f} ms "
-                            f"(limit {policy.max_p99_ratio:.2f}x)")
+            return (f"p99 {cand.p99_ms:.0f} ms is {ratio:.2f}x production's {prod.p99_ms:.0f} ms "
+                    f"(limit {policy.max_p99_ratio:.2f}x)")
     if stage == "shadow" and cand.overlap is not None and cand.requests >= min(50, policy.min_requests) \
             and cand.overlap < policy.min_shadow_overlap:
-        return rollback(f"shadow answers diverge from production: top-k overlap {cand.overlap:.2f} < "
-                        f"{policy.min_shadow_overlap:.2f}")
-    if stage != "shadow" and min(cand.impressions, prod.impressions) >= policy.min_impressions:
-        for name, c_hits, p_hits in (("click-through", cand.clicks, prod.clicks),
-                                     ("conversion", cand.conversions, prod.conversions)):
+        return (f"shadow answers diverge from production: top-k overlap {cand.overlap:.2f} < "
+                f"{policy.min_shadow_overlap:.2f}")
+    return None
+
+
+def harmed(cand: Observed, prod: Observed, policy: Policy, ev: dict) -> str | None:
+    """Why the candidate's shoppers are worse off (click-through or conversion lower), if they are."""
+    for name, c_hits, p_hits in (("click-through", cand.clicks, prod.clicks),
+                                 ("conversion", cand.conversions, prod.conversions)):
+        if policy.ctr_test == "fixed":  # the per-look z-test, once both arms have enough impressions
+            if min(cand.impressions, prod.impressions) < policy.min_impressions:
+                continue
             p = one_sided_p(c_hits, cand.impressions, p_hits, prod.impressions)
-            ev[f"{name}_p"] = p
-            if p < policy.alpha:
-                return rollback(f"{name} {c_hits / cand.impressions:.2%} vs production "
-                                f"{p_hits / prod.impressions:.2%} is significantly lower (p={p:.2g} < "
-                                f"{policy.alpha:g})", **{f"{name}_p": p})
-    short_of_impressions = stage != "shadow" and min(cand.impressions, prod.impressions) < policy.min_impressions
-    if dwell_s < policy.min_dwell_s or cand.requests < policy.min_requests or short_of_impressions:
-        return Decision("hold", stage, traffic_of(stage),
-                        f"collecting: {dwell_s:.0f}/{policy.min_dwell_s:.0f} s, "
-                        f"{cand.requests}/{policy.min_requests} requests"
-                        + (f", {min(cand.impressions, prod.impressions)}/{policy.min_impressions} impressions "
-                           "per arm" if stage != "shadow" else ""), ev)
-    nxt = STAGES[STAGES.index(stage) + 1]
-    if nxt == 100:
-        return Decision("promote", nxt, 100, f"healthy at every step; promoting after {stage}%", ev)
-    return Decision("advance", nxt, traffic_of(nxt), f"healthy at {stage}"
-                    + ("" if stage == "shadow" else "%") + f"; advancing to {nxt}%", ev)
+            worse = p < policy.alpha
+        else:
+            v = difference(c_hits, cand.impressions, p_hits, prod.impressions, alpha=policy.alpha,
+                           mde_relative=policy.mde_relative)
+            p, worse = v.p_value, v.decided == "worse"
+        ev[f"{name}_p"] = p
+        if worse:
+            return (f"{name} {c_hits / cand.impressions:.2%} vs production {p_hits / prod.impressions:.2%} is "
+                    f"significantly lower (p={p:.2g} < {policy.alpha:g}"
+                    + (", always-valid" if policy.ctr_test == "sequential" else "") + ")")
+    return None
+
+
+def _interleave(dwell_s: float, cand: Observed, policy: Policy, ev: dict, rollback, hold, onward) -> Decision:
+    v: Verdict = preference(cand.wins, cand.losses, alpha=policy.alpha, mde=policy.interleave_mde)
+    ev["interleaving"] = v.to_dict()
+    ties = cand.interleaved - cand.wins - cand.losses
+    said = (f"candidate preferred in {cand.wins} and production in {cand.losses} of {cand.interleaved} "
+            f"interleaved searches ({ties} ties; p={v.p_value:.2g}, always-valid)")
+    if v.decided == "worse":
+        return rollback(f"{said}: significantly worse")
+    if v.decided == "better" and dwell_s >= policy.min_dwell_s:
+        return onward(f"{said}: significantly better after {cand.interleaved} searches")
+    if cand.interleaved >= policy.max_searches:
+        return rollback(f"{said}: no detectable improvement within {policy.max_searches} searches")
+    return hold(f"interleaving: {said}; dwell {dwell_s:.0f}/{policy.min_dwell_s:.0f} s")
+
+
+def _improved(cand: Observed, prod: Observed, policy: Policy, ev: dict, rollback, hold, onward) -> Decision:
+    v = difference(cand.clicks, cand.impressions, prod.clicks, prod.impressions, alpha=policy.alpha,
+                   mde_relative=policy.mde_relative)
+    ev["improvement"] = v.to_dict()
+    searches = cand.requests + prod.requests
+    said = (f"click-through {cand.clicks / max(1, cand.impressions):.2%} vs production "
+            f"{prod.clicks / max(1, prod.impressions):.2%} over {searches} searches (p={v.p_value:.2g}, always-valid)")
+    if v.decided == "better":
+        return onward(f"{said}: significantly higher")
+    if searches >= policy.max_searches:
+        return rollback(f"{said}: no detectable improvement within {policy.max_searches} searches")
+    return hold(f"waiting for a significant gain: {said}")

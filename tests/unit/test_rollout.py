@@ -77,3 +77,46 @@ def test_the_rollout_cli_takes_the_configs_policy_and_the_models_task(tmp_path, 
     assert _controller("shop-classify", "http://127.0.0.1:9", None, ov).policy.min_impressions == 0
     assert _controller("my-model", "http://127.0.0.1:9", None, ov, "classify").task == "classify"
     assert _controller("my-model", "http://127.0.0.1:9", None, ov).task == "search"
+
+
+IL = Policy(min_dwell_s=60, min_requests=100, stages=("shadow", "interleave", 100), alpha=0.05,
+            max_searches=5000)
+
+
+def test_interleaving_step_advances_on_a_significant_preference_and_says_how_many_searches():
+    stage = decide("shadow", 61, healthy(), PROD, IL)
+    assert (stage.action, stage.stage, stage.traffic) == ("advance", "interleave", 0)
+    won = healthy(interleaved=600, wins=260, losses=170)
+    d = decide("interleave", 61, won, PROD, IL)
+    assert d.action == "promote" and d.stage == 100 and "after 600 searches" in d.reason
+    assert d.evidence["interleaving"]["decided"] == "better"
+    assert decide("interleave", 30, won, PROD, IL).action == "hold"  # not before its dwell
+
+
+def test_interleaving_step_rolls_back_a_worse_candidate_and_one_with_no_detectable_gain():
+    d = decide("interleave", 5, healthy(interleaved=600, wins=170, losses=260), PROD, IL)
+    assert d.action == "rollback" and "significantly worse" in d.reason
+    tie = decide("interleave", 500, healthy(interleaved=5000, wins=1500, losses=1490), PROD, IL)
+    assert tie.action == "rollback" and "no detectable improvement within 5000" in tie.reason
+    assert decide("interleave", 500, healthy(interleaved=4000, wins=1200, losses=1190), PROD, IL).action == "hold"
+
+
+def test_require_improvement_promotes_only_on_a_significant_gain():
+    p = Policy(min_dwell_s=0, min_requests=100, min_impressions=1000, stages=(50, 100), require_improvement=True,
+               alpha=0.05, max_searches=20_000)
+    same = healthy(requests=1000, impressions=5000, clicks=500, conversions=100)
+    assert decide(50, 1, same, PROD, p).action == "hold"
+    better = healthy(requests=1000, impressions=5000, clicks=650, conversions=100)
+    assert decide(50, 1, better, PROD, p).action == "promote"
+    spent = Observed(requests=10_000, impressions=100_000, clicks=10_000)
+    d = decide(50, 1, spent, Observed(requests=10_000, impressions=100_000, clicks=10_000), p)
+    assert d.action == "rollback" and "no detectable improvement" in d.reason
+
+
+def test_stages_are_checked():
+    with pytest.raises(ValueError, match="ending with 100"):
+        Policy(stages=("shadow", 50))
+    with pytest.raises(ValueError, match="ending with 100"):
+        Policy(stages=("shadow", "canary", 100))
+    with pytest.raises(ValueError, match="unknown rollout stage"):
+        decide("interleave", 0, healthy(), PROD, P)  # not one of the default stages
