@@ -7,7 +7,7 @@ Builders turn these into plain arguments; library classes never take a config ob
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -447,7 +447,29 @@ class RolloutConfig(_Strict):
     min_latency_samples: int = Field(100, ge=1, description="requests per arm before p99s are compared")
     min_shadow_overlap: float = Field(0.5, ge=0, le=1)
     alpha: float = Field(0.01, gt=0, lt=1)
-    min_impressions: int = Field(500, ge=1)
+    min_impressions: int = Field(500, ge=1, description="per arm, before a canary step may advance")
+    stages: list[Literal["shadow", "interleave"] | Annotated[int, Field(ge=1, le=100)]] = Field(
+        ["shadow", 5, 25, 50, 100], description="e.g. [shadow, interleave, 100]: decide by interleaving "
+        "instead of canary steps; the last stage is 100 (promote)")
+    ctr_test: Literal["sequential", "fixed"] = Field("sequential", description="sequential: always-valid "
+                                                     "(may be read after every request); fixed: per-look z-test")
+    mde_relative: float = Field(0.1, gt=0, lt=1, description="relative click-through change the canary's "
+                                "sequential test finds fastest (it finds larger ones sooner)")
+    require_improvement: bool = Field(False, description="the last canary step promotes only on a "
+                                      "significantly higher click-through")
+    interleave_percent: int = Field(50, ge=1, le=100, description="shoppers (sticky) whose searches are "
+                                    "interleaved during the interleave stage")
+    interleave_mde: float = Field(0.05, gt=0, lt=0.5, description="candidate's share of decided interleaved "
+                                  "searches above 0.5 that the test finds fastest")
+    max_searches: int = Field(20_000, ge=1, description="a comparison that must show a gain stops as "
+                              "'no detectable improvement' after this many searches")
+
+    @field_validator("stages")
+    @classmethod
+    def _ends_in_promotion(cls, v: list) -> list:
+        if not v or v[-1] != 100 or 100 in v[:-1] or len(set(map(str, v))) != len(v):
+            raise ValueError(f"stages must be distinct and end with 100 (promotion), got {v}")
+        return v
 
 
 class MonitorConfig(_Strict):

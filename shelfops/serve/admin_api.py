@@ -1,5 +1,5 @@
 """What the rollout controller and operators change, behind the admin token: start or move a
-rollout (shadow, canary %), end it (promote or roll back), hot-swap a model folder in."""
+rollout (shadow, interleave for a share of shoppers, canary %), end it (promote or roll back), hot-swap a model folder in."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from shelfops.errors import BadRequest, ShelfopsError, Unavailable
 from shelfops.serve.deps import Served, admin
 from shelfops.serve.schemas import ReloadIn, RolloutEndIn, RolloutIn
-from shelfops.serve.state import Rollout, swap
+from shelfops.serve.state import Rollout, experiment_key, swap
 
 router = APIRouter(dependencies=[Depends(admin)])
 
@@ -28,11 +28,13 @@ async def rollout(body: RolloutIn, state: Served):
         cur = Rollout(body.mode, body.percent, body.version, folder, time.time())
     elif cur is None:
         raise BadRequest("no rollout running: give folder and version to start one", field="folder")
-    new = Rollout(body.mode, body.percent if body.mode == "canary" else 0, cur.version, cur.folder, cur.started)
+    new = Rollout(body.mode, body.percent if body.mode != "shadow" else 0, cur.version, cur.folder, cur.started)
     old = state.rollouts.get(body.task)
     if old is None or (old.mode, old.percent, old.version) != (new.mode, new.percent, new.version):
         prod = state.host.slots.get(body.task)
         state.reset_window(body.task, [new.version] + ([prod.version] if prod else []))
+        if new.mode == "interleave" and prod is not None:  # an experiment's counts start afresh
+            await state.shared.forget(experiment_key(body.task, prod.version, new.version))
     state.rollouts[body.task] = new
     if old is None or (old.mode, old.percent) != (new.mode, new.percent):
         state.log_rollout(body.task, new.mode, new.version, new.percent)

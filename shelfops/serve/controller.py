@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from shelfops.errors import ShelfopsError
 from shelfops.ops.store import META, now
-from shelfops.serve.rollout import Decision, Observed, Policy, decide, traffic_of
+from shelfops.serve.rollout import Decision, Observed, Policy, Stage, decide, mode_of, traffic_of
 
 ROLLOUTS = sa.Table(
     "shelfops_rollouts", META,
@@ -54,8 +54,8 @@ class RolloutRow:
     reason: str
 
 
-def _stage(s: str) -> str | int:
-    return s if s == "shadow" else int(s)
+def _stage(s: str) -> Stage:
+    return int(s) if s.isdigit() else s
 
 
 class HttpServer:
@@ -117,13 +117,17 @@ class Controller:
         self.server.set(task=self.task, mode="shadow", folder=str(folder), version=candidate)
         return row
 
+    def _percent(self, stage: Stage) -> int:
+        """The server's percent at ``stage``: the canary's share, or the share of shoppers interleaved."""
+        return self.policy.interleave_percent if stage == "interleave" else traffic_of(stage)
+
     def _sync(self, row: RolloutRow, live: dict) -> None:
         """Make the server match the stored stage (after a restart of either)."""
-        want_mode = "shadow" if row.stage == "shadow" else "canary"
+        want_mode = mode_of(row.stage)
         if live.get("candidate") != row.candidate or live.get("mode") != want_mode or \
-                live.get("percent", 0) != traffic_of(row.stage):
+                live.get("percent", 0) != self._percent(row.stage):
             folder = self.reg.load(self.model, row.candidate)
-            self.server.set(task=self.task, mode=want_mode, percent=traffic_of(row.stage), folder=str(folder),
+            self.server.set(task=self.task, mode=want_mode, percent=self._percent(row.stage), folder=str(folder),
                             version=row.candidate)
 
     def tick(self) -> Decision | None:
@@ -156,7 +160,7 @@ class Controller:
                              evidence=evidence, with_move=lambda c: self._save(new, c))
         else:
             new = dataclasses.replace(row, stage=d.stage, stage_started=self.clock(), reason=d.reason)
-            self.server.set(task=self.task, mode="canary", percent=d.traffic)
+            self.server.set(task=self.task, mode=mode_of(d.stage), percent=self._percent(d.stage))
             self.reg.promote(self.model, row.candidate, "canary", reason=d.reason, actor=self.actor,
                              evidence=evidence, with_move=lambda c: self._save(new, c))
         return d

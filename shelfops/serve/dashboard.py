@@ -56,13 +56,10 @@ def report_file(report_dir: Path | None, name: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def state_document(state, registry: dict | None) -> dict:
+def state_document(state, registry: dict | None, rollouts: dict) -> dict:
+    """``rollouts``: serve.state.rollouts_now, each arm's numbers (interleaving's wins and losses)."""
     now = time.time()
     slots = {t: s.version for t, s in state.host.slots.items()}
-    rollouts = {task: {"mode": r.mode, "percent": r.percent, "candidate": r.version,
-                       "observed": {"candidate": state.observed(task, r.version),
-                                    "production": state.observed(task, slots[task]) if task in slots else None}}
-                for task, r in state.rollouts.items()}
     online = {f"{t} v{v}": {"impressions": c.get("impression", 0), "clicks": c.get("click", 0),
                             "ctr": (c.get("click", 0) / c["impression"]) if c.get("impression") else None}
               for (t, v), c in sorted(state.metrics.online.items())}

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from shelfops.serve.dashboard import report_file, state_document
 from shelfops.serve.deps import Served, admin
-from shelfops.serve.state import dense_status, dependencies
+from shelfops.serve.state import dense_status, dependencies, rollouts_now
 
 router = APIRouter()
 
@@ -61,7 +61,7 @@ async def dashboard_data(state: Served):
         except Exception as e:  # the registry is down: show the serving side anyway
             reg = {"error": str(e)}
         state.registry_cache = (time.time(), reg)
-    return state_document(state, reg)
+    return state_document(state, reg, await rollouts_now(state))
 
 
 @router.get("/dashboard/files/{name}", include_in_schema=False)
@@ -74,12 +74,4 @@ async def dashboard_file(name: str, state: Served):
 
 @router.get("/v1/rollout")
 async def rollout_status(state: Served):
-    out = {}
-    for task, r in state.rollouts.items():
-        prod = state.host.slots.get(task)
-        out[task] = {"mode": r.mode, "percent": r.percent, "candidate": r.version,
-                     "production": prod.version if prod else None,
-                     "seconds": round(time.time() - r.started, 1),
-                     "observed": {"candidate": state.observed(task, r.version),
-                                  "production": state.observed(task, prod.version) if prod else None}}
-    return out
+    return await rollouts_now(state)

@@ -79,6 +79,7 @@ class Policy:
     max_searches: int = 20_000  # a comparison that must show a gain stops here as "no difference"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))  # a config's list, say
         bad = [s for s in self.stages if s not in ("shadow", "interleave") and not (
             isinstance(s, int) and 0 < s <= 100)]
         if bad or not self.stages or self.stages[-1] != 100:

@@ -27,8 +27,8 @@ ROLLOUT_TASKS = Literal["search", "recommend", "classify"]
 
 class RolloutIn(_In):
     task: ROLLOUT_TASKS
-    mode: Literal["shadow", "canary"]
-    percent: int = Field(0, ge=0, le=100)
+    mode: Literal["shadow", "interleave", "canary"]
+    percent: int = Field(0, ge=0, le=100)  # canary: candidate's share; interleave: share interleaved
     folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     version: Id | None = None
 

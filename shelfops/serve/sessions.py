@@ -1,7 +1,8 @@
 """Where the server keeps what several replicas must share: shoppers' live session state
 (the items they viewed, clicked, carted, bought: what ``/v1/recommend`` reads) and the log of
 served requests (so a feedback event counts for the version that served it, whichever
-replica receives the event).
+replica receives the event), and an interleaving experiment's credits and wins/losses (so a
+click counts once for the ranker that contributed the item, whichever replica serves it).
 
 ``MemoryState`` is the one-process default. ``RedisState`` puts both in Redis
 (``serve.state_url: redis://host:6379/0``), so replicas behind a load balancer, or Ray Serve
@@ -33,6 +34,11 @@ class SharedState(Protocol):
     async def length(self, key: str) -> int: ...
     async def remember(self, rid: str, info: dict) -> bool: ...  # False: kept only in this process
     async def served(self, rids: list[str]) -> list[dict | None]: ...
+    # interleaving: a click credited to ``team`` of request ``rid``; every team's clicks after it
+    async def credit(self, rid: str, team: str) -> dict[str, int]: ...
+    async def count(self, key: str, delta: dict[str, int]) -> None: ...  # add to named counters
+    async def counts(self, key: str) -> dict[str, int]: ...
+    async def forget(self, key: str) -> None: ...  # drop named counters
     async def close(self) -> None: ...
     def status(self) -> dict: ...  # {"name", "ok", ...} for /readyz
 
@@ -45,6 +51,8 @@ class MemoryState:
         self.session_length, self.max_sessions, self.request_log = session_length, max_sessions, request_log
         self.sessions: OrderedDict[str, deque] = OrderedDict()
         self.requests: OrderedDict[str, dict] = OrderedDict()
+        self.credits: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self.counters: dict[str, dict[str, int]] = {}
 
     async def append(self, key: str, item: str) -> int:
         q = self.sessions.get(key)
@@ -71,6 +79,24 @@ class MemoryState:
 
     async def served(self, rids: list[str]) -> list[dict | None]:
         return [self.requests.get(r) for r in rids]
+
+    async def credit(self, rid: str, team: str) -> dict[str, int]:
+        c = self.credits.setdefault(rid, {})
+        c[team] = c.get(team, 0) + 1
+        while len(self.credits) > self.request_log:
+            self.credits.popitem(last=False)
+        return dict(c)
+
+    async def count(self, key: str, delta: dict[str, int]) -> None:
+        c = self.counters.setdefault(key, {})
+        for k, v in delta.items():
+            c[k] = c.get(k, 0) + v
+
+    async def counts(self, key: str) -> dict[str, int]:
+        return dict(self.counters.get(key, {}))
+
+    async def forget(self, key: str) -> None:
+        self.counters.pop(key, None)
 
     async def close(self) -> None:
         return None
@@ -126,6 +152,28 @@ class RedisState:
         got = await self.r.mget([f"{self.prefix}:request:{r}" for r in rids])
         return [json.loads(g) if g is not None else None for g in got]
 
+    async def credit(self, rid: str, team: str) -> dict[str, int]:
+        k = f"{self.prefix}:credit:{rid}"
+        async with self.r.pipeline(transaction=True) as p:  # the increment and the read are one step
+            p.hincrby(k, team, 1)
+            p.expire(k, self.request_ttl_s)
+            p.hgetall(k)
+            *_, got = await p.execute()
+        return {t: int(n) for t, n in got.items()}
+
+    async def count(self, key: str, delta: dict[str, int]) -> None:
+        if delta:
+            async with self.r.pipeline(transaction=True) as p:
+                for f, n in delta.items():
+                    p.hincrby(f"{self.prefix}:counts:{key}", f, n)
+                await p.execute()
+
+    async def counts(self, key: str) -> dict[str, int]:
+        return {f: int(n) for f, n in (await self.r.hgetall(f"{self.prefix}:counts:{key}")).items()}
+
+    async def forget(self, key: str) -> None:
+        await self.r.delete(f"{self.prefix}:counts:{key}")
+
     async def close(self) -> None:
         await self.r.aclose()
 
@@ -180,6 +228,18 @@ class Guarded:
         got = await self._call("served", rids)
         here = await self.local.served(rids)  # what was served while the store was down
         return [g if g is not None else h for g, h in zip(got, here)]
+
+    async def credit(self, rid: str, team: str) -> dict[str, int]:
+        return await self._call("credit", rid, team)
+
+    async def count(self, key: str, delta: dict[str, int]) -> None:
+        await self._call("count", key, delta)
+
+    async def counts(self, key: str) -> dict[str, int]:
+        return await self._call("counts", key)
+
+    async def forget(self, key: str) -> None:
+        await self._call("forget", key)
 
     async def close(self) -> None:
         await self.inner.close()

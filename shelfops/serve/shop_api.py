@@ -6,6 +6,10 @@ that tie a click to the version that served it.
     POST /v1/recommend  {user | session, k}  SASRec over the user's history + live session events
     POST /v1/classify   {title, description} category + probability
     POST /v1/events     impressions, clicks, carts, purchases tied to the request that served them
+
+During an interleave step (serve.rollout) a share of shoppers' searches show production's and
+the candidate's rankings team-drafted into one list: each item says which ranker contributed
+it, and a click on it is credited to that ranker in the shared store (so across replicas).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
+from shelfops.eval.interleave import TEAMS, tally_change, team_draft
 from shelfops.serve.deps import Served
 from shelfops.serve.schemas import ClassifyIn, EventIn, EventsIn, RecommendIn, RerankIn, SearchIn
 from shelfops.serve.state import (
@@ -28,6 +33,7 @@ from shelfops.serve.state import (
     State,
     candidates,
     degraded,
+    experiment_key,
     served,
     shadow,
 )
@@ -93,13 +99,41 @@ async def rerank_rows(state: State, cat: Catalogue, key: str, query: str, rows: 
     return [rows[i] for i in order], [scores[i] for i in order]
 
 
+async def interleave_rows(state: State, cat: Catalogue, query: str, rows: list[int], k: int,
+                          versions: dict[str, str]) -> tuple[list[int], list[float], list[str] | None]:
+    """Production's and the candidate's rankings of the same rows, team-drafted into one list
+    (eval.interleave): rows, each one's score from the ranker that contributed it, and that
+    ranker. A candidate that fails leaves production's list (counted as its error), not interleaved."""
+    p = state.host.get("search")
+    try:
+        c = state.host.get("search:candidate")
+    except Exception:
+        p.release()
+        raise
+    pairs = [(query, cat.texts[i]) for i in rows]
+    got = await asyncio.gather(served(state, "search", p, p.batcher.submit_many(pairs)),
+                               served(state, "search", c, c.batcher.submit_many(pairs)), return_exceptions=True)
+    versions["search"] = p.version
+    if isinstance(got[0], BaseException):
+        raise got[0]
+    orders = [final_order(np.asarray(g, dtype=float), float(s.meta.get("rerank_blend") or 0.0))
+              for g, s in zip(got, (p, c)) if not isinstance(g, BaseException)]
+    if len(orders) == 1:
+        return [rows[i] for i in orders[0]], [got[0][i] for i in orders[0]], None
+    d = team_draft(orders[0][None, :], orders[1][None, :], min(k, len(rows)), np.random.default_rng())
+    shown = [int(i) for i in d.items[0] if i >= 0]
+    teams = [TEAMS[int(t)] for t in d.teams[0][:len(shown)]]
+    return [rows[i] for i in shown], [float(got[int(t)][i]) for i, t in zip(shown, d.teams[0])], teams
+
+
 @router.post("/v1/search")
 async def search(body: SearchIn, state: Served):
     cat = state.catalogue
     if cat is None:
         raise Unavailable("no catalogue loaded")
     t0 = time.perf_counter()
-    key = state.route_key("search", body.user or body.session)
+    exp = state.interleaving("search", body.session or body.user)
+    key = "search" if exp else state.route_key("search", body.user or body.session)
     slot = state.host.slots.get(key)
     # the depth the optimize stage chose for the search latency budget, unless the server was told one
     depth = min(len(cat.ids), max(state.settings.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
@@ -107,13 +141,26 @@ async def search(body: SearchIn, state: Served):
     versions: dict[str, str] = {}
     rows, retriever = await retrieve(state, cat, body, slot, depth, versions)
     t_retrieved = time.perf_counter()
-    rows, scores = await rerank_rows(state, cat, key, body.query, rows, body.k, versions)
+    teams = None
+    if exp:
+        rows, scores, teams = await interleave_rows(state, cat, body.query, rows, body.k, versions)
+    else:
+        rows, scores = await rerank_rows(state, cat, key, body.query, rows, body.k, versions)
     t_ranked = time.perf_counter()
     rid = uuid.uuid4().hex
     items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
               "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
-    shared = await state.shared.remember(rid, {"endpoint": "search", "versions": versions, "user": body.user,
-                                               "session": body.session, "items": [it["item_id"] for it in items]})
+    info = {"endpoint": "search", "versions": versions, "user": body.user, "session": body.session,
+            "items": [it["item_id"] for it in items]}
+    extra = {}
+    if exp and teams is not None:
+        for it, team in zip(items, teams):
+            it["ranker"] = team
+        info["interleave"] = {"key": experiment_key("search", versions["search"], exp.version),
+                              "teams": {it["item_id"]: it["ranker"] for it in items}}
+        extra["interleaving"] = {"production": versions["search"], "candidate": exp.version}
+        await count_quietly(state, info["interleave"]["key"], {"interleaved": 1})
+    shared = await state.shared.remember(rid, info)
     version = versions.get("search", versions["retrieval"])
     state.traffic.append({"t": time.time(), "kind": "search", "query": body.query, "version": version,
                           "top_category": items[0]["category"] if items else None,
@@ -123,8 +170,16 @@ async def search(body: SearchIn, state: Served):
     timing = (f"retrieval;dur={(t_retrieved - t0) * 1e3:.2f}, rerank;dur={(t_ranked - t_retrieved) * 1e3:.2f}, "
               f"response;dur={(t_end - t_ranked) * 1e3:.2f}, depth;desc={len(rows)}, retriever;desc={retriever}")
     return JSONResponse({"request_id": rid, "items": items, "versions": versions, "retriever": retriever,
-                         **degraded(state, shared)},
+                         **extra, **degraded(state, shared)},
                         headers={"x-shelfops-version": version, "server-timing": timing})
+
+
+async def count_quietly(state: State, key: str, delta: dict[str, int]) -> None:
+    """Count an interleaved search; a store that just went down costs the count, not the search."""
+    try:
+        await state.shared.count(key, delta)
+    except DependencyUnavailable:
+        pass
 
 
 @router.post("/v1/rerank")
@@ -195,9 +250,17 @@ async def record_event(state: State, body: EventIn, served: dict | None, *, want
         n = await state.shared.append(key, body.item_id)
     elif key and want_length:
         n = await state.shared.length(key)
-    if served:
+    il = (served or {}).get("interleave")
+    if served and not il:  # an interleaved list is both versions': its clicks credit rankers instead
         for task, version in served["versions"].items():
             state.metrics.feedback(task, version, body.type)
+    if il and body.type == "click" and body.request_id and body.item_id in il["teams"]:
+        team = il["teams"][body.item_id]
+        after = await state.shared.credit(body.request_id, team)
+        before = {**after, team: after[team] - 1}
+        delta = tally_change(*[(c.get("candidate", 0), c.get("production", 0)) for c in (before, after)])
+        if delta:
+            await state.shared.count(il["key"], delta)
     if body.type == "click":
         cat = state.catalogue
         row = cat.row.get(body.item_id) if cat else None

@@ -22,6 +22,7 @@ import polars as pl
 
 from shelfops import redact
 from shelfops.config.schema import LimitsConfig
+from shelfops.errors import DependencyUnavailable
 from shelfops.serve.dense import UntunedDense
 from shelfops.serve.host import ModelHost, Slot
 from shelfops.serve.metrics import ServeMetrics
@@ -130,8 +131,8 @@ def known_rows(cat: Catalogue, data_dir: str | None) -> frozenset[int] | None:
 
 @dataclass
 class Rollout:
-    mode: str  # shadow | canary
-    percent: int
+    mode: str  # shadow | interleave | canary
+    percent: int  # canary: the candidate's share of shoppers; interleave: the share whose searches interleave
     version: str
     folder: Path
     started: float
@@ -196,6 +197,41 @@ class State:
 
     def route(self, task: str, who: str | None) -> Slot:
         return self.host.get(self.route_key(task, who))
+
+    def interleaving(self, task: str, who: str | None) -> Rollout | None:
+        """The interleave step this shopper's request takes part in (sticky by session or user),
+        if any; none while the shared store is down (its credits could not be kept)."""
+        r = self.rollouts.get(task)
+        if r and r.mode == "interleave" and who and f"{task}:candidate" in self.host.slots \
+                and arm_of(f"{task}:interleave", who, r.percent) and self.shared.status()["ok"]:
+            return r
+        return None
+
+
+def experiment_key(task: str, production: str, candidate: str) -> str:
+    """Where an interleaving experiment's counts live in the shared store."""
+    return f"interleave:{task}:{production}:{candidate}"
+
+
+async def rollouts_now(state: State) -> dict:
+    """Every running rollout with each arm's numbers over the current step (GET /v1/rollout,
+    the dashboard): requests, errors, p99, feedback, and in an interleave step the candidate's
+    interleaved searches, wins and losses."""
+    out = {}
+    for task, r in state.rollouts.items():
+        prod = state.host.slots.get(task)
+        cand = state.observed(task, r.version)
+        if r.mode == "interleave" and prod is not None:
+            try:
+                counts = await state.shared.counts(experiment_key(task, prod.version, r.version))
+            except DependencyUnavailable as e:  # the controller holds until the counts are back
+                counts, cand["unavailable"] = {}, str(e)
+            cand.update({k: int(counts.get(k, 0)) for k in ("interleaved", "wins", "losses")})
+        out[task] = {"mode": r.mode, "percent": r.percent, "candidate": r.version,
+                     "production": prod.version if prod else None, "seconds": round(time.time() - r.started, 1),
+                     "observed": {"candidate": cand,
+                                  "production": state.observed(task, prod.version) if prod else None}}
+    return out
 
 
 async def mirror(state: State, task: str, ask: Callable[[Slot], Any], agree: Callable[[Any], float]) -> None:

@@ -275,8 +275,10 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     settings = ServeSettings(models={"search": (reg.load("shop-search", "1"), "1")}, data_dir=small_shop,
                              admin_token=TOKEN, rerank_depth=10)
     running = start_in_thread(create_app(settings))
-    policy = Policy(min_dwell_s=0, min_requests=20, min_impressions=30, min_shadow_overlap=0.0, alpha=0.01,
-                    max_p99_ratio=20.0)  # this test is about click-through; latency on a busy CI box is noise
+    # this test is about click-through (latency on a busy CI box is noise); the always-valid test
+    # needs ~100 impressions per arm to see 2% against 30% at alpha 0.01
+    policy = Policy(min_dwell_s=0, min_requests=60, min_impressions=100, min_shadow_overlap=0.0, alpha=0.01,
+                    max_p99_ratio=20.0)
     clock = {"t": 0.0}
     server = HttpServer(running.url, TOKEN)
     ctl = Controller(reg, server, "shop-search", policy=policy, clock=lambda: clock["t"])
@@ -309,7 +311,7 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
         hist = reg.history("shop-search")
         last = hist[-1]
         assert last.action == "rollback" and last.to_version is None and "click-through" in last.reason
-        assert last.evidence["observed"]["candidate"]["impressions"] >= 30
+        assert last.evidence["observed"]["click-through_p"] < 0.01  # always-valid, read at every tick
         assert reg.aliases("shop-search")["production"] == "1"
     finally:
         running.stop()
