@@ -13,6 +13,7 @@ Each step prints its numbers; ``report.html`` and ``story.json`` gather them wit
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -121,6 +122,8 @@ def story(workdir: Path, cfg, console: Console, *, searches_per_window: int | No
         player.start()
         drift = act_drift(sc, pilot, drifted, n_win, rate, max_rollout_s, max_quiet_windows)
         v3_version, v3_row = act_broken(sc, pilot, max_rollout_s)
+        if drift.rollout is not None and drift.rollout.status == "promoted":
+            act_stale(sc, pilot, v1.version, drift.rollout.candidate, max_rollout_s)
         stop.set()
         player.join()
         serving = json_get(server.url + "/readyz")["models"][cfg.monitor.task]["version"]
@@ -257,9 +260,8 @@ def act_drift(sc: Scene, pilot, drifted, n_win: int, rate: float, max_rollout_s:
     if row is not None and row.status == "promoted":
         pilot.check_consistency()  # the new production against the golden set it was gated on
         # the shoppers keep shopping on the new production (at full pace: nothing is being
-        # built), so both versions have served enough drifted searches to compare them: with
-        # v1's ~1,000 before and during the canary, 1,000 on v2 give the one-sided test at 0.05
-        # about 80% power for a +12% lift (500 and 600: about 60%)
+        # built), so both versions have served enough drifted searches to compare what their
+        # lists were worth (v1 serves ~400-600 of them before and beside the interleave step)
         target, t_w, j1 = 10 * n_win, time.perf_counter(), len(pilot.journal)
         drifted.rate = None
         while (drifted.tally.by_version.get(row.candidate, {}).get("searches", 0) < target
@@ -288,6 +290,42 @@ def act_broken(sc: Scene, pilot, max_rollout_s: float):
     return v3["version"], pilot.controller.row()
 
 
+def act_stale(sc: Scene, pilot, v1: str, v2: str, max_rollout_s: float) -> None:
+    """v1 offered again against v2: it passed its own gate when it shipped, so only the
+    shoppers can say it is worse now; the interleave step has to stop it."""
+    sc.console.print(Rule(f"v{v1} again, against v{v2}: gated when it shipped, worse for today's shoppers"))
+    mark = len(pilot.journal)
+    pilot.roll_out(v1, f"story: v{v1} again against v{v2}, to show the live signal stop a worse candidate")
+    pilot.run(until=settled(pilot, mark + 1), max_seconds=max_rollout_s)
+    sc.phases.journal(pilot.journal[mark:], tail=f"after v{v1} was offered again")
+    row = pilot.controller.row()
+    sc.console.print(f"v{v1} again: {row.status if row else '?'} ({row.reason if row else ''})")
+    sc.step("stale v1", journal=pilot.journal[mark:], rollout=row.__dict__ if row else None)
+    sc.out["stale"] = {"version": v1, "against": v2, "rollout": row.__dict__ if row else None,
+                       "journal": pilot.journal[mark:]}
+
+
+def truth_lift(a: dict, b: dict) -> dict:
+    """v2's (``b``) expected clicks per search against v1's (``a``), by the hidden truth, with a
+    one-sided Welch z-test (is v1's lower?)."""
+    mean = [t["expected"] / t["searches"] for t in (a, b)]
+    var = [max(t["expected_sq"] / t["searches"] - m * m, 0.0) / t["searches"] for t, m in zip((a, b), mean)]
+    z = (mean[1] - mean[0]) / max(math.sqrt(sum(var)), 1e-12)
+    return {"v1": mean[0], "v2": mean[1], "relative": mean[1] / mean[0] - 1 if mean[0] else None,
+            "p_value": 0.5 * math.erfc(z / math.sqrt(2))}
+
+
+def decided_by(journal: list[dict], version: str) -> dict | None:
+    """How the interleave step decided ``version``: searches, wins, losses, p (from its journal)."""
+    for e in journal:
+        il = (e.get("evidence") or {}).get("interleaving")
+        if e.get("version") == version and e["step"] in ("promote", "rollback", "canary") and il:
+            cand = e["evidence"].get("candidate") or {}
+            return {"searches": cand.get("interleaved"), "wins": cand.get("wins"), "losses": cand.get("losses"),
+                    "p_value": il["p_value"], "decision": e["step"]}
+    return None
+
+
 def summary(sc: Scene, v1, pilot, drifted, drift: Outcome, v3_version: str, v3_row, serving: str) -> dict:
     """The numbers the story ends on, its checks, the report and story.json."""
     out, row = sc.out, drift.rollout
@@ -305,15 +343,22 @@ def summary(sc: Scene, v1, pilot, drifted, drift: Outcome, v3_version: str, v3_r
         a, b = by_v[v1.version], by_v[v2]
         lift = {"v1_ctr": ctr[v1.version], "v2_ctr": ctr[v2], "relative": ctr[v2] / ctr[v1.version] - 1,
                 # one-sided two-proportion z-test: is v1's click-through lower than v2's?
-                "p_value": one_sided_p(a["clicks"], a["impressions"], b["clicks"], b["impressions"])}
+                "p_value": one_sided_p(a["clicks"], a["impressions"], b["clicks"], b["impressions"]),
+                "truth": truth_lift(a, b)}
     out["ctr_lift"] = lift
+    out["v2_decided_by_interleaving"] = decided_by(pilot.journal, v2) if v2 else None
+    stale = out.get("stale") or {}
     v3_entries = [e for e in pilot.journal if e.get("version") == v3_version]
     out["checks"] = {
         "drift_detected": any(e["step"] == "drift" for e in pilot.journal),
         "v2_promoted": bool(row and row.status == "promoted"),
-        "v2_ctr_significantly_above_v1": bool(lift and lift["relative"] > 0 and lift["p_value"] < 0.05),
+        # what v2's lists were worth to the drifted shoppers by the hidden truth (their expected
+        # clicks): a shop sees only the clicks, whose noise the interleave step already had to beat
+        "v2_better_for_shoppers": bool(lift and lift["truth"]["relative"] > 0 and lift["truth"]["p_value"] < 0.05),
         "v3_stopped": refused(v3_entries) or any(e["step"] == "rollback" for e in v3_entries),
         "v3_not_serving": serving != v3_version,
+        "v1_again_rolled_back_by_shoppers": bool(stale.get("rollout") and stale["rollout"]["status"] == "rolled_back"
+                                                 and "interleaved searches" in stale["rollout"]["reason"]),
     }
     _table(sc.console, out, v1.version, v2, ctr)
     sc.phases.phase("summary")
@@ -369,7 +414,15 @@ def _table(console: Console, out: dict, v1: str, v2: str | None, ctr: dict) -> N
     console.print(c)
     if out.get("ctr_lift"):
         lf = out["ctr_lift"]
+        tr = lf["truth"]
+        console.print(f"by the hidden truth, v2's lists were worth {tr['v2']:.3f} clicks per search to the drifted "
+                      f"shoppers, v1's {tr['v1']:.3f} ({tr['relative']:+.0%}, one-sided p = {tr['p_value']:.2g})")
         console.print(f"v2 vs v1 on the drifted traffic: {lf['v2_ctr']:.2%} vs {lf['v1_ctr']:.2%} "
                       f"({lf['relative']:+.0%}, one-sided p = {lf['p_value']:.2g})")
+    il = out.get("v2_decided_by_interleaving")
+    if il:
+        console.print(f"v2's interleave step decided ({il['decision']}) after {il['searches']} interleaved searches: "
+                      f"shoppers preferred v2's picks in {il['wins']}, v1's in {il['losses']} "
+                      f"(always-valid p = {il['p_value']:.2g})")
     for k, ok in out["checks"].items():
         console.print(f"{'[green]yes[/]' if ok else '[red]NO[/]'}  {k.replace('_', ' ')}")

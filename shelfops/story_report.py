@@ -43,7 +43,7 @@ def plot_rollout(journal: list[dict], t0: float, png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     pts = [(e["t"] - t0, e.get("traffic", 0), e["step"]) for e in journal
-           if e["step"] in ("shadow", "canary", "promote", "rollback")]
+           if e["step"] in ("shadow", "interleave", "canary", "promote", "rollback")]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if pts:
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -53,7 +53,8 @@ def plot_rollout(journal: list[dict], t0: float, png: Path) -> Path:
     ax.set_xlabel("seconds since the autopilot started")
     ax.set_ylabel("candidate's traffic (%)")
     ax.set_ylim(-5, 110)
-    ax.set_title("rollout: shadow -> 5 -> 25 -> 50 -> 100")
+    ax.set_title("rollout: " + " -> ".join(dict.fromkeys(
+        "interleave" if s == "interleave" else f"{y}%" if s in ("canary", "promote") else s for _, y, s in pts)))
     fig.tight_layout()
     fig.savefig(png, dpi=90)
     plt.close(fig)
@@ -88,8 +89,10 @@ def write_report(out: dict, workdir: Path, reports: Path) -> Path:
     timing = "".join(f"<tr><td>{html.escape(r['step'])}</td><td>{r['seconds']:.1f} s</td><td>{r['share']:.1%}</td>"
                      f"<td>{html.escape(r['kind'])}</td></tr>" for r in out.get("timings", []))
     lf = out.get("ctr_lift")
-    lift = (f"v2 vs v1: {lf['v2_ctr']:.2%} vs {lf['v1_ctr']:.2%} ({lf['relative']:+.0%}; one-sided two-proportion "
-            f"z-test p = {lf['p_value']:.2g})") if lf else ""
+    lift = (f"v2 vs v1: {lf['v2_ctr']:.2%} vs {lf['v1_ctr']:.2%} click-through ({lf['relative']:+.0%}; one-sided "
+            f"two-proportion z-test p = {lf['p_value']:.2g}); by the hidden truth, {lf['truth']['v2']:.3f} vs "
+            f"{lf['truth']['v1']:.3f} expected clicks per search ({lf['truth']['relative']:+.0%}, p = "
+            f"{lf['truth']['p_value']:.2g})") if lf else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>shelfops story</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}

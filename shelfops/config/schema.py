@@ -459,6 +459,9 @@ class RolloutConfig(_Strict):
                                       "significantly higher click-through")
     interleave_percent: int = Field(50, ge=1, le=100, description="shoppers (sticky) whose searches are "
                                     "interleaved during the interleave stage")
+    interleave_credit: Literal["unique", "all", "rank"] = Field("unique", description="clicks that credit a "
+                                                                "ranker: on items only one ranker shows (unique), any (all, classic "
+                                                                "team-draft), or the ranker that ranked the clicked item higher (rank)")
     interleave_mde: float = Field(0.05, gt=0, lt=0.5, description="candidate's share of decided interleaved "
                                   "searches above 0.5 that the test finds fastest")
     max_searches: int = Field(20_000, ge=1, description="a comparison that must show a gain stops as "

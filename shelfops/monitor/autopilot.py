@@ -173,7 +173,7 @@ class Autopilot:
         self.fresh = 0
 
     def _take(self, r: dict) -> None:
-        if r["t"] < self.ref_from:
+        if r["t"] < self.ref_from or r.get("interleaved"):  # an interleaved list is not production's answer
             return
         is_search = r.get("kind") == "search"
         if not self._ref_full:
@@ -248,8 +248,9 @@ class Autopilot:
             if d.action == "promote":
                 self.production_since = self.clock()
                 self._restart_reference(self.production_since)  # the new production's traffic
-            return self.note(d.action if d.action != "advance" else "canary", d.reason, version=row.candidate,
-                             stage=str(d.stage), traffic=d.traffic, evidence=_short(d.evidence))
+            step = d.action if d.action != "advance" else ("interleave" if d.stage == "interleave" else "canary")
+            return self.note(step, d.reason, version=row.candidate, stage=str(d.stage), traffic=d.traffic,
+                             evidence=_short(d.evidence))
         every = self.cfg.monitor.consistency_every_s
         if every is not None and (self.last_consistency_at is None or self.clock() - self.last_consistency_at >= every):
             self.check_consistency()
@@ -309,9 +310,13 @@ class Autopilot:
                              version=rel.version, passed=False, release=rel.to_dict())
         self.note("gate", f"v{rel.version} passed every gate check; rolling out", version=rel.version,
                   passed=True, release=rel.to_dict())
-        self.controller.start(rel.version, reason="autopilot retrained on: " + "; ".join(reasons))
-        return self.note("shadow", f"v{rel.version} mirrors production's traffic", version=rel.version,
-                         stage="shadow", traffic=0)
+        return self.roll_out(rel.version, "autopilot retrained on: " + "; ".join(reasons))
+
+    def roll_out(self, version: str, reason: str) -> dict:
+        """Start the rollout of a registered version (it begins in shadow)."""
+        self.controller.start(version, reason=reason)
+        return self.note("shadow", f"v{version} mirrors production's traffic", version=version, stage="shadow",
+                         traffic=0)
 
     def run(self, *, until: Callable[[], bool] | None = None, max_seconds: float | None = None) -> None:
         t0 = self.clock()
@@ -335,4 +340,4 @@ def _drift_numbers(rep: dict) -> dict:
 def _short(ev: dict) -> dict:
     obs = ev.get("observed", ev)
     return {k: obs.get(k) for k in ("candidate", "production", "p99_ratio", "click-through_p", "conversion_p",
-                                    "dwell_s") if k in obs}
+                                    "interleaving", "improvement", "dwell_s") if k in obs}

@@ -28,7 +28,8 @@ async def rollout(body: RolloutIn, state: Served):
         cur = Rollout(body.mode, body.percent, body.version, folder, time.time())
     elif cur is None:
         raise BadRequest("no rollout running: give folder and version to start one", field="folder")
-    new = Rollout(body.mode, body.percent if body.mode != "shadow" else 0, cur.version, cur.folder, cur.started)
+    new = Rollout(body.mode, body.percent if body.mode != "shadow" else 0, cur.version, cur.folder, cur.started,
+                  body.credit)
     old = state.rollouts.get(body.task)
     if old is None or (old.mode, old.percent, old.version) != (new.mode, new.percent, new.version):
         prod = state.host.slots.get(body.task)

@@ -128,7 +128,7 @@ class Controller:
                 live.get("percent", 0) != self._percent(row.stage):
             folder = self.reg.load(self.model, row.candidate)
             self.server.set(task=self.task, mode=want_mode, percent=self._percent(row.stage), folder=str(folder),
-                            version=row.candidate)
+                            version=row.candidate, credit=self.policy.interleave_credit)
 
     def tick(self) -> Decision | None:
         row = self.row()
@@ -160,7 +160,8 @@ class Controller:
                              evidence=evidence, with_move=lambda c: self._save(new, c))
         else:
             new = dataclasses.replace(row, stage=d.stage, stage_started=self.clock(), reason=d.reason)
-            self.server.set(task=self.task, mode=mode_of(d.stage), percent=self._percent(d.stage))
+            self.server.set(task=self.task, mode=mode_of(d.stage), percent=self._percent(d.stage),
+                            credit=self.policy.interleave_credit)
             self.reg.promote(self.model, row.candidate, "canary", reason=d.reason, actor=self.actor,
                              evidence=evidence, with_move=lambda c: self._save(new, c))
         return d

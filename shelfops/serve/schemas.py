@@ -29,6 +29,7 @@ class RolloutIn(_In):
     task: ROLLOUT_TASKS
     mode: Literal["shadow", "interleave", "canary"]
     percent: int = Field(0, ge=0, le=100)  # canary: candidate's share; interleave: share interleaved
+    credit: Literal["unique", "all", "rank"] = "unique"  # interleave: clicks on items one ranker alone shows, or all
     folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     version: Id | None = None
 

@@ -23,12 +23,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
-from shelfops.eval.interleave import TEAMS, tally_change, team_draft
+from shelfops.eval.interleave import TEAMS, by_rank, contested, tally_change, team_draft
 from shelfops.serve.deps import Served
 from shelfops.serve.schemas import ClassifyIn, EventIn, EventsIn, RecommendIn, RerankIn, SearchIn
 from shelfops.serve.state import (
     DEFAULT_RERANK_DEPTH,
     Catalogue,
+    Rollout,
     Slot,
     State,
     candidates,
@@ -99,31 +100,71 @@ async def rerank_rows(state: State, cat: Catalogue, key: str, query: str, rows: 
     return [rows[i] for i in order], [scores[i] for i in order]
 
 
-async def interleave_rows(state: State, cat: Catalogue, query: str, rows: list[int], k: int,
-                          versions: dict[str, str]) -> tuple[list[int], list[float], list[str] | None]:
-    """Production's and the candidate's rankings of the same rows, team-drafted into one list
-    (eval.interleave): rows, each one's score from the ranker that contributed it, and that
-    ranker. A candidate that fails leaves production's list (counted as its error), not interleaved."""
+async def interleave_rows(state: State, cat: Catalogue, body: SearchIn, versions: dict[str, str], exp: Rollout
+                          ) -> tuple[list[int], list[float], tuple[list[str], list[str | None]] | None, str]:
+    """Production's and the candidate's whole pipelines (each retrieves from its release's
+    catalogue with its own fusion weight and depth, then re-ranks with its own model) on the
+    same search, team-drafted into one list (eval.interleave): rows, each one's score from the
+    ranker that contributed it, the rankers that contributed and that clicks credit (None:
+    production's list alone, when the candidate failed, counted as its error, or its rollout
+    ended while this search was under way), and the retriever."""
     p = state.host.get("search")
     try:
-        c = state.host.get("search:candidate")
-    except Exception:
-        p.release()
+        c: Slot | None = state.host.get("search:candidate")
+    except Exception:  # the rollout ended between routing this search and here
+        c = None
+    slots = [s for s in (p, c) if s is not None]
+    ranked, retriever = [], "lexical"
+    try:
+        for s in slots:
+            rows, retriever = await retrieve(state, cat, body, s, depth_for(state, cat, s, body.k), versions)
+            ranked.append(rows)
+    except BaseException:
+        for s in slots:
+            s.release()
         raise
-    pairs = [(query, cat.texts[i]) for i in rows]
-    got = await asyncio.gather(served(state, "search", p, p.batcher.submit_many(pairs)),
-                               served(state, "search", c, c.batcher.submit_many(pairs)), return_exceptions=True)
+    calls = [served(state, "search", s, s.batcher.submit_many([(body.query, cat.texts[i]) for i in rows]))
+             for s, rows in zip(slots, ranked)]
+    got = await asyncio.gather(*calls, return_exceptions=True)
     versions["search"] = p.version
     if isinstance(got[0], BaseException):
         raise got[0]
-    orders = [final_order(np.asarray(g, dtype=float), float(s.meta.get("rerank_blend") or 0.0))
-              for g, s in zip(got, (p, c)) if not isinstance(g, BaseException)]
-    if len(orders) == 1:
-        return [rows[i] for i in orders[0]], [got[0][i] for i in orders[0]], None
-    d = team_draft(orders[0][None, :], orders[1][None, :], min(k, len(rows)), np.random.default_rng())
-    shown = [int(i) for i in d.items[0] if i >= 0]
-    teams = [TEAMS[int(t)] for t in d.teams[0][:len(shown)]]
-    return [rows[i] for i in shown], [float(got[int(t)][i]) for i, t in zip(shown, d.teams[0])], teams
+    lists: list[list[int]] = []
+    by_row: list[dict[int, float]] = []
+    for g, s, rows in zip(got, slots, ranked):
+        if isinstance(g, BaseException):
+            continue
+        order = final_order(np.asarray(g, dtype=float), float(s.meta.get("rerank_blend") or 0.0))
+        lists.append([rows[i] for i in order])
+        by_row.append({rows[i]: float(g[i]) for i in range(len(rows))})
+    if len(lists) == 1:
+        return lists[0], [by_row[0][r] for r in lists[0]], None, retriever
+    shown, teams, credited = draft(lists[0], lists[1], body.k, exp.credit)
+    return shown, [by_row[TEAMS.index(t)][r] for r, t in zip(shown, teams)], (teams, credited), retriever
+
+
+def draft(production: list, candidate: list, k: int, credit: str) -> tuple[list, list[str], list[str | None]]:
+    """One search's (or recommendation's) team-drafted list of at most ``k`` items from two
+    rankings of any ids: the items, which ranker contributed each, and which ranker a click on
+    it credits (None: both rankers show it in their top ``k`` and ``credit`` is "unique")."""
+    ids = list(dict.fromkeys([*production, *candidate]))
+    at = {x: i for i, x in enumerate(ids)}
+    width = max(len(production), len(candidate), 1)
+    pad = np.full((2, width), -1, np.int64)
+    for i, ranking in enumerate((production, candidate)):
+        pad[i, :len(ranking)] = [at[x] for x in ranking]
+    d = team_draft(pad[:1], pad[1:], k, np.random.default_rng())
+    credited = {"unique": contested, "rank": by_rank}[credit](d, pad[:1], pad[1:], k) if credit != "all" else d.teams
+    n = int((d.items[0] >= 0).sum())
+    return ([ids[int(i)] for i in d.items[0][:n]], [TEAMS[int(t)] for t in d.teams[0][:n]],
+            [TEAMS[int(t)] if t >= 0 else None for t in credited[0][:n]])
+
+
+def depth_for(state: State, cat: Catalogue, slot: Slot | None, k: int) -> int:
+    """How deep ``slot`` re-ranks: the server's setting, else the depth its optimize stage chose
+    for the search latency budget (serving.json), else the default; at least ``k``."""
+    chosen = state.settings.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
+    return min(len(cat.ids), max(chosen or DEFAULT_RERANK_DEPTH, k))
 
 
 @router.post("/v1/search")
@@ -133,18 +174,16 @@ async def search(body: SearchIn, state: Served):
         raise Unavailable("no catalogue loaded")
     t0 = time.perf_counter()
     exp = state.interleaving("search", body.session or body.user)
-    key = "search" if exp else state.route_key("search", body.user or body.session)
-    slot = state.host.slots.get(key)
-    # the depth the optimize stage chose for the search latency budget, unless the server was told one
-    depth = min(len(cat.ids), max(state.settings.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
-                                  or DEFAULT_RERANK_DEPTH, body.k))
     versions: dict[str, str] = {}
-    rows, retriever = await retrieve(state, cat, body, slot, depth, versions)
-    t_retrieved = time.perf_counter()
     teams = None
-    if exp:
-        rows, scores, teams = await interleave_rows(state, cat, body.query, rows, body.k, versions)
+    if exp:  # both pipelines, end to end, drafted into one list (timed as one re-rank)
+        t_retrieved = time.perf_counter()
+        rows, scores, teams, retriever = await interleave_rows(state, cat, body, versions, exp)
     else:
+        key = state.route_key("search", body.user or body.session)
+        slot = state.host.slots.get(key)
+        rows, retriever = await retrieve(state, cat, body, slot, depth_for(state, cat, slot, body.k), versions)
+        t_retrieved = time.perf_counter()
         rows, scores = await rerank_rows(state, cat, key, body.query, rows, body.k, versions)
     t_ranked = time.perf_counter()
     rid = uuid.uuid4().hex
@@ -152,19 +191,13 @@ async def search(body: SearchIn, state: Served):
               "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
     info = {"endpoint": "search", "versions": versions, "user": body.user, "session": body.session,
             "items": [it["item_id"] for it in items]}
-    extra = {}
-    if exp and teams is not None:
-        for it, team in zip(items, teams):
-            it["ranker"] = team
-        info["interleave"] = {"key": experiment_key("search", versions["search"], exp.version),
-                              "teams": {it["item_id"]: it["ranker"] for it in items}}
-        extra["interleaving"] = {"production": versions["search"], "candidate": exp.version}
-        await count_quietly(state, info["interleave"]["key"], {"interleaved": 1})
+    extra = await interleaved(state, "search", exp, items, teams, info) if exp and teams else {}
     shared = await state.shared.remember(rid, info)
     version = versions.get("search", versions["retrieval"])
     state.traffic.append({"t": time.time(), "kind": "search", "query": body.query, "version": version,
                           "top_category": items[0]["category"] if items else None,
-                          "top_score": items[0]["score"] if items else None, "results": len(items)})
+                          "top_score": items[0]["score"] if items else None, "results": len(items),
+                          **({"interleaved": True} if extra else {})})
     t_end = time.perf_counter()
     # each stage's wall time, for the client (and bench/serve.py) to read: W3C Server-Timing
     timing = (f"retrieval;dur={(t_retrieved - t0) * 1e3:.2f}, rerank;dur={(t_ranked - t_retrieved) * 1e3:.2f}, "
@@ -210,19 +243,59 @@ async def recommend(body: RecommendIn, state: Served):
         history = await state.shared.history(key)
     except DependencyUnavailable:
         history = []  # the request's own context: none but the shopper's id
-    s = state.route("recommend", key)  # a canary's share of shoppers, sticky by session or user
-    got = await served(state, "recommend", s, s.batcher.submit((history, body.k)))
-    mine = {i for i, _ in got}
-    shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
-           lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
+    exp = state.interleaving("recommend", key)
+    if exp:
+        got, teams, version = await interleave_recommend(state, history, body.k, exp)
+    else:
+        s = state.route("recommend", key)  # a canary's share of shoppers, sticky by session or user
+        got, teams, version = await served(state, "recommend", s, s.batcher.submit((history, body.k))), None, s.version
+        mine = {i for i, _ in got}
+        shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
+               lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
     rid = uuid.uuid4().hex
-    shared = await state.shared.remember(rid, {"endpoint": "recommend", "versions": {"recommend": s.version},
-                                               "user": body.user, "session": body.session,
-                                               "items": [i for i, _ in got]})
-    return JSONResponse({"request_id": rid, "items": [{"item_id": i, "score": sc} for i, sc in got],
-                         "history_length": len(history), "versions": {"recommend": s.version},
-                         **degraded(state, shared)},
-                        headers={"x-shelfops-version": s.version})
+    items = [{"item_id": i, "score": sc} for i, sc in got]
+    info = {"endpoint": "recommend", "versions": {"recommend": version}, "user": body.user,
+            "session": body.session, "items": [i for i, _ in got]}
+    extra = await interleaved(state, "recommend", exp, items, teams, info) if exp and teams else {}
+    shared = await state.shared.remember(rid, info)
+    return JSONResponse({"request_id": rid, "items": items, "history_length": len(history),
+                         "versions": {"recommend": version}, **extra, **degraded(state, shared)},
+                        headers={"x-shelfops-version": version})
+
+
+async def interleave_recommend(state: State, history: list[str], k: int, exp: Rollout
+                               ) -> tuple[list[tuple[str, float]], tuple[list[str], list[str | None]] | None, str]:
+    """Production's and the candidate's recommendations drafted into one list (production's
+    alone when the candidate failed or its rollout ended while this request was under way)."""
+    p = state.host.get("recommend")
+    try:
+        c: Slot | None = state.host.get("recommend:candidate")
+    except Exception:
+        c = None
+    slots = [s for s in (p, c) if s is not None]
+    got = await asyncio.gather(*[served(state, "recommend", s, s.batcher.submit((history, k))) for s in slots],
+                               return_exceptions=True)
+    if isinstance(got[0], BaseException):
+        raise got[0]
+    if len(got) == 1 or isinstance(got[1], BaseException):
+        return got[0], None, p.version
+    ids, teams, credited = draft([i for i, _ in got[0]], [i for i, _ in got[1]], k, exp.credit)
+    score = [dict(g) for g in got]
+    return [(i, float(score[TEAMS.index(t)][i])) for i, t in zip(ids, teams)], (teams, credited), p.version
+
+
+async def interleaved(state: State, task: str, exp, items: list[dict],
+                      teams: tuple[list[str], list[str | None]], info: dict) -> dict:
+    """Mark each shown item with the ranker that contributed it, keep with the served request
+    the ranker a click on each item credits (so a click credits it, on any replica), count the
+    interleaved request; what the response adds."""
+    for it, team in zip(items, teams[0]):
+        it["ranker"] = team
+    production = info["versions"][task]
+    info["interleave"] = {"key": experiment_key(task, production, exp.version),
+                          "teams": {it["item_id"]: t for it, t in zip(items, teams[1]) if t is not None}}
+    await count_quietly(state, info["interleave"]["key"], {"interleaved": 1})
+    return {"interleaving": {"production": production, "candidate": exp.version, "credit": exp.credit}}
 
 
 @router.post("/v1/classify")
@@ -267,7 +340,8 @@ async def record_event(state: State, body: EventIn, served: dict | None, *, want
         state.traffic.append({"t": time.time(), "kind": "click", "item": body.item_id,
                               "search": body.request_id,
                               "category": cat.categories[row] if row is not None else None,
-                              "version": (served or {}).get("versions", {}).get("search")})
+                              "version": (served or {}).get("versions", {}).get("search"),
+                              **({"interleaved": True} if il else {})})
     return n
 
 

@@ -136,6 +136,7 @@ class Rollout:
     version: str
     folder: Path
     started: float
+    credit: str = "unique"  # interleave: which clicks credit a ranker (eval.interleave.contested)
 
 
 def arm_of(task: str, who: str, percent: int) -> bool:

@@ -29,14 +29,19 @@ class Tally:
     errors: int = 0
     by_version: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, version: str, impressions: int, clicks: int) -> None:
+    def add(self, version: str, impressions: int, clicks: int, expected: float = 0.0) -> None:
+        """One search: what it showed, what was clicked, and the clicks the hidden truth expected
+        of its list (the sum of its items' click probabilities: what the list was worth)."""
         self.searches += 1
         self.impressions += impressions
         self.clicks += clicks
-        v = self.by_version.setdefault(version, {"searches": 0, "impressions": 0, "clicks": 0})
+        v = self.by_version.setdefault(version, {"searches": 0, "impressions": 0, "clicks": 0, "expected": 0.0,
+                                                 "expected_sq": 0.0})
         v["searches"] += 1
         v["impressions"] += impressions
         v["clicks"] += clicks
+        v["expected"] += expected
+        v["expected_sq"] += expected * expected
 
     def ctr(self, version: str | None = None) -> float | None:
         v = self.by_version.get(version, {}) if version else {"impressions": self.impressions,
@@ -46,7 +51,8 @@ class Tally:
     def to_dict(self) -> dict:
         return {"searches": self.searches, "impressions": self.impressions, "clicks": self.clicks,
                 "errors": self.errors, "ctr": self.ctr(),
-                "by_version": {k: {**v, "ctr": v["clicks"] / v["impressions"] if v["impressions"] else None}
+                "by_version": {k: {**v, "ctr": v["clicks"] / v["impressions"] if v["impressions"] else None,
+                                   "expected_per_search": v["expected"] / v["searches"] if v["searches"] else None}
                                for k, v in sorted(self.by_version.items())}}
 
 
@@ -85,7 +91,9 @@ class Replay:
         user = self.truth.sample_user(rng, self.day)
         query = self.query_for(rng, user)
         try:
-            r = c.post("/v1/search", json={"query": query, "k": self.k, "user": user})
+            # each replayed search is a shopping session of its own (what interleaving is sticky by)
+            session = f"{user}-{rng.integers(1 << 62):x}"
+            r = c.post("/v1/search", json={"query": query, "k": self.k, "user": user, "session": session})
             r.raise_for_status()
             got = r.json()
         except Exception:
@@ -93,8 +101,11 @@ class Replay:
                 self.tally.errors += 1
             return {"error": True}
         ids = [it["item_id"] for it in got["items"]]
-        version = got["versions"].get("search") or got["versions"].get("retrieval", "?")
+        # an interleaved list is both versions': tallied apart, so each version's CTR is its own
+        version = ("interleaved" if got.get("interleaving") else
+                   got["versions"].get("search") or got["versions"].get("retrieval", "?"))
         clicked: list[str] = []
+        p = np.zeros(0)
         if ids:
             p = self.truth.click_probability(user, query, ids, np.arange(1, len(ids) + 1), self.day)
             clicked = [i for i, hit in zip(ids, rng.random(len(ids)) < p) if hit]
@@ -108,7 +119,7 @@ class Replay:
                     self.tally.errors += 1
                 return {"error": True}
         with self._lock:
-            self.tally.add(version, len(ids), len(clicked))
+            self.tally.add(version, len(ids), len(clicked), float(p.sum()))
         return {"user": user, "query": query, "version": version, "shown": len(ids), "clicks": len(clicked)}
 
     def run(self, searches: int | None = None, *, seconds: float | None = None, concurrency: int = 4,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of
-from shelfops.eval.interleave import credit, team_draft
+from shelfops.eval.interleave import by_rank, contested, credit, team_draft
 from shelfops.serve.rollout import Observed, Policy, decide
 
 
@@ -132,7 +132,8 @@ def simulate(pop: Searches, policy: Policy, production_sigma: float, candidate_s
         ids = np.flatnonzero(live)
         which = rng.integers(0, len(pop.attract), (len(ids), look_every))
         if stages[0] == "interleave" and all(stages[at[i]] == "interleave" for i in ids):
-            _interleaved(pop, which, production_sigma, candidate_sigma, rng, [cand[i] for i in ids], agreement)
+            _interleaved(pop, which, production_sigma, candidate_sigma, rng, [cand[i] for i in ids], agreement,
+                         policy.interleave_credit)
         else:
             share = np.asarray([stages[at[i]] for i in ids], float) / 100
             _split(pop, which, share, production_sigma, candidate_sigma, rng,
@@ -188,7 +189,7 @@ def _split(pop, which, share, ps, cs, rng, cand: list[_Arm], prod: list[_Arm]) -
         prod[r].clicks += int(clicks[r][~to_cand[r]].sum())
 
 
-def _interleaved(pop, which, ps, cs, rng, cand: list[_Arm], agreement: float) -> None:
+def _interleaved(pop, which, ps, cs, rng, cand: list[_Arm], agreement: float, credit_mode: str) -> None:
     """Interleaving: every search shows both rankers' team-drafted list; their noise is
     correlated by ``agreement`` (a retrained model makes many of its predecessor's mistakes)."""
     n, b = which.shape
@@ -199,7 +200,9 @@ def _interleaved(pop, which, ps, cs, rng, cand: list[_Arm], agreement: float) ->
     a = ranked(pop, flat, np.full(len(flat), ps), rng, e_p)
     c = ranked(pop, flat, np.full(len(flat), cs), rng, e_c)
     d = team_draft(a, c, a.shape[1], rng)
-    won, lost = credit(d.teams, _clicks(pop, flat, d.items, rng))
+    teams = {"unique": lambda: contested(d, a, c, a.shape[1]), "rank": lambda: by_rank(d, a, c, a.shape[1]),
+             "all": lambda: d.teams}[credit_mode]()
+    won, lost = credit(teams, _clicks(pop, flat, d.items, rng))
     won, lost = won.reshape(n, b), lost.reshape(n, b)
     for r in range(n):
         cand[r].requests += b

@@ -45,13 +45,13 @@ def admin(c: httpx.Client, path: str, body: dict) -> dict:
 def test_clicks_credit_the_ranker_that_contributed_the_item_across_replicas(replicas, models):
     a, b = (httpx.Client(base_url=r.url, timeout=60) for r in replicas)
     for c in (a, b):
-        admin(c, "/admin/rollout", {"task": "search", "mode": "interleave", "percent": 100,
+        admin(c, "/admin/rollout", {"task": "search", "mode": "interleave", "percent": 100, "credit": "all",
                                     "folder": str(models / "search-b"), "version": "2"})
     user = f"u-{uuid.uuid4().hex}"
     served = [a.post("/v1/search", json={"query": q, "k": 6, "user": user}).json()
               for q in ("red running shoes", "shoes", "blue shirt", "cotton shirt", "running")]
     for s in served:
-        assert s["interleaving"] == {"production": "1", "candidate": "2"}
+        assert s["interleaving"] == {"production": "1", "candidate": "2", "credit": "all"}
         assert s["versions"]["search"] == "1" and len({it["item_id"] for it in s["items"]}) == len(s["items"])
         assert {it["ranker"] for it in s["items"]} <= {"production", "candidate"}
     # anonymous searches are not interleaved (the assignment is sticky by session or user)
@@ -126,3 +126,63 @@ def test_the_controller_decides_the_interleave_step_by_what_shoppers_prefer(repl
     assert c.get("/v1/rollout").json() == {}
     if outcome == "promoted":  # undo, for the next case: production back to v1 on the server
         admin(c, "/admin/reload", {"task": "search", "folder": str(models / "search"), "version": "1"})
+
+
+def test_recommendations_interleave_too(models, small_shop):
+    """/v1/recommend in an interleave step: one list from both recommenders, clicks credited."""
+    running = start_in_thread(create_app(ServeSettings(models={"recommend": (models / "recommend", "1")},
+                                                       data_dir=small_shop, admin_token=TOKEN)))
+    try:
+        c = httpx.Client(base_url=running.url, timeout=60)
+        for credit, won in (("unique", 0), ("all", 1)):
+            admin(c, "/admin/rollout", {"task": "recommend", "mode": "interleave", "percent": 100, "credit": credit,
+                                        "folder": str(models / "recommend"), "version": "2"})
+            r = c.post("/v1/recommend", json={"session": "s-1", "k": 6}).json()
+            assert r["interleaving"] == {"production": "1", "candidate": "2", "credit": credit}
+            assert len(r["items"]) == 6 and {it["ranker"] for it in r["items"]} == {"production", "candidate"}
+            mine = next(it for it in r["items"] if it["ranker"] == "candidate")
+            assert c.post("/v1/events", json={"type": "click", "item_id": mine["item_id"],
+                                              "request_id": r["request_id"]}).status_code == 200
+            cand = c.get("/v1/rollout").json()["recommend"]["observed"]["candidate"]
+            # the same model on both sides: every item is one both would show, which "unique" never credits
+            assert (cand["interleaved"], cand["wins"], cand["losses"]) == (1, won, 0), credit
+            admin(c, "/admin/rollout/end", {"task": "recommend", "promote": False})
+    finally:
+        running.stop()
+
+
+def test_an_interleave_step_ending_under_load_fails_no_search(replicas, models):
+    """Searches in flight when the rollout ends (its candidate dropped) answer with production's
+    list: the demo once met a 500 there."""
+    import threading
+    import time
+
+    a = httpx.Client(base_url=replicas[0].url, timeout=60)
+    stop, codes = threading.Event(), []
+
+    def shoppers(n: int) -> None:
+        c = httpx.Client(base_url=replicas[0].url, timeout=60)
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                codes.append(c.post("/v1/search", json={"query": "shoes", "k": 6, "user": f"load-{n}-{i}"}).status_code)
+            except httpx.HTTPError as e:  # a dropped connection is a failure too, not a hang
+                codes.append(type(e).__name__)
+
+    threads = [threading.Thread(target=shoppers, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(6):
+            admin(a, "/admin/rollout", {"task": "search", "mode": "interleave", "percent": 100,
+                                        "folder": str(models / "search-b"), "version": "2"})
+            seen, deadline = len(codes), time.monotonic() + 60
+            while len(codes) < seen + 8 and time.monotonic() < deadline:  # some interleaved, some in flight
+                time.sleep(0.01)
+            admin(a, "/admin/rollout/end", {"task": "search", "promote": False})
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert codes and set(codes) == {200}, sorted(set(map(str, codes)))

@@ -134,6 +134,16 @@ def test_dashboard_shows_versions_rollout_and_live_traffic(live, truth, models):
         expect(img).to_have_attribute("src", "/dashboard/files/drift.png")
         page.wait_for_function("document.querySelector('#chart-list img').naturalWidth > 0", timeout=10_000)
         page.screenshot(path=str(live.reports / "dashboard-screenshot.png"), full_page=True)
+        # the same candidate interleaved instead: the dashboard shows its wins, losses and ties
+        admin.post("/admin/rollout", json={"task": "search", "mode": "interleave", "percent": 100,
+                                           "credit": "all"}).raise_for_status()
+        Replay(truth, live.url, day=2, seed=4).run(60, concurrency=4)
+        page.reload()
+        expect(page.locator("#rollout-now")).to_contain_text("in interleave for 100% of shoppers")
+        expect(page.locator("#rollout-now .interleave")).to_contain_text("60 interleaved searches")
+        line = page.locator("#rollout-now .interleave").inner_text()
+        won, lost, tied = (int(x.split()[0]) for x in line.split(": ")[1].split(", "))
+        assert won + lost + tied == 60 and won + lost > 0, line
         browser.close()
     admin.post("/admin/rollout/end", json={"task": "search", "promote": False}).raise_for_status()
     assert httpx.get(live.url + "/dashboard/files/..%2Fsecrets.png").status_code == 404

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shelfops.eval.interleave import CANDIDATE, PRODUCTION, credit, outcome, tally_change, team_draft
+from shelfops.eval.interleave import (
+    CANDIDATE,
+    PRODUCTION,
+    by_rank,
+    contested,
+    credit,
+    outcome,
+    tally_change,
+    team_draft,
+)
 
 
 def rankings(n: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -68,3 +77,36 @@ def test_two_equal_rankers_split_the_wins(same):
     c, p = credit(d.teams, clicks)
     wins, losses = int((c > p).sum()), int((p > c).sum())
     assert abs(wins - losses) < 4 * np.sqrt(wins + losses)
+
+
+def test_unique_credit_ignores_items_both_rankers_would_show():
+    rng = np.random.default_rng(4)
+    a = np.array([[0, 1, 2, 3, 4, 5]])
+    b = np.array([[1, 0, 6, 7, 2, 8]])  # shares 0, 1, 2 with a's top 6
+    d = team_draft(a, b, 6, rng)
+    teams = contested(d, a, b, 6)
+    for item, team, kept in zip(d.items[0], d.teams[0], teams[0]):
+        assert kept == (-1 if item in (0, 1, 2) else team)
+    c, p = credit(teams, np.ones((1, 6), bool))  # every item clicked: only the unshared count
+    assert int(c[0]) == sum(1 for i in d.items[0] if i in (6, 7, 8))
+    assert int(p[0]) == sum(1 for i in d.items[0] if i in (3, 4, 5))
+
+
+def test_the_servers_draft_of_item_ids_marks_what_a_click_credits():
+    from shelfops.serve.shop_api import draft
+
+    ids, teams, credited = draft(["a", "b", "c", "d"], ["b", "x", "a", "y"], 4, "unique")
+    assert len(ids) == len(set(ids)) == 4 and set(teams) == {"production", "candidate"}
+    assert all(cr is None if i in ("a", "b") else cr == t for i, t, cr in zip(ids, teams, credited))
+    _, teams, credited = draft(["a", "b", "c", "d"], ["b", "x", "a", "y"], 4, "all")
+    assert credited == teams
+
+
+def test_rank_credit_goes_to_the_ranker_that_ranked_the_clicked_item_higher():
+    rng = np.random.default_rng(5)
+    a = np.array([[0, 1, 2, 3]])
+    b = np.array([[1, 0, 2, 9]])  # 0 and 1 swapped, 2 alike, 3 vs 9 each one side's
+    d = team_draft(a, b, 4, rng)
+    teams = by_rank(d, a, b, 4)
+    want = {0: PRODUCTION, 1: CANDIDATE, 2: -1, 3: PRODUCTION, 9: CANDIDATE}
+    assert [want[int(i)] for i in d.items[0]] == teams[0].tolist()
