@@ -49,7 +49,7 @@ def release_rows(label: str, release: dict, seconds: float) -> list[dict]:
 
 
 def _rollout_label(stage) -> str:
-    return f"rollout: {stage}" + ("" if stage == "shadow" else "%") + " step"
+    return f"rollout: {stage}" + ("" if stage in ("shadow", "interleave") else "%") + " step"
 
 
 def journal_rows(entries: Iterable[dict], start: float, end: float, tail: str) -> list[dict]:
@@ -66,7 +66,7 @@ def journal_rows(entries: Iterable[dict], start: float, end: float, tail: str) -
         elif step == "shadow":
             rows.append({"step": "rollout: start", "seconds": dt, "kind": "build"})
             stage = "shadow"
-        elif step in ("canary", "promote", "rollback"):
+        elif step in ("canary", "interleave", "promote", "rollback"):
             rows.append({"step": _rollout_label(stage if stage is not None else e.get("stage")), "seconds": dt,
                          "kind": "traffic"})
             stage = e.get("stage")

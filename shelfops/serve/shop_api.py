@@ -123,7 +123,10 @@ async def interleave_rows(state: State, cat: Catalogue, body: SearchIn, versions
         for s in slots:
             s.release()
         raise
-    calls = [served(state, "search", s, s.batcher.submit_many([(body.query, cat.texts[i]) for i in rows]))
+    # both rankers' calls counted apart (search:interleave): they run side by side, so their
+    # latencies are compared with each other, not with production's calls that ran alone
+    calls = [served(state, "search:interleave", s,
+                    s.batcher.submit_many([(body.query, cat.texts[i]) for i in rows]))
              for s, rows in zip(slots, ranked)]
     got = await asyncio.gather(*calls, return_exceptions=True)
     versions["search"] = p.version
@@ -273,7 +276,8 @@ async def interleave_recommend(state: State, history: list[str], k: int, exp: Ro
     except Exception:
         c = None
     slots = [s for s in (p, c) if s is not None]
-    got = await asyncio.gather(*[served(state, "recommend", s, s.batcher.submit((history, k))) for s in slots],
+    got = await asyncio.gather(*[served(state, "recommend:interleave", s, s.batcher.submit((history, k)))
+                                 for s in slots],
                                return_exceptions=True)
     if isinstance(got[0], BaseException):
         raise got[0]

@@ -175,8 +175,9 @@ class State:
     def reset_window(self, task: str, versions: list[str]) -> None:
         """A rollout step starts: its numbers are counted afresh (Prometheus counters keep totals)."""
         for v in versions:
-            self.arms.pop((task, v), None)
-            self.metrics.online.pop((task, v), None)
+            for arms in (task, f"{task}:interleave"):
+                self.arms.pop((arms, v), None)
+                self.metrics.online.pop((arms, v), None)
 
     def observed(self, task: str, version: str) -> dict:
         a = self.arm(task, version)
@@ -221,7 +222,8 @@ async def rollouts_now(state: State) -> dict:
     out = {}
     for task, r in state.rollouts.items():
         prod = state.host.slots.get(task)
-        cand = state.observed(task, r.version)
+        arms = f"{task}:interleave" if r.mode == "interleave" else task  # (serve.shop_api.interleave_rows)
+        cand = state.observed(arms, r.version)
         if r.mode == "interleave" and prod is not None:
             try:
                 counts = await state.shared.counts(experiment_key(task, prod.version, r.version))
@@ -231,7 +233,7 @@ async def rollouts_now(state: State) -> dict:
         out[task] = {"mode": r.mode, "percent": r.percent, "candidate": r.version,
                      "production": prod.version if prod else None, "seconds": round(time.time() - r.started, 1),
                      "observed": {"candidate": cand,
-                                  "production": state.observed(task, prod.version) if prod else None}}
+                                  "production": state.observed(arms, prod.version) if prod else None}}
     return out
 
 
