@@ -77,6 +77,41 @@ def pg_url():
     admin.dispose()
 
 
+REDIS = os.environ.get("SHELFOPS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The local Redis (CI starts one: .ci/run; a developer machine runs it); fails loudly if down."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS).ping()
+    except redis.RedisError as e:
+        pytest.fail(f"Redis at {REDIS} does not answer: {e}")
+    return REDIS
+
+
+def two_search_versions(models: Path, home: Path, name: str = "shop-search", ops_url: str | None = None):
+    """A registry with the tiny search models as v1 (production) and v2, both with a passing
+    gate report (gating itself is tested elsewhere): where rollout tests start."""
+    import json
+
+    from shelfops.registry.registry import Registry
+
+    reg = Registry(home=home / "home", ops_url=ops_url)
+    reg.register(models / "search", name)
+    reg.register(models / "search-b", name)
+    gate = home / "gate"
+    gate.mkdir()
+    (gate / "gate.json").write_text(json.dumps({"passed": True, "failed": []}))
+    (gate / "gate.html").write_text("<html></html>")
+    for v in ("1", "2"):
+        reg.attach_gate(name, v, gate)
+    reg.promote(name, "1", "production", reason="v1")
+    return reg
+
+
 def make_stage_folder(path: Path, *, stage: str = "train", task: str = "search", payload: bytes = b"w" * 64,
                       metrics: dict | None = None) -> Path:
     """A real artifact folder written by shelfops' own stage writer (manifest last)."""

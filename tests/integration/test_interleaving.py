@@ -5,7 +5,6 @@ do not, by the interleave step's always-valid test (issue 22)."""
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 
@@ -16,20 +15,13 @@ from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
 
 pytestmark = pytest.mark.slow
-REDIS = "redis://127.0.0.1:6379/0"
 TOKEN = "interleave-token"
 
 
 @pytest.fixture(scope="module")
-def replicas(models, small_shop):
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS).ping()
-    except redis.RedisError as e:  # CI starts Redis (.ci/run); a developer machine runs it
-        pytest.fail(f"Redis at {REDIS} does not answer: {e}")
+def replicas(models, small_shop, redis_url):
     settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop, rerank_depth=10,
-                             state_url=REDIS, admin_token=TOKEN, retriever="lexical")
+                             state_url=redis_url, admin_token=TOKEN, retriever="lexical")
     a, b = start_in_thread(create_app(settings)), start_in_thread(create_app(settings))
     yield a, b
     a.stop()
@@ -81,20 +73,12 @@ def test_clicks_credit_the_ranker_that_contributed_the_item_across_replicas(repl
 @pytest.mark.parametrize("prefer,outcome", [("candidate", "promoted"), ("production", "rolled_back")])
 def test_the_controller_decides_the_interleave_step_by_what_shoppers_prefer(replicas, models, tmp_path, prefer,
                                                                            outcome):
-    from shelfops.registry.registry import Registry
+    from conftest import two_search_versions
+
     from shelfops.serve.controller import Controller, HttpServer
     from shelfops.serve.rollout import Policy
 
-    reg = Registry(home=tmp_path / "home")
-    reg.register(models / "search", "shop-search")
-    reg.register(models / "search-b", "shop-search")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    (gate / "gate.json").write_text(json.dumps({"passed": True, "failed": []}))  # gating is tested elsewhere
-    (gate / "gate.html").write_text("<html></html>")
-    for v in ("1", "2"):
-        reg.attach_gate("shop-search", v, gate)
-    reg.promote("shop-search", "1", "production", reason="v1")
+    reg = two_search_versions(models, tmp_path)
     url = replicas[0].url
     policy = Policy(min_dwell_s=0, min_requests=10, min_shadow_overlap=0.0, max_p99_ratio=50.0, alpha=0.05,
                     stages=("shadow", "interleave", 100), interleave_percent=100, max_searches=2000)

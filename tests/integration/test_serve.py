@@ -254,24 +254,15 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     after the first step, as after a crash) rolls it back, and the history says why. The
     rollout state and the history live in the operational store: SQLite by default, and the
     local PostgreSQL as a scaled-out deployment runs it."""
-    import json as _json
     import random
 
-    from shelfops.registry.registry import Registry
+    from conftest import two_search_versions
+
     from shelfops.serve.controller import Controller, HttpServer
     from shelfops.serve.rollout import Policy
 
-    reg = Registry(home=tmp_path / "home",
-                   ops_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)
-    reg.register(models / "search", "shop-search")
-    reg.register(models / "search-b", "shop-search")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    (gate / "gate.json").write_text(_json.dumps({"passed": True, "failed": []}))  # gating is tested elsewhere
-    (gate / "gate.html").write_text("<html></html>")
-    for v in ("1", "2"):
-        reg.attach_gate("shop-search", v, gate)
-    reg.promote("shop-search", "1", "production", reason="v1")
+    reg = two_search_versions(models, tmp_path,
+                              ops_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)
     settings = ServeSettings(models={"search": (reg.load("shop-search", "1"), "1")}, data_dir=small_shop,
                              admin_token=TOKEN, rerank_depth=10)
     running = start_in_thread(create_app(settings))
