@@ -28,7 +28,7 @@ import numpy as np
 
 from shelfops.config.load import load_config
 from shelfops.data.synthetic_truth import ShopTruth
-from shelfops.eval.interleave import by_rank, contested, credit, team_draft
+from shelfops.eval.interleave import CREDIT_RULES, credit, credited, team_draft
 from shelfops.registry.registry import Registry
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
@@ -88,7 +88,7 @@ def main() -> int:
         return truth.click_probability(user, q, ids, np.arange(1, len(ids) + 1), day) if ids else np.zeros(0)
 
     expected = np.array([[p_click(u, q, lst).sum() for lst in lists] for u, q, lists in searches])
-    stat: dict[str, list[float]] = {"all": [], "unique": [], "rank": [], "ab_production": [], "ab_candidate": []}
+    stat: dict[str, list[float]] = {**{m: [] for m in CREDIT_RULES}, "ab_production": [], "ab_candidate": []}
     for _ in range(a.draws):
         for user, q, (pa, pb) in searches:
             ids = list(dict.fromkeys(pa + pb))
@@ -97,9 +97,8 @@ def main() -> int:
             d = team_draft(rank[0], rank[1], 10, rng)
             shown = [ids[i] for i in d.items[0] if i >= 0]
             clicked = rng.random(len(shown)) < p_click(user, q, shown)
-            for mode, teams in (("all", d.teams), ("unique", contested(d, rank[0], rank[1], 10)),
-                                ("rank", by_rank(d, rank[0], rank[1], 10))):
-                c, p = credit(teams[:, :len(shown)], clicked[None, :])
+            for mode in CREDIT_RULES:
+                c, p = credit(credited(d, rank[0], rank[1], 10, mode)[:, :len(shown)], clicked[None, :])
                 stat[mode].append(float(np.sign(int(c[0]) - int(p[0]))))
             for key, lst in (("ab_production", pa), ("ab_candidate", pb)):
                 stat[key].append(float((rng.random(len(lst)) < p_click(user, q, lst)).sum()))
@@ -111,7 +110,7 @@ def main() -> int:
                                 + np.array([-1.96, 1.96]) * (expected[:, 1] - expected[:, 0]).std() / np.sqrt(a.searches)],
            "identical_lists": float(np.mean([x == y for _, _, (x, y) in searches])),
            "methods": {}}
-    for mode in ("all", "unique", "rank"):
+    for mode in CREDIT_RULES:
         x = np.asarray(stat[mode])
         eff = float(x.mean() / x.std())
         out["methods"][f"interleaving ({mode})"] = {"win_share": float((x > 0).sum() / max(1, (x != 0).sum())),

@@ -116,3 +116,18 @@ def by_rank(draft: Draft, production: np.ndarray, candidate: np.ndarray, k: int)
 
     rp, rc = rank_in(p), rank_in(c)
     return np.where(draft.items < 0, -1, np.where(rc < rp, CANDIDATE, np.where(rp < rc, PRODUCTION, -1))).astype(np.int8)
+
+
+CREDIT_RULES = ("unique", "all", "rank")
+
+
+def credited(draft: Draft, production: np.ndarray, candidate: np.ndarray, k: int, rule: str) -> np.ndarray:
+    """The team each shown item's click credits under ``rule``: "all" (classic team-draft: the
+    team that picked it), "unique" (:func:`contested`) or "rank" (:func:`by_rank`); -1: none."""
+    if rule == "all":
+        return draft.teams
+    if rule == "unique":
+        return contested(draft, production, candidate, k)
+    if rule == "rank":
+        return by_rank(draft, production, candidate, k)
+    raise ValueError(f"credit rule must be one of {CREDIT_RULES}, not {rule!r}")

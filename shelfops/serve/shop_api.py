@@ -23,7 +23,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
-from shelfops.eval.interleave import TEAMS, by_rank, contested, tally_change, team_draft
+from shelfops.eval.interleave import TEAMS, credited, tally_change, team_draft
 from shelfops.serve.deps import Served
 from shelfops.serve.schemas import ClassifyIn, EventIn, EventsIn, RecommendIn, RerankIn, SearchIn
 from shelfops.serve.state import (
@@ -157,10 +157,10 @@ def draft(production: list, candidate: list, k: int, credit: str) -> tuple[list,
     for i, ranking in enumerate((production, candidate)):
         pad[i, :len(ranking)] = [at[x] for x in ranking]
     d = team_draft(pad[:1], pad[1:], k, np.random.default_rng())
-    credited = {"unique": contested, "rank": by_rank}[credit](d, pad[:1], pad[1:], k) if credit != "all" else d.teams
+    credit_to = credited(d, pad[:1], pad[1:], k, credit)
     n = int((d.items[0] >= 0).sum())
     return ([ids[int(i)] for i in d.items[0][:n]], [TEAMS[int(t)] for t in d.teams[0][:n]],
-            [TEAMS[int(t)] if t >= 0 else None for t in credited[0][:n]])
+            [TEAMS[int(t)] if t >= 0 else None for t in credit_to[0][:n]])
 
 
 def depth_for(state: State, cat: Catalogue, slot: Slot | None, k: int) -> int:

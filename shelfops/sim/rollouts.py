@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of
-from shelfops.eval.interleave import by_rank, contested, credit, team_draft
+from shelfops.eval.interleave import credit, credited, team_draft
 from shelfops.serve.rollout import Observed, Policy, decide
 
 
@@ -200,9 +200,7 @@ def _interleaved(pop, which, ps, cs, rng, cand: list[_Arm], agreement: float, cr
     a = ranked(pop, flat, np.full(len(flat), ps), rng, e_p)
     c = ranked(pop, flat, np.full(len(flat), cs), rng, e_c)
     d = team_draft(a, c, a.shape[1], rng)
-    teams = {"unique": lambda: contested(d, a, c, a.shape[1]), "rank": lambda: by_rank(d, a, c, a.shape[1]),
-             "all": lambda: d.teams}[credit_mode]()
-    won, lost = credit(teams, _clicks(pop, flat, d.items, rng))
+    won, lost = credit(credited(d, a, c, a.shape[1], credit_mode), _clicks(pop, flat, d.items, rng))
     won, lost = won.reshape(n, b), lost.reshape(n, b)
     for r in range(n):
         cand[r].requests += b
