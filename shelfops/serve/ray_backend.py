@@ -1,8 +1,15 @@
-"""`shelfops serve --backend ray`: the same FastAPI app, run as a Ray Serve deployment.
+"""`shelfops serve --backend ray`: the same FastAPI app, run as Ray Serve deployments.
 
-* Each replica builds the app itself (``serve.ingress`` with a builder, evaluated on the
-  replica), loads the models from the registry or the folders given, and follows the
-  registry's aliases as the one-process server does (hot swap, canary, shadow).
+* Two deployments. ``replica`` (autoscaled) holds the models: each replica builds the app
+  itself, loads the models from the registry or the folders given, and follows the registry's
+  aliases as the one-process server does (hot swap, canary, shadow). ``gateway`` is what Ray's
+  HTTP proxy calls: it holds no model, passes every request through the doors (body limits,
+  strict JSON, the rate limit: one bucket per client for the whole deployment rather than
+  per replica) and relays it as plain data (``serve.relay.Call``) to a replica over a
+  deployment handle. When a replica dies with requests in flight, the gateway sends the ones
+  that may be sent twice (reads, search, recommend, classify, rerank) to a live replica and
+  answers the others with a 503 in the shelfops envelope; behind Ray's proxy alone each of
+  them was Ray's plain-text 500.
 * Model calls are batched with ``@serve.batch``, sized by the optimize stage's tuning of the
   variant (its ``max_batch`` and ``max_wait_ms``): :class:`ServeBatcher`.
 * Replicas autoscale on ongoing requests (``min_replicas`` .. ``max_replicas``).
@@ -20,10 +27,14 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
+from shelfops.config.schema import LimitsConfig
 from shelfops.errors import Unavailable
+from shelfops.serve import relay
 from shelfops.serve.app import create_app
+from shelfops.serve.doors import Doors
 from shelfops.serve.spec import ReplicaSpec
 
 
@@ -93,22 +104,101 @@ class ServeBatcher:
         self._pool.shutdown(wait=True)
 
 
+class Replica:
+    """A model replica: the whole app (models, sessions, the registry watcher), answering the
+    gateway's relayed requests in process."""
+
+    async def __init__(self, spec: ReplicaSpec) -> None:
+        # the gateway applies the rate limit, once for the deployment; a replica seeing only
+        # its share of a client's requests must not refuse them again with its own bucket
+        spec = replace(spec, limits={**spec.limits, "rate_per_second": None})
+        self.app = create_app(spec.settings(batching="ray"))
+        self._life = self.app.router.lifespan_context(self.app)
+        await self._life.__aenter__()  # the models are loaded before Ray routes anything here
+
+    async def handle(self, call: relay.Call) -> relay.Reply:
+        return await relay.answer(self.app, call)
+
+    async def check_health(self) -> None:
+        if not self.app.state.shelfops.ready:
+            raise Unavailable("replica not ready")
+
+    async def __del__(self) -> None:  # Ray Serve awaits it on a graceful stop
+        await self._life.__aexit__(None, None, None)
+
+
+class Gateway:
+    """What Ray's HTTP proxy calls: the doors, then a replica through the deployment handle;
+    a request lost with its replica is sent again (when it may be) or answered with a 503."""
+
+    def __init__(self, replica: Any, limits: dict, retry_seconds: float = 10.0) -> None:
+        self.replica, self.retry_seconds = replica, retry_seconds
+        self.front = Doors(self._forward, LimitsConfig(**limits))
+        self.replayed = self.lost = 0
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import Response  # the proxy hands us a starlette Request
+
+        reply = await relay.collect(self.front, request.scope, request.receive)
+        response = Response(reply.body, status_code=reply.status)
+        response.raw_headers = reply.headers
+        return response
+
+    async def _forward(self, scope: dict, receive: Callable, send: Callable) -> None:
+        chunks = []
+        while True:  # the doors replay the body they checked; a GET has an empty one
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                break
+        client = scope.get("client")
+        call = relay.Call(scope["method"], scope["path"], scope.get("query_string", b""),
+                          tuple((bytes(k), bytes(v)) for k, v in scope.get("headers", [])), b"".join(chunks),
+                          (str(client[0]), int(client[1])) if client else None)
+        reply = await self.relay(call)
+        await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def relay(self, call: relay.Call) -> relay.Reply:
+        from ray.exceptions import RayActorError  # ray is optional: only this backend needs it
+
+        try:
+            return await self.replica.handle.remote(call)
+        except RayActorError:  # the replica died (or became unreachable) with the request on it
+            self.lost += 1
+        if not relay.replayable(call):
+            return relay.unavailable(f"the replica handling {call.method} {call.path} stopped before it answered; "
+                                     "the request may have been stored: check before sending it again")
+        try:
+            self.replayed += 1
+            reply = await asyncio.wait_for(self._ask(call), self.retry_seconds)
+            reply.headers.append((b"x-shelfops-replayed", b"1"))  # said, so a client or a test can count them
+            return reply
+        except (RayActorError, TimeoutError):
+            return relay.unavailable(f"no replica answered {call.method} {call.path} within "
+                                     f"{self.retry_seconds:g} s of losing the first", retry_after_s=5)
+
+    async def _ask(self, call: relay.Call) -> relay.Reply:
+        return await self.replica.handle.remote(call)
+
+
 def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int = 2,
-                target_ongoing_requests: int = 16, num_cpus: float = 1.0):
-    """The Ray Serve application: one autoscaled deployment whose replicas each run the app."""
-    from ray import serve
+                target_ongoing_requests: int = 16, num_cpus: float = 1.0, gateway_cpus: float = 0.1):
+    """The Ray Serve application: the gateway in front of one autoscaled deployment of replicas."""
+    from ray import serve  # ray is optional: only this backend needs it
 
-    def build():
-        return create_app(spec.settings(batching="ray"))
-
-    deployment = serve.deployment(
-        serve.ingress(build)(), name="shelfops",
+    replica = serve.deployment(
+        Replica, name="replica",
         autoscaling_config={"min_replicas": min_replicas, "max_replicas": max_replicas,
                             "target_ongoing_requests": target_ongoing_requests,
                             "upscale_delay_s": 5, "downscale_delay_s": 60},
         max_ongoing_requests=4 * target_ongoing_requests,
         ray_actor_options={"num_cpus": num_cpus})
-    return deployment.bind()
+    gateway = serve.deployment(Gateway, name="gateway", max_ongoing_requests=1000,
+                               ray_actor_options={"num_cpus": gateway_cpus})
+    return gateway.bind(replica.bind(spec), spec.limits)
 
 
 def start(spec: ReplicaSpec, *, host: str = "127.0.0.1", port: int = 8000, num_cpus: int | None = None,

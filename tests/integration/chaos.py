@@ -112,6 +112,7 @@ class Answer:
     seconds: float
     body: dict = field(default_factory=dict)
     replica: str = ""  # x-shelfops-replica: host:pid of the process that answered
+    replayed: bool = False  # x-shelfops-replayed: sent again after its first replica died with it
 
 
 @dataclass
@@ -124,6 +125,7 @@ class Load:
     pause: float = 0.05
     timeout: float = 5.0
     searches_only: bool = False
+    recommend: bool = True  # False: search and click only (a server without a recommendation model)
     answers: list[Answer] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -136,7 +138,7 @@ class Load:
             except ValueError:  # a proxy's plain-text error page
                 doc = {"text": r.text[:300]}
             ans = Answer(t - t0, route, r.status_code, time.monotonic() - t, doc,
-                         r.headers.get("x-shelfops-replica", ""))
+                         r.headers.get("x-shelfops-replica", ""), r.headers.get("x-shelfops-replayed") == "1")
         except httpx.HTTPError as e:
             ans = Answer(t - t0, route, 0, time.monotonic() - t, {"error": repr(e)})
         self.answers.append(ans)
@@ -154,7 +156,8 @@ class Load:
                 if s.status == 200 and s.body["items"]:
                     await self._call(c, "/v1/events", {"type": "click", "item_id": s.body["items"][0]["item_id"],
                                                        "request_id": s.body["request_id"], "session": session}, t0)
-                await self._call(c, "/v1/recommend", {"session": session, "k": 5}, t0)
+                if self.recommend:
+                    await self._call(c, "/v1/recommend", {"session": session, "k": 5}, t0)
                 i += 1
                 await asyncio.sleep(self.pause)
 
