@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from shelfops import redact
-from shelfops.config.load import load_config
+from shelfops.config.load import PRESETS, load_config
 from shelfops.data import recipe as data_recipe
 from shelfops.gate.recipe import GateSettings
 from shelfops.optimize import recipe as opt_recipe
@@ -25,15 +25,13 @@ from shelfops.registry.release import release
 from shelfops.story import story as run_story
 from shelfops.train import recipe as train_recipe
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic.yaml"
+DEFAULT_CONFIG = PRESETS / "synthetic.yaml"  # package data: found by an installed shelfops too
 
 
 def _setup(workdir: Path, config: Path | None, overrides: list[str] | None, console: Console):
     """The config (the built-in shop's by default), the work folder, and a pseudonymisation key."""
 
-    cfg_path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    cfg = load_config(cfg_path, overrides or []) if cfg_path else load_config(
-        data={"data": {"synthetic": {}}}, overrides=overrides or [])
+    cfg = load_config(config or DEFAULT_CONFIG, overrides or [])
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if not (cfg.data.privacy.key or os.environ.get(cfg.data.privacy.key_env)):

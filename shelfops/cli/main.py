@@ -55,7 +55,8 @@ def root(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 @app.command()
 def validate(
-    config: Annotated[Path, typer.Argument(help="a shelfops YAML config")],
+    config: Annotated[Path, typer.Argument(help="a shelfops YAML config, or a preset shipped with "
+                                                "shelfops by name: synthetic, homedepot, amazon-beauty, diginetica")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
 ) -> None:
     """Check a config file; report every problem at once."""

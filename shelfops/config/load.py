@@ -16,6 +16,22 @@ from shelfops.tables import TABLES
 
 M = TypeVar("M", bound=BaseModel)
 
+#: the configs shipped inside the package (the repo's ``configs/`` links here), so that an
+#: installed shelfops finds them: ``--config synthetic`` is ``PRESETS/synthetic.yaml``
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def config_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or where it does not exist and names a preset (``synthetic``,
+    ``homedepot.yaml``, or the repo's spelling ``configs/synthetic.yaml`` from another folder),
+    the preset shipped with the package."""
+    p = Path(path)
+    if p.exists():
+        return p
+    preset = PRESETS / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+    named = len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "configs")
+    return preset if named and preset.exists() else p
+
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b.0.c=value`` -> (["a","b","0","c"], value parsed as YAML)."""
@@ -115,7 +131,7 @@ def resolve_path(p: str, base: Path) -> Path:
     q = Path(os.path.expandvars(os.path.expanduser(p)))
     if q.is_absolute() or q.exists():
         return q
-    return base / q
+    return Path(os.path.normpath(base / q))  # '..' read in the text, not through a linked folder
 
 
 def load_config(
@@ -125,7 +141,9 @@ def load_config(
     data: dict[str, Any] | None = None,
     check_files: bool = True,
 ) -> ShelfopsConfig:
-    """Load, override and validate; raise one ConfigError listing every problem."""
+    """Load, override and validate; raise one ConfigError listing every problem. ``path`` may
+    name a preset shipped with the package (``synthetic``)."""
+    path = config_file(path) if path is not None else None
     raw = read_yaml(path) if path is not None else dict(data or {})
     raw = apply_overrides(raw, overrides)
     source = str(path) if path is not None else None
@@ -133,7 +151,8 @@ def load_config(
         cfg = ShelfopsConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e), source=source) from None
-    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    # the folder the file was named in (configs/ is a link into the package: not resolved)
+    base = Path(os.path.abspath(path)).parent if path is not None else Path.cwd()
     problems = _semantic_problems(cfg, base) if check_files else []
     if problems:
         raise ConfigError(problems, source=source)

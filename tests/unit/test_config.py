@@ -82,3 +82,21 @@ def test_prune_takes_one_count_or_several_and_refuses_zero():
     assert load_config(None, ["optimize.prune.drop_layers=2"]).optimize.prune.drop_layers == 2
     with pytest.raises(ConfigError, match="optimize.prune.drop_layers"):
         load_config(None, ["optimize.prune.drop_layers=[1,0]"])
+
+
+def test_a_preset_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from shelfops.config.load import PRESETS, config_file
+
+    monkeypatch.chdir(tmp_path)
+    assert config_file("synthetic") == PRESETS / "synthetic.yaml"
+    assert config_file("configs/homedepot.yaml") == PRESETS / "homedepot.yaml"  # the repo's spelling
+    assert config_file("elsewhere/synthetic.yaml") == Path("elsewhere/synthetic.yaml")  # not a preset
+    assert load_config("synthetic").data.synthetic is not None
+    (tmp_path / "synthetic.yaml").write_text("data: {synthetic: {users: 123}}\n")
+    assert load_config("synthetic.yaml").data.synthetic.users == 123  # a file of that name wins
+
+
+def test_relative_source_paths_are_read_from_the_folder_the_config_was_named_in(tmp_path):
+    """configs/ is a link into the package: '..' in a source path is the repo's parent, as written."""
+    cfg = load_config(ROOT / "configs" / "examples" / "generic-judgements.yaml", check_files=False)
+    assert Path(cfg.data.sources[0].paths[0]) == ROOT / "configs" / "examples" / "judgements.csv"
