@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORE   := $(VENV)/.installed-core
 DEV    := $(VENV)/.installed-dev
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser containers image demo test test-fast lint bench clean
 
 # Re-installs only when the project's dependency files change, so repeat runs are quick.
 # The core install is what `make demo` needs; the dev install adds the test tools and the
@@ -33,8 +33,30 @@ browser:
 	  (apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)); } \
 	  || echo "chromium not installed: the dashboard browser test will fail"
 
+# The container tests build the image with podman on a base made from Debian packages
+# (deploy/base-image.sh); these are the Debian packages they need.
+containers:
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null && command -v runc >/dev/null || \
+	  { command -v apt-get >/dev/null && (apt-get install -y -q podman runc mmdebstrap podman-compose >/dev/null || \
+	    (apt-get update -q && apt-get install -y -q podman runc mmdebstrap podman-compose >/dev/null)); } \
+	  || echo "podman not installed: the container tests will fail"
+
+# The serving image. TORCH_WHEELS: a folder holding the CPU torch wheel (default: $$PIP_FIND_LINKS
+# where set, as on the developer machines; the CPU index is then not asked); without one the build
+# takes torch from the PyTorch CPU index.
+# CA_BUNDLE: the certificates pip trusts during the build (default: $$PIP_CERT where set, e.g. a
+# network whose TLS proxy has its own CA).
+BASE_IMAGE   ?= localhost/shelfops-base:bookworm
+TORCH_WHEELS ?= $(PIP_FIND_LINKS)
+CA_BUNDLE    ?= $(PIP_CERT)
+image: containers
+	@podman image exists $(BASE_IMAGE) || CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf deploy/base-image.sh $(BASE_IMAGE)
+	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf podman build --format docker --network host --build-arg BASE=$(BASE_IMAGE) \
+	  $(if $(TORCH_WHEELS),--volume $(TORCH_WHEELS):/wheels:ro --build-arg PIP_FIND_LINKS=/wheels --build-arg PIP_EXTRA_INDEX_URL=) \
+	  $(if $(CA_BUNDLE),--volume $(CA_BUNDLE):/run/ca.crt:ro --build-arg PIP_CERT=/run/ca.crt) -t shelfops .
+
 # Everything, slow tests included (CI runs this).
-test: install browser
+test: install browser containers
 	$(PY) -m pytest -m 'slow or not slow'
 
 # The fast loop: skips tests marked slow.
