@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from shelfops import redact
 from shelfops.cli.common import load, reported_errors, say, split_overrides
 
 
@@ -38,7 +39,7 @@ def serve(
         from shelfops.errors import ConfigError
         from shelfops.serve.app import create_app
         from shelfops.serve.host import TASKS
-        from shelfops.serve.spec import ReplicaSpec
+        from shelfops.serve.spec import ReplicaSpec, catalogue_of
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
@@ -59,10 +60,7 @@ def serve(
         if not serving:
             raise ConfigError(["serve: nothing to serve; pass --model TASK=FOLDER or --registry-prefix"])
         if data is None:
-            for task in ("retrieval", "search", "classify"):
-                if task in serving:
-                    data = Path(read_manifest(serving[task][0]).extra.get("data", ""))
-                    break
+            data = catalogue_of(serving)
         rs = ReplicaSpec.from_config(cfg, models=models, registry_prefix=registry_prefix, data_dir=data,
                                      admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
                                      watch_seconds=watch_seconds)
@@ -70,7 +68,7 @@ def serve(
             _serve_ray(rs, serving, host, port, min_replicas, max_replicas)
             return
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on http://{host}:{port} "
-            f"(docs: /docs; sessions: {rs.state_url or 'in this process'})")
+            f"(docs: /docs; sessions: {redact.url(rs.state_url) if rs.state_url else 'in this process'})")
         if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError([f"--log-level {log_level!r}: expected critical, error, warning, info or debug"])
         uvicorn.run(create_app(rs.settings()), host=host, port=port, log_level=log_level, access_log=access_log)
@@ -86,7 +84,7 @@ def _serve_ray(spec, serving, host, port, min_replicas, max_replicas) -> None:
             "serve.state_url=redis://... so replicas share them[/]")
     url = ray_backend.start(spec, host=host, port=port, min_replicas=min_replicas, max_replicas=max_replicas)
     say(f"Ray Serve: {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on {url} "
-        f"({min_replicas}-{max_replicas} replicas; sessions: {spec.state_url or 'per replica'}); Ctrl-C stops")
+        f"({min_replicas}-{max_replicas} replicas; sessions: {redact.url(spec.state_url) if spec.state_url else 'per replica'}); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)

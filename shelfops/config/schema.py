@@ -409,7 +409,7 @@ class RegistryConfig(_Strict):
     home: str | None = Field(None, description="shelfops home folder; null = $SHELFOPS_HOME or ~/.shelfops")
     tracking_uri: str | None = Field(None, description="any MLflow tracking URI; null = SQLite in home")
     ops_url: str | None = Field(None, description="SQLAlchemy URL of the operational store; "
-                                "null = SQLite in home, e.g. postgresql+psycopg://host/db")
+                                "null = $SHELFOPS_OPS_URL, else SQLite in home, e.g. postgresql+psycopg://host/db")
 
 
 class DriftConfig(_Strict):
@@ -507,7 +507,8 @@ class ServeConfig(_Strict):
     """Stage ⑥: what replicas share."""
 
     state_url: str | None = Field(None, description="where live sessions and the served-request log live: "
-                                  "null = this process; redis://host:6379/0 = shared by every replica")
+                                  "null = $SHELFOPS_STATE_URL, else this process; redis://host:6379/0 = "
+                                  "shared by every replica")
     session_length: int = Field(50, ge=1, le=10_000, description="items kept per live session")
     rerank_depth: int | None = Field(None, ge=1, le=1000, description="retrieved items the cross-encoder "
                                      "re-ranks; null = the depth the optimize stage chose for the search "

@@ -350,6 +350,8 @@ class Registry:
 def registry_from(cfg) -> Registry:
     """A Registry from the config's ``registry`` section. Unset there, the tracking URI is
     MLflow's own ``$MLFLOW_TRACKING_URI`` (as every MLflow tool reads it), the home
-    ``$SHELFOPS_HOME``, else SQLite and files under ~/.shelfops."""
+    ``$SHELFOPS_HOME``, the operational store ``$SHELFOPS_OPS_URL`` (a URL with a password
+    belongs in a secret, not in a config file), else SQLite and files under ~/.shelfops."""
     home = Path(cfg.home).expanduser() if cfg.home else None
-    return Registry(cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None, home=home, ops_url=cfg.ops_url)
+    return Registry(cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None, home=home,
+                    ops_url=cfg.ops_url or os.environ.get("SHELFOPS_OPS_URL") or None)

@@ -24,14 +24,16 @@ objects: each replica opens its own registry and Redis connections.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from shelfops.config.load import load_config
 from shelfops.config.schema import LimitsConfig
-from shelfops.errors import Unavailable
+from shelfops.errors import ConfigError, Unavailable
 from shelfops.serve import relay
 from shelfops.serve.app import create_app
 from shelfops.serve.doors import Doors
@@ -199,6 +201,32 @@ def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int =
     gateway = serve.deployment(Gateway, name="gateway", max_ongoing_requests=1000,
                                ray_actor_options={"num_cpus": gateway_cpus})
     return gateway.bind(replica.bind(spec), spec.limits)
+
+
+def build(args: dict[str, Any]) -> Any:
+    """The application as a Ray Serve config file builds it (KubeRay's RayService, ``serve
+    deploy``): ``import_path: shelfops.serve.ray_backend:build`` with ``args``:
+
+    * ``registry_prefix`` (required): serve ``<prefix>-<task>@production`` and follow its moves
+    * ``config``: a shelfops YAML or a preset's name; ``overrides``: a list of ``key=value``
+    * ``data``: the dataset folder holding the catalogue (default: the model's own)
+    * ``min_replicas``, ``max_replicas``, ``replica_cpus``, ``watch_seconds``
+
+    Secrets come from the environment, as for ``shelfops serve``: ``SHELFOPS_ADMIN_TOKEN``,
+    ``SHELFOPS_OPS_URL``, ``SHELFOPS_STATE_URL``."""
+    unknown = set(args) - {"registry_prefix", "config", "overrides", "data", "min_replicas", "max_replicas",
+                           "replica_cpus", "watch_seconds"}
+    if unknown or not args.get("registry_prefix"):
+        raise ConfigError([f"ray_backend.build args: unknown {sorted(unknown)}" if unknown else
+                           "ray_backend.build args: registry_prefix is required"])
+    overrides = [str(x) for x in args.get("overrides", [])]
+    cfg = (load_config(args["config"], overrides) if args.get("config")
+           else load_config(data={}, overrides=overrides))
+    spec = ReplicaSpec.from_config(cfg, registry_prefix=str(args["registry_prefix"]), data_dir=args.get("data"),
+                                   admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
+                                   watch_seconds=float(args.get("watch_seconds", 5.0)))
+    return application(spec, min_replicas=int(args.get("min_replicas", 1)),
+                       max_replicas=int(args.get("max_replicas", 2)), num_cpus=float(args.get("replica_cpus", 1.0)))
 
 
 def start(spec: ReplicaSpec, *, host: str = "127.0.0.1", port: int = 8000, num_cpus: int | None = None,

@@ -44,3 +44,16 @@ def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch):
     assert st.data_dir == Path(tmp_path / "data") and seen["port"] == 8124
     assert seen["log_level"] == "warning" and seen["access_log"] is False  # quiet unless asked
     assert "sessions: redis://127.0.0.1:6379/3" in res.output
+
+
+def test_urls_with_passwords_come_from_the_environment_when_the_config_leaves_them_unset(tmp_path, monkeypatch):
+    """A Kubernetes Secret reaches the server as environment variables, never as a config file."""
+    from shelfops.registry.registry import registry_from
+
+    monkeypatch.setenv("SHELFOPS_STATE_URL", "redis://:pw@redis:6379/0")
+    monkeypatch.setenv("SHELFOPS_OPS_URL", f"sqlite:///{tmp_path}/ops-from-env.db")
+    assert ReplicaSpec.from_config(load_config(None, [])).state_url == "redis://:pw@redis:6379/0"
+    assert ReplicaSpec.from_config(load_config(None, SERVE)).state_url == "redis://127.0.0.1:6379/3"  # config wins
+    reg = registry_from(load_config(None, [f"registry.home={tmp_path}/home"]).registry)
+    reg.history()  # opens the store
+    assert (tmp_path / "ops-from-env.db").exists()
