@@ -10,13 +10,21 @@ from fastapi import APIRouter, Depends
 
 from shelfops.errors import BadRequest, ShelfopsError, Unavailable
 from shelfops.serve.deps import Served, admin
-from shelfops.serve.schemas import ReloadIn, RolloutEndIn, RolloutIn
+from shelfops.serve.schemas import (
+    ERRORS,
+    ReloadIn,
+    ReloadOut,
+    RolloutEndIn,
+    RolloutEndOut,
+    RolloutIn,
+    RolloutStepOut,
+)
 from shelfops.serve.state import Rollout, experiment_key, swap
 
 router = APIRouter(dependencies=[Depends(admin)])
 
 
-@router.post("/admin/rollout")
+@router.post("/admin/rollout", response_model=RolloutStepOut, responses=ERRORS)
 async def rollout(body: RolloutIn, state: Served):
     """Start or move a rollout: load the candidate beside production (shadow or canary %)."""
     cur = state.rollouts.get(body.task)
@@ -43,7 +51,7 @@ async def rollout(body: RolloutIn, state: Served):
             "candidate": cur.version}
 
 
-@router.post("/admin/rollout/end")
+@router.post("/admin/rollout/end", response_model=RolloutEndOut, responses=ERRORS)
 async def rollout_end(body: RolloutEndIn, state: Served):
     """Promote the candidate to production (hot swap) or roll it back (drop it)."""
     r = state.rollouts.pop(body.task, None)
@@ -57,7 +65,7 @@ async def rollout_end(body: RolloutEndIn, state: Served):
     return {"task": body.task, "promoted": body.promote, "production": state.host.slots[body.task].version}
 
 
-@router.post("/admin/reload")
+@router.post("/admin/reload", response_model=ReloadOut, responses=ERRORS)
 async def reload(body: ReloadIn, state: Served):
     folder = Path(body.folder)
     if not (folder / "manifest.json").exists():

@@ -13,17 +13,18 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from shelfops.serve.dashboard import report_file, state_document
 from shelfops.serve.deps import Served, admin
+from shelfops.serve.schemas import ERRORS, DashboardOut, HealthOut, ReadyOut, RolloutNow, TrafficOut
 from shelfops.serve.state import dense_status, dependencies, rollouts_now
 
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut)
 async def healthz(state: Served):
     return {"ok": True, "uptime_s": round(time.time() - state.started, 1)}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
 async def readyz(state: Served):
     if not state.ready:
         return JSONResponse({"ready": False}, status_code=503)
@@ -33,12 +34,12 @@ async def readyz(state: Served):
             "dense": dense_status(state.catalogue), "dependencies": dependencies(state)}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: Served):
     return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/v1/traffic", dependencies=[Depends(admin)])
+@router.get("/v1/traffic", dependencies=[Depends(admin)], response_model=TrafficOut, responses=ERRORS)
 async def traffic(state: Served, since: float = 0.0, limit: int = Query(10_000, ge=1, le=100_000)):
     """Searches and clicks after ``since`` (unix seconds), oldest first: the drift monitor's input."""
     out = [r for r in state.traffic if r["t"] > since]
@@ -50,7 +51,7 @@ async def dashboard_page():
     return HTMLResponse(files("shelfops.serve").joinpath("dashboard.html").read_text())
 
 
-@router.get("/v1/dashboard")
+@router.get("/v1/dashboard", response_model=DashboardOut)
 async def dashboard_data(state: Served):
     """Everything the dashboard shows, in one document (public: no queries, no user ids)."""
     fetched, reg = state.registry_cache
@@ -72,6 +73,6 @@ async def dashboard_file(name: str, state: Served):
     return FileResponse(path)
 
 
-@router.get("/v1/rollout")
+@router.get("/v1/rollout", response_model=dict[str, RolloutNow])
 async def rollout_status(state: Served):
     return await rollouts_now(state)

@@ -25,7 +25,21 @@ from fastapi.responses import JSONResponse
 from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
 from shelfops.eval.interleave import TEAMS, credited, tally_change, team_draft
 from shelfops.serve.deps import Served
-from shelfops.serve.schemas import ClassifyIn, EventIn, EventsIn, RecommendIn, RerankIn, SearchIn
+from shelfops.serve.schemas import (
+    ERRORS,
+    ClassifyIn,
+    ClassifyOut,
+    EventIn,
+    EventOut,
+    EventsIn,
+    EventsOut,
+    RecommendIn,
+    RecommendOut,
+    RerankIn,
+    RerankOut,
+    SearchIn,
+    SearchOut,
+)
 from shelfops.serve.state import (
     DEFAULT_RERANK_DEPTH,
     Catalogue,
@@ -170,7 +184,7 @@ def depth_for(state: State, cat: Catalogue, slot: Slot | None, k: int) -> int:
     return min(len(cat.ids), max(chosen or DEFAULT_RERANK_DEPTH, k))
 
 
-@router.post("/v1/search")
+@router.post("/v1/search", response_model=SearchOut, responses=ERRORS)
 async def search(body: SearchIn, state: Served):
     cat = state.catalogue
     if cat is None:
@@ -218,7 +232,7 @@ async def count_quietly(state: State, key: str, delta: dict[str, int]) -> None:
         pass
 
 
-@router.post("/v1/rerank")
+@router.post("/v1/rerank", response_model=RerankOut, responses=ERRORS)
 async def rerank(body: RerankIn, state: Served):
     """Cross-encoder scores for the caller's own candidates (their retrieval, our ranking)."""
     cat = state.catalogue
@@ -237,7 +251,7 @@ async def rerank(body: RerankIn, state: Served):
                          "versions": {"search": s.version}}, headers={"x-shelfops-version": s.version})
 
 
-@router.post("/v1/recommend")
+@router.post("/v1/recommend", response_model=RecommendOut, responses=ERRORS)
 async def recommend(body: RecommendIn, state: Served):
     if not (body.user or body.session):
         raise BadRequest("recommend needs 'user' or 'session'", field="user")
@@ -302,7 +316,7 @@ async def interleaved(state: State, task: str, exp, items: list[dict],
     return {"interleaving": {"production": production, "candidate": exp.version, "credit": exp.credit}}
 
 
-@router.post("/v1/classify")
+@router.post("/v1/classify", response_model=ClassifyOut, responses=ERRORS)
 async def classify(body: ClassifyIn, state: Served):
     text = body.title + (f". {body.description}" if body.description else "")
     s = state.route("classify", body.title)  # a canary's share of products, sticky by title
@@ -349,7 +363,7 @@ async def record_event(state: State, body: EventIn, served: dict | None, *, want
     return n
 
 
-@router.post("/v1/events")
+@router.post("/v1/events", response_model=EventOut, responses=ERRORS)
 async def events(body: EventIn, state: Served):
     served = (await state.shared.served([body.request_id]))[0] if body.request_id else None
     if body.request_id and served is None:
@@ -358,7 +372,7 @@ async def events(body: EventIn, state: Served):
     return {"ok": True, "session_length": await record_event(state, body, served, want_length=True)}
 
 
-@router.post("/v1/events/batch")
+@router.post("/v1/events/batch", response_model=EventsOut, responses=ERRORS)
 async def events_batch(body: EventsIn, state: Served):
     """Up to 200 events in one call (an impression per shown item adds up); each is checked
     first, so a bad one rejects the batch and names its position."""

@@ -76,6 +76,59 @@ def test_endpoints_answer_with_versions(server):
     assert "shelfops_batch_size_bucket" in m and "shelfops_request_seconds_bucket" in m
 
 
+def test_every_answer_matches_the_schema_its_route_documents(server, models):
+    """Each route's OpenAPI names a response schema, and what the server really answers, 2xx and
+    4xx alike, validates against it (a documented field the server stopped sending fails here)."""
+    import jsonschema
+
+    c = httpx.Client(base_url=server.url, timeout=30)
+    spec = c.get("/openapi.json").json()
+    admin = {"authorization": f"Bearer {TOKEN}"}
+
+    def schema_of(method: str, path: str, status: int) -> dict:
+        content = spec["paths"][path][method]["responses"][str(status)]["content"]["application/json"]
+        return {**spec, "$schema": "https://json-schema.org/draft/2020-12/schema", **content["schema"]}
+
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if path != "/metrics":
+                assert op["responses"]["200"]["content"]["application/json"]["schema"], (method, path)
+
+    def check(method: str, path: str, status: int = 200, **kw) -> dict:
+        r = c.request(method.upper(), path, **kw)
+        assert r.status_code == status, (path, r.status_code, r.text[:300])
+        jsonschema.validate(r.json(), schema_of(method, path, status) if status < 300
+                            else {**spec, **spec["components"]["schemas"]["ErrorOut"]})
+        return r.json()
+
+    s = check("post", "/v1/search", json={"query": "red running shoes", "k": 4})
+    check("post", "/v1/rerank", json={"query": "shoes", "items": [it["item_id"] for it in s["items"]]})
+    check("post", "/v1/recommend", json={"session": "schema-1", "k": 3})
+    check("post", "/v1/classify", json={"title": "wool socks"})
+    check("post", "/v1/events", json={"type": "click", "item_id": s["items"][0]["item_id"],
+                                      "request_id": s["request_id"], "session": "schema-1"})
+    check("post", "/v1/events/batch", json={"events": [{"type": "impression", "item_id": it["item_id"],
+                                                        "request_id": s["request_id"]} for it in s["items"]]})
+    for path in ("/healthz", "/readyz", "/v1/dashboard", "/v1/rollout"):
+        check("get", path)
+    check("get", "/v1/traffic", headers=admin)
+    step = check("post", "/admin/rollout", headers=admin,
+                 json={"task": "search", "mode": "shadow", "folder": str(models / "search-b"), "version": "9"})
+    assert step["candidate"] == "9"
+    c.post("/v1/search", json={"query": "shoes", "k": 3})
+    assert check("get", "/v1/rollout")["search"]["mode"] == "shadow"
+    check("get", "/v1/dashboard")
+    check("post", "/admin/rollout/end", headers=admin, json={"task": "search", "promote": False})
+    check("post", "/admin/reload", headers=admin,
+          json={"task": "search", "folder": str(models / "search"), "version": "1"})
+    # refusals: the one envelope
+    check("post", "/v1/search", 422, json={"query": "", "k": 5})
+    check("post", "/v1/search", 400, content=b'{"query": NaN}', headers={"content-type": "application/json"})
+    check("post", "/v1/events", 400, json={"type": "click", "item_id": "x", "request_id": "nope"})
+    check("get", "/v1/traffic", 401)
+    check("get", "/nowhere", 404)
+
+
 @pytest.mark.parametrize("body,field", [
     ({"query": "", "k": 5}, "query"), ({"query": "x", "k": 0}, "k"), ({"query": "x", "k": 10_000}, "k"),
     ({"query": "x", "colour": "red"}, "colour"), ({"query": 5}, "query"), ({"query": "x" * 600}, "query"),
