@@ -8,14 +8,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import click
+import typer
 from rich.console import Console
 
-from shelfops.errors import ConfigError, DataError, ShelfopsError
+from shelfops.errors import ConfigError, DataError, GateError, PromotionRefused, ShelfopsError
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-EXIT_CODES: dict[type[ShelfopsError], int] = {ConfigError: 2, DataError: 3}
+#: what a script calling shelfops can tell apart: a refusal it can act on vs a crash
+EXIT_CODES: dict[type[ShelfopsError], int] = {ConfigError: 2, DataError: 3, GateError: 4, PromotionRefused: 5}
+CRASH = 70  # an unexpected exception (BSD sysexits' EX_SOFTWARE): a bug, the traceback says where
 
 T = TypeVar("T")
 
@@ -35,6 +39,13 @@ def reported_errors() -> Iterator[None]:
     except ShelfopsError as e:
         err_console.print(f"[bold red]error[/] [dim]({e.code})[/]: {e.message}")
         raise SystemExit(exit_code(e)) from None
+    except (SystemExit, KeyboardInterrupt, typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
+            click.Abort):
+        raise  # an exit the command chose, or the user's Ctrl-C
+    except Exception:
+        err_console.print_exception()
+        err_console.print(f"[bold red]crash[/]: an unexpected error (exit {CRASH}); the traceback above says where")
+        raise SystemExit(CRASH) from None
 
 
 def split_overrides(args: list[str] | None) -> tuple[list[str], list[str]]:

@@ -125,7 +125,7 @@ def test_damaged_candidate_fails_with_reasons_and_cannot_be_promoted(models, tmp
     v1 = reg.register(models / "search", "shop").version
     reg.promote("shop", v1, "production", reason="bootstrap", force=True)
     res = CliRunner().invoke(app, ["gate", str(models / "broken"), "--name", "shop", "--register"])
-    assert res.exit_code != 0 and "gate_failed" in res.output
+    assert res.exit_code == 4 and "gate_failed" in res.output  # 4: a failed gate, not a crash
     v2 = reg.find_version("shop", models / "broken")
     rep = json.loads((tmp_path / "home" / "gates" / "shop" / f"v{v2}" / "gate.json").read_text())
     c = _checks(rep)

@@ -88,7 +88,7 @@ def test_registry_cli(tmp_path, monkeypatch):
     res = r.invoke(app, ["registry", "register", str(folder), "--name", "cli-model"])
     assert res.exit_code == 0, res.output
     res = r.invoke(app, ["registry", "promote", "cli-model", "1", "production"])
-    assert res.exit_code != 0 and "no passing gate" in res.output
+    assert res.exit_code == 5 and "no passing gate" in res.output  # 5: promotion refused
     res = r.invoke(app, ["registry", "promote", "cli-model", "1", "production", "--force", "-r", "first"])
     assert res.exit_code == 0, res.output
     for cmd in (["ls"], ["ls", "cli-model"], ["show", "cli-model", "production"], ["history"]):
