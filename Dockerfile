@@ -25,19 +25,28 @@ ARG EXTRAS=scale
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python3 -m venv /opt/shelfops
 COPY pyproject.toml constraints.txt README.md LICENSE /src/
-COPY shelfops /src/shelfops
-# torch first, pinned to the tested version and its CPU build, then the project (not editable);
-# an empty PIP_* argument is unset, not handed to pip as an empty value
+# the dependencies first, from pyproject.toml alone (an empty package stands in), so that a
+# change to the code rebuilds only the last layer: torch first, pinned to the tested version and
+# its CPU build; an empty PIP_* argument is unset, not handed to pip as an empty value
 RUN for v in PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do eval "[ -n \"\$$v\" ]" || unset $v; done \
+ && mkdir -p /src/shelfops && touch /src/shelfops/__init__.py \
  && /opt/shelfops/bin/pip install -c /src/constraints.txt torch==2.13.0 \
  && /opt/shelfops/bin/pip install -c /src/constraints.txt "/src${EXTRAS:+[$EXTRAS]}" \
+ && rm -rf /src/shelfops /src/build
+COPY shelfops /src/shelfops
+# then the project itself (not editable)
+RUN for v in PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do eval "[ -n \"\$$v\" ]" || unset $v; done \
+ && /opt/shelfops/bin/pip install --no-deps --force-reinstall /src \
  && /opt/shelfops/bin/shelfops --version
 
 FROM ${BASE}
 LABEL org.opencontainers.image.title="shelfops" \
       org.opencontainers.image.description="Pretrained transformers behind e-commerce search and recommendation" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN useradd --system --uid 10001 --create-home --home-dir /home/shelfops shelfops
+# /var/lib/shelfops: state worth a volume (the registry's cache, MLflow's artifacts); owned by
+# the user, so a fresh named volume mounted there is too
+RUN useradd --system --uid 10001 --create-home --home-dir /home/shelfops shelfops \
+ && install -d -o 10001 -g 10001 /var/lib/shelfops
 COPY --from=build /opt/shelfops /opt/shelfops
 ENV PATH=/opt/shelfops/bin:$PATH PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 USER 10001

@@ -7,58 +7,28 @@ Prints the figures the issue asks for: build time, image size, cold start to /re
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from containers import IMAGE, built_image, podman, readable_copy
 
 from shelfops.serve.server import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-BASE = "localhost/shelfops-base:bookworm"
-IMAGE = "localhost/shelfops:test"
-ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "deploy" / "containers.conf")}
-
-
-def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="module")
 def image() -> dict:
-    for tool in ("podman", "mmdebstrap", "runc"):
-        assert shutil.which(tool), f"{tool} is not installed (make containers installs it)"
-    if podman("image", "exists", BASE, check=False).returncode != 0:
-        subprocess.run([str(ROOT / "deploy" / "base-image.sh"), BASE], env=ENV, check=True, timeout=600)
-    build = ["build", "--format", "docker", "--network", "host", "--build-arg", f"BASE={BASE}", "-t", IMAGE]
-    wheels, ca = os.environ.get("PIP_FIND_LINKS"), os.environ.get("PIP_CERT")
-    if wheels:  # the CPU torch wheel on this machine's disk, instead of the CPU index
-        build += ["--volume", f"{wheels}:/wheels:ro", "--build-arg", "PIP_FIND_LINKS=/wheels",
-                  "--build-arg", "PIP_EXTRA_INDEX_URL="]
-    if ca:  # the certificates this machine's pip trusts (a TLS proxy's own CA)
-        build += ["--volume", f"{ca}:/run/ca.crt:ro", "--build-arg", "PIP_CERT=/run/ca.crt"]
-    t0 = time.monotonic()
-    done = podman(*build, str(ROOT), timeout=1500, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
-    return {"build_s": time.monotonic() - t0, "size_mb": size / 1e6}
+    return built_image()
 
 
 def test_the_image_serves_a_search_as_a_non_root_user(image, models, small_shop):
-    # the models and the catalogue, readable by the image's user (pytest's folders are 0700)
-    mounted = Path(tempfile.mkdtemp(prefix="shelfops-image-"))
+    mounted = readable_copy(models, small_shop)
     try:
-        for task in ("search", "retrieval"):
-            shutil.copytree(models / task, mounted / task)
-        shutil.copytree(small_shop, mounted / "data")
-        for p in [mounted, *mounted.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
         port = free_port()
         t0 = time.monotonic()
         name = podman("run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8000", "-v", f"{mounted}:/models:ro",
@@ -91,3 +61,66 @@ def test_the_image_serves_a_search_as_a_non_root_user(image, models, small_shop)
         shutil.rmtree(mounted, ignore_errors=True)
     print(f"\nIMAGE built in {image['build_s']:.0f} s, {image['size_mb']:.0f} MB; cold start to /readyz "
           f"{ready:.1f} s; a search answered as uid 10001")
+
+
+def test_the_kubernetes_deployment_runs_under_podman_kube_play(image, models, small_shop):
+    """deploy/k8s/shelfops.yaml's ConfigMap and Deployment as they are (probes, security
+    context, read-only root, config file, env), with what a cluster would provide filled in
+    the way an overlay would: the image built here, a host folder for the data volume, the
+    secrets' values (Redis is this machine's), one replica on the host's network."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "shelfops.yaml").read_text()) if d]
+    config_map, deployment = docs[0], docs[1]
+    assert (config_map["kind"], deployment["kind"]) == ("ConfigMap", "Deployment")
+    mounted = readable_copy(models, small_shop)
+    port = free_port()
+    pod = deployment["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    data_dir = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "data")
+    deployment["spec"]["replicas"] = 1
+    pod["hostNetwork"] = True  # the machine's Redis; a host-network pod maps no ports
+    c.pop("ports")
+    c["image"] = IMAGE
+    c["args"] = ["serve", "--host", "127.0.0.1", "--port", str(port), "--model", f"search={data_dir}/search",
+                 "--model", f"retrieval={data_dir}/retrieval", "--data", f"{data_dir}/data",
+                 *c["args"][c["args"].index("--config"):]]
+    values = {"SHELFOPS_ADMIN_TOKEN": "kube-test-token", "SHELFOPS_OPS_URL": "sqlite:////tmp/ops.db",
+              "SHELFOPS_STATE_URL": "redis://127.0.0.1:6379/0"}
+    c["env"] = [{"name": e["name"], "value": values[e["name"]]} if "valueFrom" in e else e for e in c["env"]]
+    for p in ("readinessProbe", "livenessProbe", "startupProbe"):
+        c[p]["httpGet"]["port"] = port
+    pod["volumes"] = [{"name": "data", "hostPath": {"path": str(mounted), "type": "Directory"}}
+                      if v["name"] == "data" else v for v in pod["volumes"]]
+    try:
+        manifest = mounted.parent / f"{mounted.name}.yaml"
+        manifest.write_text(yaml.safe_dump_all([config_map, deployment]))
+        t0 = time.monotonic()
+        played = podman("kube", "play", str(manifest), timeout=300, check=False)
+        assert played.returncode == 0, played.stdout + played.stderr
+        try:
+            ready = None
+            while time.monotonic() - t0 < 180:
+                try:
+                    r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                    if r.status_code == 200:
+                        ready = time.monotonic() - t0
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            pods = podman("pod", "ps", "--format", "{{.Name}} {{.Status}}", check=False).stdout
+            assert ready is not None, f"no /readyz within 180 s; pods: {pods}"
+            assert r.json()["dependencies"], r.json()  # Redis, from the secret's URL, answers
+            s = httpx.post(f"http://127.0.0.1:{port}/v1/search", json={"query": "red shoes", "k": 3}, timeout=30)
+            assert s.status_code == 200 and len(s.json()["items"]) == 3, s.text
+            ctr = [n for n in podman("ps", "--format", "{{.Names}}", check=False).stdout.split()
+                   if n.startswith("shelfops-pod") and n.endswith("-shelfops")]  # kube play's naming
+            touched = podman("exec", ctr[0], "touch", "/opt/shelfops/x", check=False) if ctr else None
+            assert touched is not None and touched.returncode != 0, "the root filesystem should be read-only"
+        finally:
+            podman("kube", "down", str(manifest), timeout=120, check=False)
+    finally:
+        shutil.rmtree(mounted, ignore_errors=True)
+    print(f"\nKUBE podman kube play of deploy/k8s/shelfops.yaml's Deployment: /readyz after {ready:.1f} s, "
+          "a search answered, root filesystem read-only")
