@@ -122,8 +122,15 @@ def test_sigkill_one_of_two_replicas_under_load(models, small_shop):
             assert len(seen) == 2, seen
             victim = seen[0]
             marks.update(victim=victim, t=load.answers[-1].t)
-            os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
-            t_kill = time.monotonic()
+            # a burst of searches just before the kill, so that some are surely in flight on it
+            async with httpx.AsyncClient(base_url=url, timeout=load.timeout) as ac:
+                burst = [asyncio.create_task(load._call(ac, "/v1/search", {"query": f"burst {i}", "k": 5},
+                                                        time.monotonic() - load.answers[-1].t))
+                         for i in range(32)]
+                await asyncio.sleep(0.25)
+                os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
+                t_kill = time.monotonic()
+                await asyncio.gather(*burst)
             while time.monotonic() - t_kill < 90:  # until a replacement answers beside the survivor
                 await asyncio.sleep(0.5)
                 recent = {a.replica for a in load.answers[-40:] if a.status == 200}
@@ -145,10 +152,11 @@ def test_sigkill_one_of_two_replicas_under_load(models, small_shop):
     assert all(x.status == 503 and x.body.get("code") == "replica_lost" for x in failed), \
         [(x.status, x.route, x.body) for x in failed][:3]
     assert not [x for x in failed if x.route == "/v1/search"], "a search lost with its replica was not sent again"
-    assert len(failed) <= load.shoppers, f"{len(failed)} failed; at most those in flight may"
+    assert len(failed) <= load.shoppers, f"{len(failed)} failed; at most the clicks in flight may"
     searches = sum(x.route == "/v1/search" for x in a)
     replayed = [x for x in a if x.replayed]
     assert all(x.status == 200 and x.route == "/v1/search" for x in replayed), replayed[:3]
+    assert replayed, "no search was in flight on the killed replica: the kill came too late to test the replay"
     print(f"\nCHAOS ray replica SIGKILLed (1 of 2) under {load.shoppers} concurrent shoppers: {len(a)} requests "
           f"({searches} searches), {len(failed)} failed (clicks in flight, 503 replica_lost), 0 searches failed "
           f"({len(replayed)} in flight sent again to the live replica), "
