@@ -7,14 +7,21 @@ DEV    := $(VENV)/.installed-dev
 
 .PHONY: install browser containers image demo test test-fast lint bench clean
 
+# Where pip finds the CPU build of torch. Elsewhere: the PyTorch CPU index (without it pip takes
+# the multi-GB CUDA build). On machines whose pip already finds the CPU wheel in a local folder
+# ($$PIP_FIND_LINKS or pip's find-links setting, as on the machines this is developed on):
+# nothing extra. Override at will:  make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+LOCAL_WHEELS = $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+TORCH_INDEX ?= $(if $(LOCAL_WHEELS),,https://download.pytorch.org/whl/cpu)
+
 # Re-installs only when the project's dependency files change, so repeat runs are quick.
 # The core install is what `make demo` needs; the dev install adds the test tools and the
 # scale-out engines (Ray Serve, Redis, PostgreSQL drivers) that the tests exercise.
 $(CORE): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@# torch first, pinned to the CPU build on this disk (see constraints.txt)
-	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	@# torch first, pinned to the tested version's CPU build (see constraints.txt and TORCH_INDEX)
+	$(PY) -m pip install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e .
 	@touch $(CORE)
 
