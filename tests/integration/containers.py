@@ -52,3 +52,18 @@ def readable_copy(models: Path, shop: Path) -> Path:
     for p in [mounted, *mounted.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return mounted
+
+
+def ready_after(url: str, t0: float, timeout: float = 180.0):
+    """Seconds from ``t0`` until ``url``/readyz answered 200 (None past ``timeout``), and that answer."""
+    import httpx
+
+    while time.monotonic() - t0 < timeout:
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=2)
+            if r.status_code == 200:
+                return time.monotonic() - t0, r
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return None, None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from containers import IMAGE, built_image, podman, readable_copy
+from containers import IMAGE, built_image, podman, readable_copy, ready_after
 
 from shelfops.serve.server import free_port
 
@@ -35,16 +35,8 @@ def test_the_image_serves_a_search_as_a_non_root_user(image, models, small_shop)
                       IMAGE, "serve", "--host", "0.0.0.0", "--model", "search=/models/search",
                       "--model", "retrieval=/models/retrieval", "--data", "/models/data").stdout.strip()
         try:
-            url, ready = f"http://127.0.0.1:{port}", None
-            while time.monotonic() - t0 < 180:
-                try:
-                    r = httpx.get(f"{url}/readyz", timeout=2)
-                    if r.status_code == 200:
-                        ready = time.monotonic() - t0
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}"
+            ready, r = ready_after(url, t0)
             logs = podman("logs", name, check=False)
             assert ready is not None, f"no /readyz within 180 s:\n{logs.stdout[-2000:]}{logs.stderr[-2000:]}"
             assert set(r.json()["models"]) == {"search", "retrieval"}
@@ -99,16 +91,7 @@ def test_the_kubernetes_deployment_runs_under_podman_kube_play(image, models, sm
         played = podman("kube", "play", str(manifest), timeout=300, check=False)
         assert played.returncode == 0, played.stdout + played.stderr
         try:
-            ready = None
-            while time.monotonic() - t0 < 180:
-                try:
-                    r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                    if r.status_code == 200:
-                        ready = time.monotonic() - t0
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
+            ready, r = ready_after(f"http://127.0.0.1:{port}", t0)
             pods = podman("pod", "ps", "--format", "{{.Name}} {{.Status}}", check=False).stdout
             assert ready is not None, f"no /readyz within 180 s; pods: {pods}"
             assert r.json()["dependencies"], r.json()  # Redis, from the secret's URL, answers
