@@ -24,15 +24,16 @@ ARG PIP_CERT=""
 ARG EXTRAS=scale
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python3 -m venv /opt/shelfops
-COPY pyproject.toml constraints.txt README.md LICENSE /src/
-# the dependencies first, from pyproject.toml alone (an empty package stands in), so that a
-# change to the code rebuilds only the last layer: torch first, pinned to the tested version and
-# its CPU build; an empty PIP_* argument is unset, not handed to pip as an empty value
+COPY pyproject.toml constraints.txt LICENSE /src/
+# the dependencies first, from pyproject.toml alone (an empty package and README stand in), so
+# that a change to the code or the docs rebuilds only the last layers: torch first, pinned to the
+# tested version and its CPU build; an empty PIP_* argument is unset, not handed to pip as empty
 RUN for v in PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do eval "[ -n \"\$$v\" ]" || unset $v; done \
- && mkdir -p /src/shelfops && touch /src/shelfops/__init__.py \
+ && mkdir -p /src/shelfops && touch /src/shelfops/__init__.py /src/README.md \
  && /opt/shelfops/bin/pip install -c /src/constraints.txt torch==2.13.0 \
  && /opt/shelfops/bin/pip install -c /src/constraints.txt "/src${EXTRAS:+[$EXTRAS]}" \
  && rm -rf /src/shelfops /src/build
+COPY README.md /src/
 COPY shelfops /src/shelfops
 # then the project itself (not editable)
 RUN for v in PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do eval "[ -n \"\$$v\" ]" || unset $v; done \
