@@ -39,7 +39,7 @@ def serve(
         from shelfops.errors import ConfigError
         from shelfops.serve.app import create_app
         from shelfops.serve.host import TASKS
-        from shelfops.serve.spec import ReplicaSpec, catalogue_of
+        from shelfops.serve.spec import ReplicaSpec
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
@@ -59,8 +59,6 @@ def serve(
             serving.update(follow_registry(registry_from(cfg.registry), registry_prefix)())
         if not serving:
             raise ConfigError(["serve: nothing to serve; pass --model TASK=FOLDER or --registry-prefix"])
-        if data is None:
-            data = catalogue_of(serving)
         rs = ReplicaSpec.from_config(cfg, models=models, registry_prefix=registry_prefix, data_dir=data,
                                      admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
                                      watch_seconds=watch_seconds)

@@ -284,12 +284,18 @@ async def _too_large(send: Send, what: str, limit: int) -> None:
                   limit=limit)
 
 
+def refusal(code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None,
+            **extra: Any) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A refusal's raw headers and body, in the envelope (for senders below FastAPI)."""
+    body = json.dumps(envelope(code, message, **extra)).encode()
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            *(headers or [])], body
+
+
 async def _refuse(send: Send, status: int, code: str, message: str,
                   headers: list[tuple[bytes, bytes]] | None = None, **extra: Any) -> None:
-    body = json.dumps(envelope(code, message, **extra)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    raw_headers, body = refusal(code, message, headers, **extra)
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -12,12 +12,11 @@ the model routes) or answered with a 503 in the shelfops error envelope with ``R
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shelfops.serve.doors import envelope
+from shelfops.serve.doors import refusal
 
 # Sending these again cannot count anything twice: reads, and the routes that only ask a
 # model (a retried search logs one more served request, which no click will ever name).
@@ -49,9 +48,8 @@ def replayable(call: Call) -> bool:
 
 def unavailable(message: str, retry_after_s: int = 1) -> Reply:
     """The 503 a client gets for a request lost with its replica: the envelope, Retry-After."""
-    body = json.dumps(envelope("replica_lost", message)).encode()
-    return Reply(503, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                       (b"retry-after", str(retry_after_s).encode())], body)
+    headers, body = refusal("replica_lost", message, [(b"retry-after", str(retry_after_s).encode())])
+    return Reply(503, headers, body)
 
 
 def scope_of(call: Call) -> dict[str, Any]:
