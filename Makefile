@@ -53,6 +53,7 @@ containers:
 # takes torch from the PyTorch CPU index.
 # CA_BUNDLE: the certificates pip trusts during the build (default: $$PIP_CERT where set, e.g. a
 # network whose TLS proxy has its own CA).
+SHELFOPS_IMAGE ?= shelfops
 BASE_IMAGE   ?= localhost/shelfops-base:bookworm
 TORCH_WHEELS ?= $(PIP_FIND_LINKS)
 CA_BUNDLE    ?= $(PIP_CERT)
@@ -60,7 +61,7 @@ image: containers
 	@podman image exists $(BASE_IMAGE) || CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf deploy/base-image.sh $(BASE_IMAGE)
 	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf podman build --format docker --network host --build-arg BASE=$(BASE_IMAGE) \
 	  $(if $(TORCH_WHEELS),--volume $(TORCH_WHEELS):/wheels:ro --build-arg PIP_FIND_LINKS=/wheels --build-arg PIP_EXTRA_INDEX_URL=) \
-	  $(if $(CA_BUNDLE),--volume $(CA_BUNDLE):/run/ca.crt:ro --build-arg PIP_CERT=/run/ca.crt) -t shelfops .
+	  $(if $(CA_BUNDLE),--volume $(CA_BUNDLE):/run/ca.crt:ro --build-arg PIP_CERT=/run/ca.crt) -t $(SHELFOPS_IMAGE) .
 
 # Everything, slow tests included (CI runs this).
 test: install browser containers

@@ -24,20 +24,13 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 
 @functools.cache
 def built_image() -> dict:
-    """Build the Dockerfile (layers cached by podman between runs); its build time and size."""
+    """``make image`` as a user runs it (the base from Debian packages when missing, the torch
+    wheel and CA bundle this machine's pip uses), tagged IMAGE; its time and the image's size."""
     for tool in ("podman", "mmdebstrap", "runc"):
         assert shutil.which(tool), f"{tool} is not installed (make containers installs it)"
-    if podman("image", "exists", BASE, check=False).returncode != 0:
-        subprocess.run([str(ROOT / "deploy" / "base-image.sh"), BASE], env=ENV, check=True, timeout=600)
-    build = ["build", "--format", "docker", "--network", "host", "--build-arg", f"BASE={BASE}", "-t", IMAGE]
-    wheels, ca = os.environ.get("PIP_FIND_LINKS"), os.environ.get("PIP_CERT")
-    if wheels:  # the CPU torch wheel on this machine's disk, instead of the CPU index
-        build += ["--volume", f"{wheels}:/wheels:ro", "--build-arg", "PIP_FIND_LINKS=/wheels",
-                  "--build-arg", "PIP_EXTRA_INDEX_URL="]
-    if ca:  # the certificates this machine's pip trusts (a TLS proxy's own CA)
-        build += ["--volume", f"{ca}:/run/ca.crt:ro", "--build-arg", "PIP_CERT=/run/ca.crt"]
     t0 = time.monotonic()
-    done = podman(*build, str(ROOT), timeout=1500, check=False)
+    done = subprocess.run(["make", "-C", str(ROOT), "image", f"SHELFOPS_IMAGE={IMAGE}", f"BASE_IMAGE={BASE}"],
+                          env=ENV, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
     return {"build_s": time.monotonic() - t0, "size_mb": size / 1e6}
@@ -54,16 +47,24 @@ def readable_copy(models: Path, shop: Path) -> Path:
     return mounted
 
 
+def waited(cond, timeout: float = 180.0) -> float | None:
+    """Seconds until ``cond()`` held (a server not answering yet counts as not yet); None past ``timeout``."""
+    import httpx
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if cond():
+                return time.monotonic() - t0
+        except (httpx.HTTPError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    return None
+
+
 def ready_after(url: str, t0: float, timeout: float = 180.0):
     """Seconds from ``t0`` until ``url``/readyz answered 200 (None past ``timeout``), and that answer."""
     import httpx
 
-    while time.monotonic() - t0 < timeout:
-        try:
-            r = httpx.get(f"{url}/readyz", timeout=2)
-            if r.status_code == 200:
-                return time.monotonic() - t0, r
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    return None, None
+    took = waited(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, timeout - (time.monotonic() - t0))
+    return (None, None) if took is None else (time.monotonic() - t0, httpx.get(f"{url}/readyz", timeout=5))

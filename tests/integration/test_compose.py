@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 
 import httpx
 import pytest
-from containers import ENV, IMAGE, ROOT, built_image, podman, readable_copy
+from containers import ENV, IMAGE, ROOT, built_image, podman, readable_copy, waited
 
 from shelfops.serve.server import free_port
 
@@ -22,15 +21,9 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 
 
 def wait(what: str, cond, timeout: float = 180.0) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        try:
-            if cond():
-                return time.monotonic() - t0
-        except (httpx.HTTPError, OSError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+    took = waited(cond, timeout)
+    assert took is not None, f"{what}: not within {timeout:.0f} s"
+    return took
 
 
 def test_the_compose_stack_serves_the_registrys_production_and_follows_an_alias_move(models, small_shop, tmp_path):
