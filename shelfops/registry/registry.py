@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from shelfops import __version__
 from shelfops.artifacts import file_sha256, verify_outputs
 from shelfops.errors import ArtifactNotFound, IntegrityError, PromotionRefused, RegistryError
 from shelfops.ops.store import Move, OpsStore
@@ -32,6 +35,22 @@ from shelfops.registry.consistency import Problem, problems
 ALIASES = ("candidate", "shadow", "canary", "production", "previous")
 GATED = ("canary", "production")
 EXPERIMENT = "shelfops"
+MODEL_ARTIFACT = "shelfops"  # the stage folder inside a version's MLflow model: artifacts/shelfops
+
+
+def stage_folder(model_dir: Path) -> Path:
+    """The stage folder inside a downloaded version: the ``shelfops`` artifact of its MLflow
+    model (path as its MLmodel file records it), or the download itself for a version
+    registered before versions were MLflow models."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "MLmodel").exists():
+        return model_dir
+    flavour = (yaml.safe_load((model_dir / "MLmodel").read_text()) or {}).get("flavors", {}) \
+        .get("python_function", {})
+    inner = (flavour.get("artifacts") or {}).get(MODEL_ARTIFACT, {}).get("path")
+    if not inner or not (model_dir / inner).is_dir():
+        raise IntegrityError(f"{model_dir}/MLmodel names no {MODEL_ARTIFACT!r} artifact folder")
+    return model_dir / inner
 
 
 def default_home() -> Path:
@@ -124,7 +143,13 @@ class Registry:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "config.json").write_text(json.dumps(m.config, indent=2, default=str))
             self.client.log_artifacts(rid, tmp, artifact_path="lineage")
-        self.client.log_artifacts(rid, str(folder), artifact_path="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            # the folder goes in as an MLflow model (python_function flavour, logged from code):
+            # mlflow.pyfunc and pandas cost 1.2 s to import, paid here and not by every CLI call
+            from shelfops.registry import pyfunc
+
+            model = pyfunc.save(folder, task, Path(tmp) / "model", requirement=f"shelfops=={__version__}")
+            self.client.log_artifacts(rid, str(model), artifact_path="model")
         self.client.set_terminated(rid)
         try:
             self.client.create_registered_model(name)
@@ -192,7 +217,7 @@ class Registry:
                 if dst.exists() and not (dst / "manifest.json").exists():
                     shutil.rmtree(dst, ignore_errors=True)  # left by an interrupted copy
                 try:
-                    local.rename(dst)
+                    stage_folder(local).rename(dst)  # the stage folder inside the MLflow model
                 except OSError:
                     if not (dst / "manifest.json").exists():
                         raise  # not a finished copy by another loader: a real failure

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from shelfops.cli.main import app
 from shelfops.errors import IntegrityError, PromotionRefused
 from shelfops.ops.store import OpsStore
-from shelfops.registry.registry import Registry
+from shelfops.registry.registry import Registry, stage_folder
 
 
 def _gate(folder: Path, passed: bool) -> Path:
@@ -44,7 +44,7 @@ def test_register_records_lineage_and_load_verifies(reg, tmp_path):
     assert (local / "model.safetensors").read_bytes() == b"w" * 64
 
     # tamper with the stored artifact: the next load refuses it
-    stored = Path(v2.source.replace("file://", "")) / "model.safetensors"
+    stored = stage_folder(Path(v2.source.replace("file://", ""))) / "model.safetensors"
     stored.write_bytes(b"evil" * 16)
     with pytest.raises(IntegrityError, match="model.safetensors: checksum mismatch"):
         reg.load("shop-search", "2", tmp_path / "dl2")
