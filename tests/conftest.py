@@ -57,6 +57,25 @@ def small_shop(tmp_path_factory) -> Path:
     return root / "data"
 
 
+@pytest.fixture
+def restore_logging():
+    """Whatever a test sets up with shelfops.logs is undone after it: the root logger's handlers
+    and level, uvicorn's loggers, the access log's, httpx's."""
+    import logging
+
+    from shelfops import logs
+
+    names = [None, *logs.UVICORN, logs.ACCESS, "httpx"]
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).level, logging.getLogger(n).propagate)
+             for n in names}
+    yield
+    for n, (handlers, level, propagate) in saved.items():
+        lg = logging.getLogger(n)
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+
+
 PG_ADMIN = os.environ.get("SHELFOPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

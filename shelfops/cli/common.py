@@ -68,6 +68,16 @@ def load(config: Path | None, overrides: list[str], default: dict[str, Any] | No
     return load_config(data=default or {"data": {"synthetic": {}}}, overrides=overrides)
 
 
+def log_choice(ctx: typer.Context | None, level: str | None, json: bool | None) -> tuple[str, bool]:
+    """The log level and format a command runs with: its own ``--log-level`` / ``--log-json``,
+    else the global ones (``shelfops --log-level debug serve``), else warning and text. Both
+    read ``$SHELFOPS_LOG_LEVEL`` / ``$SHELFOPS_LOG_JSON`` as their defaults."""
+    top = ctx.find_root().params if ctx is not None else {}
+    level = level or top.get("log_level") or "warning"
+    json = json if json is not None else bool(top.get("log_json"))
+    return level, json
+
+
 def say(text: str) -> None:
     console.print(text)
 

@@ -12,7 +12,7 @@ import typer
 # 2.5-3x slower whenever another process ran; passive waiting does not. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from shelfops import __version__
+from shelfops import __version__, logs
 from shelfops.cli import autopilot as autopilot_cli
 from shelfops.cli import data as data_cli
 from shelfops.cli import gate as gate_cli
@@ -48,9 +48,20 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                               help="print the version and exit")] = False) -> None:
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+    log_level: Annotated[str | None, typer.Option(
+        envvar="SHELFOPS_LOG_LEVEL", help="critical | error | warning | info | debug | trace: what every "
+        "command logs to stderr (unset: Python's default, warnings and up)")] = None,
+    log_json: Annotated[bool | None, typer.Option(
+        "--log-json/--log-text", envvar="SHELFOPS_LOG_JSON", help="logs as JSON lines (ts, level, logger, msg, "
+        "fields) instead of text")] = None,
+) -> None:
     """shelfops: pretrained transformers behind e-commerce search and recommendation."""
+    if log_level is not None or log_json is not None:  # else logging is left as Python has it
+        with reported_errors():
+            logs.setup(log_level or "warning", json=bool(log_json))
 
 
 @app.command()

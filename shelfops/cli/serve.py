@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from shelfops import redact
-from shelfops.cli.common import load, reported_errors, say, split_overrides
+from shelfops import logs, redact
+from shelfops.cli.common import load, log_choice, reported_errors, say, split_overrides
 
 
 def serve(
+    ctx: typer.Context,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="TASK=FOLDER (repeatable)")] = None,
     registry_prefix: Annotated[str | None, typer.Option(help="serve <prefix>-<task>@production from the "
                                                         "registry and follow its alias moves")] = None,
@@ -25,14 +26,23 @@ def serve(
                                          "autoscaled replicas (pip install 'shelfops[scale]')")] = "uvicorn",
     min_replicas: Annotated[int, typer.Option(help="ray backend: fewest replicas")] = 1,
     max_replicas: Annotated[int, typer.Option(help="ray backend: most replicas")] = 2,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level: critical | error | warning | info | "
-                                           "debug")] = "warning",
-    access_log: Annotated[bool, typer.Option(help="log every request (uvicorn's access log)")] = False,
+    log_level: Annotated[str | None, typer.Option(
+        envvar="SHELFOPS_LOG_LEVEL", help="critical | error | warning | info | debug | trace, for shelfops' and "
+        "uvicorn's logs (default: shelfops --log-level, else warning)")] = None,
+    log_json: Annotated[bool | None, typer.Option(
+        "--log-json/--log-text", envvar="SHELFOPS_LOG_JSON", help="logs as JSON lines (ts, level, logger, msg, "
+        "fields) instead of text (default: shelfops --log-json, else text)")] = None,
+    access_log: Annotated[bool | None, typer.Option(
+        "--access-log/--no-access-log", help="log every request on shelfops.access: request_id, method, "
+        "path, status, duration_ms, client, version (default: serve.access_log)")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides")] = None,
 ) -> None:
-    """⑥ Serve search / recommend / classify over HTTP (admin token: $SHELFOPS_ADMIN_TOKEN)."""
+    """⑥ Serve search / recommend / classify over HTTP (admin token: $SHELFOPS_ADMIN_TOKEN; the
+    dashboard's read token: $SHELFOPS_READ_TOKEN, else the admin token, else it is open)."""
     with reported_errors():
+        level, as_json = log_choice(ctx, log_level, log_json)
+        logs.setup(level, json=as_json)  # before anything logs (a level it does not know: exit 2)
         import uvicorn
 
         from shelfops.artifacts import read_manifest
@@ -42,6 +52,8 @@ def serve(
         from shelfops.serve.spec import ReplicaSpec
 
         _, ov = split_overrides(overrides)
+        if access_log is not None:
+            ov.append(f"serve.access_log={str(access_log).lower()}")
         cfg = load(config, ov)
         if backend not in ("uvicorn", "ray"):
             raise ConfigError([f"--backend {backend!r}: expected uvicorn or ray"])
@@ -63,13 +75,16 @@ def serve(
                                      admin_token=os.environ.get("SHELFOPS_ADMIN_TOKEN"),
                                      watch_seconds=watch_seconds)
         if backend == "ray":
+            # the replicas are processes of their own: they set their logging up from the environment
+            # (shelfops.logs.from_env), which the local Ray they are started in inherits from here
+            os.environ["SHELFOPS_LOG_LEVEL"], os.environ["SHELFOPS_LOG_JSON"] = level, "1" if as_json else "0"
             _serve_ray(rs, serving, host, port, min_replicas, max_replicas)
             return
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on http://{host}:{port} "
             f"(docs: /docs; sessions: {redact.url(rs.state_url) if rs.state_url else 'in this process'})")
-        if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
-            raise ConfigError([f"--log-level {log_level!r}: expected critical, error, warning, info or debug"])
-        uvicorn.run(create_app(rs.settings()), host=host, port=port, log_level=log_level, access_log=access_log)
+        # logging stays ours (log_config=None), and so does the access log (uvicorn's is off)
+        uvicorn.run(create_app(rs.settings()), host=host, port=port, log_config=None, log_level=None,
+                    access_log=False)
 
 
 def _serve_ray(spec, serving, host, port, min_replicas, max_replicas) -> None:

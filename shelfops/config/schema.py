@@ -520,6 +520,9 @@ class ServeConfig(_Strict):
         "bi-encoder alone (dense) or BM25 alone (lexical); without a served bi-encoder, BM25")
     fusion_weight: float | None = Field(None, ge=0, le=1, description="the dense list's weight in the "
                                         "hybrid; null = the search model's, chosen on validation")
+    access_log: bool = Field(False, description="one record per request on the logger shelfops.access "
+                             "(request_id, method, path, status, duration_ms, client, version); "
+                             "`shelfops serve --access-log` sets it")
     limits: LimitsConfig = LimitsConfig()
 
 

@@ -6,21 +6,30 @@ groups of routes:
 - ``serve.ops_api``: /healthz, /readyz, /metrics, /dashboard, /v1/dashboard, /v1/rollout, /v1/traffic
 - ``serve.admin_api``: /admin/rollout[/end], /admin/reload (bearer token)
 
-Every response carries the request id and the model versions that produced it, so feedback
-events are attributed to a version (online click-through per version), and the replica that
-answered (``x-shelfops-replica``).
+Every response carries its request id (``x-request-id``: the caller's when it sent a sane one,
+else a new one; a search's ``request_id`` is the same id), the model version that produced it
+(``x-shelfops-version``), so feedback events are attributed to a version (online click-through
+per version), and the replica that answered (``x-shelfops-replica``). With
+``ServeSettings.access_log`` each request is one record on the logger ``shelfops.access``
+(``shelfops.logs`` formats it): request_id, method, path (never the query: it may hold a
+token), status, duration_ms, client and version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from shelfops.logs import ACCESS
 from shelfops.serve import admin_api, doors, ops_api, shop_api
+from shelfops.serve.deps import REQUEST_ID, request_id
 from shelfops.serve.state import REPLICA, SERVED_PATHS, Catalogue, ServeSettings, State, follow, swap
+
+access = logging.getLogger(ACCESS)
 
 __all__ = ["ServeSettings", "create_app", "wait_ready"]
 
@@ -54,18 +63,37 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
         t0 = time.perf_counter()
-        response = await call_next(request)
+        rid = request_id(request)  # before the routes: a search answers with this id
+        try:
+            response = await call_next(request)
+        except Exception:  # unexpected: serve.doors' outermost handler answers the 500
+            if settings.access_log:
+                log_access(request, rid, 500, time.perf_counter() - t0, None, settings.limits.trust_forwarded)
+            raise
         secs = time.perf_counter() - t0
-        state.metrics.request(request.url.path, response.status_code, secs,
-                              response.headers.get("x-shelfops-version", ""))
+        version = response.headers.get("x-shelfops-version", "")
+        state.metrics.request(request.url.path, response.status_code, secs, version)
         if request.url.path in SERVED_PATHS:
             state.live.append((time.time(), secs))
         response.headers["x-shelfops-replica"] = REPLICA  # which process answered (several behind a proxy)
+        response.headers[REQUEST_ID] = rid
+        if settings.access_log:
+            log_access(request, rid, response.status_code, secs, version, settings.limits.trust_forwarded)
         return response
 
     for module in (shop_api, ops_api, admin_api):
         app.include_router(module.router)
     return app
+
+
+def log_access(request: Request, rid: str, status: int, secs: float, version: str | None,
+               trust_forwarded: bool) -> None:
+    """One request's record on ``shelfops.access``; its path without the query string."""
+    method, path = request.method, request.url.path
+    access.info("%s %s %d", method, path, status,
+                extra={"request_id": rid, "method": method, "path": path, "status": status,
+                       "duration_ms": round(secs * 1e3, 2),
+                       "client": doors.client_of(request.scope, trust_forwarded), "version": version or None})
 
 
 async def wait_ready(app: FastAPI, timeout: float = 120.0) -> None:

@@ -310,7 +310,9 @@ def install(app: FastAPI, limits: LimitsConfig) -> None:
 
     @app.exception_handler(ShelfopsError)
     async def ours(request: Request, e: ShelfopsError) -> JSONResponse:
-        return JSONResponse(envelope(**e.to_dict()), status_code=e.http_status)
+        # a 401 says which scheme would be accepted (RFC 9110): a bearer token
+        headers = {"www-authenticate": "Bearer"} if e.http_status == 401 else None
+        return JSONResponse(envelope(**e.to_dict()), status_code=e.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -327,8 +329,10 @@ def install(app: FastAPI, limits: LimitsConfig) -> None:
     @app.exception_handler(Exception)
     async def internal(request: Request, e: Exception) -> JSONResponse:
         ref = uuid.uuid4().hex[:12]
-        log.exception("internal error %s on %s %s", ref, request.method, request.url.path)
+        rid = getattr(request.state, "request_id", None)  # (serve.app's middleware)
+        log.exception("internal error %s on %s %s", ref, request.method, request.url.path,
+                      extra={"request_id": rid})
         return JSONResponse(envelope("internal", f"internal error (reference {ref}); the server log has it"),
-                            status_code=500)
+                            status_code=500, headers={"x-request-id": rid} if rid else None)
 
     app.add_middleware(Doors, limits=limits)

@@ -1,18 +1,30 @@
 """What operators and their tools read: liveness, readiness (models, dense index, dependencies),
-Prometheus metrics, the dashboard, the rollout's live numbers and the traffic log the drift
-monitor reads."""
+Prometheus metrics, the dashboard (behind the read token when one is configured:
+``serve.deps.reader``), the rollout's live numbers and the traffic log the drift monitor reads."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from importlib.resources import files
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
+from shelfops.errors import Unauthorized
 from shelfops.serve.dashboard import report_file, state_document
-from shelfops.serve.deps import Served, admin
+from shelfops.serve.deps import (
+    READ_COOKIE,
+    READ_REFUSAL,
+    Served,
+    admin,
+    may_read,
+    opened_by,
+    read_cookie,
+    read_tokens,
+    reader,
+)
 from shelfops.serve.schemas import ERRORS, DashboardOut, HealthOut, ReadyOut, RolloutNow, TrafficOut
 from shelfops.serve.state import dense_status, dependencies, rollouts_now
 
@@ -47,13 +59,29 @@ async def traffic(state: Served, since: float = 0.0, limit: int = Query(10_000, 
 
 
 @router.get("/dashboard", include_in_schema=False)
-async def dashboard_page():
+async def dashboard_page(request: Request, state: Served, token: str | None = None,
+                         authorization: Annotated[str | None, Header()] = None):
+    """The page. Behind a token, its link carries the token once, ``/dashboard?token=...``: the
+    answer sets the read cookie and sends the browser on to ``/dashboard`` without it (out of
+    the address bar and the history); the page's fetches and images then carry the cookie."""
+    if token is not None and read_tokens(state.settings):
+        match = opened_by(state.settings, token)
+        if match is None:
+            raise Unauthorized(READ_REFUSAL)
+        response = RedirectResponse("dashboard", status_code=303)  # relative: behind a path prefix too
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        response.set_cookie(READ_COOKIE, read_cookie(match), path="/", httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https" or forwarded == "https")
+        return response
+    if not may_read(state.settings, authorization, request.cookies.get(READ_COOKIE)):
+        raise Unauthorized(READ_REFUSAL)
     return HTMLResponse(files("shelfops.serve").joinpath("dashboard.html").read_text())
 
 
-@router.get("/v1/dashboard", response_model=DashboardOut)
+@router.get("/v1/dashboard", dependencies=[Depends(reader)], response_model=DashboardOut, responses=ERRORS)
 async def dashboard_data(state: Served):
-    """Everything the dashboard shows, in one document (public: no queries, no user ids)."""
+    """Everything the dashboard shows, in one document (no queries, no user ids; behind the read
+    token when one is configured)."""
     fetched, reg = state.registry_cache
     view = state.settings.registry_view
     if view is not None and time.time() - fetched > 5.0:
@@ -65,7 +93,7 @@ async def dashboard_data(state: Served):
     return state_document(state, reg, await rollouts_now(state))
 
 
-@router.get("/dashboard/files/{name}", include_in_schema=False)
+@router.get("/dashboard/files/{name}", dependencies=[Depends(reader)], include_in_schema=False)
 async def dashboard_file(name: str, state: Served):
     path = report_file(state.settings.report_dir, name)
     if path is None:

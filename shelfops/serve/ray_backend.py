@@ -13,6 +13,10 @@
 * Model calls are batched with ``@serve.batch``, sized by the optimize stage's tuning of the
   variant (its ``max_batch`` and ``max_wait_ms``): :class:`ServeBatcher`.
 * Replicas autoscale on ongoing requests (``min_replicas`` .. ``max_replicas``).
+* Each replica mirrors its Prometheus metrics into Ray's metrics (:func:`ray_mirror`): every
+  node's metrics agent exports them (``ray_shelfops_*``, one series per replica worker), and
+  ``sum without (WorkerId)`` is the deployment's total; ``/metrics`` through the gateway is
+  the one replica that answered.
 * What replicas must share lives outside them: sessions and the served-request log in Redis
   (``serve.state_url``), alias history and rollout state in the operational store
   (``registry.ops_url``, PostgreSQL).
@@ -31,12 +35,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from shelfops import logs
 from shelfops.config.load import load_config
 from shelfops.config.schema import LimitsConfig
 from shelfops.errors import ConfigError, Unavailable
 from shelfops.serve import relay
 from shelfops.serve.app import create_app
+from shelfops.serve.deps import request_id_from
 from shelfops.serve.doors import Doors
+from shelfops.serve.metrics import DEFINITIONS, Mirror
 from shelfops.serve.spec import ReplicaSpec
 
 
@@ -106,6 +113,26 @@ class ServeBatcher:
         self._pool.shutdown(wait=True)
 
 
+def ray_mirror() -> Mirror:
+    """Record each of ``serve.metrics``' metrics into Ray's metrics too, under the same name
+    and labels (called inside a replica: Ray's metric objects belong to its worker process)."""
+    from ray.util import metrics as ray_metrics  # only where a replica runs on Ray
+
+    made: dict[str, Any] = {}
+    for name, d in DEFINITIONS.items():
+        made[name] = (ray_metrics.Counter(name, description=d.help, tag_keys=d.labels) if d.kind == "counter"
+                      else ray_metrics.Histogram(name, description=d.help, boundaries=list(d.buckets),
+                                                 tag_keys=d.labels))
+
+    def mirror(name: str, labels: tuple[str, ...], value: float) -> None:
+        tags = dict(zip(DEFINITIONS[name].labels, labels))
+        if DEFINITIONS[name].kind == "counter":
+            made[name].inc(value, tags=tags)
+        else:
+            made[name].observe(value, tags=tags)
+    return mirror
+
+
 class Replica:
     """A model replica: the whole app (models, sessions, the registry watcher), answering the
     gateway's relayed requests in process."""
@@ -114,7 +141,9 @@ class Replica:
         # the gateway applies the rate limit, once for the deployment; a replica seeing only
         # its share of a client's requests must not refuse them again with its own bucket
         spec = replace(spec, limits={**spec.limits, "rate_per_second": None})
+        logs.from_env()  # no CLI started this process: SHELFOPS_LOG_LEVEL / _JSON say how it logs
         self.app = create_app(spec.settings(batching="ray"))
+        self.app.state.shelfops.metrics.mirror = ray_mirror()
         self._life = self.app.router.lifespan_context(self.app)
         await self._life.__aenter__()  # the models are loaded before Ray routes anything here
 
@@ -134,6 +163,7 @@ class Gateway:
     a request lost with its replica is sent again (when it may be) or answered with a 503."""
 
     def __init__(self, replica: Any, limits: dict, retry_seconds: float = 10.0) -> None:
+        logs.from_env()
         self.replica, self.retry_seconds = replica, retry_seconds
         self.front = Doors(self._forward, LimitsConfig(**limits))
 
@@ -155,8 +185,13 @@ class Gateway:
             if not msg.get("more_body", False):
                 break
         client = scope.get("client")
-        call = relay.Call(scope["method"], scope["path"], scope.get("query_string", b""),
-                          tuple((bytes(k), bytes(v)) for k, v in scope.get("headers", [])), b"".join(chunks),
+        headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", [])]
+        given = next((v.decode("latin-1") for k, v in headers if k.lower() == b"x-request-id"), None)
+        if request_id_from(given) != given:  # named here, so that a request sent again keeps its id
+            headers = [(k, v) for k, v in headers if k.lower() != b"x-request-id"]
+            headers.append((b"x-request-id", request_id_from(None).encode()))
+        call = relay.Call(scope["method"], scope["path"], scope.get("query_string", b""), tuple(headers),
+                          b"".join(chunks),
                           (str(client[0]), int(client[1])) if client else None)
         reply = await self.relay(call)
         await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
@@ -225,15 +260,16 @@ def build(args: dict[str, Any]) -> Any:
 
 def start(spec: ReplicaSpec, *, host: str = "127.0.0.1", port: int = 8000, num_cpus: int | None = None,
           min_replicas: int = 1, max_replicas: int = 2, replica_cpus: float = 1.0,
-          log_to_driver: bool = True) -> str:
+          log_to_driver: bool = True, metrics_port: int | None = None) -> str:
     """Start (or join) local Ray, run the application on ``host:port``; returns its URL once
-    every replica answers."""
+    every replica answers. A local Ray started here exports its metrics (the replicas'
+    ``ray_shelfops_*`` among them) on ``metrics_port`` (Ray picks one when None)."""
     import ray
     from ray import serve
 
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-                 configure_logging=False)
+                 configure_logging=False, _metrics_export_port=metrics_port)
     serve.start(http_options={"host": host, "port": port})
     serve.run(application(spec, min_replicas=min_replicas, max_replicas=max_replicas, num_cpus=replica_cpus),
               name="shelfops", route_prefix="/", blocking=False)

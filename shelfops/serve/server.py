@@ -32,7 +32,9 @@ def start_in_thread(app: FastAPI, *, host: str = "127.0.0.1", port: int | None =
                     timeout: float = 300.0) -> Running:
     """Serve ``app`` over real loopback HTTP from a background thread; returns once ready."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+    # logging as the process has it (shelfops.logs.setup, or Python's default: warnings and up);
+    # the access log is the app's own (ServeSettings.access_log)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=None,
                                            lifespan="on", access_log=False))
     t = threading.Thread(target=server.run, daemon=True, name="shelfops-http")
     t.start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import numpy as np
 from fastapi import APIRouter
@@ -24,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
 from shelfops.eval.interleave import TEAMS, credited, tally_change, team_draft
-from shelfops.serve.deps import Served
+from shelfops.serve.deps import RequestId, Served
 from shelfops.serve.schemas import (
     ERRORS,
     ClassifyIn,
@@ -185,7 +184,7 @@ def depth_for(state: State, cat: Catalogue, slot: Slot | None, k: int) -> int:
 
 
 @router.post("/v1/search", response_model=SearchOut, responses=ERRORS)
-async def search(body: SearchIn, state: Served):
+async def search(body: SearchIn, state: Served, rid: RequestId):
     cat = state.catalogue
     if cat is None:
         raise Unavailable("no catalogue loaded")
@@ -203,7 +202,6 @@ async def search(body: SearchIn, state: Served):
         t_retrieved = time.perf_counter()
         rows, scores = await rerank_rows(state, cat, key, body.query, rows, body.k, versions)
     t_ranked = time.perf_counter()
-    rid = uuid.uuid4().hex
     items = [{"item_id": cat.ids[i], "title": cat.titles[i], "category": cat.categories[i],
               "score": float(sc)} for i, sc in zip(rows[:body.k], scores[:body.k])]
     info = {"endpoint": "search", "versions": versions, "user": body.user, "session": body.session,
@@ -252,7 +250,7 @@ async def rerank(body: RerankIn, state: Served):
 
 
 @router.post("/v1/recommend", response_model=RecommendOut, responses=ERRORS)
-async def recommend(body: RecommendIn, state: Served):
+async def recommend(body: RecommendIn, state: Served, rid: RequestId):
     if not (body.user or body.session):
         raise BadRequest("recommend needs 'user' or 'session'", field="user")
     key = body.session or body.user
@@ -269,7 +267,6 @@ async def recommend(body: RecommendIn, state: Served):
         mine = {i for i, _ in got}
         shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
                lambda theirs: len({i for i, _ in theirs} & mine) / max(1, len(mine)))
-    rid = uuid.uuid4().hex
     items = [{"item_id": i, "score": sc} for i, sc in got]
     info = {"endpoint": "recommend", "versions": {"recommend": version}, "user": body.user,
             "session": body.session, "items": [i for i, _ in got]}

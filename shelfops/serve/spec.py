@@ -27,6 +27,7 @@ class ReplicaSpec:
     registry: dict = field(default_factory=dict)  # RegistryConfig as a dict
     data_dir: str | None = None
     admin_token: str | None = None
+    read_token: str | None = None  # the dashboard's (serve.deps.reader)
     watch_seconds: float = 5.0
     # the config's serve: section (ServeConfig)
     state_url: str | None = None
@@ -35,19 +36,23 @@ class ReplicaSpec:
     shadow_fraction: float = 1.0
     retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
     fusion_weight: float | None = None  # None: the search model's chosen weight
+    access_log: bool = False
     limits: dict = field(default_factory=dict)  # LimitsConfig as a dict
 
     @classmethod
     def from_config(cls, cfg, *, models: dict[str, tuple[Path | str, str]] | None = None,
                     registry_prefix: str | None = None, data_dir: Path | str | None = None,
-                    admin_token: str | None = None, watch_seconds: float = 5.0) -> ReplicaSpec:
+                    admin_token: str | None = None, read_token: str | None = None,
+                    watch_seconds: float = 5.0) -> ReplicaSpec:
         """``cfg``: a ShelfopsConfig; its ``serve`` section is copied field by field (an unset
-        ``state_url`` from ``$SHELFOPS_STATE_URL``: a Redis password belongs in a secret)."""
+        ``state_url`` from ``$SHELFOPS_STATE_URL``: a Redis password belongs in a secret; an
+        unset ``read_token`` from ``$SHELFOPS_READ_TOKEN``, a secret too)."""
         serve = cfg.serve.model_dump()
         serve["state_url"] = serve["state_url"] or os.environ.get("SHELFOPS_STATE_URL") or None
         return cls(models={t: (str(f), v) for t, (f, v) in (models or {}).items()},
                    registry_prefix=registry_prefix, registry=cfg.registry.model_dump(),
                    data_dir=str(data_dir) if data_dir else None, admin_token=admin_token,
+                   read_token=read_token or os.environ.get("SHELFOPS_READ_TOKEN") or None,
                    watch_seconds=watch_seconds, **serve)
 
     def settings(self, *, batching: Literal["asyncio", "ray"] = "asyncio"):
@@ -62,7 +67,8 @@ class ReplicaSpec:
             models.update(watch())
         data = Path(self.data_dir) if self.data_dir else catalogue_of(models)
         return ServeSettings(models=models, data_dir=data,
-                             admin_token=self.admin_token, state_url=self.state_url,
+                             admin_token=self.admin_token, read_token=self.read_token,
+                             access_log=self.access_log, state_url=self.state_url,
                              session_length=self.session_length, rerank_depth=self.rerank_depth,
                              watch=watch, watch_seconds=self.watch_seconds, registry_view=view,
                              batching=batching, shadow_fraction=self.shadow_fraction,

@@ -41,6 +41,9 @@ class ServeSettings:
     models: dict[str, tuple[Path, str]]  # task -> (folder, version)
     data_dir: Path | None = None
     admin_token: str | None = None
+    # opens the dashboard (serve.deps.reader); the admin token does too; neither set: it is open
+    read_token: str | None = None
+    access_log: bool = False  # one record per request on the logger shelfops.access (serve.app)
     rerank_depth: int | None = None  # None: the search model's own (serving.json), else DEFAULT_RERANK_DEPTH
     retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
     fusion_weight: float | None = None  # None: the search model's own (serving.json), else hybrid.DEFAULT_WEIGHT
@@ -246,7 +249,7 @@ async def mirror(state: State, task: str, ask: Callable[[Slot], Any], agree: Cal
     try:
         got = await ask(c)
         arm["overlap"].append(float(agree(got)))
-        state.metrics.shadow_overlap.labels(task, c.version).observe(arm["overlap"][-1])
+        state.metrics.shadow_overlap(task, c.version, arm["overlap"][-1])
     except Exception:  # a failing shadow never affects users; it is counted against the candidate
         arm["errors"] += 1
     finally:
@@ -308,7 +311,7 @@ async def swap(state: State, task: str, folder: Path, version: str, *, key: str 
 
     slot = await state.host.swap(task, folder, version, warm=lambda s: _warm(state, s), on_batch=on_batch,
                                  key=key)
-    state.metrics.swaps.labels(task).inc()
+    state.metrics.swap(task)
     return slot
 
 
@@ -321,7 +324,7 @@ async def follow(state: State) -> None:
         try:
             wanted = await asyncio.wait_for(loop.run_in_executor(None, s.watch), max(30.0, 6 * s.watch_seconds))
         except Exception as e:  # registry unreachable or hanging: keep serving what we have
-            state.metrics.watch_errors.inc()
+            state.metrics.watch_error()
             state.registry_error = redact.url(f"registry: {type(e).__name__}: {e}")
             continue
         state.registry_error = None
@@ -332,7 +335,7 @@ async def follow(state: State) -> None:
                     await swap(state, task, Path(folder), version)
                 except Exception:  # a version that fails to load never replaces the serving one
                     state.refused.add((task, version))
-                    state.metrics.watch_errors.inc()
+                    state.metrics.watch_error()
 
 
 REPLICA = f"{socket.gethostname()}:{os.getpid()}"

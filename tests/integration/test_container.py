@@ -78,7 +78,7 @@ def test_the_kubernetes_deployment_runs_under_podman_kube_play(image, models, sm
                  "--model", f"retrieval={data_dir}/retrieval", "--data", f"{data_dir}/data",
                  *c["args"][c["args"].index("--config"):]]
     values = {"SHELFOPS_ADMIN_TOKEN": "kube-test-token", "SHELFOPS_OPS_URL": "sqlite:////tmp/ops.db",
-              "SHELFOPS_STATE_URL": "redis://127.0.0.1:6379/0"}
+              "SHELFOPS_STATE_URL": "redis://127.0.0.1:6379/0", "SHELFOPS_READ_TOKEN": "kube-read-token"}
     c["env"] = [{"name": e["name"], "value": values[e["name"]]} if "valueFrom" in e else e for e in c["env"]]
     for p in ("readinessProbe", "livenessProbe", "startupProbe"):
         c[p]["httpGet"]["port"] = port

@@ -113,7 +113,10 @@ def test_dashboard_shows_versions_rollout_and_live_traffic(live, truth, models):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
-        page.goto(live.url + "/dashboard")
+        # behind the admin token (no read token is set): the link with it sets the page's cookie
+        assert page.goto(live.url + "/dashboard").status == 401
+        page.goto(live.url + f"/dashboard?token={TOKEN}")
+        assert page.url == live.url + "/dashboard"
         expect(page.locator("#status")).to_contain_text("ready", timeout=15_000)
         expect(page.locator("#serving-table")).to_contain_text("search")
         expect(page.locator("#serving-table .version").first).to_have_text("v1")
@@ -146,4 +149,6 @@ def test_dashboard_shows_versions_rollout_and_live_traffic(live, truth, models):
         assert won + lost + tied == 60 and won + lost > 0, line
         browser.close()
     admin.post("/admin/rollout/end", json={"task": "search", "promote": False}).raise_for_status()
-    assert httpx.get(live.url + "/dashboard/files/..%2Fsecrets.png").status_code == 404
+    assert httpx.get(live.url + "/dashboard/files/drift.png").status_code == 401  # not without a token
+    assert httpx.get(live.url + "/dashboard/files/..%2Fsecrets.png",
+                     headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404

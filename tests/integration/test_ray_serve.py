@@ -90,7 +90,18 @@ def test_ray_serve_backend_serves_batches_shares_sessions_and_follows_the_regist
         ray_backend.stop()
 
 
-def test_sigkill_one_of_two_replicas_under_load(models, small_shop):
+def _ray_metric(port: int, name: str, **labels: str) -> tuple[float, int]:
+    """The sum over every replica of one metric in Ray's metrics export, and how many replica
+    workers contributed to it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    rows = [s for fam in text_string_to_metric_families(text) for s in fam.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    return sum(s.value for s in rows), len({s.labels.get("WorkerId") for s in rows})
+
+
+def test_sigkill_one_of_two_replicas_under_load(models, small_shop, monkeypatch):
     """Chaos: one of two Ray Serve replicas SIGKILLed under steady load of searches and clicks.
     Counted: the requests that failed (only clicks in flight on the dead replica may: searches
     lost with it are sent again by the gateway to the live one), each failure a 503 in the
@@ -106,7 +117,10 @@ def test_sigkill_one_of_two_replicas_under_load(models, small_shop):
 
     spec = ray_backend.ReplicaSpec(models={t: (str(models / t), "1") for t in ("search", "retrieval")},
                                    data_dir=str(small_shop), state_url=REDIS, rerank_depth=10)
-    url = ray_backend.start(spec, port=free_port(), num_cpus=2, min_replicas=2, max_replicas=2, replica_cpus=0.5)
+    monkeypatch.setenv("RAY_metrics_report_interval_ms", "1000")  # Ray's default is 10 s
+    metrics_port = free_port()
+    url = ray_backend.start(spec, port=free_port(), num_cpus=2, min_replicas=2, max_replicas=2, replica_cpus=0.5,
+                            metrics_port=metrics_port)
     load = Load(url, shoppers=6, pause=0.02, timeout=10.0, recommend=False)
     marks: dict = {}
     try:
@@ -114,6 +128,14 @@ def test_sigkill_one_of_two_replicas_under_load(models, small_shop):
         _wait(lambda: c.get("/readyz").json()["ready"], what="replicas ready")
         _wait(lambda: len({c.get("/healthz").headers["x-shelfops-replica"] for _ in range(20)}) == 2,
               what="two replicas answering")
+        # both replicas' request counts reach Ray's metrics export, and they sum to what was sent
+        for i in range(30):
+            assert c.post("/v1/search", json={"query": f"metrics {i}", "k": 3}).status_code == 200
+        served = {"path": "/v1/search", "status": "200"}
+        _wait(lambda: _ray_metric(metrics_port, "ray_shelfops_requests_total", **served) == (30.0, 2),
+              timeout=60, what="30 searches counted over two replicas in Ray's metrics export")
+        print(f"\nMETRICS Ray export: ray_shelfops_requests_total{{path=/v1/search}} summed over "
+              f"{_ray_metric(metrics_port, 'ray_shelfops_requests_total', **served)[1]} replicas = 30")
 
         async def chaos() -> None:
             task = asyncio.create_task(load.run())

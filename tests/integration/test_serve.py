@@ -73,7 +73,7 @@ def test_endpoints_answer_with_versions(server):
     assert not {i["item_id"] for i in after["items"]} & {i["item_id"] for i in r["items"][:3]}
     m = c.get("/metrics").text
     assert 'shelfops_feedback_total{task="search",type="click",version="1"} 3.0' in m
-    assert "shelfops_batch_size_bucket" in m and "shelfops_request_seconds_bucket" in m
+    assert "shelfops_batch_size_bucket" in m and "shelfops_request_duration_seconds_bucket" in m
 
 
 def test_every_answer_matches_the_schema_its_route_documents(server, models):
@@ -109,15 +109,17 @@ def test_every_answer_matches_the_schema_its_route_documents(server, models):
                                       "request_id": s["request_id"], "session": "schema-1"})
     check("post", "/v1/events/batch", json={"events": [{"type": "impression", "item_id": it["item_id"],
                                                         "request_id": s["request_id"]} for it in s["items"]]})
-    for path in ("/healthz", "/readyz", "/v1/dashboard", "/v1/rollout"):
+    for path in ("/healthz", "/readyz", "/v1/rollout"):
         check("get", path)
+    check("get", "/v1/dashboard", headers=admin)  # behind the read token; the admin token is one
+    check("get", "/v1/dashboard", 401)
     check("get", "/v1/traffic", headers=admin)
     step = check("post", "/admin/rollout", headers=admin,
                  json={"task": "search", "mode": "shadow", "folder": str(models / "search-b"), "version": "9"})
     assert step["candidate"] == "9"
     c.post("/v1/search", json={"query": "shoes", "k": 3})
     assert check("get", "/v1/rollout")["search"]["mode"] == "shadow"
-    check("get", "/v1/dashboard")
+    check("get", "/v1/dashboard", headers=admin)
     check("post", "/admin/rollout/end", headers=admin, json={"task": "search", "promote": False})
     check("post", "/admin/reload", headers=admin,
           json={"task": "search", "folder": str(models / "search"), "version": "1"})
@@ -242,7 +244,7 @@ def test_shadow_then_canary_then_promote(models, small_shop):
         _wait(lambda: c.get("/v1/rollout").json()["search"]["observed"]["candidate"]["requests"] >= 20)
         st = c.get("/v1/rollout").json()["search"]
         assert st["mode"] == "shadow" and 0 <= st["observed"]["candidate"]["overlap"] <= 1
-        assert "shelfops_shadow_overlap_bucket" in c.get("/metrics").text
+        assert "shelfops_shadow_overlap_ratio_bucket" in c.get("/metrics").text
 
         assert c.post("/admin/rollout", json={"task": "search", "mode": "canary", "percent": 50},
                       headers=auth).status_code == 200

@@ -14,7 +14,7 @@ from shelfops.config.schema import ServeConfig
 from shelfops.serve.spec import ReplicaSpec
 
 SERVE = ["serve.state_url=redis://127.0.0.1:6379/3", "serve.session_length=7", "serve.rerank_depth=11",
-         "serve.shadow_fraction=0.25"]
+         "serve.shadow_fraction=0.25", "serve.access_log=true"]
 
 
 def test_every_serve_setting_reaches_the_app_settings(tmp_path):
@@ -29,7 +29,7 @@ def test_every_serve_setting_reaches_the_app_settings(tmp_path):
         assert st.models == {"search": (tmp_path, "3")} and st.data_dir == tmp_path
 
 
-def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch):
+def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch, restore_logging):
     with stage_output(tmp_path / "model", "train") as w:
         w.manifest.extra = {"data": str(tmp_path / "data")}
     seen = {}
@@ -42,8 +42,49 @@ def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch):
     assert (st.state_url, st.session_length, st.rerank_depth, st.shadow_fraction) == (
         "redis://127.0.0.1:6379/3", 7, 11, 0.25)
     assert st.data_dir == Path(tmp_path / "data") and seen["port"] == 8124
-    assert seen["log_level"] == "warning" and seen["access_log"] is False  # quiet unless asked
+    assert st.access_log is True  # serve.access_log: the app's own access log
+    # logging is shelfops' (shelfops.logs), never reconfigured by uvicorn, and uvicorn's access log is off
+    assert seen["log_config"] is None and seen["log_level"] is None and seen["access_log"] is False
     assert "sessions: redis://127.0.0.1:6379/3" in res.output
+
+
+def test_serve_cli_log_flags_env_and_read_token(tmp_path, monkeypatch, restore_logging):
+    """--log-level / --log-json (or the global ones, or $SHELFOPS_LOG_LEVEL / $SHELFOPS_LOG_JSON)
+    set up shelfops.logs; --access-log turns the app's access log on; $SHELFOPS_READ_TOKEN
+    reaches the app."""
+    import logging
+
+    from shelfops import logs
+
+    with stage_output(tmp_path / "model", "train") as w:
+        w.manifest.extra = {"data": str(tmp_path / "data")}
+    seen = {}
+    monkeypatch.setattr("shelfops.serve.app.create_app", lambda s: seen.setdefault("settings", s))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    serve = ["serve", "--model", f"search={tmp_path / 'model'}"]
+
+    def run(args: list[str], env: dict | None = None) -> tuple[object, str, int, str]:
+        seen.clear()
+        res = CliRunner().invoke(app, args, env=env)
+        assert res.exit_code == 0, res.output
+        (ours,) = [h for h in logging.getLogger().handlers if getattr(h, "shelfops", False)]
+        return seen["settings"], type(ours.formatter).__name__, logging.getLogger().level, res.output
+
+    st, fmt, level, _ = run(serve)
+    assert (st.access_log, st.read_token, fmt, level) == (False, None, "TextFormatter", logging.WARNING)
+    monkeypatch.setenv("SHELFOPS_READ_TOKEN", "rt-1")
+    st, fmt, level, _ = run([*serve, "--access-log", "--log-json", "--log-level", "info"])
+    assert (st.access_log, st.read_token, fmt, level) == (True, "rt-1", "JsonFormatter", logging.INFO)
+    st, fmt, level, _ = run(["--log-level", "debug", "--log-json", *serve])  # the global flags
+    assert (st.access_log, fmt, level) == (False, "JsonFormatter", logging.DEBUG)
+    _, fmt, level, _ = run(serve, env={"SHELFOPS_LOG_LEVEL": "error", "SHELFOPS_LOG_JSON": "1"})
+    assert (fmt, level) == ("JsonFormatter", logging.ERROR)
+    _, fmt, level, _ = run([*serve, "--log-text", "--log-level", "info"], env={"SHELFOPS_LOG_LEVEL": "error",
+                                                                             "SHELFOPS_LOG_JSON": "1"})
+    assert (fmt, level) == ("TextFormatter", logging.INFO)  # a flag wins over the environment
+    bad = CliRunner().invoke(app, [*serve, "--log-level", "loud"])
+    assert bad.exit_code == 2 and "loud" in bad.output
+    assert logs.level_of("TRACE") == logs.TRACE
 
 
 def test_urls_with_passwords_come_from_the_environment_when_the_config_leaves_them_unset(tmp_path, monkeypatch):
