@@ -31,14 +31,15 @@ print(n, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 CHILD_INGEST = """
 import resource, sys, time, shutil
 from pathlib import Path
-from shelfops.data.ingest import Limits, ingest
-from shelfops.data.recipe import synthetic_specs
-from shelfops.data.validate import Rules
+from shelfops.config.schema import DataConfig, SyntheticConfig
+from shelfops.data.ingest import ingest
+from shelfops.data.recipe import limits_from, rules_from, synthetic_specs
 raw, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
+cfg = DataConfig(synthetic=SyntheticConfig())  # the CLI's default cleaning rules
 t = time.perf_counter()
-c = ingest(synthetic_specs(raw), out, rules=Rules(), key=b"bench-key-0123456789",
-           limits=Limits(), progress=False)
+c = ingest(synthetic_specs(raw), out, rules=rules_from(cfg), key=b"bench-key-0123456789",
+           limits=limits_from(cfg), progress=False)
 dt = time.perf_counter() - t
 print(c["events"]["rows_in"], dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       c["events"]["kept"], c["events"]["quarantined"])

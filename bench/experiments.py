@@ -42,8 +42,9 @@ import numpy as np
 from scipy.stats import norm
 
 from shelfops.config.load import load_config
+from shelfops.config.schema import RolloutConfig
 from shelfops.data.synthetic import shop_truth
-from shelfops.serve.rollout import Policy
+from shelfops.serve.rollout import Policy, policy_from
 from shelfops.sim import rollouts as sim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,15 +68,18 @@ def args() -> argparse.Namespace:
 
 def methods(a: argparse.Namespace) -> dict[str, tuple[Policy, int]]:
     """Each method's policy and how many searches pass between two looks."""
+    def policy(**kw) -> Policy:  # the config's rollout policy, but for kw
+        return policy_from(RolloutConfig(**kw))
+
     return {
-        "today (canary 5/25/50%, z-test per look)": (Policy(stages=(5, 25, 50, 100), ctr_test="fixed", min_dwell_s=0), 500),
-        "sequential A/B (50/50)": (Policy(stages=(50, 100), require_improvement=True, min_dwell_s=0, alpha=a.alpha,
+        "today (canary 5/25/50%, z-test per look)": (policy(stages=(5, 25, 50, 100), ctr_test="fixed", min_dwell_s=0), 500),
+        "sequential A/B (50/50)": (policy(stages=(50, 100), require_improvement=True, min_dwell_s=0, alpha=a.alpha,
                                           max_searches=a.ab_max), 500),
-        "interleaving + sequential": (Policy(stages=("interleave", 100), min_dwell_s=0, alpha=a.alpha,
+        "interleaving + sequential": (policy(stages=("interleave", 100), min_dwell_s=0, alpha=a.alpha,
                                              max_searches=a.interleave_max), 100),
-        "interleaving (all clicks) + sequential": (Policy(stages=("interleave", 100), min_dwell_s=0, alpha=a.alpha,
+        "interleaving (all clicks) + sequential": (policy(stages=("interleave", 100), min_dwell_s=0, alpha=a.alpha,
                                                           max_searches=a.interleave_max, interleave_credit="all"), 100),
-        "interleaving (rank credit) + sequential": (Policy(stages=("interleave", 100), min_dwell_s=0, alpha=a.alpha,
+        "interleaving (rank credit) + sequential": (policy(stages=("interleave", 100), min_dwell_s=0, alpha=a.alpha,
                                                            max_searches=a.interleave_max, interleave_credit="rank"), 100),
     }
 

@@ -17,18 +17,20 @@ from pathlib import Path
 
 import torch
 
+from shelfops.config.schema import SearchTrainConfig
 from shelfops.train.encoder import resolve_encoder
 from shelfops.train.pairs import load_pairs
-from shelfops.train.search import SearchSettings, loss_fn, make_batches
+from shelfops.train.search import loss_fn, make_batches, search_settings_from
 from shelfops.train.text_models import ModelSpec, new_model
 
 
 def run(data, device, steps, batch_size, bf16, encoder):
-    spec = ModelSpec(task="search", encoder=encoder, max_length=64)
+    c = SearchTrainConfig(batch_size=batch_size)  # `shelfops train --task search`'s defaults, this batch
+    spec = ModelSpec(task="search", encoder=encoder, max_length=c.max_length)
     model, tok = new_model(spec, encoder)
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-5)
-    batches = make_batches(data.train, tok, SearchSettings(batch_size=batch_size), 0,
+    opt = torch.optim.AdamW(model.parameters(), lr=c.schedule.lr)
+    batches = make_batches(data.train, tok, search_settings_from(c), 0,
                            data.grade_min, data.grade_max)(0)
     f = loss_fn("pointwise")
     warm = 10

@@ -41,13 +41,14 @@ import folds  # bench/folds.py: what the cross-validated benchmarks share
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/train_beauty.py
 # bench/hd_search_cv.py's recipe (real judgements only, lr 7e-5); bf16 autocast where the CPU
-# has native bf16 (1.4x the steps/s of fp32 here, bench/RESULTS.md "Search training throughput")
+# has native bf16 (1.4x the steps/s of fp32 here, bench/RESULTS.md "Search training throughput"):
+# schedule.bf16 auto, the config's default, decides that from the CPU's flags (shelfops.train.precision)
 RECIPE = folds.HD_RECIPE
 DONE = "catalogue_scores.parquet"  # a fold's model folder holds it once the fold is complete
 KEPT = ROOT / "bench" / "results" / "hd_catalogue_folds"  # finished folds, committed
-#: the bi-encoder recipe of fold 0 (bench/RESULTS.md): in-batch negatives, 200 steps, bf16
+#: the bi-encoder recipe of fold 0 (bench/RESULTS.md): in-batch negatives, 200 steps, bf16 where native
 BI_ENCODER = ["train.threads=2", "train.retrieval.schedule.max_steps=200",
-              "train.retrieval.schedule.eval_every=100", "train.retrieval.schedule.bf16=on"]
+              "train.retrieval.schedule.eval_every=100"]
 SYSTEMS = ("pipeline", "hybrid", "dense", "bm25")
 
 
@@ -59,7 +60,8 @@ def args() -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--steps", type=int, default=1000, help="training steps per fold")
     p.add_argument("--eval-every", type=int, default=250, help="steps between validations")
-    p.add_argument("--bf16", default="on", choices=("on", "off", "auto"))
+    p.add_argument("--bf16", default="auto", choices=("on", "off", "auto"),
+                   help="auto: on where the CPU computes bf16 natively (avx512_bf16, amx_bf16)")
     p.add_argument("--only", type=int, nargs="*", default=None, help="train only these folds")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--no-bi-encoder", dest="bi_encoder", action="store_false",

@@ -120,9 +120,10 @@ class Soak:
 def moves(soak: Soak, a: argparse.Namespace, url: str, token: str, stop: threading.Event) -> None:
     """The planned changes, in a thread: a production alias move every ``swap_every`` minutes
     (the server hot-swaps), and at ``rollout_at`` a whole rollout driven by the controller."""
+    from shelfops.config.schema import RolloutConfig
     from shelfops.registry.registry import Registry
     from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import Policy
+    from shelfops.serve.rollout import policy_from
 
     reg = Registry(home=a.home)
     name = f"{a.prefix}-search"
@@ -136,8 +137,9 @@ def moves(soak: Soak, a: argparse.Namespace, url: str, token: str, stop: threadi
             cand = next(v for v in passing if v != prod)
             soak.events.append((soak.now(), f"rollout v{cand} starts"))
             ctl = Controller(reg, HttpServer(url, token), name,
-                             policy=Policy(min_dwell_s=20, min_requests=60, min_impressions=200, alpha=0.01,
-                                           min_shadow_overlap=0.0, max_p99_ratio=3.0))
+                             policy=policy_from(RolloutConfig(
+                                 min_dwell_s=20, min_requests=60, min_impressions=200, alpha=0.01,
+                                 min_shadow_overlap=0.0, max_p99_ratio=3.0)))
             ctl.start(cand, reason="soak rollout")
             row = ctl.run(every=2, max_seconds=600)
             soak.events.append((soak.now(), f"rollout v{cand} {row.status if row else 'ended'}"))

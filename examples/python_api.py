@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from shelfops.config.load import load_config
 from shelfops.data import recipe as data
-from shelfops.gate.recipe import GateSettings
+from shelfops.gate.recipe import gate_settings_from
 from shelfops.optimize import recipe as optimize
 from shelfops.registry.registry import registry_from
 from shelfops.registry.release import release
@@ -43,7 +43,7 @@ print("chosen variant:", o.metrics["chosen"])
 # ④ gate + ⑤ registry: register, gate against production (none yet), promote if it passed
 reg = registry_from(cfg.registry)
 g = release(reg, work / "search-optimized", "api-shop-search", work / "gates",
-            settings=GateSettings(**cfg.gate.model_dump()), reason="first", actor="example", say=lambda *_: None)
+            settings=gate_settings_from(cfg.gate), reason="first", actor="example", say=lambda *_: None)
 if g.passed:
     reg.promote("api-shop-search", g.version, "production", reason="gate passed", actor="example", evidence=g.evidence)
 print("gate:", "passed" if g.passed else f"failed {g.failed}", "· aliases:", reg.aliases("api-shop-search"))

@@ -18,7 +18,7 @@ from rich.rule import Rule
 from shelfops import redact
 from shelfops.config.load import PRESETS, load_config
 from shelfops.data import recipe as data_recipe
-from shelfops.gate.recipe import GateSettings
+from shelfops.gate.recipe import gate_settings_from
 from shelfops.optimize import recipe as opt_recipe
 from shelfops.registry.registry import registry_from
 from shelfops.registry.release import release
@@ -99,7 +99,7 @@ def release_all(optimized: Path, gates: Path, cfg, console: Console) -> dict:
     for task in ("search", "retrieval", "classify"):
         t0 = time.perf_counter()
         name = f"{cfg.name}-{task}"
-        g = release(reg, optimized / task, name, gates, settings=GateSettings(**cfg.gate.model_dump()),
+        g = release(reg, optimized / task, name, gates, settings=gate_settings_from(cfg.gate),
                     reason="new optimized version from the demo", actor="demo", say=console.print)
         if g.passed:
             why = (f"gate passed against production v{g.production}" if g.production

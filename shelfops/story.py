@@ -188,10 +188,13 @@ def act_serve(sc: Scene, reg, shop: Shop, v1):
     cfg = sc.cfg
     sc.console.print(Rule("⑥ serve v1 over HTTP, following the registry; shoppers replayed from the hidden truth"))
     token = secrets.token_hex(16)
+    # every serve: setting, as `shelfops serve` maps them (serve.spec.ReplicaSpec)
     settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=shop.catalogue,
                              admin_token=token, rerank_depth=cfg.serve.rerank_depth,
                              watch=follow_registry(reg, cfg.name), shadow_fraction=cfg.serve.shadow_fraction,
                              retriever=cfg.serve.retriever, fusion_weight=cfg.serve.fusion_weight,
+                             session_length=cfg.serve.session_length, state_url=cfg.serve.state_url,
+                             access_log=cfg.serve.access_log, limits=cfg.serve.limits,
                              watch_seconds=2.0, registry_view=registry_view(reg, cfg.name),
                              report_dir=sc.reports)
     server = start_in_thread(create_app(settings))

@@ -25,7 +25,7 @@ def gate(
     behaviour, serving smoke. Exit code 0 only if every check passes."""
     with reported_errors():
         from shelfops.errors import ArtifactNotFound, ConfigError, GateError
-        from shelfops.gate.recipe import GateSettings, run_gate
+        from shelfops.gate.recipe import gate_settings_from, run_gate
         from shelfops.registry.registry import registry_from
         from shelfops.registry.release import gate_version, report_dir
 
@@ -53,7 +53,7 @@ def gate(
                 prod_version, production = reg.show(name, against).version, reg.load(name, against)
             except ArtifactNotFound:
                 say(f"gate: {name}@{against} is not set: first version, nothing to compare against")
-        settings = GateSettings(**cfg.gate.model_dump())
+        settings = gate_settings_from(cfg.gate)
         if reg is not None and version is not None:  # the release sequence's step: stored with the version
             g = gate_version(reg, name, version, folder, out or report_dir(reg.home / "gates", name, version),
                              production=production, production_version=prod_version, settings=settings,

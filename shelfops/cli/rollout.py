@@ -26,7 +26,7 @@ def _controller(name: str, server: str, config, overrides, task: str | None = No
     """The controller with the config's policy (monitor.rollout), options given here winning."""
     from shelfops.registry.registry import registry_from
     from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import Policy
+    from shelfops.serve.rollout import policy_from
 
     token = os.environ.get("SHELFOPS_ADMIN_TOKEN")
     if not token:
@@ -34,12 +34,12 @@ def _controller(name: str, server: str, config, overrides, task: str | None = No
 
         raise ConfigError(["rollout: set SHELFOPS_ADMIN_TOKEN (the server's admin token)"])
     _, ov = split_overrides(overrides)
-    cfg = load(config, ov)
+    # the options given here are overrides of monitor.rollout, checked as the config is
+    cfg = load(config, [*ov, *(f"monitor.rollout.{k}={v}" for k, v in policy.items() if v is not None)])
     reg = registry_from(cfg.registry)
-    pol = {**cfg.monitor.rollout.model_dump(), **{k: v for k, v in policy.items() if v is not None}}
     suffix = name.rsplit("-", 1)[-1]
     task = task or (suffix if suffix in ("search", "recommend", "classify") else "search")
-    return Controller(reg, HttpServer(server, token), name, task=task, policy=Policy(**pol))
+    return Controller(reg, HttpServer(server, token), name, task=task, policy=policy_from(cfg.monitor.rollout))
 
 
 @app.command()

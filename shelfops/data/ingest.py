@@ -32,14 +32,15 @@ _Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
 
 @dataclass
 class Limits:
-    """Whole-table checks (built from ``CleaningConfig``)."""
+    """Whole-table checks: ``data.cleaning`` (``CleaningConfig``, the one source of defaults),
+    built by ``shelfops.data.recipe.limits_from``."""
 
-    batch_rows: int = 200_000
-    drop_duplicates: bool = True
-    require_known_items: bool = True
-    bot_max_events_per_minute: float = 30.0
-    bot_min_events: int = 50
-    max_reject_ratio: float = 0.2
+    batch_rows: int
+    drop_duplicates: bool
+    require_known_items: bool
+    bot_max_events_per_minute: float
+    bot_min_events: int
+    max_reject_ratio: float
 
 
 @dataclass

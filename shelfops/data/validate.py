@@ -7,8 +7,8 @@ table (duplicates, unknown items, bot sessions) live in ``shelfops.data.ingest``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
@@ -37,13 +37,14 @@ _TS_FORMATS = (
 
 @dataclass
 class Rules:
-    """Plain cleaning settings (built from ``CleaningConfig``)."""
+    """Plain cleaning settings: ``data.cleaning`` and ``data.privacy`` (``CleaningConfig``,
+    ``PrivacyConfig``: the one source of defaults), built by ``shelfops.data.recipe.rules_from``."""
 
-    strip_html: bool = True
-    mask_pii: bool = True
-    earliest: datetime = datetime(1995, 1, 1, tzinfo=timezone.utc)
-    latest: datetime = field(default_factory=lambda: datetime.now(timezone.utc) + timedelta(hours=24))
-    timestamp_format: str | None = None
+    strip_html: bool
+    mask_pii: bool
+    earliest: datetime
+    latest: datetime  # now + cleaning.future_slack_hours
+    timestamp_format: str | None  # the sources' own (SourceConfig.timestamp_format)
 
 
 class Pseudonymiser:

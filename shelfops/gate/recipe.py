@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from shelfops.artifacts import file_sha256, read_manifest
+from shelfops.config.schema import GateConfig
 from shelfops.errors import ConfigError
 from shelfops.gate import checks as C
 from shelfops.optimize.evalsets import golden_candidates, sample_queries
@@ -49,21 +50,29 @@ Say = Callable[[str], None]
 
 @dataclass
 class GateSettings:
-    golden: int = 200
-    depth: int = 30
-    max_queries: int = 1000
-    min_queries: int = 100  # the pilot sample that sizes the rest (_quality_sample)
-    power: float | None = 0.9  # None: score every sampled test query
-    title_probes: int = 100
-    quality_margin: float = 0.005
-    parity_min_pass_rate: float = 0.999
-    consistency_min_pass_rate: float = 0.9  # same fp32 model (an optimized variant of production)
-    churn_min_pass_rate: float = 0.3  # retrained model or approximate variant: only a wholesale reshuffle blocks
-    approximate_max_quality_drop: float = 0.01  # approximate variant vs its own fp32 model, relative
-    determinism_atol_fp32: float = 1e-4
-    determinism_atol_int8: float = 0.05  # dynamic int8 quantises activations per batch
-    n_boot: int = 1000
-    seed: int = 0
+    """The config's ``gate:`` section (``GateConfig``, the one source of defaults): build it
+    with :func:`gate_settings_from`."""
+
+    golden: int
+    depth: int
+    max_queries: int
+    min_queries: int  # the pilot sample that sizes the rest (_quality_sample)
+    power: float | None  # None: score every sampled test query
+    title_probes: int
+    quality_margin: float
+    parity_min_pass_rate: float
+    consistency_min_pass_rate: float  # same fp32 model (an optimized variant of production)
+    churn_min_pass_rate: float  # retrained model or approximate variant: only a wholesale reshuffle blocks
+    approximate_max_quality_drop: float  # approximate variant vs its own fp32 model, relative
+    determinism_atol_fp32: float
+    determinism_atol_int8: float  # dynamic int8 quantises activations per batch
+    n_boot: int
+    seed: int
+
+
+def gate_settings_from(c: GateConfig) -> GateSettings:
+    """The gate's settings of a config's ``gate:`` section, field for field."""
+    return GateSettings(**c.model_dump())
 
 
 def _pair_scores(s, qs: list[str], ts: list[str], *, reference: bool = False,
@@ -219,8 +228,8 @@ def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> C.GateResult:
 
 
 def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data_dir: Path | None = None,
-             settings: GateSettings | None = None, say: Say = print) -> dict:
-    st = settings or GateSettings()
+             settings: GateSettings, say: Say = print) -> dict:
+    st = settings
     candidate = Path(candidate)
     cm = read_manifest(candidate)
     data_dir = Path(data_dir or cm.extra.get("data") or "")

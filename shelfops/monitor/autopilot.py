@@ -26,15 +26,15 @@ from typing import Any
 
 from shelfops.data import recipe as data_recipe
 from shelfops.errors import ArtifactNotFound
-from shelfops.gate.recipe import GateSettings
+from shelfops.gate.recipe import gate_settings_from
 from shelfops.monitor.consistency import check_consistency
-from shelfops.monitor.drift import Thresholds, compare, plot
-from shelfops.monitor.triggers import Signals, TriggerPolicy, decide
+from shelfops.monitor.drift import compare, plot, thresholds_from
+from shelfops.monitor.triggers import Signals, decide, trigger_policy_from
 from shelfops.monitor.windows import window_from_traffic
 from shelfops.optimize import recipe as opt_recipe
 from shelfops.registry.release import release
 from shelfops.serve.controller import Controller
-from shelfops.serve.rollout import Policy
+from shelfops.serve.rollout import policy_from
 from shelfops.train import recipe as train_recipe
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
 from shelfops.train.search import embed_texts
@@ -99,7 +99,7 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
             shutil.copy2(folder / "pareto.png", Path(report_dir) / f"pareto-{label}.png")
         say(f"{label}: optimize chose {om.metrics['chosen']}: {om.metrics['reason']}")
         lap("optimize")
-    g = release(reg, folder, name, workdir / "gates", settings=GateSettings(**cfg.gate.model_dump()),
+    g = release(reg, folder, name, workdir / "gates", settings=gate_settings_from(cfg.gate),
                 reason=f"release {label}", actor="autopilot", say=say)
     lap("gate")  # register + gate + candidate alias
     return Release(label, g.version, folder, data_dir, g.passed, g.failed, quality,
@@ -132,10 +132,10 @@ class Autopilot:
         self.cfg, self.reg, self.server, self.name = cfg, reg, server, name
         self.export, self.workdir, self.report_dir, self.say, self.clock = export, Path(workdir), report_dir, say, clock
         mc = cfg.monitor
-        self.thresholds = Thresholds(**mc.drift.model_dump(exclude={"embeddings"}))
+        self.thresholds = thresholds_from(mc.drift)
         self._embedder = None
-        self.triggers = TriggerPolicy(**mc.triggers.model_dump())
-        self.controller = Controller(reg, server, name, task=mc.task, policy=Policy(**mc.rollout.model_dump()),
+        self.triggers = trigger_policy_from(mc.triggers)
+        self.controller = Controller(reg, server, name, task=mc.task, policy=policy_from(mc.rollout),
                                      clock=clock, actor="autopilot")
         self.since = 0.0
         # what the drift check needs, and no more (the loop runs for weeks): the reference
@@ -282,7 +282,7 @@ class Autopilot:
         gate = self.reg.gate_report(self.name, version)
         if gate is None or not (gate / "golden.json").exists():
             return self.note("consistency", f"v{version} has no stored golden set to check against", version=version)
-        res = check_consistency(folder, gate / "golden.json")
+        res = check_consistency(folder, gate / "golden.json", min_pass_rate=self.cfg.gate.parity_min_pass_rate)
         self.consistency_failed = not res["passed"]
         n = res["numbers"]
         return self.note("consistency", f"v{version} {'answers' if res['passed'] else 'NO LONGER answers'} its "

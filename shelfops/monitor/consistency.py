@@ -21,7 +21,8 @@ from shelfops.gate.recipe import score_groups
 from shelfops.optimize.shipped import load_shipped
 
 
-def check_consistency(folder: Path, golden_file: Path, *, min_pass_rate: float = 0.999) -> dict:
+def check_consistency(folder: Path, golden_file: Path, *, min_pass_rate: float) -> dict:
+    """``min_pass_rate``: the gate's parity bar (``gate.parity_min_pass_rate``)."""
     g = json.loads(Path(golden_file).read_text())
     t0 = time.perf_counter()
     now = [np.asarray(x, np.float64) for x in score_groups(load_shipped(Path(folder)).offline(), g["queries"],

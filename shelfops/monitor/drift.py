@@ -33,17 +33,28 @@ from pathlib import Path
 
 import numpy as np
 
+from shelfops.config.schema import DriftConfig
+
 _EPS = 1e-4
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    psi: float = 0.2  # the usual "significant shift" cut
-    alpha: float = 0.001  # significance the KS / chi-square test must also reach
-    unseen_delta: float = 0.05  # extra share of unseen query tokens over the reference's own
-    centroid_shift: float = 0.05
-    min_samples: int = 100  # per window, below this nothing is judged
+    """The config's ``monitor.drift`` (``DriftConfig``, the one source of defaults): build it
+    with :func:`thresholds_from`."""
+
+    psi: float  # the usual "significant shift" cut
+    alpha: float  # significance the KS / chi-square test must also reach
+    unseen_delta: float  # extra share of unseen query tokens over the reference's own
+    centroid_shift: float
+    min_samples: int  # per window, below this nothing is judged
+
+
+def thresholds_from(c: DriftConfig) -> Thresholds:
+    """The drift thresholds of a config's ``monitor.drift`` section (its ``embeddings`` switch
+    is the autopilot's: whether windows carry query embeddings at all)."""
+    return Thresholds(**c.model_dump(exclude={"embeddings"}))
 
 
 @dataclass
@@ -210,7 +221,7 @@ def unseen_p(new_now: int, tokens_now: int, new_base: int, tokens_base: int) -> 
     return float(norm.sf((new_now / tokens_now - new_base / tokens_base) / se))
 
 
-def compare(ref: Window, cur: Window, th: Thresholds = Thresholds()) -> dict:
+def compare(ref: Window, cur: Window, th: Thresholds) -> dict:
     """Every feature's statistic, its threshold and whether it drifted; ``drifted`` when any did.
 
     Windows smaller than ``th.min_samples`` are reported but judged as not drifted."""

@@ -14,18 +14,27 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from shelfops.config.schema import TriggerConfig
 from shelfops.serve.rollout import one_sided_p
 
 
 @dataclass(frozen=True)
 class TriggerPolicy:
-    on_drift: bool = True
-    max_age_s: float | None = None  # schedule: retrain a production model older than this
-    min_ctr_drop: float | None = 0.15  # relative drop of production's click-through
-    min_impressions: int = 2000  # per window, before the click-through trigger may fire
-    ctr_alpha: float = 0.01  # the fall must also be significant (one-sided two-proportion test)
-    min_new_events: int | None = None  # retrain once this many new feedback events arrived
-    cooldown_s: float = 600.0
+    """The config's ``monitor.triggers`` (``TriggerConfig``, the one source of defaults): build
+    it with :func:`trigger_policy_from`."""
+
+    on_drift: bool
+    max_age_s: float | None  # schedule: retrain a production model older than this
+    min_ctr_drop: float | None  # relative drop of production's click-through
+    min_impressions: int  # per window, before the click-through trigger may fire
+    ctr_alpha: float  # the fall must also be significant (one-sided two-proportion test)
+    min_new_events: int | None  # retrain once this many new feedback events arrived
+    cooldown_s: float
+
+
+def trigger_policy_from(c: TriggerConfig) -> TriggerPolicy:
+    """The retraining triggers of a config's ``monitor.triggers`` section, field for field."""
+    return TriggerPolicy(**c.model_dump())
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class TriggerDecision:
         return asdict(self)
 
 
-def decide(s: Signals, p: TriggerPolicy = TriggerPolicy()) -> TriggerDecision:
+def decide(s: Signals, p: TriggerPolicy) -> TriggerDecision:
     ev = {"signals": {k: v for k, v in asdict(s).items() if k != "drift"}, "policy": asdict(p)}
     if s.drift is not None:
         ev["drifted_features"] = s.drift.get("drifted_features", [])

@@ -78,7 +78,7 @@ class HttpServer:
 
 
 class Controller:
-    def __init__(self, registry, server, model: str, *, task: str = "search", policy: Policy = Policy(),
+    def __init__(self, registry, server, model: str, *, policy: Policy, task: str = "search",
                  clock: Callable[[], float] = time.time, actor: str = "controller") -> None:
         self.reg, self.server, self.model, self.task = registry, server, model, task
         if task == "classify":  # no shopper feedback on a category: errors, latency, divergence decide

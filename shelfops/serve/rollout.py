@@ -36,10 +36,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from shelfops.config.schema import RolloutConfig
 from shelfops.eval.sequential import Verdict, difference, preference
 
 Stage = str | int
-STAGES: tuple[Stage, ...] = ("shadow", 5, 25, 50, 100)
 Action = Literal["hold", "advance", "promote", "rollback"]
 
 
@@ -61,28 +61,31 @@ class Observed:
 
 @dataclass(frozen=True)
 class Policy:
-    min_dwell_s: float = 300.0
-    min_requests: int = 500
-    max_error_rate: float = 0.01
-    max_p99_ratio: float = 1.5  # candidate p99 / production p99
-    min_latency_samples: int = 100  # per arm: a p99 of fewer requests is about their maximum
-    min_shadow_overlap: float = 0.5
-    alpha: float = 0.01
-    min_impressions: int = 500  # per arm, before a canary step may advance
-    stages: tuple[Stage, ...] = STAGES
-    ctr_test: Literal["sequential", "fixed"] = "sequential"
+    """The config's ``monitor.rollout`` (``RolloutConfig``, the one source of defaults and of what
+    each setting means): build it with :func:`policy_from`."""
+
+    min_dwell_s: float
+    min_requests: int
+    max_error_rate: float
+    max_p99_ratio: float  # candidate p99 / production p99
+    min_latency_samples: int  # per arm: a p99 of fewer requests is about their maximum
+    min_shadow_overlap: float
+    alpha: float
+    min_impressions: int  # per arm, before a canary step may advance
+    stages: tuple[Stage, ...]
+    ctr_test: Literal["sequential", "fixed"]
     # the relative click-through change the canary's sequential test is tuned to find fastest
-    mde_relative: float = 0.1
-    require_improvement: bool = False  # the last canary step promotes only on a significant gain
-    interleave_percent: int = 50  # shoppers (sticky) whose searches are interleaved in that step
+    mde_relative: float
+    require_improvement: bool  # the last canary step promotes only on a significant gain
+    interleave_percent: int  # shoppers (sticky) whose searches are interleaved in that step
     # which clicks credit a ranker: on items only one ranker shows ("unique"), on any ("all", classic
     # team-draft), or by which ranker ranked the clicked item higher ("rank"); eval.interleave.
     # unique: on the demo's real v1 -> v2 it needs 168 searches where all needs 4,488 (bench/RESULTS.md);
     # a candidate that only reorders the same top k is seen by all and rank, not by unique
-    interleave_credit: Literal["unique", "all", "rank"] = "unique"
+    interleave_credit: Literal["unique", "all", "rank"]
     # the candidate's share of decided interleaved searches above one half it is tuned to find fastest
-    interleave_mde: float = 0.05
-    max_searches: int = 20_000  # a comparison that must show a gain stops here as "no difference"
+    interleave_mde: float
+    max_searches: int  # a comparison that must show a gain stops here as "no difference"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))  # a config's list, say
@@ -91,6 +94,11 @@ class Policy:
         if bad or not self.stages or self.stages[-1] != 100:
             raise ValueError(f"rollout stages must be shadow, interleave or percentages ending with 100; "
                              f"got {list(self.stages)}")
+
+
+def policy_from(c: RolloutConfig) -> Policy:
+    """The rollout policy of a config's ``monitor.rollout`` section, field for field."""
+    return Policy(**c.model_dump())
 
 
 @dataclass
@@ -128,7 +136,7 @@ def mode_of(stage: Stage) -> str:
     return stage if isinstance(stage, str) else "canary"
 
 
-def decide(stage: Stage, dwell_s: float, cand: Observed, prod: Observed, policy: Policy = Policy()) -> Decision:
+def decide(stage: Stage, dwell_s: float, cand: Observed, prod: Observed, policy: Policy) -> Decision:
     if stage not in policy.stages or stage == 100:
         raise ValueError(f"unknown rollout stage {stage!r}; stages are {list(policy.stages)}")
     ev: dict = {"stage": stage, "dwell_s": round(dwell_s, 1), "candidate": asdict(cand),

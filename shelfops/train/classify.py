@@ -17,6 +17,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from shelfops.config.schema import ClassifyTrainConfig
 from shelfops.errors import DataError
 from shelfops.tables import CATEGORY_SEP
 from shelfops.train.loop import FitResult, Schedule, fit
@@ -26,11 +27,20 @@ from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
 
 @dataclass
 class ClassifySettings:
-    batch_size: int = 32
-    freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
-    max_length: int = 64
-    level: int | None = None  # category depth to predict; None = the full path
-    min_class_size: int = 3
+    """``train.classify`` (``ClassifyTrainConfig``, the one source of defaults): build it with
+    :func:`classify_settings_from`."""
+
+    batch_size: int
+    freeze_layers: int  # embeddings + this many lowest layers stay frozen
+    max_length: int
+    level: int | None  # category depth to predict; None = the full path
+    min_class_size: int
+
+
+def classify_settings_from(c: ClassifyTrainConfig) -> ClassifySettings:
+    """The model-training settings of ``train.classify`` (its schedule: ``schedule_from``)."""
+    return ClassifySettings(batch_size=c.batch_size, freeze_layers=c.freeze_layers, max_length=c.max_length,
+                            level=c.level, min_class_size=c.min_class_size)
 
 
 def _bucket(item_id: str, seed: int) -> int:

@@ -2,8 +2,9 @@
 
 AdamW with warm-up then linear or cosine decay, gradient clipping, evaluation on the
 validation metric with early stopping (best weights kept), seeded determinism,
-resumable safetensors checkpoints, a progress bar with loss and metric, bf16 autocast on
-a GPU, and data-parallel training under torchrun.
+resumable safetensors checkpoints, a progress bar with loss and metric, bf16 autocast where
+the device computes bf16 natively (``shelfops.train.precision``), and data-parallel training
+under torchrun.
 
 A task supplies plain callables: ``batches(epoch)`` returns that epoch's global batches
 in a deterministic order, ``loss_fn(model, batch)`` a scalar loss, ``evaluate(model)``
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shelfops.config.schema import ScheduleConfig
 from shelfops.train import distributed as dd
 from shelfops.train.checkpoint import (
     load_model,
@@ -31,22 +33,31 @@ from shelfops.train.checkpoint import (
     save_model,
     save_training_state,
 )
+from shelfops.train.precision import use_bf16
 
 
 @dataclass
 class Schedule:
-    epochs: int = 1
-    max_steps: int | None = None
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    decay: str = "linear"  # linear | cosine | constant
-    grad_clip: float = 1.0
-    eval_every: int | None = None  # steps; None = at the end of each epoch
-    patience: int = 3  # evaluations without improvement before stopping
-    seed: int = 0
-    bf16: str = "auto"  # auto (on a GPU that supports it) | on | off
-    checkpoint_every: int | None = None  # steps; checkpoints are also written at each eval
+    """The optimiser schedule of one run; every field comes from ``ScheduleConfig`` (the one
+    source of defaults): build it with :func:`schedule_from`."""
+
+    epochs: int
+    max_steps: int | None
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    decay: str  # linear | cosine | constant
+    grad_clip: float
+    eval_every: int | None  # steps; None = at the end of each epoch
+    patience: int  # evaluations without improvement before stopping
+    seed: int
+    bf16: str  # on | off | auto (where the device has native bf16: shelfops.train.precision)
+    checkpoint_every: int | None  # steps; checkpoints are also written at each eval
+
+
+def schedule_from(c: ScheduleConfig) -> Schedule:
+    """The runtime schedule of a config's (``train.<task>.schedule``), field for field."""
+    return Schedule(**c.model_dump())
 
 
 @dataclass
@@ -57,6 +68,7 @@ class FitResult:
     best_step: int | None = None
     stopped_early: bool = False
     resumed_from: int | None = None
+    bf16: bool = False  # whether training ran under bf16 autocast (schedule.bf16 on this device)
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -145,11 +157,9 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lr_lambda(total, int(schedule.warmup_ratio * total), schedule.decay)
     )
-    use_bf16 = schedule.bf16 == "on" or (
-        schedule.bf16 == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
+    bf16 = use_bf16(schedule.bf16, device.type)
 
-    result = FitResult()
+    result = FitResult(bf16=bf16)
     state = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": []}
     ckpt = workdir / "checkpoint"
     best_path = workdir / "best.safetensors"
@@ -199,7 +209,7 @@ def fit(
         epoch_batches = batches(epoch)
         for i in range(offset, len(epoch_batches)):
             batch = to_device(dd.shard(epoch_batches[i], dist), device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = loss_fn(net, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

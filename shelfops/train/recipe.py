@@ -21,29 +21,29 @@ from typing import Any, Protocol
 import numpy as np
 
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
-from shelfops.config.schema import ScheduleConfig, TrainConfig
+from shelfops.config.schema import TrainConfig
 from shelfops.errors import ArtifactError, ConfigError
 from shelfops.eval import metrics as M
 from shelfops.train import catalogue, text_models
 from shelfops.train.baselines import BM25Index, TfidfCentroidClassifier, majority_class
-from shelfops.train.classify import ClassifySettings, load_items, predict_proba, train_classifier
+from shelfops.train.classify import classify_settings_from, load_items, predict_proba, train_classifier
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
 from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from shelfops.train.hybrid import choose, fuse, rerank
 from shelfops.train.index import build_index, save_index
 from shelfops.train.index import search as index_search
-from shelfops.train.loop import Schedule
+from shelfops.train.loop import schedule_from
 from shelfops.train.pairs import load_pairs
-from shelfops.train.recommend import evaluate_folder, train_recommend
+from shelfops.train.recommend import evaluate_folder, recommend_args, train_recommend
 from shelfops.train.recommend import save as save_recommender
-from shelfops.train.retrieval import RetrievalSettings, catalogue_eval, positives, train_retrieval
+from shelfops.train.retrieval import catalogue_eval, positives, retrieval_settings_from, train_retrieval
 from shelfops.train.search import (
-    SearchSettings,
     bm25_pool_scores,
     embed_texts,
     evaluate_scores,
     pool_metrics,
     score_pairs,
+    search_settings_from,
     train_search,
     zero_shot_pool_scores,
 )
@@ -60,10 +60,6 @@ class Reranker(Protocol):
     name: str
 
     def run(self, a: list[str], b: list[str] | None = None) -> np.ndarray: ...
-
-
-def schedule_from(c: ScheduleConfig):
-    return Schedule(**c.model_dump())
 
 
 def _jsonable(x: Any) -> Any:
@@ -187,9 +183,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
             + ("graded at the bottom of the scale" if cc.negative_loss == "pointwise" else
                f"pairwise below a judged relevant product ({len(triples):,} triples)"))
         extra_eval = _catalogue_validation(cat, data, cc, c.max_length)
-    settings = SearchSettings(loss=c.loss, freeze_layers=c.freeze_layers, batch_size=c.batch_size,
-                              max_length=c.max_length, eval_queries=c.eval_queries, head=c.head,
-                              triples_per_batch=cc.triples_per_batch)
+    settings = search_settings_from(c)
     metric = "catalogue_ndcg@10" if cat is not None and cc.early_stop_on == "catalogue" else None
     model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
                                             schedule=schedule_from(c.schedule), settings=settings,
@@ -301,8 +295,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     c = cfg.retrieval
     data = load_pairs(data_dir)
     lo, hi = data.grade_min, data.grade_max
-    settings = RetrievalSettings(freeze_layers=c.freeze_layers, batch_size=c.batch_size, max_length=c.max_length,
-                                 positive_threshold=c.positive_threshold, eval_queries=c.eval_queries)
+    settings = retrieval_settings_from(c)
     say(f"retrieval: {len(positives(data.train, lo, hi, c.positive_threshold)):,} positive pairs, "
         f"catalogue of {len(data.items):,} items")
     model, tok, spec, fitres = train_retrieval(data, encoder_path=encoder_path, workdir=work,
@@ -398,8 +391,7 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
     splits = load_items(data_dir, level=c.level, min_class_size=c.min_class_size, seed=13)
     say(f"classify: {len(splits['train']):,} train / {len(splits['test']):,} test items, "
         f"{splits['train']['label'].n_unique()} categories")
-    settings = ClassifySettings(freeze_layers=c.freeze_layers, batch_size=c.batch_size, max_length=c.max_length, level=c.level,
-                                min_class_size=c.min_class_size)
+    settings = classify_settings_from(c)
     model, tok, spec, fitres = train_classifier(splits, encoder_path=encoder_path, workdir=work,
                                                 schedule=schedule_from(c.schedule),
                                                 settings=settings, progress=progress)
@@ -437,12 +429,8 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
 
 def _recommend(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, **_):
     c = cfg.recommend
-    res = train_recommend(
-        data_dir, hidden=c.hidden, layers=c.layers, heads=c.heads, dropout=c.dropout,
-        max_len=c.max_len, batch_size=c.batch_size, loss=c.loss, negatives=c.negatives,
-        init_from_text=c.init_from_text, encoder_path=encoder_path,
-        eval_every_epochs=c.eval_every_epochs, schedule=schedule_from(c.schedule), workdir=work,
-        progress=progress, bootstrap=cfg.bootstrap)
+    res = train_recommend(data_dir, **recommend_args(c), encoder_path=encoder_path, workdir=work,
+                          progress=progress, bootstrap=cfg.bootstrap)
     save_recommender(res, out)
     metrics = res.metrics
     comps = metrics.get("comparisons") or {}

@@ -41,22 +41,26 @@ import numpy as np
 import polars as pl
 import torch
 
+from shelfops.config.schema import RecommendTrainConfig
 from shelfops.errors import DataError, ModelError
 from shelfops.eval import metrics as M
 from shelfops.train.baselines import popularity_scorer, popularity_scores
 from shelfops.train.checkpoint import load_model, save_model
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
-from shelfops.train.loop import Schedule, fit, seed_everything
+from shelfops.train.loop import Schedule, fit, schedule_from, seed_everything
 from shelfops.train.sasrec import SASRec, init_from_vectors
 from shelfops.train.search import embed_texts
 
 KS = (5, 10, 20)
 
 
-def default_schedule() -> Schedule:
-    """The schedule that works for SASRec (mirrors ``RecommendSchedule``)."""
-    return Schedule(epochs=200, lr=1e-3, weight_decay=0.0, warmup_ratio=0.0, decay="constant",
-                    grad_clip=5.0, patience=10)
+def recommend_args(c: RecommendTrainConfig) -> dict[str, Any]:
+    """``train.recommend`` (``RecommendTrainConfig``, the one source of defaults) as the keyword
+    arguments of :func:`train_recommend`, every field of it; the recipe and the Beauty bench
+    both train through this."""
+    return dict(hidden=c.hidden, layers=c.layers, heads=c.heads, dropout=c.dropout, max_len=c.max_len,
+                batch_size=c.batch_size, loss=c.loss, negatives=c.negatives, init_from_text=c.init_from_text,
+                eval_every_epochs=c.eval_every_epochs, schedule=schedule_from(c.schedule))
 
 
 # ------------------------------------------------------------------------------------ data
@@ -339,33 +343,35 @@ class RecommendResult:
 def train_recommend(
     data_dir: Path,
     *,
-    hidden: int = 64,
-    layers: int = 2,
-    heads: int = 2,
-    dropout: float = 0.5,
-    max_len: int = 50,
-    batch_size: int = 256,
-    loss: str = "ce",
-    negatives: int = 256,
-    init_from_text: bool = True,
-    encoder_path: str | None = None,
-    eval_every_epochs: int = 5,
-    schedule: Schedule | None = None,
+    hidden: int,
+    layers: int,
+    heads: int,
+    dropout: float,
+    max_len: int,
+    batch_size: int,
+    loss: str,
+    negatives: int,
+    init_from_text: bool,
+    encoder_path: str | None,
+    eval_every_epochs: int,
+    schedule: Schedule,
     workdir: Path,
+    bootstrap: int,
     progress: bool = True,
-    bootstrap: int = 1000,
     activation: str = "gelu",
     ffn_mult: int = 4,
     text_cache: Path | None = None,
 ) -> RecommendResult:
     """Train SASRec on a leave-one-out dataset folder and evaluate it with baselines.
 
+    The settings of ``train.recommend`` come from the config: ``recommend_args(cfg.recommend)``
+    (``encoder_path`` from ``train.encoder``, ``bootstrap`` from ``train.bootstrap``).
+
     ``workdir`` holds the resumable training state (``fit/``) and the item-title
     embedding cache (``item_text/``, or ``text_cache``). ``schedule.eval_every`` (steps),
     when unset, becomes ``eval_every_epochs`` epochs; patience counts evaluations.
     """
     t0 = time.perf_counter()
-    schedule = schedule or default_schedule()
     workdir = Path(workdir)
     seqs = load_sequences(data_dir)
     if not len(seqs.users):

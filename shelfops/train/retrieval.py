@@ -18,6 +18,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from shelfops.config.schema import RetrievalTrainConfig
 from shelfops.eval import metrics as M
 from shelfops.train.index import build_index, search
 from shelfops.train.loop import FitResult, Schedule, fit
@@ -29,12 +30,22 @@ from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
 
 @dataclass
 class RetrievalSettings:
-    batch_size: int = 64
-    freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
-    max_length: int = 48
-    positive_threshold: float = 0.5  # share of the grade scale a positive must reach
-    eval_queries: int = 300
-    ks: tuple[int, ...] = (10, 50)
+    """``train.retrieval`` (``RetrievalTrainConfig``, the one source of defaults): build it
+    with :func:`retrieval_settings_from`."""
+
+    batch_size: int
+    freeze_layers: int  # embeddings + this many lowest layers stay frozen
+    max_length: int
+    positive_threshold: float  # share of the grade scale a positive must reach
+    eval_queries: int
+    ks: tuple[int, ...] = (10, 50)  # not a setting: the cut-offs every retrieval metric reports
+
+
+def retrieval_settings_from(c: RetrievalTrainConfig) -> RetrievalSettings:
+    """The model-training settings of ``train.retrieval`` (its schedule: ``schedule_from``;
+    ``rerank_depth`` drives the recipe's retrieve + re-rank measurement)."""
+    return RetrievalSettings(batch_size=c.batch_size, freeze_layers=c.freeze_layers, max_length=c.max_length,
+                             positive_threshold=c.positive_threshold, eval_queries=c.eval_queries)
 
 
 def positives(df: pl.DataFrame, lo: float, hi: float, threshold: float) -> pl.DataFrame:

@@ -19,6 +19,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from shelfops.config.schema import SearchTrainConfig
 from shelfops.errors import DataError, ModelError
 from shelfops.eval import metrics as M
 from shelfops.train.baselines import BM25Index
@@ -38,14 +39,25 @@ from shelfops.train.text_models import ModelSpec, freeze_lower, new_model
 
 @dataclass
 class SearchSettings:
-    loss: str = "pointwise"  # pointwise | pairwise | listwise
-    batch_size: int = 32
-    freeze_layers: int = 0  # embeddings + this many lowest layers stay frozen
-    max_length: int = 64
-    head: str = "similarity"  # similarity | linear (text_models.CrossEncoder)
-    eval_queries: int = 400  # validation queries used for early stopping
-    triples_per_batch: int = 8  # (query, judged relevant, mined negative) triples added to each batch
-    ks: tuple[int, ...] = (5, 10)
+    """``train.search`` (``SearchTrainConfig``, the one source of defaults): build it with
+    :func:`search_settings_from`."""
+
+    loss: str  # pointwise | pairwise | listwise
+    batch_size: int
+    freeze_layers: int  # embeddings + this many lowest layers stay frozen
+    max_length: int
+    head: str  # similarity | linear (text_models.CrossEncoder)
+    eval_queries: int  # validation queries used for early stopping
+    triples_per_batch: int  # (query, judged relevant, mined negative) triples added to each batch
+    ks: tuple[int, ...] = (5, 10)  # not a setting: the cut-offs every search metric reports
+
+
+def search_settings_from(c: SearchTrainConfig) -> SearchSettings:
+    """The model-training settings of ``train.search`` (its schedule: ``schedule_from``; the
+    rest of its catalogue section drives the recipe's mining and validation)."""
+    return SearchSettings(loss=c.loss, batch_size=c.batch_size, freeze_layers=c.freeze_layers,
+                          max_length=c.max_length, head=c.head, eval_queries=c.eval_queries,
+                          triples_per_batch=c.catalogue.triples_per_batch)
 
 
 def _group_batches(df: pl.DataFrame, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

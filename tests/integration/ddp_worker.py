@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shelfops.config.schema import ScheduleConfig
 from shelfops.train import distributed as dd
 from shelfops.train.checkpoint import save_model
-from shelfops.train.loop import Schedule, fit
+from shelfops.train.loop import fit, schedule_from
 
 torch.set_num_threads(1)
 
@@ -36,7 +37,7 @@ def main(out: Path) -> None:
         return {"acc": float((m(x).argmax(1) == y).float().mean())}
 
     res = fit(model, batches=batches, loss_fn=loss, evaluate=evaluate, metric="acc",
-              schedule=Schedule(epochs=3, lr=1e-2, seed=0), workdir=out / "work",
+              schedule=schedule_from(ScheduleConfig(epochs=3, lr=1e-2, seed=0, bf16="off")), workdir=out / "work",
               device=torch.device("cpu"), progress=False)
     d = dd.setup(torch.device("cpu"))
     if d.main:

@@ -226,9 +226,10 @@ def test_postgresql_restarted_during_a_canary(models, small_shop):
 
     from chaos import PostgresServer
 
+    from shelfops.config.schema import RolloutConfig
     from shelfops.registry.registry import Registry
     from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import Policy
+    from shelfops.serve.rollout import policy_from
 
     pg = PostgresServer().init()
     home = Path(tempfile.mkdtemp(prefix="shelfops-chaos-"))
@@ -266,8 +267,8 @@ def test_postgresql_restarted_during_a_canary(models, small_shop):
                         c.post("/v1/events", json={"type": "click", "item_id": b["items"][0]["item_id"],
                                                    "request_id": b["request_id"]})
 
-        policy = Policy(min_dwell_s=0, min_requests=20, min_impressions=30, min_shadow_overlap=0.0, alpha=0.01,
-                        max_p99_ratio=20.0)
+        policy = policy_from(RolloutConfig(min_dwell_s=0, min_requests=20, min_impressions=30,
+                                           min_shadow_overlap=0.0, alpha=0.01, max_p99_ratio=20.0))
         ctl = Controller(reg, HttpServer(running.url, TOKEN), "pg-search", policy=policy)
         ctl.start("2")
         marks: dict[str, float] = {}

@@ -141,6 +141,7 @@ def test_damaged_candidate_fails_with_reasons_and_cannot_be_promoted(models, tmp
 def test_scheduled_consistency_check_reuses_the_gates_golden_set(models, tmp_path):
     """The gate stores what the version answered; re-scoring the same version later agrees,
     and a version that answers differently (damaged weights in its place) is caught."""
+    from shelfops.config.schema import GateConfig
     from shelfops.monitor.consistency import check_consistency
 
     res = CliRunner().invoke(app, ["gate", str(models / "opt"), "--out", str(tmp_path / "g")])
@@ -149,7 +150,7 @@ def test_scheduled_consistency_check_reuses_the_gates_golden_set(models, tmp_pat
     g = json.loads(golden.read_text())
     n = len(g["queries"])
     assert n >= 10 and len(g["candidates"]) == len(g["scores"]) == n
-    same = check_consistency(models / "opt", golden)
+    same = check_consistency(models / "opt", golden, min_pass_rate=GateConfig().parity_min_pass_rate)
     assert same["passed"] and same["groups"] == n and same["max_abs_diff"] < 1e-4
-    broken = check_consistency(models / "broken", golden)
+    broken = check_consistency(models / "broken", golden, min_pass_rate=GateConfig().parity_min_pass_rate)
     assert not broken["passed"] and broken["numbers"]["pass_rate"] < 0.999, broken

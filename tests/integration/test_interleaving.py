@@ -75,13 +75,15 @@ def test_the_controller_decides_the_interleave_step_by_what_shoppers_prefer(repl
                                                                            outcome):
     from conftest import two_search_versions
 
+    from shelfops.config.schema import RolloutConfig
     from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import Policy
+    from shelfops.serve.rollout import policy_from
 
     reg = two_search_versions(models, tmp_path)
     url = replicas[0].url
-    policy = Policy(min_dwell_s=0, min_requests=10, min_shadow_overlap=0.0, max_p99_ratio=50.0, alpha=0.05,
-                    stages=("shadow", "interleave", 100), interleave_percent=100, max_searches=2000)
+    policy = policy_from(RolloutConfig(min_dwell_s=0, min_requests=10, min_shadow_overlap=0.0, max_p99_ratio=50.0,
+                                       alpha=0.05, stages=("shadow", "interleave", 100), interleave_percent=100,
+                                       max_searches=2000))
     clock = {"t": 0.0}
     ctl = Controller(reg, HttpServer(url, TOKEN), "shop-search", policy=policy, clock=lambda: clock["t"])
     c = httpx.Client(base_url=url, timeout=60)

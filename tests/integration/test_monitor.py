@@ -11,8 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
+from shelfops.config.schema import DriftConfig
 from shelfops.data.synthetic_truth import ShopTruth
-from shelfops.monitor.drift import Thresholds, compare, plot
+from shelfops.monitor.drift import compare, plot, thresholds_from
 from shelfops.monitor.windows import window_from_traffic
 from shelfops.registry.registry import Registry
 from shelfops.serve.app import ServeSettings, create_app
@@ -74,7 +75,7 @@ def test_replayed_shoppers_click_and_the_drift_shows(live, truth):
     assert len(ref) == N and len(cur) == N
     assert len(cur.clicked_items) == after.clicks
 
-    rep = compare(ref, cur, Thresholds(min_samples=100))
+    rep = compare(ref, cur, thresholds_from(DriftConfig(min_samples=100)))
     trending = truth.vocab.leaf_paths[truth.drift.leaf]
     assert rep["drifted"] and rep["features"]["category_popularity"]["drifted"], rep["features"]
     # what shoppers click moved to the category the generator made trend on the drift day, and
@@ -86,7 +87,7 @@ def test_replayed_shoppers_click_and_the_drift_shows(live, truth):
     # and two windows of the same day do not drift
     half = window_from_traffic(ref_search[: len(ref_search) // 2])
     other = window_from_traffic(ref_search[len(ref_search) // 2:])
-    same = compare(half, other, Thresholds(min_samples=100))
+    same = compare(half, other, thresholds_from(DriftConfig(min_samples=100)))
     # (the searched mix and query lengths: ~50 clicks per half are too few to judge click mixes)
     for f in ("query_length", "query_category_mix", "unseen_token_rate"):
         assert not same["features"][f]["drifted"], (f, same["features"][f])

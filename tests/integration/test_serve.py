@@ -313,8 +313,9 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
 
     from conftest import two_search_versions
 
+    from shelfops.config.schema import RolloutConfig
     from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import Policy
+    from shelfops.serve.rollout import policy_from
 
     reg = two_search_versions(models, tmp_path,
                               ops_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)
@@ -323,8 +324,8 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     running = start_in_thread(create_app(settings))
     # this test is about click-through (latency on a busy CI box is noise); the always-valid test
     # needs ~100 impressions per arm to see 2% against 30% at alpha 0.01
-    policy = Policy(min_dwell_s=0, min_requests=60, min_impressions=100, min_shadow_overlap=0.0, alpha=0.01,
-                    max_p99_ratio=20.0)
+    policy = policy_from(RolloutConfig(min_dwell_s=0, min_requests=60, min_impressions=100, min_shadow_overlap=0.0,
+                                       alpha=0.01, max_p99_ratio=20.0))
     clock = {"t": 0.0}
     server = HttpServer(running.url, TOKEN)
     ctl = Controller(reg, server, "shop-search", policy=policy, clock=lambda: clock["t"])

@@ -11,16 +11,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shelfops.data.ingest import Limits, ingest
+from shelfops.config.schema import DataConfig, SyntheticConfig
+from shelfops.data.ingest import ingest
+from shelfops.data.recipe import limits_from, rules_from
 from shelfops.data.sources import build_spec
-from shelfops.data.validate import Rules
 
 KEY = b"k" * 32
+DATA = DataConfig(synthetic=SyntheticConfig())  # the config's default cleaning and privacy rules
 
 
 def run(fmt: str, paths: list[Path], out: Path, extra=()):
     specs = [build_spec(fmt, [str(p) for p in paths]), *extra]
-    counts = ingest(specs, out, rules=Rules(), key=KEY, limits=Limits(), progress=False)
+    counts = ingest(specs, out, rules=rules_from(DATA), key=KEY, limits=limits_from(DATA), progress=False)
     q = pl.read_parquet(out / "quarantine.parquet")
     return counts, q
 
@@ -181,10 +183,10 @@ def test_unreadable_file_names_the_file(tmp_path):
     f.write_bytes(b"")
     with pytest.raises(SourceReadError, match="nothing.csv"):
         ingest(
-            [build_spec("csv", [str(f)], table="events")], tmp_path / "o", rules=Rules(), key=KEY,
-            limits=Limits(), progress=False)
+            [build_spec("csv", [str(f)], table="events")], tmp_path / "o", rules=rules_from(DATA), key=KEY,
+            limits=limits_from(DATA), progress=False)
     g = tmp_path / "judgements.parquet"
     g.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(SourceReadError, match="judgements.parquet"):
         ingest([build_spec("parquet", [str(g)], table="judgements")], tmp_path / "o2",
-               rules=Rules(), key=KEY, limits=Limits(), progress=False)
+               rules=rules_from(DATA), key=KEY, limits=limits_from(DATA), progress=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shelfops.config.schema import DriftConfig
 from shelfops.monitor.drift import (
-    Thresholds,
     Window,
     centroid_shift,
     centroid_shift_p,
@@ -15,8 +15,11 @@ from shelfops.monitor.drift import (
     plot,
     psi,
     psi_categorical,
+    thresholds_from,
     unseen_rate,
 )
+
+TH = thresholds_from(DriftConfig())  # the config's thresholds
 
 CATS = ["Kitchen > Cookware", "Garden > Tools", "Bath > Towels", "Outdoor > Tents"]
 WORDS = {c: c.split(" > ")[1].lower() for c in CATS}
@@ -38,7 +41,7 @@ def traffic(rng, n, mix, extra_word=None) -> Window:
 def test_same_traffic_does_not_drift():
     rng = np.random.default_rng(0)
     mix = [0.4, 0.3, 0.25, 0.05]
-    rep = compare(traffic(rng, 2000, mix), traffic(rng, 2000, mix))
+    rep = compare(traffic(rng, 2000, mix), traffic(rng, 2000, mix), TH)
     assert rep["enough_samples"] and not rep["drifted"], rep["drifted_features"]
     assert rep["features"]["query_category_mix"]["value"] < 0.02
 
@@ -47,7 +50,7 @@ def test_a_trending_category_with_new_words_drifts():
     rng = np.random.default_rng(1)
     ref = traffic(rng, 2000, [0.4, 0.3, 0.25, 0.05])
     cur = traffic(rng, 2000, [0.2, 0.15, 0.1, 0.55], extra_word="ultralight")
-    rep = compare(ref, cur)
+    rep = compare(ref, cur, TH)
     assert rep["drifted"]
     for f in ("query_category_mix", "unseen_token_rate", "category_popularity", "embedding_centroid_shift"):
         assert rep["features"][f]["drifted"], (f, rep["features"][f])
@@ -58,7 +61,7 @@ def test_a_trending_category_with_new_words_drifts():
 def test_small_windows_are_reported_but_not_judged():
     rng = np.random.default_rng(2)
     rep = compare(traffic(rng, 50, [0.25] * 4), traffic(rng, 50, [0.0, 0.0, 0.0, 1.0]),
-                  Thresholds(min_samples=100))
+                  thresholds_from(DriftConfig(min_samples=100)))
     assert not rep["drifted"] and not rep["enough_samples"]
     assert rep["features"]["query_category_mix"]["value"] > 1.0
 
@@ -80,7 +83,7 @@ def test_statistics_match_their_definitions():
 def test_plot_writes_a_png(tmp_path):
     rng = np.random.default_rng(4)
     ref, cur = traffic(rng, 300, [0.4, 0.3, 0.25, 0.05]), traffic(rng, 300, [0.1, 0.1, 0.1, 0.7])
-    png = plot(compare(ref, cur), ref, cur, tmp_path / "drift.png")
+    png = plot(compare(ref, cur, TH), ref, cur, tmp_path / "drift.png")
     assert png.stat().st_size > 10_000
 
 
@@ -90,12 +93,12 @@ def test_a_chance_move_of_a_small_windows_centroid_is_not_drift():
     rng = np.random.default_rng(3)
     same = [(rng.normal(0, 1, (100, 8)) + 0.4, rng.normal(0, 1, (100, 8)) + 0.4) for _ in range(20)]
     shifts = [centroid_shift(a, b) for a, b in same]
-    assert max(shifts) > Thresholds().centroid_shift  # the cut alone would raise an alarm
+    assert max(shifts) > TH.centroid_shift  # the cut alone would raise an alarm
     ps = [centroid_shift_p(a, b) for a, b in same]
-    assert min(ps) > Thresholds().alpha
+    assert min(ps) > TH.alpha
     moved = rng.normal(0, 1, (100, 8)) + 0.4
     moved[:, 0] += 1.5
-    assert centroid_shift_p(same[0][0], moved) < Thresholds().alpha
+    assert centroid_shift_p(same[0][0], moved) < TH.alpha
 
 
 def _clustered_clicks(rng, n_searches: int, p: np.ndarray) -> tuple[list[str], list[str]]:

@@ -154,14 +154,16 @@ def test_negative_triples_pair_each_negative_with_a_relevant_judged_product():
 def test_pairwise_hard_negatives_ride_along_with_graded_batches_and_push_negatives_down(tiny_encoder):
     import torch
 
+    from shelfops.config.schema import CatalogueSearchConfig, SearchTrainConfig
     from shelfops.train.encoder import load_tokenizer
-    from shelfops.train.search import SearchSettings, loss_fn, make_batches
+    from shelfops.train.search import loss_fn, make_batches, search_settings_from
 
     tok = load_tokenizer(tiny_encoder)
     df = pl.DataFrame({"query": ["q"] * 6, "text": [f"item {i}" for i in range(6)],
                        "grade": [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]})
     triples = pl.DataFrame({"query": ["q"] * 5, "positive": ["good"] * 5, "negative": [f"bad {i}" for i in range(5)]})
-    s = SearchSettings(batch_size=4, triples_per_batch=2, max_length=16)
+    s = search_settings_from(SearchTrainConfig(batch_size=4, max_length=16,
+                                               catalogue=CatalogueSearchConfig(triples_per_batch=2)))
     epoch = make_batches(df, tok, s, seed=0, lo=1.0, hi=3.0, triples=triples)(0)
     batches = [epoch[i] for i in range(len(epoch))]
     assert [int(b["triples"]) for b in batches] == [2, 2]

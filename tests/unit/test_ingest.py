@@ -7,16 +7,18 @@ import json
 import polars as pl
 import pytest
 
+from shelfops.config.schema import CleaningConfig, DataConfig, SyntheticConfig
 from shelfops.data.dedupe import SeenHashes
-from shelfops.data.ingest import Limits, ingest
+from shelfops.data.ingest import ingest
+from shelfops.data.recipe import limits_from, rules_from
 from shelfops.data.sources import build_spec
-from shelfops.data.validate import Rules
 
 KEY = b"q" * 32
 
 
-def _ingest(specs, out, **limits):
-    return ingest(specs, out, rules=Rules(), key=KEY, limits=Limits(**limits), progress=False)
+def _ingest(specs, out, **cleaning):
+    cfg = DataConfig(synthetic=SyntheticConfig(), cleaning=CleaningConfig(**cleaning))
+    return ingest(specs, out, rules=rules_from(cfg), key=KEY, limits=limits_from(cfg), progress=False)
 
 
 def test_judgement_file_loads_with_mapping_alone(tmp_path):

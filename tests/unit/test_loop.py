@@ -3,7 +3,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shelfops.train.loop import Schedule, fit
+from shelfops.config.schema import ScheduleConfig
+from shelfops.train.loop import fit, schedule_from
+
+
+def _schedule(**kw):
+    """The config's schedule (its defaults but for ``kw``), fp32 on every machine (auto would follow
+    the CPU's flags)."""
+    return schedule_from(ScheduleConfig(**{"bf16": "off", **kw}))
 
 torch.set_num_threads(1)
 
@@ -44,7 +51,7 @@ def test_learns_and_is_deterministic(tmp_path):
     for k in range(2):
         m = _model()
         r = fit(m, batches=_batches(x, y), loss_fn=_loss, evaluate=evaluate, metric="mse",
-                higher_is_better=False, schedule=Schedule(epochs=20, lr=1e-2, seed=3),
+                higher_is_better=False, schedule=_schedule(epochs=20, lr=1e-2, seed=3),
                 workdir=tmp_path / f"r{k}", progress=False)
         runs.append((m, r))
     (m0, r0), (m1, r1) = runs
@@ -56,7 +63,7 @@ def test_learns_and_is_deterministic(tmp_path):
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     x, y = _data()
-    sched = Schedule(epochs=4, lr=1e-2, seed=5, checkpoint_every=1, warmup_ratio=0.25)
+    sched = _schedule(epochs=4, lr=1e-2, seed=5, checkpoint_every=1, warmup_ratio=0.25)
     ref = _model()
     fit(ref, batches=_batches(x, y), loss_fn=_loss, schedule=sched, workdir=tmp_path / "ref",
         progress=False)
@@ -92,8 +99,9 @@ def test_early_stopping_keeps_best_weights(tmp_path):
 
     m = _model()
     r = fit(m, batches=_batches(x, y), loss_fn=_loss, evaluate=evaluate, metric="ndcg",
-            schedule=Schedule(epochs=6, lr=1e-2, patience=3), workdir=tmp_path, progress=False)
+            schedule=_schedule(epochs=6, lr=1e-2, patience=3), workdir=tmp_path, progress=False)
     assert r.stopped_early and r.best_metric == 0.6 and r.best_step == 8 and r.steps == 20
+    assert r.bf16 is False  # bf16 off: the run records that it trained in fp32
     from safetensors.torch import load_file
 
     best = load_file(str(tmp_path / "best.safetensors"))

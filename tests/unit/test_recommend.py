@@ -5,8 +5,9 @@ import polars as pl
 import pytest
 import torch
 
+from shelfops.config.schema import RecommendSchedule, ScheduleConfig
 from shelfops.errors import DataError
-from shelfops.train.loop import Schedule
+from shelfops.train.loop import schedule_from
 from shelfops.train.recommend import (
     Recommender,
     evaluate_folder,
@@ -55,8 +56,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
-    schedule = Schedule(epochs=25, lr=5e-3, weight_decay=0.0, warmup_ratio=0.0, decay="constant",
-                        grad_clip=5.0, patience=4, seed=1)
+    schedule = schedule_from(RecommendSchedule(epochs=25, lr=5e-3, patience=4, seed=1, bf16="off"))
     return train_recommend(dataset, hidden=32, layers=1, heads=2, dropout=0.1, max_len=8,
                            batch_size=32, loss="ce", negatives=8, init_from_text=False,
                            encoder_path=None, eval_every_epochs=1, schedule=schedule,
@@ -77,11 +77,11 @@ def test_learns_the_pattern_well_above_popularity(trained):
 
 @pytest.mark.parametrize("loss", ["bce", "sampled_ce"])
 def test_sampled_losses_learn(dataset, tmp_path, loss):
-    schedule = Schedule(epochs=12, lr=1e-2, weight_decay=0.0, warmup_ratio=0.0, decay="constant",
-                        patience=20, seed=0)
+    schedule = schedule_from(ScheduleConfig(epochs=12, lr=1e-2, weight_decay=0.0, warmup_ratio=0.0,
+                                            decay="constant", patience=20, seed=0, bf16="off"))
     r = train_recommend(dataset, hidden=32, layers=1, heads=1, dropout=0.0, max_len=8,
                         batch_size=32, loss=loss, negatives=8, init_from_text=False,
-                        eval_every_epochs=4, schedule=schedule, workdir=tmp_path,
+                        encoder_path=None, eval_every_epochs=4, schedule=schedule, workdir=tmp_path,
                         progress=False, bootstrap=100)
     pop = r.metrics["baselines"]["poprec_train"]["ndcg@10"]["mean"]
     assert r.metrics["model"]["ndcg@10"]["mean"] > 2 * pop

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from shelfops.serve.rollout import Observed, Policy, decide, one_sided_p
+from shelfops.config.schema import RolloutConfig
+from shelfops.serve.rollout import Observed, decide, one_sided_p, policy_from
 
-P = Policy(min_dwell_s=60, min_requests=100, min_impressions=1000)
+
+def _policy(**kw):
+    """The config's rollout policy (its defaults but for ``kw``)."""
+    return policy_from(RolloutConfig(**kw))
+
+
+P = _policy(min_dwell_s=60, min_requests=100, min_impressions=1000)
 PROD = Observed(requests=1000, errors=0, p99_ms=40, impressions=5000, clicks=500, conversions=100)
 
 
@@ -79,8 +88,8 @@ def test_the_rollout_cli_takes_the_configs_policy_and_the_models_task(tmp_path, 
     assert _controller("my-model", "http://127.0.0.1:9", None, ov).task == "search"
 
 
-IL = Policy(min_dwell_s=60, min_requests=100, stages=("shadow", "interleave", 100), alpha=0.05,
-            max_searches=5000)
+IL = _policy(min_dwell_s=60, min_requests=100, stages=("shadow", "interleave", 100), alpha=0.05,
+             max_searches=5000)
 
 
 def test_interleaving_step_advances_on_a_significant_preference_and_says_how_many_searches():
@@ -102,8 +111,8 @@ def test_interleaving_step_rolls_back_a_worse_candidate_and_one_with_no_detectab
 
 
 def test_require_improvement_promotes_only_on_a_significant_gain():
-    p = Policy(min_dwell_s=0, min_requests=100, min_impressions=1000, stages=(50, 100), require_improvement=True,
-               alpha=0.05, max_searches=20_000)
+    p = _policy(min_dwell_s=0, min_requests=100, min_impressions=1000, stages=(50, 100), require_improvement=True,
+                alpha=0.05, max_searches=20_000)
     same = healthy(requests=1000, impressions=5000, clicks=500, conversions=100)
     assert decide(50, 1, same, PROD, p).action == "hold"
     better = healthy(requests=1000, impressions=5000, clicks=650, conversions=100)
@@ -115,8 +124,10 @@ def test_require_improvement_promotes_only_on_a_significant_gain():
 
 def test_stages_are_checked():
     with pytest.raises(ValueError, match="ending with 100"):
-        Policy(stages=("shadow", 50))
+        dataclasses.replace(P, stages=("shadow", 50))
     with pytest.raises(ValueError, match="ending with 100"):
-        Policy(stages=("shadow", "canary", 100))
+        dataclasses.replace(P, stages=("shadow", "canary", 100))
+    with pytest.raises(ValueError, match="end with 100"):  # and the config says so first
+        _policy(stages=("shadow", 50))
     with pytest.raises(ValueError, match="unknown rollout stage"):
         decide("interleave", 0, healthy(), PROD, P)  # not one of the default stages

@@ -6,8 +6,9 @@ from datetime import datetime
 
 import pytest
 
+from shelfops.config.schema import RolloutConfig
 from shelfops.data.synthetic import shop_truth
-from shelfops.serve.rollout import Policy
+from shelfops.serve.rollout import policy_from
 from shelfops.sim import rollouts as sim
 
 
@@ -28,7 +29,7 @@ def test_calibrated_candidates_have_the_lift_asked_for(pop):
 
 
 def test_interleaving_promotes_a_much_better_candidate_and_rolls_back_a_much_worse_one(pop):
-    policy = Policy(stages=("interleave", 100), min_dwell_s=0, alpha=0.05, max_searches=5000)
+    policy = policy_from(RolloutConfig(stages=("interleave", 100), min_dwell_s=0, alpha=0.05, max_searches=5000))
     better = sim.simulate(pop, policy, 3.0, sim.calibrate(pop, 3.0, 0.2), runs=10, agreement=0.9)
     worse = sim.simulate(pop, policy, 3.0, sim.calibrate(pop, 3.0, -0.15), runs=10, agreement=0.9)
     assert better.summary()["promoted"] == 1.0 and worse.summary()["rolled_back"] == 1.0
@@ -37,7 +38,8 @@ def test_interleaving_promotes_a_much_better_candidate_and_rolls_back_a_much_wor
 
 def test_todays_canary_walks_its_steps_and_promotes_an_equal_candidate(pop):
     """The old policy only looks for harm: an equal candidate goes through 5/25/50% to 100%."""
-    policy = Policy(stages=(5, 25, 50, 100), ctr_test="fixed", min_dwell_s=0, min_requests=50, min_impressions=100)
+    policy = policy_from(RolloutConfig(stages=(5, 25, 50, 100), ctr_test="fixed", min_dwell_s=0, min_requests=50,
+                                       min_impressions=100))
     runs = sim.simulate(pop, policy, 3.0, 3.0, runs=5, look_every=100)
     assert runs.action.count("promote") >= 4
     # each step waits for 50 candidate requests: ~1,000 searches at 5%, 200 at 25%, 100 at 50%

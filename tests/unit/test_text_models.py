@@ -5,15 +5,16 @@ import polars as pl
 import pytest
 import torch
 
+from shelfops.config.schema import ScheduleConfig, SearchTrainConfig
 from shelfops.errors import ModelError
 from shelfops.train import text_models
 from shelfops.train.index import build_index, choose_kind, load_index, save_index, search
-from shelfops.train.loop import Schedule, fit
+from shelfops.train.loop import fit, schedule_from
 from shelfops.train.search import (
-    SearchSettings,
     loss_fn,
     make_batches,
     score_pairs,
+    search_settings_from,
     start_from_similarity,
 )
 from shelfops.train.text_batches import encode_pairs
@@ -40,8 +41,9 @@ def test_cross_encoder_learns_toy_relevance(tiny_encoder, tmp_path, kind, head):
                                         "head": head})
     model, tok = text_models.new_model(spec, tiny_encoder)
     df = _pairs()
-    batches = make_batches(df, tok, SearchSettings(loss=kind, batch_size=8), 0, 0.0, 3.0)
-    fit(model, batches=batches, loss_fn=loss_fn(kind), schedule=Schedule(epochs=250, lr=1e-3, warmup_ratio=0.0, decay="constant"),
+    batches = make_batches(df, tok, search_settings_from(SearchTrainConfig(loss=kind, batch_size=8)), 0, 0.0, 3.0)
+    fit(model, batches=batches, loss_fn=loss_fn(kind), schedule=schedule_from(ScheduleConfig(
+        epochs=250, lr=1e-3, warmup_ratio=0.0, decay="constant", bf16="off", checkpoint_every=None)),
         workdir=tmp_path, progress=False)
     s = score_pairs(model, tok, df["query"].to_list(), df["text"].to_list(), max_length=16)
     good, bad = s[0::2], s[1::2]

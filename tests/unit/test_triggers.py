@@ -1,27 +1,36 @@
 """Retraining triggers: each fires on its own signal, none during a rollout or a cool-down."""
 
-from shelfops.monitor.triggers import Signals, TriggerPolicy, decide
+from shelfops.config.schema import TriggerConfig
+from shelfops.monitor.triggers import Signals, decide, trigger_policy_from
+
+
+def _policy(**kw):
+    """The config's triggers (its defaults but for ``kw``)."""
+    return trigger_policy_from(TriggerConfig(**kw))
+
+
+DEFAULT = _policy()
 
 DRIFT = {"drifted": True, "drifted_features": ["category_popularity", "unseen_token_rate"]}
 CALM = {"drifted": False, "drifted_features": []}
 
 
 def test_drift_triggers_retraining_with_the_features_named():
-    d = decide(Signals(now=10_000, production_since=0, drift=DRIFT))
+    d = decide(Signals(now=10_000, production_since=0, drift=DRIFT), DEFAULT)
     assert d.retrain and d.reasons == ["drift: category_popularity, unseen_token_rate"]
-    assert not decide(Signals(now=10_000, production_since=0, drift=CALM)).retrain
-    assert not decide(Signals(now=10_000, production_since=0, drift=DRIFT), TriggerPolicy(on_drift=False)).retrain
+    assert not decide(Signals(now=10_000, production_since=0, drift=CALM), DEFAULT).retrain
+    assert not decide(Signals(now=10_000, production_since=0, drift=DRIFT), _policy(on_drift=False)).retrain
 
 
 def test_nothing_fires_during_a_rollout_or_a_cool_down():
-    assert not decide(Signals(now=10_000, production_since=0, drift=DRIFT, rollout_running=True)).retrain
-    d = decide(Signals(now=100, last_retrain_at=50, drift=DRIFT), TriggerPolicy(cooldown_s=600))
+    assert not decide(Signals(now=10_000, production_since=0, drift=DRIFT, rollout_running=True), DEFAULT).retrain
+    d = decide(Signals(now=100, last_retrain_at=50, drift=DRIFT), _policy(cooldown_s=600))
     assert not d.retrain and "cooling down" in d.reasons[0]
-    assert decide(Signals(now=700, last_retrain_at=50, drift=DRIFT), TriggerPolicy(cooldown_s=600)).retrain
+    assert decide(Signals(now=700, last_retrain_at=50, drift=DRIFT), _policy(cooldown_s=600)).retrain
 
 
 def test_schedule_click_through_drop_and_new_data():
-    p = TriggerPolicy(max_age_s=3600, cooldown_s=0, min_new_events=1000, min_impressions=100)
+    p = _policy(max_age_s=3600, cooldown_s=0, min_new_events=1000, min_impressions=100)
     assert "schedule" in decide(Signals(now=4000, production_since=0), p).reasons[0]
     assert not decide(Signals(now=3000, production_since=0), p).retrain
     assert not decide(Signals(now=3000, production_since=None), p).retrain
