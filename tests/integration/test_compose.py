@@ -16,7 +16,8 @@ from containers import ENV, IMAGE, ROOT, built_image, podman, readable_copy, wai
 
 from shelfops.serve.server import free_port
 
-pytestmark = pytest.mark.slow
+# the image (up to 1500 s when no container test built it first), the service images (900 s), the stack
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 
 

@@ -17,7 +17,8 @@ from containers import IMAGE, built_image, podman, readable_copy, ready_after
 
 from shelfops.serve.server import free_port
 
-pytestmark = pytest.mark.slow
+# the first test builds the image (make image, up to 1500 s) before it runs the container
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -15,6 +15,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two training processes of up to 300 s each
 def test_two_process_ddp_matches_single_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, ddp = tmp_path / "single", tmp_path / "ddp"

@@ -92,7 +92,7 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
     assert pts[100]["p50_ms"] > pts[10]["p50_ms"]  # deeper costs more model calls
     # re-ranking only the first page keeps the retriever's page: the same products found, in
     # another order; the retriever is the hybrid the model was validated with, as the server runs it
-    assert pts[10]["recall10"] == pytest.approx(depth["retriever_recall10"]) and 0 <= depth["bm25_ndcg10"] <= 1
+    assert pts[10]["recall10"] == pytest.approx(depth["retriever_recall10"]) and depth["bm25_ndcg10"] > 0
     weight = read_manifest(search_model).extra["pipeline"]["fusion_weight"]
     assert depth["retriever"] == ("BM25" if weight == 0 else
                                   f"hybrid (BM25 + untuned encoder, weight {weight:g})")

@@ -49,7 +49,7 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
     # the whole catalogue: hard negatives mined from the hybrid retriever, the best checkpoint kept
     # by the served pipeline's validation NDCG, the four systems tested, the choice handed to serve
     assert 0 < m.counts["hard_negatives"] < m.counts["train_pairs"]
-    assert all("catalogue_ndcg@10" in h for h in m.extra["fit"]["history"])
+    assert m.extra["fit"]["history"] and all("catalogue_ndcg@10" in h for h in m.extra["fit"]["history"])
     assert m.extra["fit"]["best_metric"] == max(h["catalogue_ndcg@10"] for h in m.extra["fit"]["history"])
     cat = m.metrics["catalogue"]
     assert set(cat["systems"]) == {"pipeline", "hybrid", "dense", "bm25"} and cat["items"] == 300
@@ -72,7 +72,11 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
 
     c = _train("classify", small_shop, tmp_path / "classify", tiny_encoder,
                "train.classify.schedule.max_steps=10")
-    assert 0 <= c.metrics["model"]["accuracy"]["estimate"] <= 1
+    acc = c.metrics["model"]["accuracy"]
+    assert acc["n"] > 0 and acc["ci_low"] <= acc["estimate"] <= acc["ci_high"]
+    # the paired comparison with each baseline is over the same test predictions
+    for b in ("majority", "tfidf_centroid"):
+        assert c.metrics["comparisons_accuracy"][b]["a"]["mean"] == pytest.approx(acc["estimate"])
     assert {"majority", "tfidf_centroid"} == set(c.metrics["baselines"])
 
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "search"), "--data", str(small_shop),

@@ -18,12 +18,11 @@ def test_exit_codes_tell_a_refusal_from_a_crash():
     from shelfops.cli.common import CRASH, reported_errors
     from shelfops.errors import ConfigError, DataError, GateError, PromotionRefused
 
-    def code(exc: BaseException) -> int:
-        with pytest.raises(SystemExit) as info, reported_errors():
+    for exc, want in ((ConfigError(["x"]), 2), (DataError("x"), 3), (GateError("x"), 4), (PromotionRefused("x"), 5),
+                      (ZeroDivisionError(), CRASH)):
+        with pytest.raises(SystemExit, match=f"^{want}$") as info, reported_errors():
             raise exc
-        return info.value.code
-
-    assert [code(ConfigError(["x"])), code(DataError("x")), code(GateError("x")), code(PromotionRefused("x")),
-            code(ZeroDivisionError())] == [2, 3, 4, 5, CRASH]
-    with pytest.raises(typer.Exit), reported_errors():
+        assert info.value.code == want, exc  # the number itself, not only its text
+    with pytest.raises(typer.Exit, match="^1$") as chosen, reported_errors():
         raise typer.Exit(1)
+    assert chosen.value.exit_code == 1

@@ -56,7 +56,7 @@ def test_every_builtin_object_validates_strictly_against_the_kubernetes_schemas(
 def test_a_wrong_field_is_caught_by_the_same_check():
     deployment = documents("shelfops.yaml")[1]
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["pth"] = "/readyz"
-    with pytest.raises(kubernetes_validate.ValidationError):
+    with pytest.raises(kubernetes_validate.ValidationError, match="'pth' was unexpected"):
         kubernetes_validate.validate(deployment, VERSION, strict=True)
 
 
