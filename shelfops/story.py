@@ -160,8 +160,10 @@ def story_registry(sc: Scene):
     cfg = sc.cfg
     if not (cfg.registry.home or cfg.registry.tracking_uri or os.environ.get("SHELFOPS_HOME")):
         shutil.rmtree(sc.workdir / "registry", ignore_errors=True)
+        home = (sc.workdir / "registry").resolve()
+        # its own MLflow store too: a $MLFLOW_TRACKING_URI in the shell is not the story's registry
         sc.cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(
-            update={"home": str((sc.workdir / "registry").resolve())})})
+            update={"home": str(home), "tracking_uri": f"sqlite:///{home / 'mlflow.db'}"})})
     return registry_from(sc.cfg.registry)
 
 

@@ -6,13 +6,21 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import click
 import typer
 from rich.console import Console
 
 from shelfops.errors import ConfigError, DataError, GateError, PromotionRefused, ShelfopsError
+
+# the logging options, the same on `shelfops` and on `shelfops serve` (serve's win; unset: the environment's)
+LogLevel = Annotated[str | None, typer.Option(
+    envvar="SHELFOPS_LOG_LEVEL", help="critical | error | warning | info | debug | trace: what is logged to "
+    "stderr, shelfops' and uvicorn's logs alike (unset: the outer command's, else warnings and up)")]
+LogJson = Annotated[bool | None, typer.Option(
+    "--log-json/--log-text", envvar="SHELFOPS_LOG_JSON", help="logs as JSON lines (ts, level, logger, msg, "
+    "fields) instead of text")]
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)

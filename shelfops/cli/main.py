@@ -21,7 +21,7 @@ from shelfops.cli import registry as registry_cli
 from shelfops.cli import rollout as rollout_cli
 from shelfops.cli import serve as serve_cli
 from shelfops.cli import train as train_cli
-from shelfops.cli.common import console, reported_errors, say, split_overrides
+from shelfops.cli.common import LogJson, LogLevel, console, reported_errors, say, split_overrides
 
 STAGES = "① data → ② train → ③ optimize → ④ gate → ⑤ registry → ⑥ serve → ⑦ monitor"
 
@@ -51,12 +51,8 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
-    log_level: Annotated[str | None, typer.Option(
-        envvar="SHELFOPS_LOG_LEVEL", help="critical | error | warning | info | debug | trace: what every "
-        "command logs to stderr (unset: Python's default, warnings and up)")] = None,
-    log_json: Annotated[bool | None, typer.Option(
-        "--log-json/--log-text", envvar="SHELFOPS_LOG_JSON", help="logs as JSON lines (ts, level, logger, msg, "
-        "fields) instead of text")] = None,
+    log_level: LogLevel = None,
+    log_json: LogJson = None,
 ) -> None:
     """shelfops: pretrained transformers behind e-commerce search and recommendation."""
     if log_level is not None or log_json is not None:  # else logging is left as Python has it

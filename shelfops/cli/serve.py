@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from shelfops import logs, redact
-from shelfops.cli.common import load, log_choice, reported_errors, say, split_overrides
+from shelfops.cli.common import LogJson, LogLevel, load, log_choice, reported_errors, say, split_overrides
 
 
 def serve(
@@ -26,12 +26,8 @@ def serve(
                                          "autoscaled replicas (pip install 'shelfops[scale]')")] = "uvicorn",
     min_replicas: Annotated[int, typer.Option(help="ray backend: fewest replicas")] = 1,
     max_replicas: Annotated[int, typer.Option(help="ray backend: most replicas")] = 2,
-    log_level: Annotated[str | None, typer.Option(
-        envvar="SHELFOPS_LOG_LEVEL", help="critical | error | warning | info | debug | trace, for shelfops' and "
-        "uvicorn's logs (default: shelfops --log-level, else warning)")] = None,
-    log_json: Annotated[bool | None, typer.Option(
-        "--log-json/--log-text", envvar="SHELFOPS_LOG_JSON", help="logs as JSON lines (ts, level, logger, msg, "
-        "fields) instead of text (default: shelfops --log-json, else text)")] = None,
+    log_level: LogLevel = None,
+    log_json: LogJson = None,
     access_log: Annotated[bool | None, typer.Option(
         "--access-log/--no-access-log", help="log every request on shelfops.access: request_id, method, "
         "path, status, duration_ms, client, version (default: serve.access_log)")] = None,

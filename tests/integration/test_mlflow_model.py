@@ -31,15 +31,29 @@ def registered(models, tmp_path_factory):
     return reg
 
 
+@pytest.fixture
+def mlflow_uris(registered):
+    """MLflow's process-wide tracking and registry URIs on the test's store, as a user sets
+    them, and unset afterwards: set_tracking_uri also exports MLFLOW_TRACKING_URI, which every
+    later Registry (and the processes it starts) would otherwise follow."""
+    import mlflow
+
+    mlflow.set_tracking_uri(registered.tracking_uri)
+    mlflow.set_registry_uri(registered.tracking_uri)
+    yield
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
 def _pyfunc(reg: Registry, name: str):
     import mlflow
 
-    mlflow.set_tracking_uri(reg.tracking_uri)
-    mlflow.set_registry_uri(reg.tracking_uri)
     return mlflow.pyfunc.load_model(f"models:/{name}@production")
 
 
-def test_every_task_loads_with_mlflow_pyfunc_and_answers_like_shelfops(registered, models):
+def test_every_task_loads_with_mlflow_pyfunc_and_answers_like_shelfops(registered, models, mlflow_uris):
     m = _pyfunc(registered, "shop-search")
     meta = m.metadata
     assert [c["name"] for c in meta.signature.inputs.to_dict()] == ["query", "title"]
