@@ -162,7 +162,10 @@ class ScheduleConfig(_Strict):
     eval_every: int | None = Field(None, ge=1, description="steps; null = each epoch")
     patience: int = Field(3, ge=1)
     seed: int = 0
-    bf16: Literal["auto", "on", "off"] = "auto"
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 autocast while training. auto: on where the device computes bf16 natively "
+        "(a CPU with avx512_bf16 or amx_bf16, a GPU with bf16 units), off elsewhere, where it is emulated and "
+        "runs far slower than fp32 (train/precision.py)")
     checkpoint_every: int | None = Field(200, ge=1)
 
     @field_validator("bf16", mode="before")
