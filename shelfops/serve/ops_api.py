@@ -19,7 +19,6 @@ from shelfops.serve.deps import (
     READ_REFUSAL,
     Served,
     admin,
-    may_read,
     opened_by,
     read_cookie,
     read_tokens,
@@ -73,8 +72,7 @@ async def dashboard_page(request: Request, state: Served, token: str | None = No
         response.set_cookie(READ_COOKIE, read_cookie(match), path="/", httponly=True, samesite="lax",
                             secure=request.url.scheme == "https" or forwarded == "https")
         return response
-    if not may_read(state.settings, authorization, request.cookies.get(READ_COOKIE)):
-        raise Unauthorized(READ_REFUSAL)
+    reader(request, state, authorization)
     return HTMLResponse(files("shelfops.serve").joinpath("dashboard.html").read_text())
 
 

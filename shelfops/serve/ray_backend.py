@@ -41,7 +41,7 @@ from shelfops.config.schema import LimitsConfig
 from shelfops.errors import ConfigError, Unavailable
 from shelfops.serve import relay
 from shelfops.serve.app import create_app
-from shelfops.serve.deps import request_id_from
+from shelfops.serve.deps import REQUEST_ID, request_id_from
 from shelfops.serve.doors import Doors
 from shelfops.serve.metrics import DEFINITIONS, Mirror
 from shelfops.serve.spec import ReplicaSpec
@@ -118,18 +118,14 @@ def ray_mirror() -> Mirror:
     and labels (called inside a replica: Ray's metric objects belong to its worker process)."""
     from ray.util import metrics as ray_metrics  # only where a replica runs on Ray
 
-    made: dict[str, Any] = {}
+    record: dict[str, Callable[..., None]] = {}  # a counter's inc, a histogram's observe
     for name, d in DEFINITIONS.items():
-        made[name] = (ray_metrics.Counter(name, description=d.help, tag_keys=d.labels) if d.kind == "counter"
-                      else ray_metrics.Histogram(name, description=d.help, boundaries=list(d.buckets),
-                                                 tag_keys=d.labels))
+        record[name] = (ray_metrics.Counter(name, description=d.help, tag_keys=d.labels).inc if d.kind == "counter"
+                        else ray_metrics.Histogram(name, description=d.help, boundaries=list(d.buckets),
+                                                   tag_keys=d.labels).observe)
 
     def mirror(name: str, labels: tuple[str, ...], value: float) -> None:
-        tags = dict(zip(DEFINITIONS[name].labels, labels))
-        if DEFINITIONS[name].kind == "counter":
-            made[name].inc(value, tags=tags)
-        else:
-            made[name].observe(value, tags=tags)
+        record[name](value, tags=dict(zip(DEFINITIONS[name].labels, labels)))
     return mirror
 
 
@@ -186,10 +182,11 @@ class Gateway:
                 break
         client = scope.get("client")
         headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", [])]
-        given = next((v.decode("latin-1") for k, v in headers if k.lower() == b"x-request-id"), None)
-        if request_id_from(given) != given:  # named here, so that a request sent again keeps its id
-            headers = [(k, v) for k, v in headers if k.lower() != b"x-request-id"]
-            headers.append((b"x-request-id", request_id_from(None).encode()))
+        name = REQUEST_ID.encode()
+        given = next((v.decode("latin-1") for k, v in headers if k.lower() == name), None)
+        rid = request_id_from(given)
+        if rid != given:  # named here, so that a request sent again keeps its id
+            headers = [(k, v) for k, v in headers if k.lower() != name] + [(name, rid.encode())]
         call = relay.Call(scope["method"], scope["path"], scope.get("query_string", b""), tuple(headers),
                           b"".join(chunks),
                           (str(client[0]), int(client[1])) if client else None)

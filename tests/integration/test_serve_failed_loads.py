@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
+from chaos import wait_for
 from conftest import make_stage_folder
 
 from shelfops.serve.app import ServeSettings, create_app
@@ -84,31 +85,20 @@ def assert_serving(c: httpx.Client, version: str, swaps: int) -> None:
     assert ready["models"]["search"]["version"] == version and ready["swaps"] == swaps, ready
 
 
-def wait(cond, timeout: float = 30.0) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_reload_refuses_a_corrupt_or_unloadable_folder_and_the_old_version_keeps_serving(folders):
     _, running = serve(folders)
     c = httpx.Client(base_url=running.url, timeout=60)
     try:
         assert_serving(c, "1", swaps=1)
-        r = c.post("/admin/reload", json={"task": "search", "folder": str(folders["corrupt"]), "version": "2"},
-                   headers=AUTH)
-        assert r.status_code == 409, r.text
-        assert r.json()["code"] == "integrity_mismatch"
-        assert "model.safetensors: checksum mismatch" in r.json()["message"]
-        assert_serving(c, "1", swaps=1)
-
-        r = c.post("/admin/reload", json={"task": "search", "folder": str(folders["unloadable"]), "version": "3"},
-                   headers=AUTH)
-        assert r.status_code == 503, r.text
-        assert r.json()["code"] == "unavailable"
-        assert "the serving version is unchanged" in r.json()["message"]
-        assert_serving(c, "1", swaps=1)
+        for folder, version, status, code, says in (
+                ("corrupt", "2", 409, "integrity_mismatch", "model.safetensors: checksum mismatch"),
+                ("unloadable", "3", 503, "unavailable", "the serving version is unchanged")):
+            r = c.post("/admin/reload", json={"task": "search", "folder": str(folders[folder]), "version": version},
+                       headers=AUTH)
+            assert r.status_code == status, r.text
+            assert r.json()["code"] == code
+            assert says in r.json()["message"]
+            assert_serving(c, "1", swaps=1)
 
         # the same route takes a sound folder: what was refused was the folders, not the reload
         r = c.post("/admin/reload", json={"task": "search", "folder": str(folders["v2"]), "version": "2"},
@@ -131,7 +121,7 @@ def test_the_watcher_refuses_a_version_that_fails_verification_and_keeps_serving
     state = app.state.shelfops
     c = httpx.Client(base_url=running.url, timeout=60)
     try:
-        wait(lambda: len(polls) >= 5)  # the refusal came at the first poll; four more asked again
+        wait_for(lambda: len(polls) >= 5)  # the refusal came at the first poll; four more asked again
         assert state.refused == {("search", "2")}
         assert_serving(c, "1", swaps=1)
         # refused once, not retried at every poll
@@ -140,7 +130,7 @@ def test_the_watcher_refuses_a_version_that_fails_verification_and_keeps_serving
 
         # the watcher still follows: the next version the registry names, sound, is swapped in
         wanted["search"] = (folders["v2"], "3")
-        wait(lambda: c.post("/v1/search", json={"query": "shoes", "k": 2}).json()["versions"]["search"] == "3")
+        wait_for(lambda: c.post("/v1/search", json={"query": "shoes", "k": 2}).json()["versions"]["search"] == "3")
         assert_serving(c, "3", swaps=2)
         assert state.refused == {("search", "2")}
     finally:
