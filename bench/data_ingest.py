@@ -33,12 +33,12 @@ import resource, sys, time, shutil
 from pathlib import Path
 from shelfops.config.schema import DataConfig, SyntheticConfig
 from shelfops.data.ingest import ingest
-from shelfops.data.recipe import limits_from, rules_from, synthetic_specs
+from shelfops.data.recipe import export_specs, limits_from, rules_from
 raw, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
 cfg = DataConfig(synthetic=SyntheticConfig())  # the CLI's default cleaning rules
 t = time.perf_counter()
-c = ingest(synthetic_specs(raw), out, rules=rules_from(cfg), key=b"bench-key-0123456789",
+c = ingest(export_specs(raw), out, rules=rules_from(cfg), key=b"bench-key-0123456789",
            limits=limits_from(cfg), progress=False)
 dt = time.perf_counter() - t
 print(c["events"]["rows_in"], dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -59,7 +59,7 @@ def ensure_shop(workdir: Path, size: int) -> Path:
         return raw
     from datetime import datetime
 
-    from shelfops.data.synthetic import generate_shop
+    from shelfops.sim.shop.generate import generate_shop
 
     t = time.perf_counter()
     summary = generate_shop(

@@ -43,9 +43,9 @@ from scipy.stats import norm
 
 from shelfops.config.load import load_config
 from shelfops.config.schema import RolloutConfig
-from shelfops.data.synthetic import shop_truth
 from shelfops.serve.rollout import Policy, policy_from
 from shelfops.sim import rollouts as sim
+from shelfops.sim.shop.generate import shop_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 LIFTS = (-0.05, 0.0, 0.02, 0.05, 0.10, 0.25)

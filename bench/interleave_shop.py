@@ -27,11 +27,12 @@ import httpx
 import numpy as np
 
 from shelfops.config.load import load_config
-from shelfops.data.synthetic_truth import ShopTruth
+from shelfops.config.schema import ServeConfig
 from shelfops.eval.interleave import CREDIT_RULES, credit, credited, team_draft
 from shelfops.registry.registry import Registry
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
+from shelfops.sim.shop.truth import ShopTruth
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def args() -> argparse.Namespace:
 
 def serve(reg: Registry, name: str, version: str, catalogue: Path, depth: int):
     s = start_in_thread(create_app(ServeSettings(models={"search": (reg.load(name, version), version)},
-                                                 data_dir=catalogue, rerank_depth=depth)))
+                                                 data_dir=catalogue, serve=ServeConfig(rerank_depth=depth))))
     c = httpx.Client(base_url=s.url, timeout=60)
     for _ in range(600):  # ready, and the dense side too (search is lexical alone until it is)
         r = c.get("/readyz")

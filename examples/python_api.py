@@ -20,6 +20,7 @@ from shelfops.optimize import recipe as optimize
 from shelfops.registry.registry import registry_from
 from shelfops.registry.release import release
 from shelfops.serve.app import ServeSettings, create_app
+from shelfops.sim import shop
 from shelfops.train import recipe as train
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/api-example")
@@ -30,7 +31,8 @@ cfg = load_config("synthetic", [  # the preset shipped with shelfops, made small
     f"registry.home={work / 'registry'}"])
 
 # ① data: generate the shop, validate, clean, label, split, pseudonymise
-data.run(cfg.data, work / "data", raw_dir=work / "shop", progress=False)
+specs, summary = shop.export(cfg.data.synthetic, work / "shop", progress=False)  # a shop's raw export
+data.run(cfg.data, work / "data", specs=specs, source_summary=summary, progress=False)
 # ② train: fine-tune the pretrained encoder as a search re-ranker; metrics vs BM25 and zero-shot
 m = train.run("search", work / "data", work / "search", cfg.train, progress=False, say=lambda *_: None)
 ndcg = {"model": m.metrics["model"]["ndcg@10"], "bm25": m.metrics["baselines"]["bm25"]["ndcg@10"]}

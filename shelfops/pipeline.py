@@ -22,7 +22,9 @@ from shelfops.gate.recipe import gate_settings_from
 from shelfops.optimize import recipe as opt_recipe
 from shelfops.registry.registry import registry_from
 from shelfops.registry.release import release
+from shelfops.sim import shop
 from shelfops.story import story as run_story
+from shelfops.tasks import TASKS
 from shelfops.train import recipe as train_recipe
 
 DEFAULT_CONFIG = PRESETS / "synthetic.yaml"  # package data: found by an installed shelfops too
@@ -65,7 +67,8 @@ def demo(workdir: Path, *, config: Path | None = None, overrides: list[str] | No
     results: dict = {}
     console.print(Rule("① data: synthetic shop -> clean, labelled, split tables"))
     t0 = time.perf_counter()
-    m = data_recipe.run(cfg.data, workdir / "data", raw_dir=workdir / "shop-source",
+    specs, summary = shop.export(cfg.data.synthetic, workdir / "shop-source")
+    m = data_recipe.run(cfg.data, workdir / "data", specs=specs, source_summary=summary,
                         say=console.print, config_dump=cfg.model_dump(mode="json"))
     results["data"] = {"dir": str(workdir / "data"), "seconds": round(time.perf_counter() - t0, 1),
                        "counts": m.counts}
@@ -167,7 +170,7 @@ def train_all(data_dir: Path, models_dir: Path, cfg, console: Console) -> dict:
                           "paired = the paired difference's interval is above 0 for every one")
     for col in ("task", "metric", "model", "best baseline", "beats all", "seconds"):
         table.add_column(col)
-    for task in train_recipe.TASKS:
+    for task in TASKS:
         t0 = time.perf_counter()
         m = train_recipe.run(task, data_dir, models_dir / task, cfg.train, say=console.print,
                              config_dump=cfg.model_dump(mode="json"))

@@ -31,7 +31,6 @@ from rich.table import Table
 from shelfops import redact
 from shelfops.data import recipe as data_recipe
 from shelfops.data.snapshot import export_as_of
-from shelfops.data.synthetic_truth import ShopTruth
 from shelfops.errors import ConfigError
 from shelfops.monitor.autopilot import Autopilot, build_release
 from shelfops.registry.registry import registry_from
@@ -40,7 +39,9 @@ from shelfops.serve.controller import HttpServer
 from shelfops.serve.rollout import one_sided_p
 from shelfops.serve.server import start_in_thread
 from shelfops.serve.watch import follow_registry, registry_view
+from shelfops.sim import shop
 from shelfops.sim.replay import Replay
+from shelfops.sim.shop.truth import ShopTruth
 from shelfops.story_report import write_report
 from shelfops.story_timing import Phases, by_stage, finish
 
@@ -138,11 +139,11 @@ def act_shop(sc: Scene) -> Shop:
     syn = sc.cfg.data.synthetic
     sc.console.print(Rule("① data: the synthetic shop, and its export from before the drift"))
     raw = sc.workdir / "shop"
-    summary_ = data_recipe.generate(syn, raw, progress=False)
+    specs, summary_ = shop.export(syn, raw, progress=False)
     before = sc.workdir / "exports" / "before-drift"
     snap = export_as_of(raw, before, syn.start + timedelta(days=syn.drift_day))
     catalogue = sc.workdir / "catalogue"
-    data_recipe.run(sc.cfg.data, catalogue, specs=data_recipe.synthetic_specs(raw), progress=False)
+    data_recipe.run(sc.cfg.data, catalogue, specs=specs, progress=False)
     d = summary_["drift"] or {}
     sc.console.print(f"shop: {summary_['items']:,} products, {summary_['users']:,} shoppers, "
                      f"{summary_['events']:,} events over {summary_['days']} days; on day {syn.drift_day} "
@@ -190,13 +191,9 @@ def act_serve(sc: Scene, reg, shop: Shop, v1):
     cfg = sc.cfg
     sc.console.print(Rule("⑥ serve v1 over HTTP, following the registry; shoppers replayed from the hidden truth"))
     token = secrets.token_hex(16)
-    # every serve: setting, as `shelfops serve` maps them (serve.spec.ReplicaSpec)
+    # the config's serve: section, whole, as `shelfops serve` takes it (serve.spec.ReplicaSpec)
     settings = ServeSettings(models={cfg.monitor.task: (v1.folder, v1.version)}, data_dir=shop.catalogue,
-                             admin_token=token, rerank_depth=cfg.serve.rerank_depth,
-                             watch=follow_registry(reg, cfg.name), shadow_fraction=cfg.serve.shadow_fraction,
-                             retriever=cfg.serve.retriever, fusion_weight=cfg.serve.fusion_weight,
-                             session_length=cfg.serve.session_length, state_url=cfg.serve.state_url,
-                             access_log=cfg.serve.access_log, limits=cfg.serve.limits,
+                             admin_token=token, serve=cfg.serve, watch=follow_registry(reg, cfg.name),
                              watch_seconds=2.0, registry_view=registry_view(reg, cfg.name),
                              report_dir=sc.reports)
     server = start_in_thread(create_app(settings))
@@ -362,8 +359,10 @@ def summary(sc: Scene, v1, pilot, drifted, drift: Outcome, v3_version: str, v3_r
         "v2_better_for_shoppers": bool(lift and lift["truth"]["relative"] > 0 and lift["truth"]["p_value"] < 0.05),
         "v3_stopped": refused(v3_entries) or any(e["step"] == "rollback" for e in v3_entries),
         "v3_not_serving": serving != v3_version,
-        "v1_again_rolled_back_by_shoppers": bool(stale.get("rollout") and stale["rollout"]["status"] == "rolled_back"
-                                                 and "interleaved searches" in stale["rollout"]["reason"]),
+        # rolled back, and by the interleave step's evidence (the journal's, not the reason's words)
+        "v1_again_rolled_back_by_shoppers": bool(
+            stale.get("rollout") and stale["rollout"]["status"] == "rolled_back"
+            and (decided_by(stale["journal"], stale["version"]) or {}).get("decision") == "rollback"),
     }
     _table(sc.console, out, v1.version, v2, ctr)
     sc.phases.phase("summary")

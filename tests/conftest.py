@@ -47,13 +47,15 @@ def small_shop(tmp_path_factory) -> Path:
     """A small synthetic shop run through the whole data stage."""
     from shelfops.config.load import load_config
     from shelfops.data import recipe
+    from shelfops.sim import shop
 
     root = tmp_path_factory.mktemp("shop")
     cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
         "data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic.days=8",
         "data.synthetic.drift_day=5", "data.synthetic.judged_queries=120",
     ])
-    recipe.run(cfg.data, root / "data", raw_dir=root / "source", progress=False)
+    specs, summary = shop.export(cfg.data.synthetic, root / "source", progress=False)
+    recipe.run(cfg.data, root / "data", specs=specs, source_summary=summary, progress=False)
     return root / "data"
 
 

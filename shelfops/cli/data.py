@@ -25,12 +25,11 @@ def generate(
 ) -> None:
     """Generate the built-in synthetic shop (catalogue, sessions, judgements, hidden truth)."""
     with reported_errors():
-        from shelfops.config.schema import SyntheticConfig
-        from shelfops.data.recipe import generate as gen
+        from shelfops.sim import shop
 
         _, ov = split_overrides(overrides)
         cfg = load(config, ov)
-        summary = gen(cfg.data.synthetic or SyntheticConfig(), out, progress=progress)
+        _, summary = shop.export(cfg.data.synthetic, out, progress=progress)
         console.print_json(json.dumps(summary, default=str))
         say(f"wrote the synthetic shop to {out}")
 
@@ -80,10 +79,16 @@ def ingest(
             cfg = load(None, ov, default=base)
         else:
             cfg = load(config, ov)
-        manifest = recipe.run(cfg.data, out, progress=progress, say=say,
-                              config_dump=cfg.model_dump(mode="json"))
+        specs = summary = None
+        if not cfg.data.sources:  # no files: the built-in synthetic shop's export, written beside
+            from shelfops.sim import shop
+
+            raw = out.parent / f"{out.name}-source"
+            say(f"generating the synthetic shop into {raw} (the shop's raw export)")
+            specs, summary = shop.export(cfg.data.synthetic, raw, progress=progress)
+        recipe.run(cfg.data, out, specs=specs, source_summary=summary, progress=progress, say=say,
+                   config_dump=cfg.model_dump(mode="json"))
         say(f"[green]wrote[/] {out}  (manifest.json, quarantine.parquet, report/report.html)")
-        _ = manifest
 
 
 @app.command()
@@ -97,7 +102,7 @@ def report(
     RFM segments and a marketing audience export (JSON + HTML with charts)."""
     with reported_errors():
         from shelfops.artifacts import read_manifest
-        from shelfops.data.report import report_dataset
+        from shelfops.data.report.dataset import report_dataset
 
         read_manifest(dataset)
         written = report_dataset(dataset, out or dataset / "report", audience_category=category,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from shelfops.cli.common import console, load, reported_errors, say, split_overrides
+from shelfops.tasks import ROLLOUT_TASKS
 
 app = typer.Typer(help="⑥ rollout: shadow -> 5% -> 25% -> 50% -> 100%, rolled back on live signals.",
                   no_args_is_help=True)
@@ -38,7 +39,7 @@ def _controller(name: str, server: str, config, overrides, task: str | None = No
     cfg = load(config, [*ov, *(f"monitor.rollout.{k}={v}" for k, v in policy.items() if v is not None)])
     reg = registry_from(cfg.registry)
     suffix = name.rsplit("-", 1)[-1]
-    task = task or (suffix if suffix in ("search", "recommend", "classify") else "search")
+    task = task or (suffix if suffix in ROLLOUT_TASKS else "search")
     return Controller(reg, HttpServer(server, token), name, task=task, policy=policy_from(cfg.monitor.rollout))
 
 

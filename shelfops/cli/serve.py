@@ -44,8 +44,8 @@ def serve(
         from shelfops.artifacts import read_manifest
         from shelfops.errors import ConfigError
         from shelfops.serve.app import create_app
-        from shelfops.serve.host import TASKS
-        from shelfops.serve.spec import ReplicaSpec
+        from shelfops.serve.spec import ReplicaSpec, serve_settings
+        from shelfops.tasks import TASKS
 
         _, ov = split_overrides(overrides)
         if access_log is not None:
@@ -77,9 +77,10 @@ def serve(
             _serve_ray(rs, serving, host, port, min_replicas, max_replicas)
             return
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on http://{host}:{port} "
-            f"(docs: /docs; sessions: {redact.url(rs.state_url) if rs.state_url else 'in this process'})")
+            f"(docs: /docs; sessions: "
+            f"{redact.url(url) if (url := rs.serve_config.state_url) else 'in this process'})")
         # logging stays ours (log_config=None), and so does the access log (uvicorn's is off)
-        uvicorn.run(create_app(rs.settings()), host=host, port=port, log_config=None, log_level=None,
+        uvicorn.run(create_app(serve_settings(rs)), host=host, port=port, log_config=None, log_level=None,
                     access_log=False)
 
 
@@ -88,12 +89,13 @@ def _serve_ray(spec, serving, host, port, min_replicas, max_replicas) -> None:
 
     from shelfops.serve import ray_backend
 
-    if spec.state_url is None and max_replicas > 1:
+    if spec.serve_config.state_url is None and max_replicas > 1:
         say("[yellow]serve.state_url is not set: each replica keeps its own sessions; set "
             "serve.state_url=redis://... so replicas share them[/]")
     url = ray_backend.start(spec, host=host, port=port, min_replicas=min_replicas, max_replicas=max_replicas)
     say(f"Ray Serve: {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on {url} "
-        f"({min_replicas}-{max_replicas} replicas; sessions: {redact.url(spec.state_url) if spec.state_url else 'per replica'}); Ctrl-C stops")
+        f"({min_replicas}-{max_replicas} replicas; sessions: "
+        f"{redact.url(url) if (url := spec.serve_config.state_url) else 'per replica'}); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)

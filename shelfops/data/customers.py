@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from shelfops.data.report_frames import (
+from shelfops.data.report.frames import (
     DAY_MS,
     INTERACTIONS,
     UNCATEGORISED,

@@ -43,16 +43,6 @@ def pseudonymise(value: str, key: bytes) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def pseudonymise_column(col: pl.Series, key: bytes) -> pl.Series:
-    """Keyed hash of every non-null value; the hash is computed once per distinct value."""
-    if col.len() == 0:
-        return col.cast(pl.String)
-    s = col.cast(pl.String)
-    uniq = s.drop_nulls().unique()
-    mapping = {v: pseudonymise(v, key) for v in uniq.to_list()}
-    return s.replace_strict(mapping, default=None, return_dtype=pl.String)
-
-
 def mask_pii_expr(expr: pl.Expr) -> pl.Expr:
     return expr.str.replace_all(_PL_EMAIL, EMAIL_MASK).str.replace_all(_PL_PHONE, PHONE_MASK)
 

@@ -1,7 +1,11 @@
 """The data stage, top to bottom: sources -> clean tables -> labels -> splits -> report.
 
-    generate (synthetic shop only) -> ingest -> derive labels -> split -> augment train
+    sources -> ingest -> derive labels -> split -> augment train
     -> behaviour report -> manifest.json (written last, with the reconciliation)
+
+The sources are the shop's export, read through :mod:`shelfops.data.sources`; the built-in
+synthetic shop is one such export (:func:`shelfops.sim.shop.export` writes it and gives
+its sources), so this stage never knows whether a shop is real.
 """
 
 from __future__ import annotations
@@ -15,17 +19,16 @@ from typing import Any
 import polars as pl
 
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
-from shelfops.config.schema import DataConfig, SyntheticConfig
-from shelfops.data import splits as sp
+from shelfops.config.schema import DataConfig
+from shelfops.data import splits as splitting
 from shelfops.data.augment import augment_train_split
 from shelfops.data.ingest import Limits, ingest
 from shelfops.data.labels import derive_judgements
 from shelfops.data.privacy import check_key, resolve_key
-from shelfops.data.report import report_dataset
+from shelfops.data.report.dataset import report_dataset
 from shelfops.data.sources import SourceSpec, amazon_files, build_spec, spec_from_config
-from shelfops.data.synthetic import generate_shop
 from shelfops.data.validate import Rules
-from shelfops.errors import RejectRatioExceeded
+from shelfops.errors import ConfigError, RejectRatioExceeded
 
 Say = Callable[[str], None]
 
@@ -59,27 +62,11 @@ def limits_from(cfg: DataConfig) -> Limits:
     )
 
 
-def generate(syn: SyntheticConfig, out: Path, *, progress: bool = True) -> dict[str, Any]:
-    """Write the synthetic shop's raw export (a *source*, raw ids and all) into ``out``."""
-
-    out.mkdir(parents=True, exist_ok=True)
-    summary = generate_shop(
-        out, users=syn.users, items=syn.items, days=syn.days,
-        sessions_per_user_per_day=syn.sessions_per_user_per_day, seed=syn.seed,
-        start=syn.start, drift_day=syn.drift_day, drift_strength=syn.drift_strength,
-        judged_queries=syn.judged_queries, target_events=syn.target_events, progress=progress,
-        drift_new_items=syn.drift_new_items,
-    )
-    (out / "shop.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
-
-
-def synthetic_specs(raw: Path) -> list[SourceSpec]:
-    return [
-        build_spec("parquet", [str(raw / "items.parquet")], table="items"),
-        build_spec("parquet", [str(raw / "events.parquet")], table="events"),
-        build_spec("parquet", [str(raw / "judgements.parquet")], table="judgements"),
-    ]
+def export_specs(folder: Path) -> list[SourceSpec]:
+    """The sources of an export folder holding ``items``, ``events`` and ``judgements`` as Parquet
+    (the synthetic shop's export, or a snapshot of one as of a day)."""
+    return [build_spec("parquet", [str(Path(folder) / f"{t}.parquet")], table=t)
+            for t in ("items", "events", "judgements")]
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -87,10 +74,12 @@ def synthetic_specs(raw: Path) -> list[SourceSpec]:
 
 def run(
     cfg: DataConfig, out: Path, *, specs: list[SourceSpec] | None = None,
-    raw_dir: Path | None = None, progress: bool = True, say: Say = _quiet,
+    source_summary: dict[str, Any] | None = None, progress: bool = True, say: Say = _quiet,
     config_dump: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Run the data stage into ``out``; return its manifest."""
+    """Run the data stage into ``out`` on ``specs`` (default: ``cfg.sources``); return its
+    manifest. ``source_summary`` (what the export says of itself, e.g. the synthetic shop's
+    summary) is kept in the manifest."""
     out = Path(out)
     key, key_source = resolve_key(
         cfg.privacy.key.get_secret_value() if cfg.privacy.key else None, cfg.privacy.key_env
@@ -98,16 +87,11 @@ def run(
     check_key(key)
     say(f"pseudonymisation key: {key_source}")
 
-    synthetic_summary = None
     if specs is None:
-        if cfg.sources:
-            specs = [spec_from_config(s) for s in cfg.sources]
-        else:
-            syn = cfg.synthetic or SyntheticConfig()
-            raw_dir = raw_dir or out.parent / f"{out.name}-source"
-            say(f"generating the synthetic shop into {raw_dir} (the shop's raw export)")
-            synthetic_summary = generate(syn, raw_dir, progress=progress)
-            specs = synthetic_specs(raw_dir)
+        if not cfg.sources:
+            raise ConfigError(["data.sources: no sources given (the built-in synthetic shop is written by "
+                               "shelfops.sim.shop.export, or `shelfops data generate`)"])
+        specs = [spec_from_config(s) for s in cfg.sources]
     inputs = [input_ref(p) for s in specs for p in _all_paths(s)]
     rules = rules_from(cfg, next((s.timestamp_format for s in specs if s.timestamp_format), None))
     limits = limits_from(cfg)
@@ -123,8 +107,8 @@ def run(
         extra: dict[str, Any] = {"bot_sessions": bots["sessions"], "privacy": {
             "ids": "HMAC-SHA256 keyed pseudonyms (16 hex)", "key_source": key_source.split(" (")[0],
             "pii_masked_in_queries": cfg.privacy.mask_pii}}
-        if synthetic_summary is not None:
-            extra["synthetic"] = synthetic_summary
+        if source_summary is not None:
+            extra["synthetic"] = source_summary
 
         labels = derive_labels(tables, cfg, w.dir)
         if labels is not None:
@@ -207,7 +191,7 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
     def save(name: str, parts: dict[str, pl.DataFrame], method: str) -> None:
         for part, df in parts.items():
             df.write_parquet(out / f"{name}_{part}.parquet")
-        summary[name] = {"method": method, **sp.split_summary(parts)}
+        summary[name] = {"method": method, **splitting.split_summary(parts)}
         say(f"split {name} ({method}): " + ", ".join(
             f"{k} {len(v):,}" for k, v in parts.items()))
 
@@ -217,10 +201,10 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
         ev = pl.read_parquet(events_path)
         interactions = ev.filter(pl.col("event_type").is_in(["view", "click", "add_to_cart", "purchase"]))
         if sc.method in ("auto", "leave_one_out") and interactions["user_id"].null_count() < len(interactions):
-            save("sequences", sp.leave_one_out(ev), "leave_one_out")
+            save("sequences", splitting.leave_one_out(ev), "leave_one_out")
         has_ts = ev["timestamp"].null_count() < len(ev)
         if has_ts and sc.method in ("auto", "time"):
-            save("events", sp.time_split(ev, time_col="timestamp", cutoff=sc.cutoff,
+            save("events", splitting.time_split(ev, time_col="timestamp", cutoff=sc.cutoff,
                                          val_days=sc.val_days, test_days=sc.test_days), "time")
     for name in ("judgements", "labels"):
         path = root / f"{name}.parquet"
@@ -229,7 +213,7 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
         df = pl.read_parquet(path)
         if df.is_empty() or sc.method not in ("auto", "group_kfold"):
             continue
-        parts = sp.group_kfold(df, group_col="query", folds=sc.folds, test_fold=sc.test_fold,
+        parts = splitting.group_kfold(df, group_col="query", folds=sc.folds, test_fold=sc.test_fold,
                                val_fold=sc.val_fold, seed=sc.seed)
         if cfg.augment.enabled and items is not None:
             a = cfg.augment

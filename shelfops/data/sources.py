@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -530,6 +529,3 @@ def iter_source(spec: SourceSpec, batch_rows: int) -> Iterator[RawBatch | Reject
     for path in spec.paths:
         yield from reader(spec, path, batch_rows)
 
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)

@@ -35,6 +35,7 @@ from shelfops.config.schema import CHURN_MIN_OVERLAP, CHURN_MIN_TAU
 from shelfops.errors import ConfigError, DataError
 from shelfops.eval.agreement import kendall_tau, rank_biased_overlap, ranking, top_k_overlap
 from shelfops.eval.metrics import compare
+from shelfops.plain import jsonable
 
 __all__ = [
     "GateResult",
@@ -55,24 +56,6 @@ __all__ = [
 # --------------------------------------------------------------------------- result
 
 
-def _plain(x: Any) -> Any:
-    """``x`` as plain JSON values: numpy scalars/arrays to Python, tuples to lists, NaN/inf to None."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return f if math.isfinite(f) else None
-    return x
-
-
 @dataclass
 class GateResult:
     """The outcome of one gate check.
@@ -90,16 +73,16 @@ class GateResult:
 
     def __post_init__(self) -> None:
         self.passed = bool(self.passed)
-        self.numbers = _plain(self.numbers)
-        self.thresholds = _plain(self.thresholds)
+        self.numbers = jsonable(self.numbers)
+        self.thresholds = jsonable(self.thresholds)
         self.details = [str(d) for d in self.details]
 
     def to_dict(self) -> dict:
         return {
             "name": self.name,
             "passed": self.passed,
-            "numbers": _plain(self.numbers),
-            "thresholds": _plain(self.thresholds),
+            "numbers": jsonable(self.numbers),
+            "thresholds": jsonable(self.thresholds),
             "details": list(self.details),
         }
 

@@ -37,7 +37,7 @@ import polars as pl
 from shelfops.artifacts import file_sha256, read_manifest
 from shelfops.config.schema import GateConfig
 from shelfops.errors import ConfigError
-from shelfops.gate import checks as C
+from shelfops.gate import checks as gate_checks
 from shelfops.optimize.evalsets import golden_candidates, sample_queries
 from shelfops.optimize.shipped import load_shipped
 from shelfops.optimize.variants import is_approximate
@@ -137,10 +137,10 @@ def _quality_sample(cand, prod, test: pl.DataFrame, lo: float, st: GateSettings,
     n = len(order) if st.power is None else min(st.min_queries, len(order))
     got, need = measure(order[:n]), n
     if st.power is not None and n < len(order):
-        needs = ([C.queries_needed(got["candidate"] - got["production"], margin=st.quality_margin,
+        needs = ([gate_checks.queries_needed(got["candidate"] - got["production"], margin=st.quality_margin,
                                    power=st.power)] if prod is not None else [])
         if approx:
-            needs.append(C.queries_needed(got["candidate"] - got["reference"],
+            needs.append(gate_checks.queries_needed(got["candidate"] - got["reference"],
                                           margin=_reference_margin(got["reference"], st), power=st.power))
         need = max(needs, default=n)
         if need > n:
@@ -182,13 +182,13 @@ def _serves_unbatched(s) -> bool:
     return s.variant is not s.reference and int(s.serving.get("max_batch", 32)) == 1
 
 
-def _determinism(s, a: list[str], b: list[str] | None, st: GateSettings) -> C.GateResult:
+def _determinism(s, a: list[str], b: list[str] | None, st: GateSettings) -> gate_checks.GateResult:
     """Repeat, batch sizes 1/8/32 and max-length padding, as the variant serves: one tuned to
     batch 1 is checked on repeats only, since it never shares or pads a batch."""
     atol = st.determinism_atol_int8 if s.variant.precision == "int8" else st.determinism_atol_fp32
     unbatched = _serves_unbatched(s)
     first = s.run(a, b)
-    return C.determinism(first, s.run(a, b), {bs: s.run(a, b, batch_size=bs)
+    return gate_checks.determinism(first, s.run(a, b), {bs: s.run(a, b, batch_size=bs)
                                               for bs in ((1,) if unbatched else (1, 8, 32))},
                          None if unbatched else _padded_outputs(s, a, b, 32), atol=atol)
 
@@ -208,7 +208,7 @@ def _padded_outputs(s, a: list[str], b: list[str] | None, bs: int) -> np.ndarray
     return np.concatenate(out)
 
 
-def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> C.GateResult:
+def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> gate_checks.GateResult:
     """Load the artifact in a fresh Python process (as a server would) and score one input."""
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "shelfops.gate.smoke", str(folder), probe[0]] + ([probe[1]] if probe[1] else [])
@@ -223,7 +223,7 @@ def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> C.GateResult:
             ok = False
     details = [] if ok else [f"the artifact did not load and answer in a fresh process "
                              f"(exit {p.returncode}): {p.stderr.strip()[-400:]}"]
-    return C.GateResult("serving_smoke", ok, {"seconds": round(secs, 2), "answer": out,
+    return gate_checks.GateResult("serving_smoke", ok, {"seconds": round(secs, 2), "answer": out,
                                               "exit_code": p.returncode}, {"must_answer": True}, details)
 
 
@@ -240,14 +240,14 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
     task = cand.spec.task
     if prod is not None and prod.spec.task != task:
         raise ConfigError([f"gate: candidate is a {task} model, production a {prod.spec.task} model"])
-    results: list[C.GateResult] = []
+    results: list[gate_checks.GateResult] = []
     rng = np.random.default_rng(st.seed)
     same_model = prod is not None and _fp32_sha(candidate) == _fp32_sha(production)
     # an approximate variant (int8, pruned, ...) changes the function a little: it proves its quality
     # against its own fp32 model and may reorder near-ties within the churn bound (see optimize.policy)
     approx = cand.variant is not cand.reference and is_approximate(cand.variant.name, cand.variant.precision)
     consistency_rate = st.consistency_min_pass_rate if same_model and not approx else st.churn_min_pass_rate
-    parity_kw = (dict(min_overlap=C.CHURN_MIN_OVERLAP, min_tau=C.CHURN_MIN_TAU,
+    parity_kw = (dict(min_overlap=gate_checks.CHURN_MIN_OVERLAP, min_tau=gate_checks.CHURN_MIN_TAU,
                       min_pass_rate=st.churn_min_pass_rate) if approx
                  else dict(min_pass_rate=st.parity_min_pass_rate))
     info: dict = {"candidate": str(candidate.resolve()), "variant": cand.name, "task": task,
@@ -276,15 +276,17 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         info["candidate_ndcg@10"] = float(np.nanmean(q["candidate"]))
         info["quality_sample"] = sizing
         if prod is not None:  # 1. quality (each as it serves: on its own catalogue), 4. ranking consistency
-            results.append(C.quality_non_regression(q["candidate"], q["production"], margin=st.quality_margin,
-                                                    n_boot=st.n_boot, metric="ndcg@10"))
+            results.append(gate_checks.quality_non_regression(q["candidate"], q["production"],
+                                                              margin=st.quality_margin, n_boot=st.n_boot,
+                                                              metric="ndcg@10"))
             p_groups = score_groups(prod, gq, cands)
-            results.append(C.ranking_consistency(gq, p_groups, c_groups, min_pass_rate=consistency_rate))
+            results.append(gate_checks.ranking_consistency(gq, p_groups, c_groups,
+                                                           min_pass_rate=consistency_rate))
         if cand.variant is not cand.reference:  # 2. parity with its own fp32 reference
             r_groups = score_groups(cand, gq, cands, reference=True)
-            results.append(C.parity_with_reference(r_groups, c_groups, **parity_kw))
+            results.append(gate_checks.parity_with_reference(r_groups, c_groups, **parity_kw))
         if approx:
-            results.append(C.quality_non_regression(
+            results.append(gate_checks.quality_non_regression(
                 q["candidate"], q["reference"], margin=_reference_margin(q["reference"], st),
                 n_boot=st.n_boot, metric="ndcg@10", name="quality_vs_reference", against="reference"))
         # 3. determinism on a slice of the golden inputs
@@ -295,9 +297,9 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         # 5. behavioural probes
         upper = score_groups(cand, [q.upper() for q in gq], cands)
         spaced = score_groups(cand, ["  " + "  ".join(q.split()) + " " for q in gq], cands)
-        results.append(C.case_whitespace_invariance(c_groups + c_groups, upper + spaced))
-        typos = [C.typo(q, rng) for q in gq]
-        results.append(C.typo_robustness(c_groups, score_groups(cand, typos, cands)))
+        results.append(gate_checks.case_whitespace_invariance(c_groups + c_groups, upper + spaced))
+        typos = [gate_checks.typo(q, rng) for q in gq]
+        results.append(gate_checks.typo_robustness(c_groups, score_groups(cand, typos, cands)))
         titles = data.items.filter(pl.col("title").is_not_null()).sample(
             min(st.title_probes, len(data.items)), seed=st.seed)
         t_q = titles["title"].to_list()
@@ -305,7 +307,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         own = titles["text"].to_list()
         t_c = [list(dict.fromkeys([o] + c))[: st.depth] for o, c in zip(own, t_c)]
         ranks = [int(np.where(np.argsort(-g, kind="stable") == 0)[0][0]) for g in score_groups(cand, t_q, t_c)]
-        results.append(C.exact_title_top_k(ranks))
+        results.append(gate_checks.exact_title_top_k(ranks))
         probe = (gq[0], cands[0][0] if task == "search" else None)
     elif task == "classify":
         sp = load_items(data_dir, level=cand.spec.extra.get("level"), min_class_size=1, seed=13)
@@ -319,33 +321,34 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         if prod is not None:
             p_out = prod.run(texts)
             p_correct = np.array([prod.spec.labels[i] == t for i, t in zip(p_out.argmax(1), y)], float)
-            results.append(C.quality_non_regression(correct, p_correct, margin=st.quality_margin,
+            results.append(gate_checks.quality_non_regression(correct, p_correct, margin=st.quality_margin,
                                                     n_boot=st.n_boot, metric="accuracy"))
             if prod.spec.labels == lab:
-                results.append(C.ranking_consistency(test["item_id"].cast(pl.Utf8).to_list()[:g],
+                results.append(gate_checks.ranking_consistency(test["item_id"].cast(pl.Utf8).to_list()[:g],
                                                      list(p_out[:g]), list(c_out[:g]), k=3,
                                                      min_pass_rate=consistency_rate))
         if cand.variant is not cand.reference:
             r_out = cand.run(texts[:g], reference=True)
-            results.append(C.parity_with_reference(list(r_out), list(c_out[:g]), k=3, **parity_kw))
+            results.append(gate_checks.parity_with_reference(list(r_out), list(c_out[:g]), k=3, **parity_kw))
         if approx:
             r_all = cand.run(texts, reference=True)
             r_correct = np.array([lab[i] == t for i, t in zip(r_all.argmax(1), y)], float)
-            results.append(C.quality_non_regression(
+            results.append(gate_checks.quality_non_regression(
                 correct, r_correct, margin=st.approximate_max_quality_drop * float(r_correct.mean()),
                 n_boot=st.n_boot, metric="accuracy", name="quality_vs_reference", against="reference"))
         results.append(_determinism(cand, texts[:96], None, st))
         base = c_out[:g].argmax(1)
         up = cand.run([t.upper() for t in texts[:g]]).argmax(1)
-        ty = cand.run([C.typo(t, rng) for t in texts[:g]]).argmax(1)
-        results.append(C.behavioural({"case_invariant_label": list(base == up),
+        ty = cand.run([gate_checks.typo(t, rng) for t in texts[:g]]).argmax(1)
+        results.append(gate_checks.behavioural({"case_invariant_label": list(base == up),
                                       "typo_invariant_label": list(base == ty)}, min_pass_rate=0.9))
         probe = (texts[0], None)
     else:
         raise ConfigError([f"gate: task {task!r} is not gated yet (search, retrieval, classify are)"])
     results.append(serving_smoke(candidate, probe))
 
-    report = {**C.summarize(results), **info, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    report = {**gate_checks.summarize(results), **info,
+              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "candidate_manifest_sha256": file_sha256(candidate / "manifest.json")}
     report["consistency_pass_rate"] = next((r.numbers.get("pass_rate") for r in results
                                             if r.name == "parity_with_reference"), None)

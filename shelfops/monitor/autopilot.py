@@ -76,7 +76,7 @@ def build_release(export: Path, workdir: Path, cfg, reg, name: str, *, label: st
     workdir = Path(workdir)
     data_dir = workdir / "data" / label
     say(f"{label}: data stage on the export {export}")
-    data_recipe.run(cfg.data, data_dir, specs=data_recipe.synthetic_specs(Path(export)), progress=progress)
+    data_recipe.run(cfg.data, data_dir, specs=data_recipe.export_specs(Path(export)), progress=progress)
     lap("data")
     train_cfg = cfg.train
     if train_overrides:

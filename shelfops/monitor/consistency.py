@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfops.gate import checks as C
+from shelfops.gate.checks import parity_with_reference
 from shelfops.gate.recipe import score_groups
 from shelfops.optimize.shipped import load_shipped
 
@@ -28,7 +28,7 @@ def check_consistency(folder: Path, golden_file: Path, *, min_pass_rate: float) 
     now = [np.asarray(x, np.float64) for x in score_groups(load_shipped(Path(folder)).offline(), g["queries"],
                                                              g["candidates"])]
     ref = [np.asarray(x, np.float64) for x in g["scores"]]
-    r = C.parity_with_reference(ref, now, min_pass_rate=min_pass_rate)
+    r = parity_with_reference(ref, now, min_pass_rate=min_pass_rate)
     max_diff = max((float(np.max(np.abs(a - b))) for a, b in zip(ref, now) if len(a)), default=0.0)
     return {"passed": r.passed, "groups": len(ref), "max_abs_diff": max_diff,
             "seconds": round(time.perf_counter() - t0, 2), "numbers": r.numbers, "details": r.details}

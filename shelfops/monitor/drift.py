@@ -25,7 +25,6 @@ A window is a plain :class:`Window`; building one from the server's traffic log 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from shelfops.config.schema import DriftConfig
+from shelfops.plain import tokens
 
 _EPS = 1e-4
-_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,6 @@ class Window:
     def __len__(self) -> int:
         return len(self.queries)
 
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
 
 
 def psi(ref: Sequence[float], cur: Sequence[float], bins: int = 10) -> float:
@@ -175,12 +171,6 @@ def unseen_counts(queries: Sequence[str], vocab: set[str]) -> tuple[int, int]:
     """(query tokens not in ``vocab``, all query tokens)."""
     toks = [t for q in queries for t in tokens(q)]
     return sum(t not in vocab for t in toks), len(toks)
-
-
-def unseen_rate(queries: Sequence[str], vocab: set[str]) -> float:
-    """Share of the query tokens that are not in ``vocab``."""
-    new, total = unseen_counts(queries, vocab)
-    return new / total if total else 0.0
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -24,13 +24,13 @@ import numpy as np
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output, verify_outputs
 from shelfops.config.schema import OptimizeConfig
 from shelfops.errors import ConfigError
-from shelfops.optimize import measure as Ms
-from shelfops.optimize import prune as P
-from shelfops.optimize import variants as V
+from shelfops.optimize import measure as measuring
+from shelfops.optimize import variants as variant_kinds
 from shelfops.optimize.depth import candidate_depths, choose_depth, measure_depths
 from shelfops.optimize.evalsets import evalset_for
 from shelfops.optimize.measure import encode, run_all
 from shelfops.optimize.policy import Candidate, Setting, select, tune
+from shelfops.optimize.prune import choose_drop, distill, drop_layers, layer_importance
 from shelfops.optimize.report import plot_pareto, variant_table
 from shelfops.optimize.shipped import load_shipped
 from shelfops.optimize.variants import is_approximate, torch_variant
@@ -57,18 +57,18 @@ def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, p
 
     for name in ("torch-fp32", "torch-bf16", "torch-int8"):
         if name == "torch-bf16" and name in cfg.variants:
-            fast, why = V.bf16_is_fast()
+            fast, why = variant_kinds.bf16_is_fast()
             if not fast:
                 say(f"optimize: skipping torch-bf16: this CPU has no fast bf16 ({why})")
                 continue
         if name in cfg.variants or name == REFERENCE:
-            yield V.torch_variant(name, model, spec.task), ""
+            yield variant_kinds.torch_variant(name, model, spec.task), ""
     calib = [encode(tok, ev.train_a[i:i + 32], ev.train_b[i:i + 32] if ev.train_b else None,
                     spec.max_length) for i in range(0, min(len(ev.train_a), 32 * cfg.calibration_batches), 32)]
     onnx = tuple(n for n in cfg.variants if n.startswith("onnx"))
     if onnx:
         t = time.perf_counter()
-        for v in V.onnx_variants(model, spec.task, tok, vdir, onnx, calibration=calib):
+        for v in variant_kinds.onnx_variants(model, spec.task, tok, vdir, onnx, calibration=calib):
             yield v, f"exported in {time.perf_counter() - t:.1f} s"
     for folder in map(Path, cfg.extra_models):
         other, _, ospec = text_models.load(folder)
@@ -79,7 +79,7 @@ def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, p
         for name in MODEL_FILES:
             src = folder / name
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
-        v = V.torch_variant("torch-fp32", other, spec.task)
+        v = variant_kinds.torch_variant("torch-fp32", other, spec.task)
         v.name, v.note, v.files = f"external-{folder.name}", f"model folder {folder}", [dst / "model.safetensors"]
         yield v, ""
     if cfg.prune.enabled:
@@ -87,8 +87,9 @@ def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, p
         imp: list[float] | None = None
         for n_drop in sorted(set([counts] if isinstance(counts, int) else counts)):
             student, info, imp = _prune(model, tok, spec, ev, cfg, vdir, say, progress, n_drop, imp)
-            prefix = f"pruned{V.n_layers(student)}-"
-            for v in V.onnx_variants(student, spec.task, tok, vdir, ("onnx-fp32", "onnx-int8"), prefix=prefix):
+            prefix = f"pruned{variant_kinds.n_layers(student)}-"
+            for v in variant_kinds.onnx_variants(student, spec.task, tok, vdir, ("onnx-fp32", "onnx-int8"),
+                                                 prefix=prefix):
                 v.note = f"{info}; {v.note}"
                 yield v, ""
             del student
@@ -112,10 +113,10 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
         return ev.quality(padded)
 
     t = time.perf_counter()
-    imp = imp if imp is not None else P.layer_importance(model, quality)
-    drop = P.choose_drop(imp, n_drop)
+    imp = imp if imp is not None else layer_importance(model, quality)
+    drop = choose_drop(imp, n_drop)
     say(f"optimize: layer importance {[round(x, 4) for x in imp]} -> dropping layers {drop}")
-    student = P.drop_layers(model, drop)
+    student = drop_layers(model, drop)
     bs = cfg.prune.batch_size
     rng = np.random.default_rng(0)
 
@@ -124,7 +125,7 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
         return encode(tok, [ev.train_a[j] for j in ix],
                       [ev.train_b[j] for j in ix] if ev.train_b else None, spec.max_length)
 
-    losses = P.distill(student, model, spec.task, batch, steps=cfg.prune.recovery_steps,
+    losses = distill(student, model, spec.task, batch, steps=cfg.prune.recovery_steps,
                        lr=cfg.prune.lr, progress=progress) if cfg.prune.recovery_steps else []
     folder = vdir / f"pruned{len(student.encoder.backbone.encoder.layer)}"
     text_models.save(student, spec, str(vdir.parent / "encoder"), folder)
@@ -190,7 +191,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
                      depth=cfg.candidate_depth, train_inputs=4000)
     say(f"optimize: {spec.task} model, {len(ev):,} evaluation inputs, {len(ev.group_names)} golden "
         f"groups, threads {threads}, batch sizes {cfg.batch_sizes}")
-    roofline = {t: Ms.matmul_flops(t) for t in threads}
+    roofline = {t: measuring.matmul_flops(t) for t in threads}
     config = model.encoder.backbone.config
     with stage_output(out, "optimize", config=config_dump or {"optimize": cfg.model_dump(mode="json")},
                       inputs=[input_ref(model_dir / "manifest.json")]) as w:
@@ -207,20 +208,20 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
         for variant, build_note in _variants(model, tok, spec, ev, cfg, vdir, say, progress):
             rss0 = _rss_mb()
             t0 = time.perf_counter()
-            pad = Ms.padding_max_diff(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length)
+            pad = measuring.padding_max_diff(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length)
             atol = cfg.padding_atol_int8 if variant.precision == "int8" else cfg.padding_atol_fp32
             # one whose outputs move with padding will serve unbatched (policy.tune): measure it so
-            outs = Ms.run_all(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
+            outs = measuring.run_all(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
                               batch_size=1 if pad > atol else 32,
                               workers=max(1, max(threads) // max(1, variant.threads)))
             eval_s = time.perf_counter() - t0
             if ref_out is None:
                 ref_out, ref_q = outs, ev.per_query(outs)
-            par = Ms.parity(ev.groups(ref_out), ev.groups(outs), ref_out, outs,
+            par = measuring.parity(ev.groups(ref_out), ev.groups(outs), ref_out, outs,
                             min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau,
                             churn_overlap=cfg.churn_min_top10_overlap, churn_tau=cfg.churn_min_kendall_tau)
-            drop = Ms.quality_drop(ref_q, ev.per_query(outs))
-            pts = Ms.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
+            drop = measuring.quality_drop(ref_q, ev.per_query(outs))
+            pts = measuring.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
                              batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point,
                              cores=max(threads))
             if variant.name == REFERENCE:
@@ -232,7 +233,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             at = ((setting.threads, setting.max_batch, setting.workers) if setting
                   else (best.threads, best.batch, best.workers))
             p_at = next(p for p in pts if (p.threads, p.batch, p.workers) == at)
-            flops = Ms.flops_per_item(config, p_at.tokens_per_item, variant.layers)
+            flops = measuring.flops_per_item(config, p_at.tokens_per_item, variant.layers)
             row = {"name": variant.name, "engine": variant.engine, "precision": variant.precision,
                    "layers": variant.layers, "note": "; ".join(x for x in (variant.note, build_note) if x),
                    "approximate": is_approximate(variant.name, variant.precision),

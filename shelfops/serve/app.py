@@ -58,7 +58,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="shelfops", version="1", lifespan=lifespan,
                   description="Search, recommendation and classification served from the registry.")
     app.state.shelfops = state
-    doors.install(app, settings.limits)  # before the metrics below, so that they count its refusals
+    doors.install(app, settings.serve.limits)  # before the metrics below, so that they count its refusals
+    access_log, trust_forwarded = settings.serve.access_log, settings.serve.limits.trust_forwarded
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -67,8 +68,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         try:
             response = await call_next(request)
         except Exception:  # unexpected: serve.doors' outermost handler answers the 500
-            if settings.access_log:
-                log_access(request, rid, 500, time.perf_counter() - t0, None, settings.limits.trust_forwarded)
+            if access_log:
+                log_access(request, rid, 500, time.perf_counter() - t0, None, trust_forwarded)
             raise
         secs = time.perf_counter() - t0
         version = response.headers.get("x-shelfops-version", "")
@@ -77,8 +78,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             state.live.append((time.time(), secs))
         response.headers["x-shelfops-replica"] = REPLICA  # which process answered (several behind a proxy)
         response.headers[REQUEST_ID] = rid
-        if settings.access_log:
-            log_access(request, rid, response.status_code, secs, version, settings.limits.trust_forwarded)
+        if access_log:
+            log_access(request, rid, response.status_code, secs, version, trust_forwarded)
         return response
 
     for module in (shop_api, ops_api, admin_api):

@@ -15,7 +15,6 @@ The server is reached through a small transport (HTTP by default); tests may pas
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,6 +194,3 @@ def backoff(failures: int, every: float, cap: float = 30.0) -> float:
     is polled twice a minute)."""
     return every if failures == 0 else min(cap, 0.5 * 2 ** (failures - 1))
 
-
-def describe(row: RolloutRow | None) -> str:
-    return "no rollout" if row is None else json.dumps(row.__dict__)

@@ -25,7 +25,6 @@ from shelfops.optimize.shipped import load_shipped
 from shelfops.serve.batcher import MicroBatcher
 from shelfops.train.recommend import Recommender
 
-TASKS = ("search", "retrieval", "classify", "recommend")
 # inputs handed to the model worker at once for a variant that scores one input per call
 UNBATCHED_DISPATCH = 64
 
@@ -93,21 +92,11 @@ def _rec_fn(rec) -> Callable[[list[Any]], list[Any]]:
     return fn
 
 
-def batcher_class(batching: str = "asyncio"):
-    """The micro-batcher: ours on asyncio, or Ray Serve's ``@serve.batch`` inside a replica."""
-    if batching == "ray":
-        # ray is an optional engine (shelfops[scale]): imported only where a replica runs on it
-        from shelfops.serve.ray_backend import ServeBatcher
-
-        return ServeBatcher
-    return MicroBatcher
-
-
 def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_override: dict | None = None,
-              batching: str = "asyncio") -> Slot:
-    """Load (checksums verified) and wrap a model folder; call ``warm`` before serving it."""
+              batcher: type = MicroBatcher) -> Slot:
+    """Load (checksums verified) and wrap a model folder in a ``batcher`` (ours, or another with
+    its interface, e.g. Ray Serve's in a replica); call ``warm`` before serving it."""
     folder = Path(folder)
-    batcher = batcher_class(batching)
     if task == "recommend":
         verify_outputs(folder)
         rec = Recommender.load(folder)
@@ -122,7 +111,7 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
     if unbatched:  # tuned to one input per model call (its scores depend on batch companions):
         # hand each worker its share of whatever is queued at once, and let it score each input alone
         max_batch, wait = UNBATCHED_DISPATCH, 0.0
-    extra = {"fair_share": True} if unbatched and batching == "asyncio" else {}
+    extra = {"fair_share": True} if unbatched and issubclass(batcher, MicroBatcher) else {}
     b = batcher(_text_fn(shipped, task), max_batch=max_batch, max_wait_ms=wait, name=f"{task}-v{version}",
                 on_batch=on_batch, workers=int(serving.get("workers", 1)), **extra)
     meta = {"variant": shipped.name, "max_batch": b.max_batch, "max_wait_ms": b.max_wait * 1e3,
@@ -142,8 +131,8 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
 
 
 class ModelHost:
-    def __init__(self, batching: str = "asyncio") -> None:
-        self.batching = batching
+    def __init__(self, batcher: type = MicroBatcher) -> None:
+        self.batcher = batcher  # the class each slot's micro-batcher is made from
         self.slots: dict[str, Slot] = {}
         self.swaps = 0
         self._lock = asyncio.Lock()
@@ -162,7 +151,7 @@ class ModelHost:
         async with self._lock:  # one swap at a time per host
             loop = asyncio.get_running_loop()
             new = await loop.run_in_executor(None, lambda: load_slot(task, folder, version, on_batch=on_batch,
-                                                                          batching=self.batching))
+                                                                          batcher=self.batcher))
             new.batcher.start()
             if warm is not None:
                 await warm(new)

@@ -44,7 +44,7 @@ from shelfops.serve.app import create_app
 from shelfops.serve.deps import REQUEST_ID, request_id_from
 from shelfops.serve.doors import Doors
 from shelfops.serve.metrics import DEFINITIONS, Mirror
-from shelfops.serve.spec import ReplicaSpec
+from shelfops.serve.spec import ReplicaSpec, serve_settings
 
 
 class ServeBatcher:
@@ -136,9 +136,10 @@ class Replica:
     async def __init__(self, spec: ReplicaSpec) -> None:
         # the gateway applies the rate limit, once for the deployment; a replica seeing only
         # its share of a client's requests must not refuse them again with its own bucket
-        spec = replace(spec, limits={**spec.limits, "rate_per_second": None})
+        limits = spec.serve_config.limits.model_copy(update={"rate_per_second": None})
+        spec = replace(spec, serve={**spec.serve, "limits": limits.model_dump()})
         logs.from_env()  # no CLI started this process: SHELFOPS_LOG_LEVEL / _JSON say how it logs
-        self.app = create_app(spec.settings(batching="ray"))
+        self.app = create_app(serve_settings(spec, batcher=ServeBatcher))
         self.app.state.shelfops.metrics.mirror = ray_mirror()
         self._life = self.app.router.lifespan_context(self.app)
         await self._life.__aenter__()  # the models are loaded before Ray routes anything here
@@ -226,7 +227,7 @@ def application(spec: ReplicaSpec, *, min_replicas: int = 1, max_replicas: int =
         ray_actor_options={"num_cpus": num_cpus})
     gateway = serve.deployment(Gateway, name="gateway", max_ongoing_requests=1000,
                                ray_actor_options={"num_cpus": gateway_cpus})
-    return gateway.bind(replica.bind(spec), spec.limits)
+    return gateway.bind(replica.bind(spec), spec.serve_config.limits.model_dump())
 
 
 def build(args: dict[str, Any]) -> Any:

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shelfops.tasks import RolloutTask, Task
+
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512, strip_whitespace=True)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -22,7 +24,7 @@ class SearchIn(_In):
     session: Id | None = None
 
 
-ROLLOUT_TASKS = Literal["search", "recommend", "classify"]
+ROLLOUT_TASKS = RolloutTask
 
 
 class RolloutIn(_In):
@@ -68,7 +70,7 @@ class EventsIn(_In):
 
 
 class ReloadIn(_In):
-    task: Literal["search", "retrieval", "classify", "recommend"]
+    task: Task
     folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     version: Id
 

@@ -67,7 +67,7 @@ async def retrieve(state: State, cat: Catalogue, body: SearchIn, slot: Slot | No
     known = getattr(slot, "known_rows", None)
     want = min(len(cat.ids), depth * (4 if body.filters else 1) * (2 if known is not None else 1))
     lexical = dense = None
-    if settings.retriever != "lexical" and "retrieval" in state.host.slots and cat.index is not None:
+    if settings.serve.retriever != "lexical" and "retrieval" in state.host.slots and cat.index is not None:
         r = state.host.get("retrieval")
         try:
             q = await r.batcher.submit(body.query)
@@ -75,12 +75,12 @@ async def retrieve(state: State, cat: Catalogue, body: SearchIn, slot: Slot | No
         finally:
             r.release()
         dense = faiss_search(cat.index, np.asarray([q]), want)[1][0]
-    elif settings.retriever != "lexical" and cat.untuned is not None and cat.untuned.ready:
+    elif settings.serve.retriever != "lexical" and cat.untuned is not None and cat.untuned.ready:
         dense = await asyncio.to_thread(cat.untuned.search, body.query, want)
         versions["retrieval"] = "untuned"
-    if dense is None or settings.retriever == "hybrid":
+    if dense is None or settings.serve.retriever == "hybrid":
         lexical = cat.bm25().search([body.query], want)[0][0]
-    weight = settings.fusion_weight
+    weight = settings.serve.fusion_weight
     if weight is None:
         weight = slot.meta.get("fusion_weight") if slot else None
     weight = DEFAULT_FUSION_WEIGHT if weight is None else float(weight)
@@ -179,7 +179,7 @@ def draft(production: list, candidate: list, k: int, credit: str) -> tuple[list,
 def depth_for(state: State, cat: Catalogue, slot: Slot | None, k: int) -> int:
     """How deep ``slot`` re-ranks: the server's setting, else the depth its optimize stage chose
     for the search latency budget (serving.json), else the default; at least ``k``."""
-    chosen = state.settings.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
+    chosen = state.settings.serve.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)
     return min(len(cat.ids), max(chosen or DEFAULT_RERANK_DEPTH, k))
 
 

@@ -15,14 +15,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from shelfops import redact
-from shelfops.config.schema import LimitsConfig
+from shelfops.config.schema import ServeConfig
 from shelfops.errors import DependencyUnavailable
+from shelfops.serve.batcher import MicroBatcher
 from shelfops.serve.dense import UntunedDense
 from shelfops.serve.host import ModelHost, Slot
 from shelfops.serve.metrics import ServeMetrics
@@ -43,19 +44,13 @@ class ServeSettings:
     admin_token: str | None = None
     # opens the dashboard (serve.deps.reader); the admin token does too; neither set: it is open
     read_token: str | None = None
-    access_log: bool = False  # one record per request on the logger shelfops.access (serve.app)
-    rerank_depth: int | None = None  # None: the search model's own (serving.json), else DEFAULT_RERANK_DEPTH
-    retriever: Literal["hybrid", "dense", "lexical"] = "hybrid"
-    fusion_weight: float | None = None  # None: the search model's own (serving.json), else hybrid.DEFAULT_WEIGHT
-    limits: LimitsConfig = field(default_factory=LimitsConfig)  # body size and time, rate (serve.doors)
-    session_length: int = 50
-    request_log: int = 100_000
-    # where sessions and the served-request log live: None (this process) or redis://...,
-    # shared by every replica (shelfops.serve.sessions)
-    state_url: str | None = None
-    # model-call batching: "asyncio" (shelfops.serve.batcher) or "ray" (@serve.batch, in Ray Serve replicas)
-    batching: Literal["asyncio", "ray"] = "asyncio"
-    shadow_fraction: float = 1.0  # share of requests mirrored to a shadow candidate
+    # the config's serve: section (retriever, fusion weight, re-rank depth, sessions and their
+    # store, shadow share, access log, limits): its defaults are the only ones
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    request_log: int = 100_000  # served requests kept for feedback when sessions live in this process
+    # the class model calls are batched by: shelfops.serve.batcher.MicroBatcher, or one with its
+    # interface (shelfops.serve.ray_backend.ServeBatcher: @serve.batch, in a Ray Serve replica)
+    batcher: type = MicroBatcher
     traffic_log: int = 50_000  # searches and clicks kept for the drift monitor (GET /v1/traffic)
     # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
     # registry's production alias); a different version is hot-swapped in
@@ -150,10 +145,11 @@ def arm_of(task: str, who: str, percent: int) -> bool:
 class State:
     def __init__(self, s: ServeSettings) -> None:
         self.settings = s
-        self.host = ModelHost(batching=s.batching)
+        self.host = ModelHost(batcher=s.batcher)
         self.metrics = ServeMetrics()
         self.catalogue: Catalogue | None = None
-        self.shared = shared_state(s.state_url, session_length=s.session_length, request_log=s.request_log)
+        self.shared = shared_state(s.serve.state_url, session_length=s.serve.session_length,
+                                   request_log=s.request_log)
         self.ready = False
         self.started = time.time()
         self.registry_error: str | None = None  # the registry's last poll failed: why (None: it answered)
@@ -262,7 +258,7 @@ def shadow(state: State, task: str, ask: Callable[[Slot], Any], agree: Callable[
     """Start a mirror when ``task`` has a shadow candidate; never waits for it."""
     r = state.rollouts.get(task)
     if r and r.mode == "shadow" and f"{task}:candidate" in state.host.slots and (
-            state.settings.shadow_fraction >= 1 or random.random() < state.settings.shadow_fraction):
+            (share := state.settings.serve.shadow_fraction) >= 1 or random.random() < share):
         t = asyncio.create_task(mirror(state, task, ask, agree))
         state.shadow_tasks.add(t)
         t.add_done_callback(state.shadow_tasks.discard)
@@ -292,7 +288,8 @@ async def _warm(state: State, slot: Slot) -> None:
         # a search model validated with the untuned encoder as its dense retriever: embed the
         # catalogue under it, in the background (search stays lexical until it is ready)
         enc = slot.meta.get("dense_encoder")
-        if enc and state.settings.retriever != "lexical" and (cat.untuned is None or cat.untuned.encoder_name != enc):
+        if enc and state.settings.serve.retriever != "lexical" and (
+                cat.untuned is None or cat.untuned.encoder_name != enc):
             cat.untuned = UntunedDense(enc, cat.texts, max_length=int(slot.meta.get("dense_max_length") or 64))
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])

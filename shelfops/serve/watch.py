@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shelfops.errors import ArtifactNotFound
-from shelfops.serve.host import TASKS
+from shelfops.tasks import TASKS
 
 
 def follow_registry(reg, prefix: str, alias: str = "production"

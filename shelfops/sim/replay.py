@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shelfops.data.synthetic_truth import ShopTruth
+from shelfops.sim.shop.truth import ShopTruth
 
 
 @dataclass

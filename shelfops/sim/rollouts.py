@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of
 from shelfops.eval.interleave import credit, credited, team_draft
 from shelfops.serve.rollout import Observed, Policy, decide
+from shelfops.sim.shop.truth import ShopTruth, affinity_of, relevance_of
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ stop words that ``bm25s`` ships (NLTK's list).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,21 +28,20 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from shelfops.errors import ConfigError, DataError
-
-_TOKEN = re.compile(r"[^\W_]+")
+from shelfops.plain import tokens
 
 
 def tokenize(text: str, *, stopwords: bool = False) -> list[str]:
     """Lowercased runs of letters/digits of ``text``; English stop words dropped if asked."""
     if not isinstance(text, str):
         raise DataError(f"text to tokenize must be a str, got {type(text).__name__}")
-    tokens = _TOKEN.findall(text.lower())
+    words = tokens(text)
     if stopwords:
         from bm25s.stopwords import STOPWORDS_EN
 
         stop = frozenset(STOPWORDS_EN)
-        tokens = [t for t in tokens if t not in stop]
-    return tokens
+        words = [t for t in words if t not in stop]
+    return words
 
 
 def _texts(name: str, texts: Sequence[str]) -> list[str]:

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from shelfops.errors import ModelError
-from shelfops.eval import metrics as M
+from shelfops.eval.metrics import compare, summarize
 from shelfops.train import text_models
 from shelfops.train.baselines import BM25Index
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
@@ -260,8 +260,8 @@ def evaluate_systems(rows: dict[str, np.ndarray], judged: Judged, queries: Seque
 
 def _summaries(per: dict[str, dict[str, np.ndarray]], n_boot: int) -> dict[str, Any]:
     """Each system's intervals and the pipeline's paired differences to every other system."""
-    return {"systems": {n: M.summarize(p, n_boot=n_boot) for n, p in per.items()},
-            "comparisons": {m: {n: M.compare(per["pipeline"][m], per[n][m], n_boot=n_boot)
+    return {"systems": {n: summarize(p, n_boot=n_boot) for n, p in per.items()},
+            "comparisons": {m: {n: compare(per["pipeline"][m], per[n][m], n_boot=n_boot)
                                 for n in per if n != "pipeline"} for m in METRICS}}
 
 

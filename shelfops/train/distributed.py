@@ -74,16 +74,6 @@ def shard(batch: Any, d: Dist) -> Any:
     return batch
 
 
-def all_mean(value: float, d: Dist) -> float:
-    if not d.active:
-        return value
-    import torch.distributed as dist
-
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item() / d.world)
-
-
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)

@@ -26,13 +26,13 @@ import torch
 from torch import nn
 
 from shelfops.config.schema import ScheduleConfig
-from shelfops.train import distributed as dd
 from shelfops.train.checkpoint import (
     load_model,
     load_training_state,
     save_model,
     save_training_state,
 )
+from shelfops.train.distributed import barrier, pick_device, setup, shard
 from shelfops.train.precision import use_bf16
 
 
@@ -135,8 +135,8 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best weights seen (by ``metric``)."""
     t_start = time.perf_counter()
-    device = device or dd.pick_device()
-    dist = dd.setup(device)
+    device = device or pick_device()
+    dist = setup(device)
     seed_everything(schedule.seed)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def fit(
                 bar.set_postfix_str(f"{metric}={value:.4f} best={state['best']:.4f}", refresh=False)
         if dist.main:
             save_training_state(ckpt, model, opt, sched, _progress(state))
-        dd.barrier(dist)
+        barrier(dist)
         return stop
 
     model.train()
@@ -208,7 +208,7 @@ def fit(
         epoch, offset = divmod(state["step"], per_epoch)
         epoch_batches = batches(epoch)
         for i in range(offset, len(epoch_batches)):
-            batch = to_device(dd.shard(epoch_batches[i], dist), device)
+            batch = to_device(shard(epoch_batches[i], dist), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = loss_fn(net, batch)
             opt.zero_grad(set_to_none=True)
@@ -240,7 +240,7 @@ def fit(
     if bar is not None:
         bar.close()
     if metric is not None and best_path.exists():
-        dd.barrier(dist)
+        barrier(dist)
         load_model(model, best_path)
     result.steps = state["step"]
     result.epochs = state["step"] / max(1, per_epoch)

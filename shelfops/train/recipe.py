@@ -23,7 +23,9 @@ import numpy as np
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
 from shelfops.config.schema import TrainConfig
 from shelfops.errors import ArtifactError, ConfigError
-from shelfops.eval import metrics as M
+from shelfops.eval import metrics as eval_metrics
+from shelfops.plain import jsonable
+from shelfops.tasks import TASKS
 from shelfops.train import catalogue, text_models
 from shelfops.train.baselines import BM25Index, TfidfCentroidClassifier, majority_class
 from shelfops.train.classify import classify_settings_from, load_items, predict_proba, train_classifier
@@ -48,7 +50,6 @@ from shelfops.train.search import (
     zero_shot_pool_scores,
 )
 
-TASKS = ("search", "retrieval", "recommend", "classify")
 Say = Callable[[str], None]
 
 
@@ -62,19 +63,7 @@ class Reranker(Protocol):
     def run(self, a: list[str], b: list[str] | None = None) -> np.ndarray: ...
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items() if k != "per_query"}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if np.isnan(x) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
+PER_QUERY = ("per_query",)  # per-query arrays: kept beside a manifest, never in it
 
 def beats(comparisons: dict[str, dict]) -> bool:
     """The model beats every baseline with non-overlapping 95% intervals."""
@@ -119,11 +108,11 @@ def run(task: str, data_dir: Path, out: Path, cfg: TrainConfig, *, progress: boo
                   "classify": _classify}[task]
             metrics, counts, extra = fn(data_dir, w.dir, work, cfg, encoder_path, progress, say,
                                         reranker=reranker)
-            w.manifest.metrics = _jsonable(metrics)
+            w.manifest.metrics = jsonable(metrics, drop=PER_QUERY)
             w.manifest.counts = counts
             w.manifest.extra = {"task": task, "encoder": encoder_path, "data": str(data_dir.resolve()),
                                 "data_created_at": dm.created_at, "seconds": round(time.perf_counter() - t0, 1),
-                                **_jsonable(extra)}
+                                **jsonable(extra, drop=PER_QUERY)}
     except ArtifactError as e:
         if e.details.get("disk_full"):  # its checkpoints may be cut short, and they hold the space
             shutil.rmtree(work, ignore_errors=True)
@@ -209,7 +198,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
                                        "zero_shot": zs_scores})
     rng = np.random.default_rng(0)
     rnd = evaluate_scores(data.test, rng.random(len(data.test)), lo=lo, n_boot=cfg.bootstrap)
-    comparisons = {name: M.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],
+    comparisons = {name: eval_metrics.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],
                                    n_boot=cfg.bootstrap)
                    for name, b in (("bm25", bm25), ("zero_shot", zs))}
     metrics = {"model": ev["summary"], "baselines": {"bm25": bm25["summary"],
@@ -328,11 +317,12 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     zs_pq = catalogue_eval(None, None, test_q, data.test, ids, retrieved=z_ids, **kw)
     n = cfg.bootstrap
     metrics: dict[str, Any] = {
-        "model": M.summarize(model_pq, n_boot=n),
-        "baselines": {"bm25": M.summarize(bm_pq, n_boot=n), "zero_shot": M.summarize(zs_pq, n_boot=n)},
+        "model": eval_metrics.summarize(model_pq, n_boot=n),
+        "baselines": {"bm25": eval_metrics.summarize(bm_pq, n_boot=n),
+                      "zero_shot": eval_metrics.summarize(zs_pq, n_boot=n)},
         "comparisons_recall@10": {
-            "bm25": M.compare(model_pq["recall@10"], bm_pq["recall@10"], n_boot=n),
-            "zero_shot": M.compare(model_pq["recall@10"], zs_pq["recall@10"], n_boot=n)},
+            "bm25": eval_metrics.compare(model_pq["recall@10"], bm_pq["recall@10"], n_boot=n),
+            "zero_shot": eval_metrics.compare(model_pq["recall@10"], zs_pq["recall@10"], n_boot=n)},
         "index": {"kind": info.kind, "n": info.n, "dim": info.dim},
     }
     metrics["beats_baselines"] = beats(metrics["comparisons_recall@10"])
@@ -349,10 +339,10 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     hybrid = catalogue_eval(None, None, test_q, data.test, ids, **kw,
                             retrieved=fuse(bm_ids, got[:, :50], choice.weight, n=50))
     metrics["hybrid"] = {"fusion_weight": choice.weight, "validation": choice.to_dict()["grid"],
-                         "summary": M.summarize(hybrid, n_boot=n),
+                         "summary": eval_metrics.summarize(hybrid, n_boot=n),
                          "comparisons_recall@10": {
-                             "bm25": M.compare(hybrid["recall@10"], bm_pq["recall@10"], n_boot=n),
-                             "model": M.compare(hybrid["recall@10"], model_pq["recall@10"], n_boot=n)}}
+                             "bm25": eval_metrics.compare(hybrid["recall@10"], bm_pq["recall@10"], n_boot=n),
+                             "model": eval_metrics.compare(hybrid["recall@10"], model_pq["recall@10"], n_boot=n)}}
     if reranker is not None:
         fused = fuse(bm_ids, got, choice.weight, n=max(50, c.rerank_depth))
         metrics["pipeline"] = _rerank_pipeline(reranker, test_q, fused[:, :c.rerank_depth],
@@ -380,7 +370,7 @@ def _rerank_pipeline(ce: Reranker, queries, candidates, items, data, n_boot, **k
     ids = items["item_id"].to_list()
     per = catalogue_eval(None, None, queries, data.test, ids, retrieved=reranked, **kw)
     return {"reranker": str(ce.folder), "variant": ce.name, "depth": int(candidates.shape[1]),
-            "summary": M.summarize(per, n_boot=n_boot)}
+            "summary": eval_metrics.summarize(per, n_boot=n_boot)}
 
 
 # ------------------------------------------------------------------------------- classify
@@ -407,12 +397,13 @@ def _classify(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say
 
     def summary(pr: list) -> dict:
         correct = np.array([a == b for a, b in zip(pr, y)], dtype=float)
-        return {"accuracy": M.bootstrap_ci(correct, n_boot=n), "macro_f1": M.macro_f1(y, pr)}
+        return {"accuracy": eval_metrics.bootstrap_ci(correct, n_boot=n),
+                "macro_f1": eval_metrics.macro_f1(y, pr)}
 
     metrics = {"model": summary(pred), "baselines": {k: summary(v) for k, v in base.items()}}
     correct = np.array([a == b for a, b in zip(pred, y)], dtype=float)
     metrics["comparisons_accuracy"] = {
-        k: M.compare(correct, np.array([a == b for a, b in zip(v, y)], dtype=float), n_boot=n)
+        k: eval_metrics.compare(correct, np.array([a == b for a, b in zip(v, y)], dtype=float), n_boot=n)
         for k, v in base.items()}
     metrics["beats_baselines"] = beats(metrics["comparisons_accuracy"])
     metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_accuracy"])
@@ -497,8 +488,9 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
         pred = [spec.labels[i] for i in p.argmax(1)]
         y = test["label"].to_list()
         result = {"task": task, "summary": {
-            "accuracy": M.bootstrap_ci(np.array([a == b for a, b in zip(pred, y)], float), n_boot=cfg.bootstrap),
-            "macro_f1": M.macro_f1(y, pred)}}
+            "accuracy": eval_metrics.bootstrap_ci(np.array([a == b for a, b in zip(pred, y)], float),
+                                                  n_boot=cfg.bootstrap),
+            "macro_f1": eval_metrics.macro_f1(y, pred)}}
     elif task == "recommend":
         result = {"task": task, "summary": evaluate_folder(model_dir, data_dir, bootstrap=cfg.bootstrap)}
     elif task == "retrieval":
@@ -506,7 +498,7 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
                            "retrieval` (it needs the catalogue index built for that dataset)"])
     else:
         raise ConfigError([f"{model_dir}: not a trained model folder (model.json missing or unknown task)"])
-    result = _jsonable(result)
+    result = jsonable(result, drop=PER_QUERY)
     (model_dir / "evaluations").mkdir(exist_ok=True)
     (model_dir / "evaluations" / f"{name}.json").write_text(json.dumps(result, indent=2))
     _record_evaluation(model_dir, str(data_dir.resolve()), result)

@@ -43,7 +43,7 @@ import torch
 
 from shelfops.config.schema import RecommendTrainConfig
 from shelfops.errors import DataError, ModelError
-from shelfops.eval import metrics as M
+from shelfops.eval import metrics as eval_metrics
 from shelfops.train.baselines import popularity_scorer, popularity_scores
 from shelfops.train.checkpoint import load_model, save_model
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
@@ -270,7 +270,7 @@ def full_metrics(model: SASRec, histories: list[np.ndarray], targets: np.ndarray
                  exclude: list[np.ndarray] | None, ks=KS) -> dict[str, np.ndarray]:
     """Per-user HR@k / NDCG@k / MRR of the target over all items (padding masked)."""
     scorer = _scorer(model, last_hidden(model, histories))
-    return M.full_rank_metrics(scorer, targets, exclude, ks, exclude_padding=True)
+    return eval_metrics.full_rank_metrics(scorer, targets, exclude, ks, exclude_padding=True)
 
 
 def sampled_negatives(seqs: Sequences, n: int = 99, seed: int = 0) -> np.ndarray:
@@ -279,7 +279,7 @@ def sampled_negatives(seqs: Sequences, n: int = 99, seed: int = 0) -> np.ndarray
     free = seqs.n_items - 1 - max(len(np.unique(t[t > 0])) for t in touched)
     if min(n, free) < 1:
         return np.zeros((len(touched), 0), dtype=np.int64)
-    return M.sample_negatives(seqs.n_items, touched, min(n, free), seed, exclude_padding=True)
+    return eval_metrics.sample_negatives(seqs.n_items, touched, min(n, free), seed, exclude_padding=True)
 
 
 def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
@@ -290,13 +290,13 @@ def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
     hidden = last_hidden(model, hist)
     scorer = _scorer(model, hidden)
     per = {
-        "model": M.full_rank_metrics(scorer, tgt, hist, KS, exclude_padding=True),
-        "model_unmasked": M.full_rank_metrics(scorer, tgt, None, KS, exclude_padding=True),
+        "model": eval_metrics.full_rank_metrics(scorer, tgt, hist, KS, exclude_padding=True),
+        "model_unmasked": eval_metrics.full_rank_metrics(scorer, tgt, None, KS, exclude_padding=True),
     }
     pops = {"poprec_train": popularity_scores(seqs.train_interactions, seqs.n_items),
             "poprec_all": popularity_scores(seqs.all_interactions(), seqs.n_items)}
     for name, pop in pops.items():
-        per[name] = M.full_rank_metrics(popularity_scorer(pop), tgt, hist, KS,
+        per[name] = eval_metrics.full_rank_metrics(popularity_scorer(pop), tgt, hist, KS,
                                         exclude_padding=True, ties="optimistic")
     neg = sampled_negatives(seqs) if negatives is None else negatives
     emb = model.item_emb.weight.detach()
@@ -307,18 +307,18 @@ def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
 
     sampled = {}
     if neg.shape[1]:
-        sampled["model"] = M.sampled_rank_metrics(sampled_model, tgt, neg, (1, 5, 10))
+        sampled["model"] = eval_metrics.sampled_rank_metrics(sampled_model, tgt, neg, (1, 5, 10))
         for name, pop in pops.items():
-            sampled[name] = M.sampled_rank_metrics(lambda r, c, p=pop: p[c], tgt, neg, (1, 5, 10),
+            sampled[name] = eval_metrics.sampled_rank_metrics(lambda r, c, p=pop: p[c], tgt, neg, (1, 5, 10),
                                                    ties="optimistic")
     n = bootstrap
     return {
-        "model": M.summarize(per["model"], n_boot=n),
-        "model_unmasked": M.summarize(per["model_unmasked"], n_boot=n),
+        "model": eval_metrics.summarize(per["model"], n_boot=n),
+        "model_unmasked": eval_metrics.summarize(per["model_unmasked"], n_boot=n),
         "sampled": {"negatives": int(neg.shape[1]),
-                    **{k: M.summarize(v, n_boot=n) for k, v in sampled.items()}},
-        "baselines": {k: M.summarize(per[k], n_boot=n) for k in pops},
-        "comparisons": M.compare(per["model"]["ndcg@10"], per["poprec_train"]["ndcg@10"], n_boot=n),
+                    **{k: eval_metrics.summarize(v, n_boot=n) for k, v in sampled.items()}},
+        "baselines": {k: eval_metrics.summarize(per[k], n_boot=n) for k in pops},
+        "comparisons": eval_metrics.compare(per["model"]["ndcg@10"], per["poprec_train"]["ndcg@10"], n_boot=n),
         "per_user": per,
     }
 
@@ -530,6 +530,6 @@ def evaluate_folder(model_dir: Path, data_dir: Path, *, bootstrap: int = 1000) -
         got = full_metrics(rec.model, h, seqs.test_target[rows], h)
         for k, v in got.items():
             per[k][rows] = v
-    summary: dict[str, Any] = M.summarize(per, n_boot=bootstrap)
+    summary: dict[str, Any] = eval_metrics.summarize(per, n_boot=bootstrap)
     summary["unknown_test_targets"] = int((~known).sum())
     return summary

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from shelfops.config.schema import RetrievalTrainConfig
-from shelfops.eval import metrics as M
+from shelfops.eval.metrics import dcg
 from shelfops.train.index import build_index, search
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
@@ -117,7 +117,7 @@ def catalogue_eval(
             out[f"recall@{k}"].append(len(rel & set(got[:k])) / len(rel) if rel else np.nan)
         gains = np.array([g.get(i, 0.0) for i in got[:10]])
         ideal = np.sort(np.array(list(g.values())))[::-1][:10]
-        out["ndcg@10"].append(M.dcg(gains) / M.dcg(ideal) if ideal.sum() > 0 else np.nan)
+        out["ndcg@10"].append(dcg(gains) / dcg(ideal) if ideal.sum() > 0 else np.nan)
     return {k: np.array(v, dtype=float) for k, v in out.items()}
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from shelfops.config.schema import SearchTrainConfig
 from shelfops.errors import DataError, ModelError
-from shelfops.eval import metrics as M
+from shelfops.eval import metrics as eval_metrics
 from shelfops.train.baselines import BM25Index
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
 from shelfops.train.loop import FitResult, Schedule, fit
@@ -226,7 +226,7 @@ def pool_metrics(df: pl.DataFrame, scores: np.ndarray, *, lo: float, ks=(5, 10),
     table pair up query by query."""
     qids = df["query"].rank("dense").cast(pl.Int64).to_numpy()
     gains = df["grade"].to_numpy() - lo
-    return M.grouped_ranking_metrics(qids, scores, gains, ks=ks, ties=ties)
+    return eval_metrics.grouped_ranking_metrics(qids, scores, gains, ks=ks, ties=ties)
 
 
 def evaluate_scores(df: pl.DataFrame, scores: np.ndarray, *, lo: float, hi: float | None = None,
@@ -237,10 +237,10 @@ def evaluate_scores(df: pl.DataFrame, scores: np.ndarray, *, lo: float, hi: floa
     bound would rank a tied pool perfectly); a calibrated (pointwise) model also gets RMSE in
     the grade scale."""
     per_query = pool_metrics(df, scores, lo=lo, ks=ks, ties=ties)
-    out = {"per_query": per_query, "summary": M.summarize(per_query, n_boot=n_boot)}
+    out = {"per_query": per_query, "summary": eval_metrics.summarize(per_query, n_boot=n_boot)}
     if calibrated and hi is not None:
         pred = lo + (hi - lo) / (1 + np.exp(-scores))
-        out["summary"]["rmse"] = {"mean": M.rmse(df["grade"].to_numpy(), pred), "n": len(df)}
+        out["summary"]["rmse"] = {"mean": eval_metrics.rmse(df["grade"].to_numpy(), pred), "n": len(df)}
     return out
 
 
@@ -270,7 +270,7 @@ def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = No
     evals = {name: evaluate_scores(df, df[name].to_numpy(), lo=lo, hi=hi, n_boot=n_boot,
                                    calibrated=name == "model", ties=ties.get(name, "pessimistic"))
              for name in ("model", *baselines)}
-    comparisons = {b: M.compare(evals["model"]["per_query"]["ndcg@10"],
+    comparisons = {b: eval_metrics.compare(evals["model"]["per_query"]["ndcg@10"],
                                 evals[b]["per_query"]["ndcg@10"], n_boot=n_boot)
                    for b in baselines}
     # per-query values are in sorted query order (pool_metrics): each one's fold, to split them

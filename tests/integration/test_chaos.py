@@ -12,6 +12,7 @@ import httpx
 import pytest
 from chaos import Load, RedisServer, wait_for
 
+from shelfops.config.schema import ServeConfig
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
 
@@ -25,7 +26,8 @@ def test_redis_stopped_for_five_seconds_then_back(models, small_shop):
     failing store; once Redis is back, events and sessions resume."""
     redis = RedisServer().start()
     settings = ServeSettings(models={t: (models / t, "1") for t in ("search", "retrieval", "recommend")},
-                             data_dir=small_shop, admin_token=TOKEN, rerank_depth=10, state_url=redis.url)
+                             data_dir=small_shop, admin_token=TOKEN,
+                             serve=ServeConfig(rerank_depth=10, state_url=redis.url))
     running = start_in_thread(create_app(settings))
     load = Load(running.url)
     marks: dict[str, float] = {}
@@ -68,7 +70,9 @@ def test_redis_stopped_for_five_seconds_then_back(models, small_shop):
     refused = [x for x in outage if x.status == 503]
     assert refused and all(x.route == "/v1/events" and x.body["code"] == "dependency_unavailable"
                            and "Redis" in x.body["message"] for x in refused)
-    recs = [x for x in outage if x.route == "/v1/recommend"]
+    # answered before the restart began: one begun in the outage and finished after Redis was back
+    # rightly found it up again (a CI run saw one such answer without "degraded")
+    recs = [x for x in outage if x.route == "/v1/recommend" and x.t + x.seconds < up]
     assert recs and not [x for x in recs if x.status != 200 or "degraded" not in x.body], \
         [x for x in recs if x.status != 200 or "degraded" not in x.body][:3]
     assert marks["readyz_down"]["ok"] is False and "Redis" in marks["readyz_down"]["name"]
@@ -249,7 +253,7 @@ def test_postgresql_restarted_during_a_canary(models, small_shop):
         reg.promote("pg-search", "1", "production", reason="v1")
         running = start_in_thread(create_app(ServeSettings(models={"search": (reg.load("pg-search", "1"), "1")},
                                                            data_dir=small_shop, admin_token=TOKEN,
-                                                           rerank_depth=10)))
+                                                           serve=ServeConfig(rerank_depth=10))))
         answers: list[int] = []
 
         def shoppers() -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shelfops.config.schema import LimitsConfig
+from shelfops.config.schema import LimitsConfig, ServeConfig
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.doors import Bucket, json_problem, take
 from shelfops.serve.server import start_in_thread
@@ -46,7 +46,8 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def door():
     limits = LimitsConfig(max_body_bytes=4096, body_seconds=1.0)
-    running = start_in_thread(create_app(ServeSettings(models={}, admin_token=TOKEN, limits=limits)))
+    running = start_in_thread(create_app(ServeSettings(models={}, admin_token=TOKEN,
+                                                       serve=ServeConfig(limits=limits))))
     host, port = running.url.removeprefix("http://").split(":")
     yield running, (host, int(port))
     running.stop()
@@ -202,7 +203,7 @@ def test_random_bytes_never_get_a_5xx(door, body, path):
 
 def test_floods_get_429_with_retry_after_when_the_limit_is_on():
     limits = LimitsConfig(rate_per_second=2.0, rate_burst=5)
-    running = start_in_thread(create_app(ServeSettings(models={}, limits=limits)))
+    running = start_in_thread(create_app(ServeSettings(models={}, serve=ServeConfig(limits=limits))))
     try:
         with httpx.Client(base_url=running.url, timeout=10) as c:
             codes = [c.post("/v1/classify", json={"title": "x"}).status_code for _ in range(12)]

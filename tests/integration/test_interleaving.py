@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 
+from shelfops.config.schema import ServeConfig
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
 
@@ -20,8 +21,9 @@ TOKEN = "interleave-token"
 
 @pytest.fixture(scope="module")
 def replicas(models, small_shop, redis_url):
-    settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop, rerank_depth=10,
-                             state_url=redis_url, admin_token=TOKEN, retriever="lexical")
+    settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop,
+                             admin_token=TOKEN,
+                             serve=ServeConfig(rerank_depth=10, state_url=redis_url, retriever="lexical"))
     a, b = start_in_thread(create_app(settings)), start_in_thread(create_app(settings))
     yield a, b
     a.stop()

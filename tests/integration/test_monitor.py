@@ -11,8 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from shelfops.config.schema import DriftConfig
-from shelfops.data.synthetic_truth import ShopTruth
+from shelfops.config.schema import DriftConfig, ServeConfig
 from shelfops.monitor.drift import compare, plot, thresholds_from
 from shelfops.monitor.windows import window_from_traffic
 from shelfops.registry.registry import Registry
@@ -20,6 +19,7 @@ from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
 from shelfops.serve.watch import registry_view
 from shelfops.sim.replay import Replay
+from shelfops.sim.shop.truth import ShopTruth
 
 pytestmark = pytest.mark.slow
 TOKEN = "monitor-token"
@@ -44,8 +44,8 @@ def live(models, small_shop, tmp_path_factory):
     reports = home / "reports"
     reports.mkdir()
     settings = ServeSettings(models={"search": (models / "search", "1"), "retrieval": (models / "retrieval", "1")},
-                             data_dir=small_shop, admin_token=TOKEN, rerank_depth=20,
-                             registry_view=registry_view(reg, "shop"), report_dir=reports)
+                             data_dir=small_shop, admin_token=TOKEN, registry_view=registry_view(reg, "shop"),
+                             report_dir=reports, serve=ServeConfig(rerank_depth=20))
     running = start_in_thread(create_app(settings))
     running.reports = reports
     yield running

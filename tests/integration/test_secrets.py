@@ -18,7 +18,7 @@ from shelfops.cli.main import app as cli
 from shelfops.config.load import load_config
 from shelfops.serve.app import create_app
 from shelfops.serve.server import start_in_thread
-from shelfops.serve.spec import ReplicaSpec
+from shelfops.serve.spec import ReplicaSpec, serve_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"admin token": "adm-7f3c1e9b2d", "pseudonym key": "psk-c0ffee5eed1234",
@@ -56,7 +56,7 @@ def test_no_secret_in_manifests_mlflow_store_logs_or_responses(tmp_path, monkeyp
     cfg = load_config(None, [o for o in overrides if not o.startswith("serve.state_url")])
     spec = ReplicaSpec.from_config(cfg, registry_prefix="leak", data_dir=tmp_path / "data",
                                    admin_token=SECRETS["admin token"])
-    running = start_in_thread(create_app(spec.settings()))
+    running = start_in_thread(create_app(serve_settings(spec)))
     try:
         token = {"Authorization": f"Bearer {SECRETS['admin token']}"}
         for path in ("/dashboard", "/v1/dashboard", "/readyz", "/metrics", "/openapi.json", "/v1/rollout",

@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from shelfops.config.schema import ServeConfig
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
 
@@ -20,9 +21,8 @@ TOKEN = "test-admin-token"
 
 @pytest.fixture(scope="module")
 def server(models, small_shop):
-    settings = ServeSettings(models={t: (models / t, "1") for t in ("search", "retrieval", "classify",
-                                                                   "recommend")},
-                             data_dir=small_shop, admin_token=TOKEN, rerank_depth=20)
+    settings = ServeSettings(models={t: (models / t, "1") for t in ("search", "retrieval", "classify", "recommend")},
+                             data_dir=small_shop, admin_token=TOKEN, serve=ServeConfig(rerank_depth=20))
     running = start_in_thread(create_app(settings))
     yield running
     running.stop()
@@ -239,7 +239,7 @@ def _wait(cond, timeout=60.0):
 
 def test_shadow_then_canary_then_promote(models, small_shop):
     settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop,
-                             admin_token=TOKEN, rerank_depth=20)
+                             admin_token=TOKEN, serve=ServeConfig(rerank_depth=20))
     running = start_in_thread(create_app(settings))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     c = httpx.Client(base_url=running.url, timeout=60)
@@ -331,7 +331,7 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     reg = two_search_versions(models, tmp_path,
                               ops_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)
     settings = ServeSettings(models={"search": (reg.load("shop-search", "1"), "1")}, data_dir=small_shop,
-                             admin_token=TOKEN, rerank_depth=10)
+                             admin_token=TOKEN, serve=ServeConfig(rerank_depth=10))
     running = start_in_thread(create_app(settings))
     # this test is about click-through (latency on a busy CI box is noise); the always-valid test
     # needs ~100 impressions per arm to see 2% against 30% at alpha 0.01
@@ -388,7 +388,7 @@ def test_search_reranks_to_the_depth_the_optimize_stage_chose_and_times_its_stag
         "max_batch": 8, "max_wait_ms": 2.0, "workers": 1, "rerank_depth": 13, "fusion_weight": 0.25,
         "rerank_blend": 1.0}))
     running = start_in_thread(create_app(ServeSettings(models={"search": (folder, "1")}, data_dir=small_shop,
-                                                       retriever="lexical")))
+                                                       serve=ServeConfig(retriever="lexical"))))
     try:
         c = httpx.Client(base_url=running.url, timeout=30)
         meta = c.get("/readyz").json()["models"]["search"]

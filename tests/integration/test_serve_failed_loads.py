@@ -20,6 +20,7 @@ import pytest
 from chaos import wait_for
 from conftest import make_stage_folder
 
+from shelfops.config.schema import ServeConfig
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
 
@@ -71,7 +72,7 @@ def folders(tiny_encoder, tmp_path_factory) -> dict[str, Path]:
 
 def serve(folders: dict[str, Path], **settings):
     app = create_app(ServeSettings(models={"search": (folders["v1"], "1")}, data_dir=folders["shop"],
-                                   admin_token=TOKEN, retriever="lexical", **settings))
+                                   admin_token=TOKEN, **settings, serve=ServeConfig(retriever="lexical")))
     return app, start_in_thread(app)
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from shelfops import logs
+from shelfops.config.schema import ServeConfig
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.host import Slot
 from shelfops.serve.server import start_in_thread
@@ -51,7 +52,8 @@ async def boom():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = serve(tmp_path_factory.mktemp("logs"), admin_token=ADMIN, read_token=READ, access_log=True)
+    running = serve(tmp_path_factory.mktemp("logs"), admin_token=ADMIN, read_token=READ,
+                    serve=ServeConfig(access_log=True))
     yield running
     running.stop()
 

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from shelfops.config.schema import ServeConfig
 from shelfops.errors import ConfigError
 from shelfops.serve.app import ServeSettings, create_app
 from shelfops.serve.server import start_in_thread
@@ -26,7 +27,8 @@ def replicas(models, small_shop):
     except redis.RedisError as e:  # CI starts Redis (.ci/run); a developer machine runs it
         pytest.fail(f"Redis at {REDIS} does not answer: {e}")
     settings = ServeSettings(models={t: (models / t, "1") for t in ("search", "retrieval", "recommend")},
-                             data_dir=small_shop, rerank_depth=20, state_url=REDIS, session_length=5)
+                             data_dir=small_shop,
+                             serve=ServeConfig(rerank_depth=20, state_url=REDIS, session_length=5))
     a, b = start_in_thread(create_app(settings)), start_in_thread(create_app(settings))
     yield a, b
     a.stop()
@@ -65,7 +67,7 @@ def test_a_session_built_on_one_replica_is_read_on_the_other(replicas):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's exit
 def test_a_shared_store_that_does_not_answer_stops_the_start_with_its_name(models, small_shop, caplog):
     settings = ServeSettings(models={"search": (models / "search", "1")}, data_dir=small_shop,
-                             state_url="redis://127.0.0.1:1/0")
+                             serve=ServeConfig(state_url="redis://127.0.0.1:1/0"))
     with pytest.raises(RuntimeError, match="did not start"):
         start_in_thread(create_app(settings), timeout=30)
     err = caplog.text  # uvicorn logs the failed start through shelfops' logging (no handler of its own)
@@ -74,4 +76,4 @@ def test_a_shared_store_that_does_not_answer_stops_the_start_with_its_name(model
 
 def test_an_unknown_state_url_is_a_config_error():
     with pytest.raises(ConfigError, match="serve.state_url"):
-        create_app(ServeSettings(models={}, state_url="postgres://x"))
+        create_app(ServeSettings(models={}, serve=ServeConfig(state_url="postgres://x")))

@@ -26,7 +26,7 @@ SMALL = ["data.synthetic.users=300", "data.synthetic.items=300", "data.synthetic
          "gate.quality_margin=0.05", "gate.churn_min_pass_rate=0",
          # the tiny model earns ~2-3% click-through: windows of 120 searches hold ~35 clicks,
          # so the small shop's drift is judged at alpha 0.01 (the statistics' own power is
-         # tested in tests/unit/test_drift.py)
+         # tested in tests/unit/monitor/test_drift.py)
          "monitor.window=120", "monitor.drift.min_samples=60", "monitor.drift.alpha=0.01",
          "monitor.every_s=0.3", "monitor.triggers.cooldown_s=0",
          "monitor.rollout.min_dwell_s=0.5", "monitor.rollout.min_requests=10",

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2] / "shelfops"
 
 #: bottom to top; a module imports only from its own layer or those before it
 LAYERS: list[tuple[str, ...]] = [
-    ("__init__", "errors", "redact", "logs"),  # the version, the one exception tree, secrets kept in, logging
+    ("__init__", "errors", "redact", "logs", "tasks", "plain"),  # the version, the one exception tree,
+    # secrets kept in, logging, the one task list, tokens and JSON values
     ("tables",),  # the canonical tables every stage reads
     ("artifacts",),  # stage folders, manifest last, checksums
     ("config",),  # schemas and loading: the one source of defaults

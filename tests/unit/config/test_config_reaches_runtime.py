@@ -4,7 +4,7 @@ Each section is built with every field set to a value other than its default (ge
 pydantic model: numbers bumped within their bounds, booleans flipped, another Literal choice), its
 builder runs, and each field's value must arrive in the runtime object: under the same name, or
 through the explicit mapping below. The mapping must name every field of the section, so a new
-config field without a runtime home fails here. (The serve: section: tests/unit/test_serve_spec.py.)
+config field without a runtime home fails here. (The serve: section: tests/unit/serve/test_serve_spec.py.)
 """
 
 from __future__ import annotations

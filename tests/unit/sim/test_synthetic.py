@@ -12,10 +12,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from shelfops.data.synthetic import ShopTruth, generate_shop
-from shelfops.data.synthetic_catalogue import STOPWORDS, Vocab, build_vocab, parse_query, tokens
-from shelfops.data.synthetic_text import LEAVES, ZERO_RESULT_QUERIES, short_noun
 from shelfops.errors import ConfigError
+from shelfops.plain import tokens
+from shelfops.sim.shop.catalogue import STOPWORDS, Vocab, build_vocab, parse_query
+from shelfops.sim.shop.generate import ShopTruth, generate_shop
+from shelfops.sim.shop.text import short_noun
+from shelfops.sim.shop.vocab import LEAVES, ZERO_RESULT_QUERIES
 from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, ITEMS, JUDGEMENTS
 
 DRIFT_DAY = 5

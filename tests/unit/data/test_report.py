@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shelfops.data.report import (
+from shelfops.data.report.dataset import (
     audience,
     build_report,
     build_report_with_audience,
@@ -24,7 +24,7 @@ from shelfops.data.report import (
     scan_table,
     write_report,
 )
-from shelfops.data.report_html import make_charts, render_html
+from shelfops.data.report.html import make_charts, render_html
 from shelfops.errors import DataError
 from shelfops.tables import EVENTS, ITEMS
 

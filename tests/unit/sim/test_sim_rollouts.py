@@ -7,9 +7,9 @@ from datetime import datetime
 import pytest
 
 from shelfops.config.schema import RolloutConfig
-from shelfops.data.synthetic import shop_truth
 from shelfops.serve.rollout import policy_from
 from shelfops.sim import rollouts as sim
+from shelfops.sim.shop.generate import shop_truth
 
 
 @pytest.fixture(scope="module")

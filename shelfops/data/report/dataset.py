@@ -23,9 +23,10 @@ audience           the marketing audience (:func:`shelfops.data.customers.audien
                    its rows go to ``audience_<category-slug>.csv``
 =================  ========================================================================
 
-Rendering (charts, HTML) is :mod:`shelfops.data.report_html`; shared readers and
-helpers are :mod:`shelfops.data.report_frames`. Queries are compared after trimming, lower-casing and collapsing white space. Sessions
-are ``session_id`` (``user_id`` where a session id is missing).
+Rendering (charts, HTML) is :mod:`shelfops.data.report.html`; shared readers and
+helpers are :mod:`shelfops.data.report.frames`. Queries are compared after trimming,
+lower-casing and collapsing white space. Sessions are ``session_id`` (``user_id`` where a
+session id is missing).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from shelfops.data.customers import (
     segment_category,
     segments,
 )
-from shelfops.data.report_frames import (
+from shelfops.data.report.frames import (
     category_table,
     collect,
     empty_frame,
@@ -62,7 +63,7 @@ from shelfops.data.report_frames import (
     scan_table,
     to_rows,
 )
-from shelfops.data.report_html import make_charts, render_html
+from shelfops.data.report.html import make_charts, render_html
 from shelfops.tables import EVENT_TYPES, EVENTS, ITEMS
 
 __all__ = [

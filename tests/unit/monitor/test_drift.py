@@ -16,7 +16,7 @@ from shelfops.monitor.drift import (
     psi,
     psi_categorical,
     thresholds_from,
-    unseen_rate,
+    unseen_counts,
 )
 
 TH = thresholds_from(DriftConfig())  # the config's thresholds
@@ -76,7 +76,7 @@ def test_statistics_match_their_definitions():
     # PSI of two categorical mixes by hand: (0.5-0.8)ln(0.5/0.8) + (0.5-0.2)ln(0.5/0.2)
     want = (0.5 - 0.8) * np.log(0.5 / 0.8) + (0.5 - 0.2) * np.log(0.5 / 0.2)
     assert psi_categorical(["a"] * 8 + ["b"] * 2, ["a"] * 5 + ["b"] * 5) == pytest.approx(want)
-    assert unseen_rate(["red tent", "blue tent"], {"red", "tent"}) == pytest.approx(0.25)
+    assert unseen_counts(["red tent", "blue tent"], {"red", "tent"}) == (1, 4)
     assert centroid_shift(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])) == pytest.approx(1.0)
 
 

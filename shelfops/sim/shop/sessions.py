@@ -7,7 +7,7 @@ or browse steps (a handful), never over events.
   production ranker (:class:`Ranker`: candidates by meaning, a few "false friends" that
   only share a word with the query, popularity, heavy noise; nothing for zero-result
   queries) -> clicks (examination x attractiveness, see
-  :mod:`shelfops.data.synthetic_truth`) -> some carts -> some purchases; then maybe a
+  :mod:`shelfops.sim.shop.truth`) -> some carts -> some purchases; then maybe a
   follow-up search (more likely after no results or no click, often a refinement).
 * **browse** session: a chain of product views; each step follows an item-to-item
   neighbour (same leaf, similar item) picked by the user's taste, or the leaf's popular
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shelfops.data.synthetic_catalogue import Catalogue, LexicalIndex, Query
-from shelfops.data.synthetic_truth import ShopTruth, affinity_of, relevance_of, sigmoid
+from shelfops.sim.shop.catalogue import Catalogue, LexicalIndex, Query
+from shelfops.sim.shop.truth import ShopTruth, affinity_of, relevance_of, sigmoid
 from shelfops.tables import EVENT_TYPES
 
 IMPRESSION, VIEW, CLICK, CART, PURCHASE, SEARCH = (

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,16 +24,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shelfops.data.synthetic_text import (
+from shelfops.plain import tokens
+from shelfops.sim.shop.text import plural, related_nouns, render_description, render_title
+from shelfops.sim.shop.vocab import (
     BRANDS,
     HOUSE_BRANDS,
     LEAVES,
     PRE_ATTRS,
     ZERO_RESULT_QUERIES,
-    plural,
-    related_nouns,
-    render_description,
-    render_title,
     value_synonyms,
 )
 from shelfops.tables import CATEGORY_SEP, ITEMS
@@ -42,12 +39,6 @@ from shelfops.tables import CATEGORY_SEP, ITEMS
 LATENT_DIM = 8
 HOUSE_SHARE = 0.3  # popularity of a house brand relative to a department's own brands
 MAX_VALUES = 3  # attribute slots per item and value terms per query
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-case alphanumeric tokens; the unit of query matching."""
-    return _TOKEN.findall(text.lower())
 
 
 @dataclass(frozen=True)
@@ -182,7 +173,7 @@ def _typos(v: Vocab) -> dict[str, str]:
 
 
 def build_vocab() -> Vocab:
-    """Number the fixed tree of :mod:`shelfops.data.synthetic_text`."""
+    """Number the fixed tree of :mod:`shelfops.sim.shop.text`."""
     departments = list(dict.fromkeys(leaf.path[0] for leaf in LEAVES))
     groups = list(dict.fromkeys(leaf.path[:2] for leaf in LEAVES))
     nouns: list[str] = []

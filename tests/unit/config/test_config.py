@@ -9,7 +9,7 @@ from shelfops.cli.main import app
 from shelfops.config.load import apply_overrides, load_config
 from shelfops.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_every_shipped_config_is_valid():

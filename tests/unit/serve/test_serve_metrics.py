@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shelfops.serve.metrics import DEFINITIONS, ServeMetrics
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "shelfops-serving.json"
+DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "shelfops-serving.json"
 
 
 def _exercised(mirror=None) -> ServeMetrics:

@@ -8,9 +8,9 @@
     out_dir/truth/               the hidden model (.npz + JSON), read by ShopTruth.load
 
 Events are simulated a block of sessions at a time (vectorised, see
-:mod:`shelfops.data.synthetic_sessions`) and streamed to Parquet, so memory stays bounded
+:mod:`shelfops.sim.shop.sessions`) and streamed to Parquet, so memory stays bounded
 whatever the size. The same seed gives the same tables. The behaviour model lives in
-:mod:`shelfops.data.synthetic_truth`; :class:`ShopTruth` lets a traffic simulator play the
+:mod:`shelfops.sim.shop.truth`; :class:`ShopTruth` lets a traffic simulator play the
 same shoppers against a served model.
 """
 
@@ -26,14 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shelfops.data.synthetic_catalogue import (
+from shelfops.errors import ConfigError
+from shelfops.sim.shop.catalogue import (
     LexicalIndex,
     build_query_bank,
     build_vocab,
     item_ids,
     make_catalogue,
 )
-from shelfops.data.synthetic_sessions import (
+from shelfops.sim.shop.sessions import (
     KIND_BOT,
     KIND_BROWSE,
     KIND_SEARCH,
@@ -49,8 +50,7 @@ from shelfops.data.synthetic_sessions import (
     simulate_browse,
     simulate_search,
 )
-from shelfops.data.synthetic_truth import Drift, Params, ShopTruth, make_users, relevance_of
-from shelfops.errors import ConfigError
+from shelfops.sim.shop.truth import Drift, Params, ShopTruth, make_users, relevance_of
 from shelfops.tables import CATEGORY_SEP, EVENT_TYPES, EVENTS, JUDGEMENTS
 
 __all__ = ["ShopTruth", "generate_shop"]

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from shelfops.artifacts import stage_output
 from shelfops.cli.main import app
 from shelfops.config.load import load_config
-from shelfops.config.schema import ServeConfig
-from shelfops.serve.spec import ReplicaSpec
+from shelfops.serve.batcher import MicroBatcher
+from shelfops.serve.spec import ReplicaSpec, serve_settings
 
 SERVE = ["serve.state_url=redis://127.0.0.1:6379/3", "serve.session_length=7", "serve.rerank_depth=11",
          "serve.shadow_fraction=0.25", "serve.access_log=true"]
@@ -21,11 +21,10 @@ def test_every_serve_setting_reaches_the_app_settings(tmp_path):
     cfg = load_config(None, SERVE)
     spec = ReplicaSpec.from_config(cfg, models={"search": (tmp_path, "3")}, data_dir=tmp_path,
                                    admin_token="t", watch_seconds=2.5)
-    for batching in ("asyncio", "ray"):
-        st = spec.settings(batching=batching)
-        for name in ServeConfig.model_fields:  # a new serve: field must reach the app too
-            assert getattr(st, name) == getattr(cfg.serve, name), name
-        assert st.batching == batching and st.watch_seconds == 2.5 and st.admin_token == "t"
+    for batcher in (MicroBatcher, object):  # any class with the batcher's interface (Ray's in a replica)
+        st = serve_settings(spec, batcher=batcher)
+        assert st.serve == cfg.serve  # the whole section: a new serve: field reaches the app too
+        assert st.batcher is batcher and st.watch_seconds == 2.5 and st.admin_token == "t"
         assert st.models == {"search": (tmp_path, "3")} and st.data_dir == tmp_path
 
 
@@ -39,10 +38,10 @@ def test_serve_cli_passes_the_config_to_the_uvicorn_app(tmp_path, monkeypatch, r
                                    *SERVE])
     assert res.exit_code == 0, res.output
     st = seen["settings"]
-    assert (st.state_url, st.session_length, st.rerank_depth, st.shadow_fraction) == (
+    assert (st.serve.state_url, st.serve.session_length, st.serve.rerank_depth, st.serve.shadow_fraction) == (
         "redis://127.0.0.1:6379/3", 7, 11, 0.25)
     assert st.data_dir == Path(tmp_path / "data") and seen["port"] == 8124
-    assert st.access_log is True  # serve.access_log: the app's own access log
+    assert st.serve.access_log is True  # serve.access_log: the app's own access log
     # logging is shelfops' (shelfops.logs), never reconfigured by uvicorn, and uvicorn's access log is off
     assert seen["log_config"] is None and seen["log_level"] is None and seen["access_log"] is False
     assert "sessions: redis://127.0.0.1:6379/3" in res.output
@@ -71,12 +70,12 @@ def test_serve_cli_log_flags_env_and_read_token(tmp_path, monkeypatch, restore_l
         return seen["settings"], type(ours.formatter).__name__, logging.getLogger().level, res.output
 
     st, fmt, level, _ = run(serve)
-    assert (st.access_log, st.read_token, fmt, level) == (False, None, "TextFormatter", logging.WARNING)
+    assert (st.serve.access_log, st.read_token, fmt, level) == (False, None, "TextFormatter", logging.WARNING)
     monkeypatch.setenv("SHELFOPS_READ_TOKEN", "rt-1")
     st, fmt, level, _ = run([*serve, "--access-log", "--log-json", "--log-level", "info"])
-    assert (st.access_log, st.read_token, fmt, level) == (True, "rt-1", "JsonFormatter", logging.INFO)
+    assert (st.serve.access_log, st.read_token, fmt, level) == (True, "rt-1", "JsonFormatter", logging.INFO)
     st, fmt, level, _ = run(["--log-level", "debug", "--log-json", *serve])  # the global flags
-    assert (st.access_log, fmt, level) == (False, "JsonFormatter", logging.DEBUG)
+    assert (st.serve.access_log, fmt, level) == (False, "JsonFormatter", logging.DEBUG)
     _, fmt, level, _ = run(serve, env={"SHELFOPS_LOG_LEVEL": "error", "SHELFOPS_LOG_JSON": "1"})
     assert (fmt, level) == ("JsonFormatter", logging.ERROR)
     _, fmt, level, _ = run([*serve, "--log-text", "--log-level", "info"], env={"SHELFOPS_LOG_LEVEL": "error",
@@ -93,8 +92,8 @@ def test_urls_with_passwords_come_from_the_environment_when_the_config_leaves_th
 
     monkeypatch.setenv("SHELFOPS_STATE_URL", "redis://:pw@redis:6379/0")
     monkeypatch.setenv("SHELFOPS_OPS_URL", f"sqlite:///{tmp_path}/ops-from-env.db")
-    assert ReplicaSpec.from_config(load_config(None, [])).state_url == "redis://:pw@redis:6379/0"
-    assert ReplicaSpec.from_config(load_config(None, SERVE)).state_url == "redis://127.0.0.1:6379/3"  # config wins
+    assert ReplicaSpec.from_config(load_config(None, [])).serve_config.state_url == "redis://:pw@redis:6379/0"
+    assert ReplicaSpec.from_config(load_config(None, SERVE)).serve_config.state_url == "redis://127.0.0.1:6379/3"  # config wins
     reg = registry_from(load_config(None, [f"registry.home={tmp_path}/home"]).registry)
     reg.history()  # opens the store
     assert (tmp_path / "ops-from-env.db").exists()

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from shelfops.data.synthetic_catalogue import (
+from shelfops.sim.shop.catalogue import (
     LATENT_DIM,
     Catalogue,
     Query,

@@ -1,6 +1,6 @@
 """Render the behaviour report: matplotlib PNG charts and one self-contained HTML page.
 
-Everything here reads only the report dict built by :mod:`shelfops.data.report`, so a
+Everything here reads only the report dict built by :mod:`shelfops.data.report.dataset`, so a
 report loaded back from ``report.json`` renders the same. Charts are drawn on the Agg
 canvas without pyplot (no global state, safe in threads); a chart whose section is not
 available is simply absent. The page embeds the charts as base64 ``data:`` URIs and
