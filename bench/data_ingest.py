@@ -65,7 +65,7 @@ def ensure_shop(workdir: Path, size: int) -> Path:
     summary = generate_shop(
         raw, users=max(2_000, size // 50), items=max(2_000, size // 200), days=30,
         sessions_per_user_per_day=0.35, seed=1, start=datetime(2026, 1, 1), drift_day=20,
-        drift_strength=0.6, judged_queries=200, target_events=size, progress=True,
+        drift_strength=0.6, judged_queries=200, target_events=size, drift_new_items=0.03, progress=True,
     )
     summary["generate_seconds"] = round(time.perf_counter() - t, 1)
     (raw / "shop.json").write_text(json.dumps(summary, default=str))

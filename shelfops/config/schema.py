@@ -347,6 +347,7 @@ class OptimizeConfig(_Strict):
     # model's share of it (retrieval + re-rank) about half
     search_p99_ms: float = Field(50.0, gt=0, description="search: p99 of one search (retrieval + re-rank) "
                                  "at concurrency 1 that the re-rank depth must fit")
+    # at least a page of results (10), up to what a CPU can rarely afford within a search budget (100)
     rerank_depths: list[int] = Field([10, 20, 30, 50, 100], description="search: re-rank depths to measure; "
                                      "the deepest within search_p99_ms is served. [] = keep serve.rerank_depth")
     max_quality_drop: float = Field(0.01, ge=0, lt=1, description="relative, e.g. 0.01 = 1%")

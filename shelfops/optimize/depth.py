@@ -27,9 +27,6 @@ import polars as pl
 from shelfops.train.baselines import BM25Index
 from shelfops.train.retrieval import catalogue_eval
 
-#: candidate depths: at least a page of results (10), up to what a CPU can rarely afford (100)
-DEPTHS = (10, 20, 30, 50, 100)
-
 
 @dataclass
 class DepthPoint:
@@ -67,8 +64,8 @@ def choose_depth(points: list[DepthPoint], budget_ms: float) -> tuple[int, str]:
 
 
 def measure_depths(shipped, items: pl.DataFrame, judged: pl.DataFrame, *, lo: float, hi: float,
-                   depths: tuple[int, ...] = DEPTHS, queries: int = 50, min_searches: int = 40,
-                   seconds: float = 0.5, threshold: float = 0.5, seed: int = 0,
+                   depths: tuple[int, ...], queries: int, seconds: float, min_searches: int = 40,
+                   threshold: float = 0.5, seed: int = 0,
                    retrieve: Callable[[list[str], int], np.ndarray] | None = None,
                    ) -> tuple[list[DepthPoint], dict]:
     """Every depth's latency and quality (see the module's docstring), and BM25's own quality.

@@ -116,8 +116,11 @@ def pareto(cands: list[Candidate]) -> list[str]:
 
 
 def select(cands: list[Candidate], *, reference: str, slo_p99_ms: float, max_quality_drop: float,
-           objective: Objective = "throughput", min_pass_rate: float = 0.95,
-           min_churn_pass_rate: float = 0.3) -> Selection:
+           objective: Objective, min_pass_rate: float, min_churn_pass_rate: float) -> Selection:
+    """The variant to ship: the best ``objective`` among those within the quality budget, the
+    parity (exact variants) or churn (approximate ones) bar and the latency SLO. Every bar is
+    an argument, with no default of its own: the optimize config's (``optimize:``) are the
+    ones (``shelfops.optimize.recipe`` passes them)."""
     ref = next((c for c in cands if c.name == reference), None)
     if ref is None:
         raise ValueError(f"reference variant {reference!r} was not measured")

@@ -58,7 +58,7 @@ def choose_drop(importance: Sequence[float], n_drop: int) -> list[int]:
 
 
 def distill(student: nn.Module, teacher: nn.Module, task: str,
-            batches: Callable[[int], dict[str, torch.Tensor]], *, steps: int, lr: float = 5e-5,
+            batches: Callable[[int], dict[str, torch.Tensor]], *, steps: int, lr: float,
             seed: int = 0, progress: bool = True) -> list[float]:
     """Recovery fine-tune of the pruned ``student`` towards ``teacher``'s outputs."""
     torch.manual_seed(seed)

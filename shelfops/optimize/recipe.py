@@ -36,6 +36,7 @@ from shelfops.optimize.shipped import load_shipped
 from shelfops.optimize.variants import is_approximate, torch_variant
 from shelfops.train import catalogue, text_models
 from shelfops.train.pairs import load_pairs
+from shelfops.train.precision import bf16_auto
 
 Say = Callable[[str], None]
 REFERENCE = "torch-fp32"
@@ -57,9 +58,9 @@ def _variants(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, p
 
     for name in ("torch-fp32", "torch-bf16", "torch-int8"):
         if name == "torch-bf16" and name in cfg.variants:
-            fast, why = variant_kinds.bf16_is_fast()
-            if not fast:
-                say(f"optimize: skipping torch-bf16: this CPU has no fast bf16 ({why})")
+            if not bf16_auto("cpu"):  # the one rule training's bf16 "auto" follows too
+                say("optimize: skipping torch-bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 "
+                    "flag): torch would emulate it, many times slower than fp32")
                 continue
         if name in cfg.variants or name == REFERENCE:
             yield variant_kinds.torch_variant(name, model, spec.task), ""

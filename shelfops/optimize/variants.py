@@ -122,26 +122,6 @@ class _Ort:
         return self.sess.run(None, feed)[0]
 
 
-def bf16_is_fast(n: int = 384, reps: int = 20) -> tuple[bool, str]:
-    """Whether bf16 matmuls beat fp32 on this CPU (measured now: without native bf16
-    instructions torch emulates them, and a bf16 variant is many times slower)."""
-    import time
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported(), "cuda"
-    x = torch.randn(n, n)
-    times = {}
-    for dt in (torch.float32, torch.bfloat16):
-        a = x.to(dt)
-        a @ a
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ a
-        times[dt] = time.perf_counter() - t0
-    ratio = times[torch.bfloat16] / times[torch.float32]
-    return ratio < 1.0, f"bf16 matmul takes {ratio:.2f}x the fp32 time here"
-
-
 def n_layers(model: nn.Module) -> int:
     return int(model.encoder.backbone.config.num_hidden_layers)
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from shelfops.artifacts import read_manifest, verify_outputs
 from shelfops.cli.main import app
 from shelfops.train import text_models
+from shelfops.train.precision import bf16_auto
 
 QUICK = ["optimize.seconds_per_point=0.1", "optimize.prune.drop_layers=1",
          "optimize.prune.recovery_steps=10", "optimize.golden=20", "optimize.max_queries=40",
@@ -58,9 +59,7 @@ def test_optimize_builds_measures_and_rejects_a_broken_variant(search_model, tmp
     for n in ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int8-static",
               "pruned1-onnx-fp32", "pruned1-onnx-int8", "external-scrambled"):
         assert n in names
-    from shelfops.optimize.variants import bf16_is_fast
-
-    assert ("torch-bf16" in names) == bf16_is_fast()[0]  # only built where bf16 is native
+    assert ("torch-bf16" in names) == bf16_auto("cpu")  # only built where bf16 is native
     ref = rep["variants"][0]
     assert ref["name"] == "torch-fp32" and ref["parity"]["pass_rate"] == 1.0
     onnx = next(v for v in rep["variants"] if v["name"] == "onnx-fp32")

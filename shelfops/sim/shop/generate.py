@@ -354,8 +354,7 @@ def _make_truth(r_cat: np.random.Generator, r_users: np.random.Generator, *, use
 def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
                   sessions_per_user_per_day: float, seed: int, start: datetime,
                   drift_day: int | None, drift_strength: float, judged_queries: int,
-                  target_events: int | None = None, progress: bool = True,
-                  drift_new_items: float = 0.03) -> dict:
+                  target_events: int | None, drift_new_items: float, progress: bool = True) -> dict:
     """Write the synthetic shop into ``out_dir``; return a summary of what was written.
 
     ``drift_day`` (0-based, None for none): from that day a rarely searched leaf trends
@@ -398,7 +397,7 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
 
 def shop_truth(*, users: int, items: int, days: int, sessions_per_user_per_day: float, seed: int,
                start: datetime, drift_day: int | None, drift_strength: float,
-               drift_new_items: float = 0.03, **_: Any) -> ShopTruth:
+               drift_new_items: float, **_: Any) -> ShopTruth:
     """The hidden model :func:`generate_shop` would write for these settings (same seeds), without
     simulating a single event: what experiments on the shop's shoppers start from. Takes
     ``SyntheticConfig.model_dump()`` as it is (settings of the events alone are ignored)."""

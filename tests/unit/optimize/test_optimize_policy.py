@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shelfops.config.schema import OptimizeConfig
 from shelfops.errors import ConfigError
 from shelfops.eval.agreement import top_k_overlap
 from shelfops.optimize.measure import flops_per_item, parity
@@ -27,6 +28,10 @@ def test_tune_picks_highest_throughput_within_slo_and_caps_wait():
     assert tune(pts, slo_p99_ms=5) is None
 
 
+_CFG = OptimizeConfig()  # the selection bars as a new user's config sets them
+BARS = {"objective": _CFG.objective, "min_pass_rate": _CFG.min_parity_pass_rate,
+        "min_churn_pass_rate": _CFG.churn_min_pass_rate}
+
 def _c(name, q, ips, p99=10.0, pass_rate=1.0):
     return Candidate(name, q, pass_rate, pass_rate, pass_rate,
                      Setting(1, 32, 1.0, p99 / 2, p99, ips) if ips else None)
@@ -35,7 +40,7 @@ def _c(name, q, ips, p99=10.0, pass_rate=1.0):
 def test_select_never_picks_a_collapsed_variant_however_fast():
     cands = [_c("torch-fp32", 0.90, 100), _c("int8", 0.895, 300), _c("broken", 0.45, 5000),
              _c("drifted", 0.899, 4000, pass_rate=0.6), _c("slow", 0.91, 0)]
-    sel = select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01)
+    sel = select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01, **BARS)
     assert sel.chosen == "int8"
     assert "50.00% relative drop" in sel.rejected["broken"] and "0.4500" in sel.rejected["broken"]
     assert "60.0% of golden groups" in sel.rejected["drifted"]
@@ -52,7 +57,7 @@ def test_select_refuses_a_variant_whose_scores_depend_on_batch_padding():
     ok, padded = _c("onnx-int8", 0.899, 300), _c("onnx-int8-b", 0.899, 400)
     cands = [_c("torch-fp32", 0.90, 100), replace(ok, padding_max_diff=0.01, padding_atol=0.05),
              replace(padded, padding_max_diff=0.41, padding_atol=0.05)]
-    sel = select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01)
+    sel = select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01, **BARS)
     assert sel.chosen == "onnx-int8"
     assert "batch padding" in sel.rejected["onnx-int8-b"] and "0.41" in sel.rejected["onnx-int8-b"]
 
@@ -71,10 +76,10 @@ def test_a_padding_dependent_variant_is_tuned_unbatched_and_may_then_ship():
     int8 = replace(_c("onnx-int8", 0.899, 0), setting=Setting(2, 1, 3.0, 3.0, 6.0, 280),
                    padding_max_diff=0.4, padding_atol=0.05, approximate=True)
     sel = select([_c("torch-fp32", 0.90, 100), int8], reference="torch-fp32", slo_p99_ms=50,
-                 max_quality_drop=0.01)
+                 max_quality_drop=0.01, **BARS)
     assert sel.chosen == "onnx-int8"
     none = select([_c("torch-fp32", 0.90, 100), replace(int8, setting=None)], reference="torch-fp32",
-                  slo_p99_ms=50, max_quality_drop=0.01)
+                  slo_p99_ms=50, max_quality_drop=0.01, **BARS)
     assert "no unbatched setting" in none.rejected["onnx-int8"]
 
 
@@ -132,7 +137,8 @@ def test_approximate_variants_are_held_to_quality_and_a_churn_bound_not_strict_p
                      churn_pass_rate=0.9, quality_drop_high=0.02)  # point drop 0.1%, bound 2%
     export_bug = _c("onnx-fp32", 0.90, 600, pass_rate=0.8)  # exact, yet 20% of groups moved
     sel = select([ref, pruned, reshuffled, unsure, export_bug], reference="torch-fp32",
-                 slo_p99_ms=50, max_quality_drop=0.01, min_pass_rate=0.999, min_churn_pass_rate=0.3)
+                 slo_p99_ms=50, max_quality_drop=0.01, objective="throughput", min_pass_rate=0.999,
+                 min_churn_pass_rate=0.3)
     assert sel.chosen == "pruned4-onnx-int8"
     assert "approximate: 80% of golden groups within the churn bound" in sel.reason
     assert "reshuffled" in sel.rejected["onnx-int8"] and "20.0%" in sel.rejected["onnx-int8"]
@@ -171,12 +177,12 @@ def test_parity_counts_groups_within_the_churn_bound():
 
 def test_select_objectives_and_no_feasible_variant():
     cands = [_c("torch-fp32", 0.90, 100, p99=40), _c("a", 0.899, 300, p99=30), _c("b", 0.905, 200, p99=5)]
-    assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01).chosen == "a"
+    assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01, **BARS).chosen == "a"
     assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01,
-                  objective="latency").chosen == "b"
+                  **{**BARS, "objective": "latency"}).chosen == "b"
     assert select(cands, reference="torch-fp32", slo_p99_ms=50, max_quality_drop=0.01,
-                  objective="quality").chosen == "b"
-    none = select([_c("torch-fp32", 0.9, 0)], reference="torch-fp32", slo_p99_ms=1, max_quality_drop=0.01)
+                  **{**BARS, "objective": "quality"}).chosen == "b"
+    none = select([_c("torch-fp32", 0.9, 0)], reference="torch-fp32", slo_p99_ms=1, max_quality_drop=0.01, **BARS)
     assert none.chosen is None and "no variant" in none.reason
 
 

@@ -15,7 +15,7 @@ from shelfops.sim.shop.generate import shop_truth
 @pytest.fixture(scope="module")
 def pop():
     truth = shop_truth(users=300, items=400, days=14, sessions_per_user_per_day=0.5, seed=5,
-                       start=datetime(2026, 1, 1), drift_day=7, drift_strength=0.5)
+                       start=datetime(2026, 1, 1), drift_day=7, drift_strength=0.5, drift_new_items=0.03)
     return sim.searches(truth, 400, day=9, seed=0)
 
 

@@ -26,7 +26,7 @@ DRIFT_DAY = 5
 def _make(out: Path, **kw) -> dict:
     args = {"users": 400, "items": 400, "days": 9, "sessions_per_user_per_day": 0.6, "seed": 3,
             "start": datetime(2026, 1, 1), "drift_day": DRIFT_DAY, "drift_strength": 0.6,
-            "judged_queries": 40, "progress": False}
+            "judged_queries": 40, "target_events": None, "drift_new_items": 0.03, "progress": False}
     args.update(kw)
     return generate_shop(out, **args)
 
