@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 
 from shelfops.errors import BadRequest, ShelfopsError, Unavailable
 from shelfops.serve.deps import Served, admin
+from shelfops.serve.routing import experiment_key
 from shelfops.serve.schemas import (
     ERRORS,
     ReloadIn,
@@ -19,7 +20,7 @@ from shelfops.serve.schemas import (
     RolloutIn,
     RolloutStepOut,
 )
-from shelfops.serve.state import Rollout, experiment_key, swap
+from shelfops.serve.state import Rollout, swap
 
 router = APIRouter(dependencies=[Depends(admin)])
 

@@ -57,7 +57,7 @@ def report_file(report_dir: Path | None, name: str) -> Path | None:
 
 
 def state_document(state, registry: dict | None, rollouts: dict) -> dict:
-    """``rollouts``: serve.state.rollouts_now, each arm's numbers (interleaving's wins and losses)."""
+    """``rollouts``: serve.routing.rollouts_now, each arm's numbers (interleaving's wins and losses)."""
     now = time.time()
     slots = {t: s.version for t, s in state.host.slots.items()}
     online = {f"{t} v{v}": {"impressions": c.get("impression", 0), "clicks": c.get("click", 0),

@@ -24,8 +24,9 @@ from shelfops.serve.deps import (
     read_tokens,
     reader,
 )
+from shelfops.serve.routing import rollouts_now
 from shelfops.serve.schemas import ERRORS, DashboardOut, HealthOut, ReadyOut, RolloutNow, TrafficOut
-from shelfops.serve.state import dense_status, dependencies, rollouts_now
+from shelfops.serve.state import dense_status, dependencies
 
 router = APIRouter()
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from shelfops.errors import BadRequest, DependencyUnavailable, Unavailable
 from shelfops.eval.interleave import TEAMS, credited, tally_change, team_draft
 from shelfops.serve.deps import RequestId, Served
+from shelfops.serve.routing import experiment_key, interleaving, route, route_key, served, shadow
 from shelfops.serve.schemas import (
     ERRORS,
     ClassifyIn,
@@ -47,9 +48,6 @@ from shelfops.serve.state import (
     State,
     candidates,
     degraded,
-    experiment_key,
-    served,
-    shadow,
 )
 from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from shelfops.train.hybrid import final_order
@@ -189,14 +187,14 @@ async def search(body: SearchIn, state: Served, rid: RequestId):
     if cat is None:
         raise Unavailable("no catalogue loaded")
     t0 = time.perf_counter()
-    exp = state.interleaving("search", body.session or body.user)
+    exp = interleaving(state, "search", body.session or body.user)
     versions: dict[str, str] = {}
     teams = None
     if exp:  # both pipelines, end to end, drafted into one list (timed as one re-rank)
         t_retrieved = time.perf_counter()
         rows, scores, teams, retriever = await interleave_rows(state, cat, body, versions, exp)
     else:
-        key = state.route_key("search", body.user or body.session)
+        key = route_key(state, "search", body.user or body.session)
         slot = state.host.slots.get(key)
         rows, retriever = await retrieve(state, cat, body, slot, depth_for(state, cat, slot, body.k), versions)
         t_retrieved = time.perf_counter()
@@ -258,11 +256,11 @@ async def recommend(body: RecommendIn, state: Served, rid: RequestId):
         history = await state.shared.history(key)
     except DependencyUnavailable:
         history = []  # the request's own context: none but the shopper's id
-    exp = state.interleaving("recommend", key)
+    exp = interleaving(state, "recommend", key)
     if exp:
         got, teams, version = await interleave_recommend(state, history, body.k, exp)
     else:
-        s = state.route("recommend", key)  # a canary's share of shoppers, sticky by session or user
+        s = route(state, "recommend", key)  # a canary's share of shoppers, sticky by session or user
         got, teams, version = await served(state, "recommend", s, s.batcher.submit((history, body.k))), None, s.version
         mine = {i for i, _ in got}
         shadow(state, "recommend", lambda c: c.batcher.submit((history, body.k)),
@@ -316,7 +314,7 @@ async def interleaved(state: State, task: str, exp, items: list[dict],
 @router.post("/v1/classify", response_model=ClassifyOut, responses=ERRORS)
 async def classify(body: ClassifyIn, state: Served):
     text = body.title + (f". {body.description}" if body.description else "")
-    s = state.route("classify", body.title)  # a canary's share of products, sticky by title
+    s = route(state, "classify", body.title)  # a canary's share of products, sticky by title
     p = await served(state, "classify", s, s.batcher.submit(text))
     label = int(np.argmax(p))
     shadow(state, "classify", lambda c: c.batcher.submit(text),
