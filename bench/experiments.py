@@ -9,7 +9,7 @@ The shoppers and their clicks are the synthetic shop's hidden truth (configs/syn
 day drift_day + 3, as the demo's drifted shoppers); the rankers are that truth seen through
 noise, the candidate's calibrated to a true lift in expected clicks per search
 (shelfops.sim.rollouts). Each rollout is decided by the real policy function
-(shelfops.serve.rollout.decide), looked at after every block of searches:
+(shelfops.monitor.rollout.decide), looked at after every block of searches:
 
 * today: canary 5% -> 25% -> 50% -> promote, each step 500 candidate requests and 500
   impressions per arm, the per-look two-proportion z-test at alpha 0.01 (the default policy
@@ -43,7 +43,7 @@ from scipy.stats import norm
 
 from shelfops.config.load import load_config
 from shelfops.config.schema import RolloutConfig
-from shelfops.serve.rollout import Policy, policy_from
+from shelfops.monitor.rollout import Policy, policy_from
 from shelfops.sim import rollouts as sim
 from shelfops.sim.shop.generate import shop_truth
 

@@ -121,9 +121,9 @@ def moves(soak: Soak, a: argparse.Namespace, url: str, token: str, stop: threadi
     """The planned changes, in a thread: a production alias move every ``swap_every`` minutes
     (the server hot-swaps), and at ``rollout_at`` a whole rollout driven by the controller."""
     from shelfops.config.schema import RolloutConfig
+    from shelfops.monitor.controller import Controller, HttpServer
+    from shelfops.monitor.rollout import policy_from
     from shelfops.registry.registry import Registry
-    from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import policy_from
 
     reg = Registry(home=a.home)
     name = f"{a.prefix}-search"

@@ -28,8 +28,8 @@ def autopilot(
     with reported_errors():
         from shelfops.errors import ConfigError
         from shelfops.monitor.autopilot import Autopilot
+        from shelfops.monitor.controller import HttpServer
         from shelfops.registry.registry import registry_from
-        from shelfops.serve.controller import HttpServer
 
         token = os.environ.get("SHELFOPS_ADMIN_TOKEN")
         if not token:

@@ -91,7 +91,7 @@ def demo(
     """Tell the whole story on the built-in synthetic shop: v1, serve, drift, autopilot
     retrains v2, shadow, canary, promote; a broken v3 is stopped. Writes report.html."""
     with reported_errors():
-        from shelfops import pipeline
+        from shelfops.demo import pipeline
 
         _, ov = split_overrides(overrides)
         if stages:

@@ -25,9 +25,9 @@ Task = Annotated[str | None, typer.Option("--task", help="search, recommend or c
 
 def _controller(name: str, server: str, config, overrides, task: str | None = None, **policy):
     """The controller with the config's policy (monitor.rollout), options given here winning."""
+    from shelfops.monitor.controller import Controller, HttpServer
+    from shelfops.monitor.rollout import policy_from
     from shelfops.registry.registry import registry_from
-    from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import policy_from
 
     token = os.environ.get("SHELFOPS_ADMIN_TOKEN")
     if not token:

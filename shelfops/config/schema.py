@@ -442,7 +442,7 @@ class TriggerConfig(_Strict):
 
 
 class RolloutConfig(_Strict):
-    """The rollout controller's policy (shelfops.serve.rollout.Policy)."""
+    """The rollout controller's policy (shelfops.monitor.rollout.Policy)."""
 
     min_dwell_s: float = Field(300.0, ge=0)
     min_requests: int = Field(500, ge=1)

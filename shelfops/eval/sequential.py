@@ -23,7 +23,7 @@ the data can outweigh the prior), so each test averages the ratios of three spre
 minimum detectable effect times 1, 4 and 16 (an average of martingales is one): a large harm
 is caught within a few hundred impressions, a small gain in the thousands, and the threshold
 is unchanged. A maximum sample, after which a
-comparison stops as "no difference", belongs to the caller (``serve.rollout``).
+comparison stops as "no difference", belongs to the caller (``monitor.rollout``).
 """
 
 from __future__ import annotations
@@ -103,3 +103,16 @@ def difference(cand_hits: int, cand_n: int, prod_hits: int, prod_n: int, *, alph
         logs.append(0.5 * math.log(var / (var + tau2)) + d * d * tau2 / (2 * var * (var + tau2)))
     log_ratio = _mean_log(logs)
     return _verdict(log_ratio, alpha, d, d, n)
+
+
+def one_sided_p(cand_hits: int, cand_n: int, prod_hits: int, prod_n: int) -> float:
+    """P-value that the candidate's rate is lower than production's (two-proportion z-test)."""
+    if cand_n == 0 or prod_n == 0:
+        return 1.0
+    p1, p2 = cand_hits / cand_n, prod_hits / prod_n
+    pool = (cand_hits + prod_hits) / (cand_n + prod_n)
+    se = math.sqrt(pool * (1 - pool) * (1 / cand_n + 1 / prod_n))
+    if se == 0:
+        return 1.0
+    z = (p1 - p2) / se
+    return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)

@@ -8,7 +8,7 @@
 (the first searches after the current production version went live) with the latest
 window, asks :func:`shelfops.monitor.triggers.decide` whether to retrain, builds a
 release when told to, and hands a release that passed its gate to the rollout
-:class:`~shelfops.serve.controller.Controller`, which it then ticks until the rollout
+:class:`~shelfops.monitor.controller.Controller`, which it then ticks until the rollout
 ends. Every step lands in ``journal`` with its numbers (the demo's report reads it), and
 every alias move in the registry's history with its evidence.
 """
@@ -28,13 +28,13 @@ from shelfops.data import recipe as data_recipe
 from shelfops.errors import ArtifactNotFound
 from shelfops.gate.recipe import gate_settings_from
 from shelfops.monitor.consistency import check_consistency
+from shelfops.monitor.controller import Controller
 from shelfops.monitor.drift import compare, plot, thresholds_from
+from shelfops.monitor.rollout import policy_from
 from shelfops.monitor.triggers import Signals, decide, trigger_policy_from
 from shelfops.monitor.windows import window_from_traffic
 from shelfops.optimize import recipe as opt_recipe
 from shelfops.registry.release import release
-from shelfops.serve.controller import Controller
-from shelfops.serve.rollout import policy_from
 from shelfops.train import recipe as train_recipe
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
 from shelfops.train.search import embed_texts

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from shelfops.config.schema import TriggerConfig
-from shelfops.serve.rollout import one_sided_p
+from shelfops.eval.sequential import one_sided_p
 
 
 @dataclass(frozen=True)

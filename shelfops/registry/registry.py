@@ -29,8 +29,8 @@ import yaml
 from shelfops import __version__
 from shelfops.artifacts import file_sha256, verify_outputs
 from shelfops.errors import ArtifactNotFound, IntegrityError, PromotionRefused, RegistryError
-from shelfops.ops.store import Move, OpsStore
 from shelfops.registry.consistency import Problem, problems
+from shelfops.registry.ops_store import Move, OpsStore
 
 ALIASES = ("candidate", "shadow", "canary", "production", "previous")
 GATED = ("canary", "production")

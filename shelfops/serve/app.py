@@ -2,15 +2,15 @@
 with the app, the doors every request passes (``serve.doors``), request metrics, and three
 groups of routes:
 
-- ``serve.shop_api``: /v1/search, /v1/rerank, /v1/recommend, /v1/classify, /v1/events[/batch]
-- ``serve.ops_api``: /healthz, /readyz, /metrics, /dashboard, /v1/dashboard, /v1/rollout, /v1/traffic
-- ``serve.admin_api``: /admin/rollout[/end], /admin/reload (bearer token)
+- ``serve.routes.shop``: /v1/search, /v1/rerank, /v1/recommend, /v1/classify, /v1/events[/batch]
+- ``serve.routes.ops``: /healthz, /readyz, /metrics, /dashboard, /v1/dashboard, /v1/rollout, /v1/traffic
+- ``serve.routes.admin``: /admin/rollout[/end], /admin/reload (bearer token)
 
 Every response carries its request id (``x-request-id``: the caller's when it sent a sane one,
 else a new one; a search's ``request_id`` is the same id), the model version that produced it
 (``x-shelfops-version``), so feedback events are attributed to a version (online click-through
 per version), and the replica that answered (``x-shelfops-replica``). With
-``ServeSettings.access_log`` each request is one record on the logger ``shelfops.access``
+``serve.access_log`` (config) each request is one record on the logger ``shelfops.access``
 (``shelfops.logs`` formats it): request_id, method, path (never the query: it may hold a
 token), status, duration_ms, client and version.
 """
@@ -25,9 +25,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from shelfops.logs import ACCESS
-from shelfops.serve import admin_api, doors, ops_api, shop_api
+from shelfops.serve import doors
 from shelfops.serve.deps import REQUEST_ID, request_id
-from shelfops.serve.state import REPLICA, SERVED_PATHS, Catalogue, ServeSettings, State, follow, swap
+from shelfops.serve.routes import admin, ops, shop
+from shelfops.serve.settings import ServeSettings
+from shelfops.serve.state import REPLICA, SERVED_PATHS, Catalogue, State, follow, swap
 
 access = logging.getLogger(ACCESS)
 
@@ -82,7 +84,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             log_access(request, rid, response.status_code, secs, version, trust_forwarded)
         return response
 
-    for module in (shop_api, ops_api, admin_api):
+    for module in (shop, ops, admin):
         app.include_router(module.router)
     return app
 

@@ -23,7 +23,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from shelfops.errors import Unauthorized
-from shelfops.serve.state import ServeSettings, State
+from shelfops.serve.settings import ServeSettings
+from shelfops.serve.state import State
 
 REQUEST_ID = "x-request-id"
 READ_COOKIE = "shelfops_read"

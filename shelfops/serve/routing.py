@@ -1,6 +1,6 @@
 """Which model answers a request during a rollout, and what is recorded of it: the canary's
 sticky share of shoppers, the interleave step's share, the shadow mirror (off the response
-path), and each arm's numbers that the rollout controller (:mod:`shelfops.serve.rollout`)
+path), and each arm's numbers that the rollout controller (:mod:`shelfops.monitor.rollout`)
 decides on. The routes call these; :class:`shelfops.serve.state.State` holds the data."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def rollouts_now(state: State) -> dict:
     out = {}
     for task, r in state.rollouts.items():
         prod = state.host.slots.get(task)
-        arms = f"{task}:interleave" if r.mode == "interleave" else task  # (serve.shop_api.interleave_rows)
+        arms = f"{task}:interleave" if r.mode == "interleave" else task  # (serve.routes.shop.interleave_rows)
         cand = state.observed(arms, r.version)
         if r.mode == "interleave" and prod is not None:
             try:

@@ -16,8 +16,8 @@ from pathlib import Path
 from shelfops.artifacts import read_manifest
 from shelfops.config.schema import RegistryConfig, ServeConfig
 from shelfops.registry.registry import registry_from
-from shelfops.serve.app import ServeSettings
 from shelfops.serve.batcher import MicroBatcher
+from shelfops.serve.settings import ServeSettings
 from shelfops.serve.watch import follow_registry, registry_view
 
 

@@ -1,7 +1,7 @@
 """What one server process holds and does between requests: its settings, the catalogue and
 its indexes, the model slots, rollouts and their per-version arms, shadow mirroring, hot swaps,
 following the registry, and what it can say about its dependencies. The routes
-(``serve.shop_api``, ``serve.ops_api``, ``serve.admin_api``) are thin over this."""
+(``serve.routes.shop``, ``serve.routes.ops``, ``serve.routes.admin``) are thin over this."""
 
 from __future__ import annotations
 
@@ -11,19 +11,18 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from shelfops import redact
-from shelfops.config.schema import ServeConfig
-from shelfops.serve.batcher import MicroBatcher
 from shelfops.serve.dense import UntunedDense
 from shelfops.serve.host import ModelHost, Slot
 from shelfops.serve.metrics import ServeMetrics
 from shelfops.serve.sessions import shared_state
+from shelfops.serve.settings import ServeSettings
 from shelfops.train.baselines import BM25Index
 from shelfops.train.hybrid import fuse
 from shelfops.train.index import build_index
@@ -31,32 +30,6 @@ from shelfops.train.pairs import item_texts
 
 DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
 SERVED_PATHS = frozenset({"/v1/search", "/v1/rerank", "/v1/recommend", "/v1/classify"})
-
-
-@dataclass
-class ServeSettings:
-    models: dict[str, tuple[Path, str]]  # task -> (folder, version)
-    data_dir: Path | None = None
-    admin_token: str | None = None
-    # opens the dashboard (serve.deps.reader); the admin token does too; neither set: it is open
-    read_token: str | None = None
-    # the config's serve: section (retriever, fusion weight, re-rank depth, sessions and their
-    # store, shadow share, access log, limits): its defaults are the only ones
-    serve: ServeConfig = field(default_factory=ServeConfig)
-    request_log: int = 100_000  # served requests kept for feedback when sessions live in this process
-    # the class model calls are batched by: shelfops.serve.batcher.MicroBatcher, or one with its
-    # interface (shelfops.serve.ray_backend.ServeBatcher: @serve.batch, in a Ray Serve replica)
-    batcher: type = MicroBatcher
-    traffic_log: int = 50_000  # searches and clicks kept for the drift monitor (GET /v1/traffic)
-    # polled every watch_seconds: task -> (folder, version) that should serve now (e.g. the
-    # registry's production alias); a different version is hot-swapped in
-    watch: Callable[[], dict[str, tuple[Path, str]]] | None = None
-    watch_seconds: float = 5.0
-    # the dashboard: registry versions, aliases, gates and history (shelfops.serve.watch.registry_view),
-    # and a folder of charts other stages wrote (optimize's pareto.png, drift reports)
-    registry_view: Callable[[], dict] | None = None
-    report_dir: Path | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Catalogue:

@@ -1,5 +1,5 @@
 """Rollouts simulated by the thousand: candidates of known true quality, decided by the real
-rollout policy (``serve.rollout.decide``), so each method's error rates and cost are measured,
+rollout policy (``monitor.rollout.decide``), so each method's error rates and cost are measured,
 not argued.
 
 The shoppers are the synthetic shop's (its hidden truth): a search is a shopper and a query
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shelfops.eval.interleave import credit, credited, team_draft
-from shelfops.serve.rollout import Observed, Policy, decide
+from shelfops.monitor.rollout import Observed, Policy, decide
 from shelfops.sim.shop.truth import ShopTruth, affinity_of, relevance_of
 
 

@@ -232,9 +232,9 @@ def test_postgresql_restarted_during_a_canary(models, small_shop):
     from chaos import PostgresServer
 
     from shelfops.config.schema import RolloutConfig
+    from shelfops.monitor.controller import Controller, HttpServer
+    from shelfops.monitor.rollout import policy_from
     from shelfops.registry.registry import Registry
-    from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import policy_from
 
     pg = PostgresServer().init()
     home = Path(tempfile.mkdtemp(prefix="shelfops-chaos-"))

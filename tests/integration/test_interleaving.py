@@ -78,8 +78,8 @@ def test_the_controller_decides_the_interleave_step_by_what_shoppers_prefer(repl
     from conftest import two_search_versions
 
     from shelfops.config.schema import RolloutConfig
-    from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import policy_from
+    from shelfops.monitor.controller import Controller, HttpServer
+    from shelfops.monitor.rollout import policy_from
 
     reg = two_search_versions(models, tmp_path)
     url = replicas[0].url

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from shelfops.cli.main import app
 from shelfops.errors import IntegrityError, PromotionRefused
-from shelfops.ops.store import OpsStore
+from shelfops.registry.ops_store import OpsStore
 from shelfops.registry.registry import Registry, stage_folder
 
 

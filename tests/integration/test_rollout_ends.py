@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from shelfops.cli.main import app as cli
 from shelfops.config.schema import RolloutConfig
 from shelfops.errors import PromotionRefused
+from shelfops.monitor.controller import Controller
+from shelfops.monitor.rollout import policy_from
 from shelfops.registry.registry import Registry
-from shelfops.serve.controller import Controller
-from shelfops.serve.rollout import policy_from
 
 
 @pytest.fixture(scope="module")

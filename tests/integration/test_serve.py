@@ -325,8 +325,8 @@ def test_controller_rolls_back_a_worse_candidate_during_canary(models, small_sho
     from conftest import two_search_versions
 
     from shelfops.config.schema import RolloutConfig
-    from shelfops.serve.controller import Controller, HttpServer
-    from shelfops.serve.rollout import policy_from
+    from shelfops.monitor.controller import Controller, HttpServer
+    from shelfops.monitor.rollout import policy_from
 
     reg = two_search_versions(models, tmp_path,
                               ops_url=request.getfixturevalue("pg_url") if store == "postgresql" else None)

@@ -62,9 +62,9 @@ def test_a_wrong_field_is_caught_by_the_same_check():
 
 def test_the_deployment_probes_the_routes_the_server_has_and_takes_secrets_from_a_secret():
     from shelfops.serve import app as serve_app  # noqa: F401  (the routes below are the server's own)
-    from shelfops.serve import ops_api
+    from shelfops.serve.routes import ops
 
-    paths = {r.path for r in ops_api.router.routes}
+    paths = {r.path for r in ops.router.routes}
     c = documents("shelfops.yaml")[1]["spec"]["template"]["spec"]["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and "/readyz" in paths
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and "/healthz" in paths

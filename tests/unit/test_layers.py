@@ -24,19 +24,18 @@ LAYERS: list[tuple[str, ...]] = [
     ("train",),  # ②
     ("optimize",),  # ③
     ("gate",),  # ④
-    ("ops",),  # the operational store
     ("registry",),  # ⑤
     ("serve",),  # ⑥
     ("monitor",),  # ⑦
     ("sim",),  # the shoppers replayed against a server
-    ("pipeline", "story", "story_report", "story_timing"),  # the demo
+    ("demo",),  # the story, its report and timing, the stages in order
     ("cli", "__main__"),  # thin commands
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 
 def unit(module: str) -> str:
-    """``shelfops.train.search`` -> ``train``; ``shelfops.story`` -> ``story``; ``shelfops`` -> ``__init__``."""
+    """``shelfops.train.search`` -> ``train``; ``shelfops.demo.story`` -> ``demo``; ``shelfops`` -> ``__init__``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 

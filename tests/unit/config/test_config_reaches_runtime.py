@@ -42,8 +42,8 @@ from shelfops.config.schema import (
 from shelfops.data.recipe import limits_from, rules_from
 from shelfops.gate.recipe import GateSettings, gate_settings_from
 from shelfops.monitor.drift import Thresholds, thresholds_from
+from shelfops.monitor.rollout import Policy, policy_from
 from shelfops.monitor.triggers import TriggerPolicy, trigger_policy_from
-from shelfops.serve.rollout import Policy, policy_from
 from shelfops.train.classify import ClassifySettings, classify_settings_from
 from shelfops.train.loop import Schedule, schedule_from
 from shelfops.train.precision import bf16_auto, cpu_flags, native_bf16, use_bf16

@@ -93,7 +93,7 @@ def test_unique_credit_ignores_items_both_rankers_would_show():
 
 
 def test_the_servers_draft_of_item_ids_marks_what_a_click_credits():
-    from shelfops.serve.shop_api import draft
+    from shelfops.serve.routes.shop import draft
 
     ids, teams, credited = draft(["a", "b", "c", "d"], ["b", "x", "a", "y"], 4, "unique")
     assert len(ids) == len(set(ids)) == 4 and set(teams) == {"production", "candidate"}

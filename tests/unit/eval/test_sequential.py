@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shelfops.eval.sequential import difference, preference
-from shelfops.serve.rollout import one_sided_p
+from shelfops.eval.sequential import difference, one_sided_p, preference
 
 
 def test_interleaving_test_under_no_preference_stays_under_alpha_while_peeking():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from shelfops.monitor.controller import backoff
 from shelfops.redact import redacted, url
 from shelfops.registry.consistency import problems
-from shelfops.serve.controller import backoff
 
 TAGS = {"shelfops.manifest_sha256": "ab"}
 

@@ -10,8 +10,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from shelfops.config.schema import ServeConfig
-from shelfops.serve import admin_api, ops_api, shop_api
 from shelfops.serve.app import ServeSettings, create_app
+from shelfops.serve.routes import admin, ops, shop
 
 TOKEN = "in-process-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -97,6 +97,6 @@ def test_admin_rollout_then_rollback_and_reload(client, models):
 def test_every_route_is_called():
     """Runs last in this module (pytest keeps file order): each route of the three route
     modules was reached by a test above."""
-    routes = {(m, r.path) for mod in (shop_api, ops_api, admin_api) for r in mod.router.routes
+    routes = {(m, r.path) for mod in (shop, ops, admin) for r in mod.router.routes
               if isinstance(r, APIRoute) for m in r.methods if m != "HEAD"}
     assert routes - CALLED == set(), "routes no fast test calls"

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from shelfops.config.schema import RolloutConfig
-from shelfops.serve.rollout import policy_from
+from shelfops.monitor.rollout import policy_from
 from shelfops.sim import rollouts as sim
 from shelfops.sim.shop.generate import shop_truth
 

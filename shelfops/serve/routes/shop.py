@@ -7,7 +7,7 @@ that tie a click to the version that served it.
     POST /v1/classify   {title, description} category + probability
     POST /v1/events     impressions, clicks, carts, purchases tied to the request that served them
 
-During an interleave step (serve.rollout) a share of shoppers' searches show production's and
+During an interleave step (monitor.rollout) a share of shoppers' searches show production's and
 the candidate's rankings team-drafted into one list: each item says which ranker contributed
 it, and a click on it is credited to that ranker in the shared store (so across replicas).
 """

@@ -32,12 +32,11 @@ reconciler that applies decisions lives elsewhere; this module does no I/O.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from shelfops.config.schema import RolloutConfig
-from shelfops.eval.sequential import Verdict, difference, preference
+from shelfops.eval.sequential import Verdict, difference, one_sided_p, preference
 
 Stage = str | int
 Action = Literal["hold", "advance", "promote", "rollback"]
@@ -111,19 +110,6 @@ class Decision:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def one_sided_p(cand_hits: int, cand_n: int, prod_hits: int, prod_n: int) -> float:
-    """P-value that the candidate's rate is lower than production's (two-proportion z-test)."""
-    if cand_n == 0 or prod_n == 0:
-        return 1.0
-    p1, p2 = cand_hits / cand_n, prod_hits / prod_n
-    pool = (cand_hits + prod_hits) / (cand_n + prod_n)
-    se = math.sqrt(pool * (1 - pool) * (1 / cand_n + 1 / prod_n))
-    if se == 0:
-        return 1.0
-    z = (p1 - p2) / se
-    return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)
 
 
 def traffic_of(stage: Stage) -> int:

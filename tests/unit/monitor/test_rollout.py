@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from shelfops.config.schema import RolloutConfig
-from shelfops.serve.rollout import Observed, decide, one_sided_p, policy_from
+from shelfops.eval.sequential import one_sided_p
+from shelfops.monitor.rollout import Observed, decide, policy_from
 
 
 def _policy(**kw):

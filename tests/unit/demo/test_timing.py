@@ -1,6 +1,6 @@
 """The story's timing rows: the autopilot's stretch split by its journal, releases by stage."""
 
-from shelfops.story_timing import Phases, by_stage, finish, journal_rows
+from shelfops.demo.timing import Phases, by_stage, finish, journal_rows
 
 
 def _journal():

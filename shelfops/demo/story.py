@@ -31,19 +31,19 @@ from rich.table import Table
 from shelfops import redact
 from shelfops.data import recipe as data_recipe
 from shelfops.data.snapshot import export_as_of
+from shelfops.demo.report import write_report
+from shelfops.demo.timing import Phases, by_stage, finish
 from shelfops.errors import ConfigError
+from shelfops.eval.sequential import one_sided_p
 from shelfops.monitor.autopilot import Autopilot, build_release
+from shelfops.monitor.controller import HttpServer
 from shelfops.registry.registry import registry_from
 from shelfops.serve.app import ServeSettings, create_app
-from shelfops.serve.controller import HttpServer
-from shelfops.serve.rollout import one_sided_p
 from shelfops.serve.server import start_in_thread
 from shelfops.serve.watch import follow_registry, registry_view
 from shelfops.sim import shop
 from shelfops.sim.replay import Replay
 from shelfops.sim.shop.truth import ShopTruth
-from shelfops.story_report import write_report
-from shelfops.story_timing import Phases, by_stage, finish
 
 #: the broken v3: a fine-tune whose learning rate is far too high diverges in a few steps
 #: (shipped as trained, without the optimize stage: the gate must catch it either way)

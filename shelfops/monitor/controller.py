@@ -24,8 +24,8 @@ import httpx
 import sqlalchemy as sa
 
 from shelfops.errors import ShelfopsError
-from shelfops.ops.store import META, now
-from shelfops.serve.rollout import Decision, Observed, Policy, Stage, decide, mode_of, traffic_of
+from shelfops.monitor.rollout import Decision, Observed, Policy, Stage, decide, mode_of, traffic_of
+from shelfops.registry.ops_store import META, now
 
 ROLLOUTS = sa.Table(
     "shelfops_rollouts", META,

@@ -18,12 +18,12 @@ from rich.rule import Rule
 from shelfops import redact
 from shelfops.config.load import PRESETS, load_config
 from shelfops.data import recipe as data_recipe
+from shelfops.demo.story import story as run_story
 from shelfops.gate.recipe import gate_settings_from
 from shelfops.optimize import recipe as opt_recipe
 from shelfops.registry.registry import registry_from
 from shelfops.registry.release import release
 from shelfops.sim import shop
-from shelfops.story import story as run_story
 from shelfops.tasks import TASKS
 from shelfops.train import recipe as train_recipe
 
@@ -51,7 +51,7 @@ def _setup(workdir: Path, config: Path | None, overrides: list[str] | None, cons
 
 def story(workdir: Path, *, config: Path | None = None, overrides: list[str] | None = None,
           console: Console | None = None) -> dict:
-    """The whole story (shelfops.story): v1, serve, drift, autopilot, v2 promoted, v3 stopped."""
+    """The whole story (shelfops.demo.story): v1, serve, drift, autopilot, v2 promoted, v3 stopped."""
 
     console = console or Console()
     cfg, workdir = _setup(workdir, config, overrides, console)
