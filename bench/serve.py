@@ -165,14 +165,19 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 def parse_timing(header: str) -> dict[str, float]:
-    """``retrieval;dur=0.31, rerank;dur=28.4, ...`` -> {"retrieval": 0.31, ...} (ms; desc values too)."""
+    """``retrieval;dur=0.31, rerank;dur=28.4, depth;desc=10, retriever;desc=hybrid`` ->
+    {"retrieval": 0.31, "rerank": 28.4, "depth": 10.0} (ms; numeric desc values too; a word such
+    as the retriever's name is left out)."""
     out = {}
     for part in header.split(","):
         name, *params = [x.strip() for x in part.split(";")]
         for prm in params:
             key, _, val = prm.partition("=")
             if key in ("dur", "desc"):
-                out[name] = float(val)
+                try:
+                    out[name] = float(val)
+                except ValueError:
+                    pass
     return out
 
 
