@@ -56,16 +56,17 @@ class Pseudonymiser:
         self.max_cache = max_cache
 
     def column(self, s: pl.Series) -> pl.Series:
+        """Each distinct id hashed once (cached across batches), mapped back to the rows."""
         s = s.cast(pl.String)
-        uniq = s.drop_nulls().unique().to_list()
-        missing = [u for u in uniq if u not in self.cache]
-        if len(self.cache) + len(missing) > self.max_cache:
+        distinct = s.drop_nulls().unique()
+        if distinct.is_empty():
+            return s
+        values = distinct.to_list()
+        if len(self.cache) + len(values) > self.max_cache:
             self.cache.clear()
-            missing = uniq
-        for u in missing:
-            self.cache[u] = pseudonymise(u, self.key)
-        mapping = {u: self.cache[u] for u in uniq}
-        return s.replace_strict(mapping, default=None, return_dtype=pl.String) if mapping else s
+        cache, key = self.cache, self.key
+        hashed = [cache[u] if u in cache else cache.setdefault(u, pseudonymise(u, key)) for u in values]
+        return s.replace_strict(distinct, pl.Series(hashed, dtype=pl.String), return_dtype=pl.String)
 
 
 def parse_timestamp(expr: pl.Expr, fmt: str | None = None) -> pl.Expr:
@@ -112,6 +113,37 @@ def _typed(df: pl.DataFrame, name: str, dtype: pl.DataType, rules: Rules) -> pl.
     return col.cast(dtype, strict=False).alias(name)
 
 
+def _by_distinct(df: pl.DataFrame, name: str, expr: pl.Expr) -> pl.Expr | pl.Series:
+    """``expr`` (of text column ``name``) evaluated on each distinct value once and mapped back
+    to the rows, where fewer than half the rows are distinct; else ``expr`` itself. A shop's
+    text repeats (queries, event type names, ids): the query's HTML/unicode/PII cleaning alone
+    was two thirds of validating a batch of events (4,156 distinct among 53,593 queries in 200k
+    events), and is now done 4,156 times."""
+    if name not in df.columns or df.schema[name] != pl.String:
+        return expr
+    col = df[name]
+    distinct = col.drop_nulls().unique()
+    if len(distinct) * 2 > len(col):
+        return expr
+    done = distinct.to_frame().select(expr).to_series()
+    return col.replace_strict(distinct, done, return_dtype=done.dtype).alias(name)
+
+
+def _converted(df: pl.DataFrame, schema: pl.Schema) -> list[tuple[str, pl.DataType]]:
+    """The typed (non-text) columns that conversion can fail on: those present whose source
+    type is not already the target one (a typed Parquet column is read as it is, so its
+    values need no reading check, nor their text for a message)."""
+    out = []
+    for name, dtype in schema.items():
+        if name == "seq" or name not in df.columns or dtype == pl.String:
+            continue
+        src = df.schema[name]
+        if src == dtype or (isinstance(dtype, pl.Datetime) and isinstance(src, pl.Datetime)):
+            continue
+        out.append((name, dtype))
+    return out
+
+
 def _present(df: pl.DataFrame, name: str) -> pl.Expr:
     """The raw value is there (non-null, non-blank)."""
     if name not in df.columns:
@@ -136,26 +168,26 @@ def check_batch(
         df = df.with_columns(
             [ids.column(df[c]).alias(c) for c in ID_COLUMNS if c in df.columns]
         )
-    typed = df.select([_typed(df, n, t, rules) for n, t in schema.items() if n != "seq"])
+    typed = df.select([_by_distinct(df, n, _typed(df, n, t, rules)) if t == pl.String else
+                       _typed(df, n, t, rules) for n, t in schema.items() if n != "seq"])
     checks: list[tuple[pl.Expr, str, str, pl.Expr]] = []  # (failed, reason, column, detail)
 
     # a preset transform may already have found the bad column
     if "_error_column" in df.columns:
         checks.append((pl.col("_error_column").is_not_null(), Reason.bad_type.value, "", pl.lit("")))
 
+    converted = dict(_converted(df, schema))
     required = list(REQUIRED[table])
     if table == "events":
         required += ["item_id"]  # except for searches, below
     for name in required:
         missing = pl.col(name).is_null()
-        if name in df.columns and schema[name] != pl.String:  # unreadable is bad_type, not missing
+        if name in converted:  # unreadable is bad_type, not missing
             missing = missing & ~pl.col(f"__present_{name}")
         if table == "events" and name == "item_id":
             missing = missing & (pl.col("event_type") != "search")
         checks.append((missing, Reason.missing_required.value, name, pl.lit(f"{name} is required")))
-    for name, dtype in schema.items():
-        if name == "seq" or name not in df.columns or dtype == pl.String:
-            continue
+    for name, dtype in converted.items():
         failed = pl.col(name).is_null() & pl.col(f"__present_{name}")
         checks.append((failed, Reason.bad_type.value, name,
                        pl.lit(f"{name}: cannot read ") + pl.col(f"__raw_{name}").cast(pl.String)
@@ -187,10 +219,9 @@ def check_batch(
                        pl.lit("price must be >= 0")))
 
     helpers = {}
-    for name, dtype in schema.items():
-        if name != "seq" and name in df.columns and dtype != pl.String:
-            helpers[f"__present_{name}"] = _present(df, name)
-            helpers[f"__raw_{name}"] = pl.col(name).cast(pl.String)
+    for name in converted:
+        helpers[f"__present_{name}"] = _present(df, name)
+        helpers[f"__raw_{name}"] = pl.col(name).cast(pl.String)
     work = pl.concat(
         [typed, df.select([e.alias(k) for k, e in helpers.items()]),
          df.select([c for c in ("_error_column", "_error_detail") if c in df.columns])],
