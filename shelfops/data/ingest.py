@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -97,31 +98,55 @@ class Quarantine:
 
 
 class _Stage:
-    """Append-only Parquet staging of one table's passing rows."""
+    """Append-only staging of one table's passing rows, read back once by the second pass: an
+    Arrow IPC file (written as the batches are, read back batch by batch), which
+    costs a fraction of a Parquet write and read for scratch space that never leaves the run."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.writer: pq.ParquetWriter | None = None
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._sink: pa.OSFile | None = None
+        self._schema: pa.Schema | None = None  # the first batch's: later ones are cast to it
         self.rows = 0
 
     def add(self, df: pl.DataFrame) -> None:
         if df.is_empty():
             return
         tbl = df.to_arrow()
-        if self.writer is None:  # scratch space, read once more: no compression
-            self.writer = pq.ParquetWriter(self.path, tbl.schema, compression="none")
-        self.writer.write_table(tbl.cast(self.writer.schema))
+        if self.writer is None:
+            self._sink, self._schema = pa.OSFile(str(self.path), "wb"), tbl.schema
+            self.writer = pa.ipc.new_file(self._sink, tbl.schema)
+        self.writer.write_table(tbl.cast(self._schema))
         self.rows += len(df)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self._sink.close()
+
+    def read(self) -> pl.DataFrame:
+        """The whole stage at once (the catalogue: small next to the events)."""
+        with pa.OSFile(str(self.path)) as src:
+            return pl.from_arrow(pa.ipc.open_file(src).read_all())
 
     def batches(self, n: int):
+        """Batches of about ``n`` rows, in the order they were staged."""
         if self.writer is None:
             return
-        for rb in pq.ParquetFile(self.path).iter_batches(batch_size=n):
-            yield pl.from_arrow(rb)
+        # read, not memory-mapped: a mapped file's pages count in the process's resident memory,
+        # which must stay flat whatever the input's size
+        reader = pa.ipc.open_file(pa.OSFile(str(self.path)))
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for i in range(reader.num_record_batches):
+            rb = reader.get_batch(i)
+            pending.append(rb)
+            rows += rb.num_rows
+            if rows >= n:
+                yield pl.from_arrow(pa.Table.from_batches(pending))
+                pending, rows = [], 0
+        if pending:
+            yield pl.from_arrow(pa.Table.from_batches(pending))
 
 
 def _reject_rows(table: str, file: str, rows: pl.Series, checked: pl.DataFrame,
@@ -151,8 +176,8 @@ def ingest(
     ledger = Ledger()
     quarantine = Quarantine(out_dir / "quarantine.parquet", ledger)
     ids = Pseudonymiser(key)
-    stages = {t: _Stage(stage_dir / f"{t}.parquet") for t in TABLES}
-    derived = _Stage(stage_dir / "derived_items.parquet")
+    stages = {t: _Stage(stage_dir / f"{t}.arrow") for t in TABLES}
+    derived = _Stage(stage_dir / "derived_items.arrow")
     files: list[str] = []
     sessions: list[pl.DataFrame] = []
     title_mapped = False
@@ -285,7 +310,7 @@ def _finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: lis
     cols = TABLES["items"].names
     frames = []
     if stage.writer is not None:
-        cat = pl.read_parquet(stage.path)
+        cat = stage.read()
         dup = cat["item_id"].is_duplicated() & ~cat["item_id"].is_first_distinct()
         if limits.drop_duplicates and dup.any():
             d = cat.filter(dup)
@@ -301,7 +326,7 @@ def _finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: lis
         frames.append(cat.select(cols).with_columns(pl.lit(0).alias("_src")))
     n_derived = 0
     if derived.writer is not None:
-        d = pl.read_parquet(derived.path)
+        d = derived.read()
         d = d.group_by("item_id", maintain_order=True).agg(
             [pl.col(c).drop_nulls().first() for c in cols if c != "item_id"]
         )
