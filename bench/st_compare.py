@@ -60,7 +60,7 @@ def main() -> None:
     enc_path = m.extra["encoder"]
     data = load_pairs(data_dir, train_on=tuple(c.train_on), augmented=c.augmented)
     lo, hi = data.grade_min, data.grade_max
-    cat = catalogue.Catalogue.open(data.items, enc_path, cc.retriever, max_length=c.max_length)
+    cat = catalogue.Retrievers.open(data.items, enc_path, cc.retriever, max_length=c.max_length)
     # sentence-transformers' CrossEncoder trains pointwise: the mined negatives as bottom-grade pairs
     neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
                                     skip=cc.negative_skip, seed=sch.seed)

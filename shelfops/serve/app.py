@@ -29,7 +29,7 @@ from shelfops.serve import doors
 from shelfops.serve.deps import REQUEST_ID, request_id
 from shelfops.serve.routes import admin, ops, shop
 from shelfops.serve.settings import ServeSettings
-from shelfops.serve.state import REPLICA, SERVED_PATHS, Catalogue, State, follow, swap
+from shelfops.serve.state import REPLICA, SERVED_PATHS, ServedCatalogue, State, follow, swap
 
 access = logging.getLogger(ACCESS)
 
@@ -44,7 +44,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if hasattr(state.shared, "ping"):
             await state.shared.ping()  # a shared store that does not answer fails the start, named
         if settings.data_dir is not None:
-            state.catalogue = Catalogue(settings.data_dir)
+            state.catalogue = ServedCatalogue(settings.data_dir)
         for task in ("retrieval", "search", "classify", "recommend"):  # retrieval first: it builds the index
             if task in settings.models:
                 folder, version = settings.models[task]

@@ -32,7 +32,7 @@ DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
 SERVED_PATHS = frozenset({"/v1/search", "/v1/rerank", "/v1/recommend", "/v1/classify"})
 
 
-class Catalogue:
+class ServedCatalogue:
     """Items the API can return, with the retrieval index over them (rebuilt on a swap)."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -71,7 +71,7 @@ def candidates(lexical: np.ndarray | None, dense: np.ndarray | None, weight: flo
     return [int(i) for i in fused if i >= 0]
 
 
-def dense_status(cat: Catalogue | None) -> str:
+def dense_status(cat: ServedCatalogue | None) -> str:
     """Which dense retriever search can use now, for /readyz."""
     if cat is None:
         return "no catalogue"
@@ -84,7 +84,7 @@ def dense_status(cat: Catalogue | None) -> str:
                                                      else "untuned encoder: embedding the catalogue")
 
 
-def known_rows(cat: Catalogue, data_dir: str | None) -> frozenset[int] | None:
+def known_rows(cat: ServedCatalogue, data_dir: str | None) -> frozenset[int] | None:
     """Rows of the served catalogue that a release's data snapshot holds; None when it holds
     them all (or its snapshot is not on this machine): new products reach users with the
     first release built on a catalogue that has them."""
@@ -111,7 +111,7 @@ class State:
         self.settings = s
         self.host = ModelHost(batcher=s.batcher)
         self.metrics = ServeMetrics()
-        self.catalogue: Catalogue | None = None
+        self.catalogue: ServedCatalogue | None = None
         self.shared = shared_state(s.serve.state_url, session_length=s.serve.session_length,
                                    request_log=s.request_log)
         self.ready = False

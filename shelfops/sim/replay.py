@@ -22,7 +22,7 @@ from shelfops.sim.shop.truth import ShopTruth
 
 
 @dataclass
-class Tally:
+class ReplayTally:
     searches: int = 0
     impressions: int = 0
     clicks: int = 0
@@ -69,7 +69,7 @@ class Replay:
         self._local = threading.local()
         self._seed = np.random.SeedSequence(seed)
         self._lock = threading.Lock()
-        self.tally = Tally()
+        self.tally = ReplayTally()
         self._httpx = httpx
 
     def _client(self):
@@ -123,7 +123,7 @@ class Replay:
         return {"user": user, "query": query, "version": version, "shown": len(ids), "clicks": len(clicked)}
 
     def run(self, searches: int | None = None, *, seconds: float | None = None, concurrency: int = 4,
-            stop: threading.Event | None = None, rate: float | None = None, progress=None) -> Tally:
+            stop: threading.Event | None = None, rate: float | None = None, progress=None) -> ReplayTally:
         """Play ``searches`` searches (or until ``seconds`` pass, or ``stop`` is set) with
         ``concurrency`` shoppers at a time, at most ``rate`` searches per second overall
         (None: as fast as the server answers; 0: paused until the rate is raised again);

@@ -57,7 +57,7 @@ RETRIEVE_DEPTH = 100
 
 
 @dataclass
-class Catalogue:
+class Retrievers:
     """Both retrievers over one catalogue. ``embed`` maps query texts to normalised vectors in
     the same space as the index."""
 
@@ -70,7 +70,7 @@ class Catalogue:
 
     @classmethod
     def open(cls, items: pl.DataFrame, encoder_path: str, retriever: str | None, *, max_length: int,
-             progress: bool = True) -> Catalogue:
+             progress: bool = True) -> Retrievers:
         """BM25 and the dense side (:func:`dense_side`) over ``items`` (item_id, text)."""
         texts = items["text"].to_list()
         embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts,
@@ -153,7 +153,7 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
     return embed, name, cached_embeddings(encoder_path, texts, length, catalogue)
 
 
-def mined_negatives(train: pl.DataFrame, cat: Catalogue, *, per_query: int, depth: int, skip: int,
+def mined_negatives(train: pl.DataFrame, cat: Retrievers, *, per_query: int, depth: int, skip: int,
                     seed: int) -> pl.DataFrame:
     """``per_query`` negatives per training query (``hybrid.hard_negatives``) from the fused
     lists at the default weight (no weight is chosen yet): rows (query, item_id)."""
@@ -164,14 +164,14 @@ def mined_negatives(train: pl.DataFrame, cat: Catalogue, *, per_query: int, dept
     return hard_negatives(queries, rows, train, cat.ids, per_query=per_query, skip=skip, seed=seed)
 
 
-def as_graded(train: pl.DataFrame, negatives: pl.DataFrame, cat: Catalogue, grade: float) -> pl.DataFrame:
+def as_graded(train: pl.DataFrame, negatives: pl.DataFrame, cat: Retrievers, grade: float) -> pl.DataFrame:
     """``train`` plus the negatives as pairs graded ``grade`` (the pointwise way)."""
     text = pl.DataFrame({"item_id": cat.ids, "text": cat.texts})
     neg = negatives.join(text, on="item_id", how="left").with_columns(pl.lit(grade, dtype=pl.Float64).alias("grade"))
     return pl.concat([train.select("query", "item_id", "grade", "text"), neg.select("query", "item_id", "grade", "text")])
 
 
-def as_triples(train: pl.DataFrame, negatives: pl.DataFrame, cat: Catalogue, *, relevant: float,
+def as_triples(train: pl.DataFrame, negatives: pl.DataFrame, cat: Retrievers, *, relevant: float,
                seed: int) -> pl.DataFrame:
     """The negatives as (query, positive text, negative text) triples (the pairwise way)."""
     t = negative_triples(negatives, train, relevant=relevant, seed=seed)

@@ -157,7 +157,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     if cc.enabled:
         # both retrievers over the whole catalogue: they mine the re-ranker's hard negatives, and
         # the served pipeline (retrieve -> fuse -> re-rank) is validated and tested on it
-        cat = catalogue.Catalogue.open(data.items, encoder_path, cc.retriever, max_length=c.max_length,
+        cat = catalogue.Retrievers.open(data.items, encoder_path, cc.retriever, max_length=c.max_length,
                                        progress=progress)
         neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
                                         skip=cc.negative_skip, seed=c.schedule.seed)
@@ -328,7 +328,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     metrics["beats_baselines"] = beats(metrics["comparisons_recall@10"])
     metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_recall@10"])
     # the hybrid the server runs with this bi-encoder: its weight chosen on validation queries
-    cat = catalogue.Catalogue(ids, texts, bm, index,
+    cat = catalogue.Retrievers(ids, texts, bm, index,
                               lambda qs: embed_texts(model.encoder, tok, qs, max_length=c.max_length),
                               "this bi-encoder")
     vq = catalogue.relevant_queries(data.valid, lo, hi, c.positive_threshold, c.eval_queries)
@@ -474,7 +474,7 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
         result = {"task": task, "summary": ev["summary"]}
         cc = cfg.search.catalogue
         if cc.enabled:  # the served pipeline over this dataset's catalogue (with any retriever given)
-            cat = catalogue.Catalogue.open(data.items, spec.encoder, cc.retriever, max_length=spec.max_length,
+            cat = catalogue.Retrievers.open(data.items, spec.encoder, cc.retriever, max_length=spec.max_length,
                                            progress=progress)
             folder = model_dir / "evaluations" / name
             folder.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,8 @@ from shelfops.serve.schemas import (
 )
 from shelfops.serve.state import (
     DEFAULT_RERANK_DEPTH,
-    Catalogue,
     Rollout,
+    ServedCatalogue,
     Slot,
     State,
     candidates,
@@ -56,7 +56,7 @@ from shelfops.train.index import search as faiss_search
 router = APIRouter()
 
 
-async def retrieve(state: State, cat: Catalogue, body: SearchIn, slot: Slot | None, depth: int,
+async def retrieve(state: State, cat: ServedCatalogue, body: SearchIn, slot: Slot | None, depth: int,
                    versions: dict[str, str]) -> tuple[list[int], str]:
     """The catalogue rows to re-rank (at most ``depth``) and which retriever found them: BM25
     and the dense side (the served bi-encoder, else the untuned encoder) fused, as configured."""
@@ -90,7 +90,7 @@ async def retrieve(state: State, cat: Catalogue, body: SearchIn, slot: Slot | No
     return rows, "lexical" if dense is None else ("dense" if lexical is None else "hybrid")
 
 
-async def rerank_rows(state: State, cat: Catalogue, key: str, query: str, rows: list[int], k: int,
+async def rerank_rows(state: State, cat: ServedCatalogue, key: str, query: str, rows: list[int], k: int,
                       versions: dict[str, str]) -> tuple[list[int], list[float]]:
     """Rows and scores in the final order: the re-ranker's, blended with the retrieved order as
     the model was validated; a shadow candidate is asked the same question off the path."""
@@ -111,7 +111,7 @@ async def rerank_rows(state: State, cat: Catalogue, key: str, query: str, rows: 
     return [rows[i] for i in order], [scores[i] for i in order]
 
 
-async def interleave_rows(state: State, cat: Catalogue, body: SearchIn, versions: dict[str, str], exp: Rollout
+async def interleave_rows(state: State, cat: ServedCatalogue, body: SearchIn, versions: dict[str, str], exp: Rollout
                           ) -> tuple[list[int], list[float], tuple[list[str], list[str | None]] | None, str]:
     """Production's and the candidate's whole pipelines (each retrieves from its release's
     catalogue with its own fusion weight and depth, then re-ranks with its own model) on the
@@ -174,7 +174,7 @@ def draft(production: list, candidate: list, k: int, credit: str) -> tuple[list,
             [TEAMS[int(t)] if t >= 0 else None for t in credit_to[0][:n]])
 
 
-def depth_for(state: State, cat: Catalogue, slot: Slot | None, k: int) -> int:
+def depth_for(state: State, cat: ServedCatalogue, slot: Slot | None, k: int) -> int:
     """How deep ``slot`` re-ranks: the server's setting, else the depth its optimize stage chose
     for the search latency budget (serving.json), else the default; at least ``k``."""
     chosen = state.settings.serve.rerank_depth or (slot.meta.get("rerank_depth") if slot else None)

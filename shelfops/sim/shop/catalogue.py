@@ -6,7 +6,7 @@
   :func:`parse_query` reads any query text back into a :class:`Query` by correcting known
   misspellings, then greedy longest match, so a query typed by a simulator means what
   the generator meant ("grey couches" and "gray sofa" mean the same).
-* :func:`make_catalogue` draws the products (numeric truth in :class:`Catalogue`, text in
+* :func:`make_catalogue` draws the products (numeric truth in :class:`ShopCatalogue`, text in
   :func:`items_table`).
 * :func:`build_query_bank` lists the queries shoppers type, grouped by leaf, with weights:
   each in the catalogue's words and in shoppers' own words (synonyms, plurals, typos).
@@ -259,7 +259,7 @@ def parse_query(text: str, vocab: Vocab) -> Query:
 
 
 @dataclass
-class Catalogue:
+class ShopCatalogue:
     """The numeric truth about every product (row i is item ``i``)."""
 
     leaf: np.ndarray  # int32
@@ -293,7 +293,7 @@ def _leaf_sizes(rng: np.random.Generator, n_items: int, n_leaves: int) -> np.nda
 
 
 def make_catalogue(rng: np.random.Generator, vocab: Vocab, n_items: int, *,
-                   new_leaf: int | None, n_new: int, launch: int) -> tuple[Catalogue, pa.Table]:
+                   new_leaf: int | None, n_new: int, launch: int) -> tuple[ShopCatalogue, pa.Table]:
     """Draw ``n_items`` products; the last ``n_new`` of them launch on day ``launch`` in
     ``new_leaf`` (the drift's trending leaf). Returns the truth and the ITEMS table."""
     n_old = n_items - n_new
@@ -341,14 +341,14 @@ def make_catalogue(rng: np.random.Generator, vocab: Vocab, n_items: int, *,
     lat /= np.linalg.norm(lat, axis=1, keepdims=True)
     launch_day = np.zeros(n_items, np.int32)
     launch_day[n_old:] = launch
-    cat = Catalogue(leaf=leaf, noun=noun, brand=brand, values=values, price=price,
+    cat = ShopCatalogue(leaf=leaf, noun=noun, brand=brand, values=values, price=price,
                     zprice=zprice.astype(np.float32), quality=quality.astype(np.float32),
                     popularity=pop.astype(np.float32), latent=lat.astype(np.float32),
                     launch_day=launch_day)
     return cat, items_table(rng, vocab, cat)
 
 
-def items_table(rng: np.random.Generator, vocab: Vocab, cat: Catalogue) -> pa.Table:
+def items_table(rng: np.random.Generator, vocab: Vocab, cat: ShopCatalogue) -> pa.Table:
     """Titles, descriptions and attribute JSON for every product, as an ITEMS table."""
     titles, descs, attrs_json = [], [], []
     related = [related_nouns(li) for li in range(vocab.n_leaves)]
@@ -416,7 +416,7 @@ P_PLURAL = 0.3
 P_TYPO = 0.1
 
 
-def _leaf_queries(vocab: Vocab, cat: Catalogue, li: int) -> list[tuple[list[Slot], Query, float]]:
+def _leaf_queries(vocab: Vocab, cat: ShopCatalogue, li: int) -> list[tuple[list[Slot], Query, float]]:
     """The base queries of a leaf (as slots of concepts) with their typing weights."""
     out: list[tuple[list[Slot], Query, float]] = []
     in_leaf = np.flatnonzero(cat.leaf == li)
@@ -475,7 +475,7 @@ def render_query(rng: np.random.Generator | None, vocab: Vocab, slots: list[Slot
     return text
 
 
-def build_query_bank(vocab: Vocab, cat: Catalogue, rng: np.random.Generator) -> QueryBank:
+def build_query_bank(vocab: Vocab, cat: ShopCatalogue, rng: np.random.Generator) -> QueryBank:
     """All queries for the products that exist, weighted by how often they are typed;
     every text parses back (:func:`parse_query`) to the meaning it was written for."""
     misspell = {w: t for t, w in vocab.typos.items()}

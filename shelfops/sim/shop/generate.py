@@ -192,7 +192,7 @@ def _phases(rng: np.random.Generator, truth: ShopTruth) -> tuple[Phase, Phase]:
 
 
 @dataclass
-class Tally:
+class EventTally:
     """Running counts of the simulation (for the summary)."""
 
     before: SearchStats  # searches before the drift day
@@ -206,7 +206,7 @@ class Tally:
 
 
 def _simulate_block(rng: np.random.Generator, truth: ShopTruth, ranker: Ranker, phase: Phase,
-                    b: Sessions, day: int, tally: Tally) -> dict[str, np.ndarray]:
+                    b: Sessions, day: int, tally: EventTally) -> dict[str, np.ndarray]:
     """All events of one block of sessions, unsorted."""
     ev = Events()
     drifted = truth.drift.day is not None and day >= truth.drift.day
@@ -220,7 +220,7 @@ def _simulate_block(rng: np.random.Generator, truth: ShopTruth, ranker: Ranker, 
 
 
 def _simulate_days(rng: np.random.Generator, truth: ShopTruth, ranker: Ranker,
-                   phases: tuple[Phase, Phase], writer: EventWriter, tally: Tally, bar: Any, *,
+                   phases: tuple[Phase, Phase], writer: EventWriter, tally: EventTally, bar: Any, *,
                    start_ms: int, days: int, rate: float, target: int | None) -> None:
     """Day by day, block by block: simulate, order by time, write what can no longer be
     overtaken (events before the next block's first session start), carry the rest."""
@@ -379,7 +379,7 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
     phases = _phases(r_nb, truth)
 
     leaves = truth.vocab.n_leaves
-    tally = Tally(before=SearchStats(np.zeros(leaves, np.int64)),
+    tally = EventTally(before=SearchStats(np.zeros(leaves, np.int64)),
                   after=SearchStats(np.zeros(leaves, np.int64)))
     writer = EventWriter(out / "events.parquet", truth, widths)
     try:
@@ -409,7 +409,7 @@ def shop_truth(*, users: int, items: int, days: int, sessions_per_user_per_day: 
 
 
 def _summary(truth: ShopTruth, writer: EventWriter, judgements: pa.Table,
-             tally: Tally) -> dict[str, Any]:
+             tally: EventTally) -> dict[str, Any]:
     before, after, sessions = tally.before, tally.after, tally.sessions
     drift: dict[str, Any] | None = None
     if truth.drift.leaf is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shelfops.sim.shop.catalogue import Catalogue, LexicalIndex, Query
+from shelfops.sim.shop.catalogue import LexicalIndex, Query, ShopCatalogue
 from shelfops.sim.shop.truth import ShopTruth, affinity_of, relevance_of, sigmoid
 from shelfops.tables import EVENT_TYPES
 
@@ -107,7 +107,7 @@ def build_ranker(rng: np.random.Generator, truth: ShopTruth, lex: LexicalIndex) 
     return Ranker(items, base, grade)
 
 
-def _similarity_features(cat: Catalogue, rows: np.ndarray) -> np.ndarray:
+def _similarity_features(cat: ShopCatalogue, rows: np.ndarray) -> np.ndarray:
     """Item vectors whose dot product is the browsing similarity: latent taste + 0.8 same
     noun + 0.3 same brand + 0.25 per shared attribute value."""
     parts = [cat.latent[rows]]
@@ -121,7 +121,7 @@ def _similarity_features(cat: Catalogue, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def build_neighbours(rng: np.random.Generator, cat: Catalogue, live: np.ndarray,
+def build_neighbours(rng: np.random.Generator, cat: ShopCatalogue, live: np.ndarray,
                      leaves: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """NEIGHBOURS similar live items of the same leaf for every item of ``leaves``."""
     nb = np.zeros((len(cat), NEIGHBOURS), np.int32) if out is None else out.copy()
@@ -156,7 +156,7 @@ class ItemSampler:
     key: np.ndarray  # leaf + cumulative share within the leaf
 
     @classmethod
-    def build(cls, cat: Catalogue, live: np.ndarray) -> ItemSampler:
+    def build(cls, cat: ShopCatalogue, live: np.ndarray) -> ItemSampler:
         order = np.argsort(cat.leaf, kind="stable")
         w = (cat.popularity * live)[order].astype(np.float64)
         leaf = cat.leaf[order]

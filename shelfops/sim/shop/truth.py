@@ -34,9 +34,9 @@ import numpy as np
 
 from shelfops.sim.shop.catalogue import (
     LATENT_DIM,
-    Catalogue,
     Query,
     QueryBank,
+    ShopCatalogue,
     Vocab,
     parse_query,
 )
@@ -113,7 +113,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def relevance_of(q: Query, vocab: Vocab, cat: Catalogue, idx: np.ndarray,
+def relevance_of(q: Query, vocab: Vocab, cat: ShopCatalogue, idx: np.ndarray,
                  params: Params) -> np.ndarray:
     """Graded relevance in [0, 3] of items ``idx`` to the parsed query ``q``."""
     idx = np.asarray(idx, np.int64)
@@ -141,7 +141,7 @@ def relevance_of(q: Query, vocab: Vocab, cat: Catalogue, idx: np.ndarray,
     return np.clip(3.0 * s + cat.quality[idx] * (s > 0.15), 0.0, 3.0)
 
 
-def affinity_of(users: Users, cat: Catalogue, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+def affinity_of(users: Users, cat: ShopCatalogue, u: np.ndarray, i: np.ndarray) -> np.ndarray:
     """Taste of users ``u`` for items ``i`` (broadcast), roughly N(0, 1); -1 = unknown user."""
     u = np.asarray(u, np.int64)
     i = np.asarray(i, np.int64)
@@ -173,7 +173,7 @@ class Drift:
 class ShopTruth:
     """The hidden model of a generated shop; ``ShopTruth.load(out_dir)`` reads it back."""
 
-    def __init__(self, *, vocab: Vocab, cat: Catalogue, users: Users, bank: QueryBank,
+    def __init__(self, *, vocab: Vocab, cat: ShopCatalogue, users: Users, bank: QueryBank,
                  params: Params, drift: Drift, meta: dict[str, Any]) -> None:
         self.vocab, self.cat, self.users, self.bank = vocab, cat, users, bank
         self.params, self.drift, self.meta = params, drift, meta
@@ -307,6 +307,6 @@ class ShopTruth:
         qb = npz("queries.npz")
         bank = QueryBank(text=[str(t) for t in qb.pop("text")], **qb)
         return cls(vocab=Vocab.from_json(json.loads((d / "vocab.json").read_text())),
-                   cat=Catalogue(**npz("items.npz")), users=Users(**npz("users.npz")),
+                   cat=ShopCatalogue(**npz("items.npz")), users=Users(**npz("users.npz")),
                    bank=bank, params=Params(**model["params"]), drift=Drift(**model["drift"]),
                    meta=model["meta"])
