@@ -78,7 +78,7 @@ def serve(
             return
         say(f"serving {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on http://{host}:{port} "
             f"(docs: /docs; sessions: "
-            f"{redact.url(url) if (url := rs.serve_config.state_url) else 'in this process'})")
+            f"{redact.url(state) if (state := rs.serve_config.state_url) else 'in this process'})")
         # logging stays ours (log_config=None), and so does the access log (uvicorn's is off)
         uvicorn.run(create_app(serve_settings(rs)), host=host, port=port, log_config=None, log_level=None,
                     access_log=False)
@@ -95,7 +95,7 @@ def _serve_ray(spec, serving, host, port, min_replicas, max_replicas) -> None:
     url = ray_backend.start(spec, host=host, port=port, min_replicas=min_replicas, max_replicas=max_replicas)
     say(f"Ray Serve: {', '.join(f'{t} v{v}' for t, (_, v) in serving.items())} on {url} "
         f"({min_replicas}-{max_replicas} replicas; sessions: "
-        f"{redact.url(url) if (url := spec.serve_config.state_url) else 'per replica'}); Ctrl-C stops")
+        f"{redact.url(state) if (state := spec.serve_config.state_url) else 'per replica'}); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)

@@ -135,18 +135,19 @@ class _Stage:
             return
         # read, not memory-mapped: a mapped file's pages count in the process's resident memory,
         # which must stay flat whatever the input's size
-        reader = pa.ipc.open_file(pa.OSFile(str(self.path)))
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for i in range(reader.num_record_batches):
-            rb = reader.get_batch(i)
-            pending.append(rb)
-            rows += rb.num_rows
-            if rows >= n:
+        with pa.OSFile(str(self.path)) as src:
+            reader = pa.ipc.open_file(src)
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for i in range(reader.num_record_batches):
+                rb = reader.get_batch(i)
+                pending.append(rb)
+                rows += rb.num_rows
+                if rows >= n:
+                    yield pl.from_arrow(pa.Table.from_batches(pending))
+                    pending, rows = [], 0
+            if pending:
                 yield pl.from_arrow(pa.Table.from_batches(pending))
-                pending, rows = [], 0
-        if pending:
-            yield pl.from_arrow(pa.Table.from_batches(pending))
 
 
 def _reject_rows(table: str, file: str, rows: pl.Series, checked: pl.DataFrame,

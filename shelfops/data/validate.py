@@ -7,6 +7,7 @@ table (duplicates, unknown items, bot sessions) live in ``shelfops.data.ingest``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,16 +58,27 @@ class Pseudonymiser:
 
     def column(self, s: pl.Series) -> pl.Series:
         """Each distinct id hashed once (cached across batches), mapped back to the rows."""
-        s = s.cast(pl.String)
-        distinct = s.drop_nulls().unique()
-        if distinct.is_empty():
-            return s
+        return per_distinct(s.cast(pl.String), self._hash)
+
+    def _hash(self, distinct: pl.Series) -> pl.Series:
         values = distinct.to_list()
         if len(self.cache) + len(values) > self.max_cache:
             self.cache.clear()
         cache, key = self.cache, self.key
-        hashed = [cache[u] if u in cache else cache.setdefault(u, pseudonymise(u, key)) for u in values]
-        return s.replace_strict(distinct, pl.Series(hashed, dtype=pl.String), return_dtype=pl.String)
+        return pl.Series([cache[u] if u in cache else cache.setdefault(u, pseudonymise(u, key)) for u in values],
+                         dtype=pl.String)
+
+
+def per_distinct(col: pl.Series, done: Callable[[pl.Series], pl.Series], *,
+                 distinct: pl.Series | None = None) -> pl.Series:
+    """``done`` (distinct values -> their results, in order) computed once per distinct non-null
+    value of ``col`` (``distinct``, when the caller has them already) and mapped back to its rows
+    (nulls stay null)."""
+    distinct = col.drop_nulls().unique() if distinct is None else distinct
+    if distinct.is_empty():
+        return col
+    out = done(distinct)
+    return col.replace_strict(distinct, out, return_dtype=out.dtype).alias(col.name)
 
 
 def parse_timestamp(expr: pl.Expr, fmt: str | None = None) -> pl.Expr:
@@ -125,8 +137,7 @@ def _by_distinct(df: pl.DataFrame, name: str, expr: pl.Expr) -> pl.Expr | pl.Ser
     distinct = col.drop_nulls().unique()
     if len(distinct) * 2 > len(col):
         return expr
-    done = distinct.to_frame().select(expr).to_series()
-    return col.replace_strict(distinct, done, return_dtype=done.dtype).alias(name)
+    return per_distinct(col, lambda d: d.to_frame().select(expr).to_series(), distinct=distinct)
 
 
 def _converted(df: pl.DataFrame, schema: pl.Schema) -> list[tuple[str, pl.DataType]]:

@@ -68,8 +68,9 @@ def serve_settings(spec: ReplicaSpec, *, batcher: type = MicroBatcher) -> ServeS
     data = Path(spec.data_dir) if spec.data_dir else catalogue_of(models)
     return ServeSettings(models=models, data_dir=data, admin_token=spec.admin_token,
                          read_token=spec.read_token,
-                         serve=ServeConfig(**spec.serve), watch=watch, watch_seconds=spec.watch_seconds,
+                         serve=spec.serve_config, watch=watch, watch_seconds=spec.watch_seconds,
                          registry_view=view, batcher=batcher)
+
 
 def catalogue_of(models: dict[str, tuple[Path, str]]) -> Path | None:
     """The dataset (with its catalogue) the retrieval, search or classify model was trained on,
