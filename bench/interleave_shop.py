@@ -120,7 +120,7 @@ def main() -> int:
     ab0, ab1 = np.asarray(stat["ab_production"]), np.asarray(stat["ab_candidate"])
     diff = ab1.mean() - ab0.mean()
     out["methods"]["A/B (clicks per search)"] = {"effect": float(diff / np.sqrt((ab0.var() + ab1.var()) / 2)),
-                                                  "searches": float(2 * 2.8 ** 2 * (ab0.var() + ab1.var()) / diff ** 2)}
+                                                 "searches": float(2 * 2.8 ** 2 * (ab0.var() + ab1.var()) / diff ** 2)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2))
     print(f"true lift of v{a.versions[1]} over v{a.versions[0]}: {out['true_lift']:+.1%} expected clicks per search "

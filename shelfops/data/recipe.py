@@ -205,7 +205,7 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
         has_ts = ev["timestamp"].null_count() < len(ev)
         if has_ts and sc.method in ("auto", "time"):
             save("events", splitting.time_split(ev, time_col="timestamp", cutoff=sc.cutoff,
-                                         val_days=sc.val_days, test_days=sc.test_days), "time")
+                                                val_days=sc.val_days, test_days=sc.test_days), "time")
     for name in ("judgements", "labels"):
         path = root / f"{name}.parquet"
         if not path.exists():
@@ -214,7 +214,7 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
         if df.is_empty() or sc.method not in ("auto", "group_kfold"):
             continue
         parts = splitting.group_kfold(df, group_col="query", folds=sc.folds, test_fold=sc.test_fold,
-                               val_fold=sc.val_fold, seed=sc.seed)
+                                      val_fold=sc.val_fold, seed=sc.seed)
         if cfg.augment.enabled and items is not None:
             a = cfg.augment
             aug = augment_train_split(

@@ -138,10 +138,10 @@ def _quality_sample(cand, prod, test: pl.DataFrame, lo: float, st: GateSettings,
     got, need = measure(order[:n]), n
     if st.power is not None and n < len(order):
         needs = ([gate_checks.queries_needed(got["candidate"] - got["production"], margin=st.quality_margin,
-                                   power=st.power)] if prod is not None else [])
+                                             power=st.power)] if prod is not None else [])
         if approx:
             needs.append(gate_checks.queries_needed(got["candidate"] - got["reference"],
-                                          margin=_reference_margin(got["reference"], st), power=st.power))
+                                                    margin=_reference_margin(got["reference"], st), power=st.power))
         need = max(needs, default=n)
         if need > n:
             more = measure(order[n:need])
@@ -189,8 +189,8 @@ def _determinism(s, a: list[str], b: list[str] | None, st: GateSettings) -> gate
     unbatched = _serves_unbatched(s)
     first = s.run(a, b)
     return gate_checks.determinism(first, s.run(a, b), {bs: s.run(a, b, batch_size=bs)
-                                              for bs in ((1,) if unbatched else (1, 8, 32))},
-                         None if unbatched else _padded_outputs(s, a, b, 32), atol=atol)
+                                                        for bs in ((1,) if unbatched else (1, 8, 32))},
+                                   None if unbatched else _padded_outputs(s, a, b, 32), atol=atol)
 
 
 def _padded_outputs(s, a: list[str], b: list[str] | None, bs: int) -> np.ndarray:
@@ -224,7 +224,7 @@ def serving_smoke(folder: Path, probe: tuple[str, str | None]) -> gate_checks.Ga
     details = [] if ok else [f"the artifact did not load and answer in a fresh process "
                              f"(exit {p.returncode}): {p.stderr.strip()[-400:]}"]
     return gate_checks.GateResult("serving_smoke", ok, {"seconds": round(secs, 2), "answer": out,
-                                              "exit_code": p.returncode}, {"must_answer": True}, details)
+                                                        "exit_code": p.returncode}, {"must_answer": True}, details)
 
 
 def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data_dir: Path | None = None,
@@ -322,11 +322,11 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
             p_out = prod.run(texts)
             p_correct = np.array([prod.spec.labels[i] == t for i, t in zip(p_out.argmax(1), y)], float)
             results.append(gate_checks.quality_non_regression(correct, p_correct, margin=st.quality_margin,
-                                                    n_boot=st.n_boot, metric="accuracy"))
+                                                              n_boot=st.n_boot, metric="accuracy"))
             if prod.spec.labels == lab:
                 results.append(gate_checks.ranking_consistency(test["item_id"].cast(pl.Utf8).to_list()[:g],
-                                                     list(p_out[:g]), list(c_out[:g]), k=3,
-                                                     min_pass_rate=consistency_rate))
+                                                               list(p_out[:g]), list(c_out[:g]), k=3,
+                                                               min_pass_rate=consistency_rate))
         if cand.variant is not cand.reference:
             r_out = cand.run(texts[:g], reference=True)
             results.append(gate_checks.parity_with_reference(list(r_out), list(c_out[:g]), k=3, **parity_kw))
@@ -341,7 +341,7 @@ def run_gate(candidate: Path, out: Path, *, production: Path | None = None, data
         up = cand.run([t.upper() for t in texts[:g]]).argmax(1)
         ty = cand.run([gate_checks.typo(t, rng) for t in texts[:g]]).argmax(1)
         results.append(gate_checks.behavioural({"case_invariant_label": list(base == up),
-                                      "typo_invariant_label": list(base == ty)}, min_pass_rate=0.9))
+                                                "typo_invariant_label": list(base == ty)}, min_pass_rate=0.9))
         probe = (texts[0], None)
     else:
         raise ConfigError([f"gate: task {task!r} is not gated yet (search, retrieval, classify are)"])

@@ -26,7 +26,7 @@ def check_consistency(folder: Path, golden_file: Path, *, min_pass_rate: float) 
     g = json.loads(Path(golden_file).read_text())
     t0 = time.perf_counter()
     now = [np.asarray(x, np.float64) for x in score_groups(load_shipped(Path(folder)).offline(), g["queries"],
-                                                             g["candidates"])]
+                                                           g["candidates"])]
     ref = [np.asarray(x, np.float64) for x in g["scores"]]
     r = parity_with_reference(ref, now, min_pass_rate=min_pass_rate)
     max_diff = max((float(np.max(np.abs(a - b))) for a, b in zip(ref, now) if len(a)), default=0.0)

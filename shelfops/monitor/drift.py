@@ -74,7 +74,6 @@ class Window:
         return len(self.queries)
 
 
-
 def psi(ref: Sequence[float], cur: Sequence[float], bins: int = 10) -> float:
     """Population stability index of ``cur`` against ``ref`` on ``ref``'s quantile bins."""
     r, c = np.asarray(ref, np.float64), np.asarray(cur, np.float64)

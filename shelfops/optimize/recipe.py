@@ -127,7 +127,7 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
                       [ev.train_b[j] for j in ix] if ev.train_b else None, spec.max_length)
 
     losses = distill(student, model, spec.task, batch, steps=cfg.prune.recovery_steps,
-                       lr=cfg.prune.lr, progress=progress) if cfg.prune.recovery_steps else []
+                     lr=cfg.prune.lr, progress=progress) if cfg.prune.recovery_steps else []
     folder = vdir / f"pruned{len(student.encoder.backbone.encoder.layer)}"
     text_models.save(student, spec, str(vdir.parent / "encoder"), folder)
     student.encoder.backbone.config.to_json_file(str(folder / "encoder" / "config.json"))
@@ -144,7 +144,7 @@ def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
     if weight is None or not encoder or weight <= 0:
         return None, "BM25"
     cat = catalogue.Retrievers.open(items, encoder, None, max_length=int(serving.get("dense_max_length") or 64),
-                                   progress=False)
+                                    progress=False)
     return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), \
         f"hybrid (BM25 + {cat.dense_name}, weight {weight:g})"
 
@@ -213,18 +213,18 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             atol = cfg.padding_atol_int8 if variant.precision == "int8" else cfg.padding_atol_fp32
             # one whose outputs move with padding will serve unbatched (policy.tune): measure it so
             outs = measuring.run_all(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
-                              batch_size=1 if pad > atol else 32,
-                              workers=max(1, max(threads) // max(1, variant.threads)))
+                                     batch_size=1 if pad > atol else 32,
+                                     workers=max(1, max(threads) // max(1, variant.threads)))
             eval_s = time.perf_counter() - t0
             if ref_out is None:
                 ref_out, ref_q = outs, ev.per_query(outs)
             par = measuring.parity(ev.groups(ref_out), ev.groups(outs), ref_out, outs,
-                            min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau,
-                            churn_overlap=cfg.churn_min_top10_overlap, churn_tau=cfg.churn_min_kendall_tau)
+                                   min_overlap=cfg.min_top10_overlap, min_tau=cfg.min_kendall_tau,
+                                   churn_overlap=cfg.churn_min_top10_overlap, churn_tau=cfg.churn_min_kendall_tau)
             drop = measuring.quality_drop(ref_q, ev.per_query(outs))
             pts = measuring.latency(variant, tok, ev.texts_a, ev.texts_b, max_length=spec.max_length,
-                             batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point,
-                             cores=max(threads))
+                                    batch_sizes=cfg.batch_sizes, threads=threads, seconds=cfg.seconds_per_point,
+                                    cores=max(threads))
             if variant.name == REFERENCE:
                 ref_points = {(p.threads, p.batch, p.workers): p.items_per_s for p in pts}
             points = [p.__dict__ for p in pts]

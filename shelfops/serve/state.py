@@ -81,7 +81,7 @@ def dense_status(cat: ServedCatalogue | None) -> str:
     if u is None:
         return "none"
     return "untuned encoder ready" if u.ready else (f"untuned encoder failed: {u.error}" if u.error
-                                                     else "untuned encoder: embedding the catalogue")
+                                                    else "untuned encoder: embedding the catalogue")
 
 
 def known_rows(cat: ServedCatalogue, data_dir: str | None) -> frozenset[int] | None:
@@ -151,7 +151,6 @@ class State:
                 "impressions": fb.get("impression", 0), "clicks": fb.get("click", 0),
                 "conversions": fb.get("purchase", 0),
                 "overlap": float(np.mean(a["overlap"])) if a["overlap"] else None}
-
 
 
 async def _warm(state: State, slot: Slot) -> None:

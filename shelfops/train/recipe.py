@@ -65,6 +65,7 @@ class Reranker(Protocol):
 
 PER_QUERY = ("per_query",)  # per-query arrays: kept beside a manifest, never in it
 
+
 def beats(comparisons: dict[str, dict]) -> bool:
     """The model beats every baseline with non-overlapping 95% intervals."""
     return bool(comparisons) and all(c["a_better"] and not c["overlap"] for c in comparisons.values())
@@ -158,7 +159,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
         # both retrievers over the whole catalogue: they mine the re-ranker's hard negatives, and
         # the served pipeline (retrieve -> fuse -> re-rank) is validated and tested on it
         cat = catalogue.Retrievers.open(data.items, encoder_path, cc.retriever, max_length=c.max_length,
-                                       progress=progress)
+                                        progress=progress)
         neg = catalogue.mined_negatives(data.train, cat, per_query=cc.hard_negatives, depth=cc.negative_depth,
                                         skip=cc.negative_skip, seed=c.schedule.seed)
         mined = len(neg)
@@ -199,7 +200,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     rng = np.random.default_rng(0)
     rnd = evaluate_scores(data.test, rng.random(len(data.test)), lo=lo, n_boot=cfg.bootstrap)
     comparisons = {name: eval_metrics.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],
-                                   n_boot=cfg.bootstrap)
+                                              n_boot=cfg.bootstrap)
                    for name, b in (("bm25", bm25), ("zero_shot", zs))}
     metrics = {"model": ev["summary"], "baselines": {"bm25": bm25["summary"],
                                                      "zero_shot": zs["summary"],
@@ -329,8 +330,8 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     metrics["beats_baselines_paired"] = beats_paired(metrics["comparisons_recall@10"])
     # the hybrid the server runs with this bi-encoder: its weight chosen on validation queries
     cat = catalogue.Retrievers(ids, texts, bm, index,
-                              lambda qs: embed_texts(model.encoder, tok, qs, max_length=c.max_length),
-                              "this bi-encoder")
+                               lambda qs: embed_texts(model.encoder, tok, qs, max_length=c.max_length),
+                               "this bi-encoder")
     vq = catalogue.relevant_queries(data.valid, lo, hi, c.positive_threshold, c.eval_queries)
     vjudged = catalogue.Judged(data.valid, lo, hi, c.positive_threshold, ids)
     vc = cat.candidates(vq)
@@ -475,7 +476,7 @@ def evaluate(model_dir: Path, data_dir: Path, cfg: TrainConfig, *, progress: boo
         cc = cfg.search.catalogue
         if cc.enabled:  # the served pipeline over this dataset's catalogue (with any retriever given)
             cat = catalogue.Retrievers.open(data.items, spec.encoder, cc.retriever, max_length=spec.max_length,
-                                           progress=progress)
+                                            progress=progress)
             folder = model_dir / "evaluations" / name
             folder.mkdir(parents=True, exist_ok=True)
             result["catalogue"], _ = _catalogue_test(cat, model, tok, data, cc, spec.max_length, folder,

@@ -297,7 +297,7 @@ def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
             "poprec_all": popularity_scores(seqs.all_interactions(), seqs.n_items)}
     for name, pop in pops.items():
         per[name] = eval_metrics.full_rank_metrics(popularity_scorer(pop), tgt, hist, KS,
-                                        exclude_padding=True, ties="optimistic")
+                                                   exclude_padding=True, ties="optimistic")
     neg = sampled_negatives(seqs) if negatives is None else negatives
     emb = model.item_emb.weight.detach()
 
@@ -310,7 +310,7 @@ def evaluate_test(model: SASRec, seqs: Sequences, *, bootstrap: int = 1000,
         sampled["model"] = eval_metrics.sampled_rank_metrics(sampled_model, tgt, neg, (1, 5, 10))
         for name, pop in pops.items():
             sampled[name] = eval_metrics.sampled_rank_metrics(lambda r, c, p=pop: p[c], tgt, neg, (1, 5, 10),
-                                                   ties="optimistic")
+                                                              ties="optimistic")
     n = bootstrap
     return {
         "model": eval_metrics.summarize(per["model"], n_boot=n),

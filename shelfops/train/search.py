@@ -271,7 +271,7 @@ def pooled_folds(frames: list[pl.DataFrame], *, lo: float, hi: float | None = No
                                    calibrated=name == "model", ties=ties.get(name, "pessimistic"))
              for name in ("model", *baselines)}
     comparisons = {b: eval_metrics.compare(evals["model"]["per_query"]["ndcg@10"],
-                                evals[b]["per_query"]["ndcg@10"], n_boot=n_boot)
+                                           evals[b]["per_query"]["ndcg@10"], n_boot=n_boot)
                    for b in baselines}
     # per-query values are in sorted query order (pool_metrics): each one's fold, to split them
     fold_of = np.array([seen[q] for q in df["query"].unique().sort().to_list()])

@@ -342,9 +342,9 @@ def make_catalogue(rng: np.random.Generator, vocab: Vocab, n_items: int, *,
     launch_day = np.zeros(n_items, np.int32)
     launch_day[n_old:] = launch
     cat = ShopCatalogue(leaf=leaf, noun=noun, brand=brand, values=values, price=price,
-                    zprice=zprice.astype(np.float32), quality=quality.astype(np.float32),
-                    popularity=pop.astype(np.float32), latent=lat.astype(np.float32),
-                    launch_day=launch_day)
+                        zprice=zprice.astype(np.float32), quality=quality.astype(np.float32),
+                        popularity=pop.astype(np.float32), latent=lat.astype(np.float32),
+                        launch_day=launch_day)
     return cat, items_table(rng, vocab, cat)
 
 

@@ -380,7 +380,7 @@ def generate_shop(out_dir: Path, *, users: int, items: int, days: int,
 
     leaves = truth.vocab.n_leaves
     tally = EventTally(before=SearchStats(np.zeros(leaves, np.int64)),
-                  after=SearchStats(np.zeros(leaves, np.int64)))
+                       after=SearchStats(np.zeros(leaves, np.int64)))
     writer = EventWriter(out / "events.parquet", truth, widths)
     try:
         with _progress(progress, target_events or days, "synthetic shop") as bar:

@@ -32,6 +32,7 @@ _CFG = OptimizeConfig()  # the selection bars as a new user's config sets them
 BARS = {"objective": _CFG.objective, "min_pass_rate": _CFG.min_parity_pass_rate,
         "min_churn_pass_rate": _CFG.churn_min_pass_rate}
 
+
 def _c(name, q, ips, p99=10.0, pass_rate=1.0):
     return Candidate(name, q, pass_rate, pass_rate, pass_rate,
                      Setting(1, 32, 1.0, p99 / 2, p99, ips) if ips else None)
