@@ -113,7 +113,7 @@ class Controller:
         row = RolloutRow(self.model, candidate, "shadow", self.clock(), "running", reason)
         self.reg.promote(self.model, candidate, "shadow", reason=reason, actor=self.actor,
                          with_move=lambda c: self._save(row, c))
-        self.server.set(task=self.task, mode="shadow", folder=str(folder), version=candidate)
+        self.server.set(task=self.task, mode="shadow", folder=str(folder), version=candidate, model=self.model)
         return row
 
     def _percent(self, stage: Stage) -> int:
@@ -127,7 +127,7 @@ class Controller:
                 live.get("percent", 0) != self._percent(row.stage):
             folder = self.reg.load(self.model, row.candidate)
             self.server.set(task=self.task, mode=want_mode, percent=self._percent(row.stage), folder=str(folder),
-                            version=row.candidate, credit=self.policy.interleave_credit)
+                            version=row.candidate, model=self.model, credit=self.policy.interleave_credit)
 
     def tick(self) -> Decision | None:
         row = self.row()

@@ -32,8 +32,11 @@ class RolloutIn(_In):
     mode: Literal["shadow", "interleave", "canary"]
     percent: int = Field(0, ge=0, le=100)  # canary: candidate's share; interleave: share interleaved
     credit: Literal["unique", "all", "rank"] = "unique"  # interleave: clicks on items one ranker alone shows, or all
+    # the candidate: a folder this server can read, or (where the server follows a registry)
+    # the version alone, optionally with the registered model's name to check against
     folder: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     version: Id | None = None
+    model: Id | None = None
 
 
 class RolloutEndIn(_In):

@@ -31,6 +31,10 @@ class ServeSettings:
     # registry's production alias); a different version is hot-swapped in
     watch: Callable[[], dict[str, tuple[Path, str]]] | None = None
     watch_seconds: float = 5.0
+    # (task, version, model name or None) -> local folder of that version, from the registry the
+    # server follows (shelfops.serve.watch.registry_versions): how a rollout's candidate is loaded
+    # when the controller's folder is not on this server's filesystem
+    fetch_version: Callable[[str, str, str | None], Path] | None = None
     # the dashboard: registry versions, aliases, gates and history (shelfops.serve.watch.registry_view),
     # and a folder of charts other stages wrote (optimize's pareto.png, drift reports)
     registry_view: Callable[[], dict] | None = None

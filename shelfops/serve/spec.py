@@ -18,7 +18,7 @@ from shelfops.config.schema import RegistryConfig, ServeConfig
 from shelfops.registry.registry import registry_from
 from shelfops.serve.batcher import MicroBatcher
 from shelfops.serve.settings import ServeSettings
-from shelfops.serve.watch import follow_registry, registry_view
+from shelfops.serve.watch import follow_registry, registry_versions, registry_view
 
 
 @dataclass
@@ -60,16 +60,17 @@ def serve_settings(spec: ReplicaSpec, *, batcher: type = MicroBatcher) -> ServeS
     win over) ``models`` and are followed for hot swaps. ``batcher``: the class model calls are
     batched by (Ray's ``ServeBatcher`` in a replica)."""
     models = {t: (Path(f), v) for t, (f, v) in spec.models.items()}
-    watch = view = None
+    watch = view = fetch = None
     if spec.registry_prefix:
         reg = registry_from(RegistryConfig(**spec.registry))
         watch, view = follow_registry(reg, spec.registry_prefix), registry_view(reg, spec.registry_prefix)
+        fetch = registry_versions(reg, spec.registry_prefix)
         models.update(watch())
     data = Path(spec.data_dir) if spec.data_dir else catalogue_of(models)
     return ServeSettings(models=models, data_dir=data, admin_token=spec.admin_token,
                          read_token=spec.read_token,
                          serve=spec.serve_config, watch=watch, watch_seconds=spec.watch_seconds,
-                         registry_view=view, batcher=batcher)
+                         fetch_version=fetch, registry_view=view, batcher=batcher)
 
 
 def catalogue_of(models: dict[str, tuple[Path, str]]) -> Path | None:

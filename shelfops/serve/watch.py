@@ -1,4 +1,5 @@
-"""What should serve now, read from the registry: ``<prefix>-<task>@production`` per task."""
+"""What should serve now, read from the registry: ``<prefix>-<task>@production`` per task, and
+any other version of it a rollout names."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from shelfops.errors import ArtifactNotFound
+from shelfops.errors import ArtifactNotFound, BadRequest
 from shelfops.tasks import TASKS
 
 
@@ -28,6 +29,22 @@ def follow_registry(reg, prefix: str, alias: str = "production"
         return out
 
     return wanted
+
+
+def registry_versions(reg, prefix: str) -> Callable[[str, str, str | None], Path]:
+    """A loader for ServeSettings.fetch_version: (task, version, model name or None) -> verified
+    local folder of ``<prefix>-<task>`` at that version, from the registry this server follows.
+    A rollout's controller may run where the server's files are not (another container, pod or
+    machine): it names the version, the server fetches it. A model name other than the one
+    this server follows is refused, so one server never serves another model's version."""
+
+    def fetch(task: str, version: str, model: str | None = None) -> Path:
+        name = f"{prefix}-{task}"
+        if model is not None and model != name:
+            raise BadRequest(f"this server follows {name} for {task}, not {model}", field="model")
+        return reg.load(name, version)
+
+    return fetch
 
 
 def registry_view(reg, prefix: str | None = None, history: int = 50) -> Callable[[], dict]:

@@ -1,19 +1,26 @@
 """deploy/compose.yaml for real with podman-compose: PostgreSQL (operational store and MLflow's
 backend), an MLflow tracking server, Redis and the serving image, each in its own container on
 the compose network. From outside, as a user would: versions are registered in that MLflow
-server with their alias history in that PostgreSQL; the server follows production, hot-swaps
-to a new version when the alias moves, and keeps sessions in that Redis."""
+server with their alias history in that PostgreSQL; the server serves production, keeps
+sessions in that Redis, and a new version is rolled out through it by the controller (shadow,
+canary steps on live traffic, promotion) until the server answers with it."""
 
 from __future__ import annotations
 
+import json
+import random
 import shutil
 import subprocess
+import time
 import uuid
 
 import httpx
 import pytest
 from containers import ENV, IMAGE, ROOT, built_image, podman, readable_copy, waited
 
+from shelfops.config.schema import RolloutConfig
+from shelfops.monitor.controller import Controller, HttpServer
+from shelfops.monitor.rollout import policy_from
 from shelfops.serve.server import free_port
 
 # the image (up to 1500 s when no container test built it first), the service images (900 s), the stack
@@ -27,7 +34,7 @@ def wait(what: str, cond, timeout: float = 180.0) -> float:
     return took
 
 
-def test_the_compose_stack_serves_the_registrys_production_and_follows_an_alias_move(models, small_shop, tmp_path):
+def test_the_compose_stack_serves_the_registrys_production_and_rolls_a_version_out(models, small_shop, tmp_path):
     assert shutil.which("podman-compose"), "podman-compose is not installed (make containers installs it)"
     built_image()
     subprocess.run([str(ROOT / "deploy" / "service-images.sh")], env=ENV, check=True, timeout=900,
@@ -81,16 +88,43 @@ def test_the_compose_stack_serves_the_registrys_production_and_follows_an_alias_
 
         assert redis.Redis(port=ports["REDIS_PORT"]).llen(f"shelfops:session:{session}") == 1
 
-        # a new version promoted in the registry is what the server answers with, without a restart
+        # v2 rolled out through the stack by the controller, as `shelfops rollout run` does: shadow,
+        # then canary steps on live traffic and clicks, then production moves in its PostgreSQL and
+        # MLflow server and the server answers with v2
         reg.register(models / "search-b", "shop-search")
-        reg.promote("shop-search", "2", "production", reason="second", force=True, actor="compose-test")
-        swap = wait("the hot swap to v2", lambda: httpx.post(f"{url}/v1/search", json={"query": "shoes", "k": 3},
-                                                             timeout=10).json()["versions"]["search"] == "2", 60)
-        moves = [(m.alias, m.from_version, m.to_version) for m in reg.history("shop-search")]
-        assert ("production", "1", "2") in moves, moves
+        gate = tmp_path / "gate"
+        gate.mkdir()
+        (gate / "gate.json").write_text(json.dumps({"passed": True, "failed": []}))
+        (gate / "gate.html").write_text("<html></html>")
+        reg.attach_gate("shop-search", "2", gate)
+        policy = policy_from(RolloutConfig(min_dwell_s=0, min_requests=30, min_impressions=60,
+                                           min_shadow_overlap=0.0, max_p99_ratio=20.0))
+        ctl = Controller(reg, HttpServer(url, "compose-test"), "shop-search", policy=policy)
+        began = time.monotonic()
+        ctl.start("2", reason="compose rollout")
+        rng, steps, n = random.Random(0), [], 0
+        with httpx.Client(base_url=url, timeout=30) as c:
+            while ctl.row().status == "running" and n < 6000:
+                n += 1
+                r = c.post("/v1/search", json={"query": "shoes", "k": 3, "user": f"u{n}"}).json()
+                item = r["items"][0]["item_id"]
+                c.post("/v1/events", json={"type": "impression", "item_id": item, "request_id": r["request_id"]})
+                if rng.random() < 0.3:  # shoppers click both versions alike
+                    c.post("/v1/events", json={"type": "click", "item_id": item, "request_id": r["request_id"]})
+                if n % 50 == 0 and (d := ctl.tick()) and d.action != "hold":
+                    steps.append((d.action, d.stage))
+            rolled = time.monotonic() - began
+            row = ctl.row()
+            assert row.status == "promoted", (row, steps)
+            assert [a for a, _ in steps] == ["advance"] * (len(steps) - 1) + ["promote"], steps
+            assert c.post("/v1/search", json={"query": "shoes", "k": 3}).json()["versions"]["search"] == "2"
+        assert reg.aliases("shop-search")["production"] == "2"
+        moves = [(m.alias, m.from_version, m.to_version, m.actor) for m in reg.history("shop-search")]
+        assert ("production", "1", "2", "controller") in moves, moves
     finally:
         subprocess.run(["podman-compose", "-p", project, "-f", str(COMPOSE), "down", "-v"], env=env,
                        capture_output=True, timeout=300)
         shutil.rmtree(mounted, ignore_errors=True)
     print(f"\nCOMPOSE PostgreSQL + MLflow server + Redis + shelfops: /readyz {cold:.1f} s after up, "
-          f"v1 served from the MLflow server, v2 served {swap:.1f} s after its promotion")
+          f"v1 served from the MLflow server, v2 rolled out by the controller in {rolled:.1f} s "
+          f"({n} searches; {' -> '.join(f'{a} {s}' for a, s in steps)})")

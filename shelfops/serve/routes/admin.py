@@ -3,12 +3,13 @@ rollout (shadow, interleave for a share of shoppers, canary %), end it (promote 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends
 
-from shelfops.errors import BadRequest, ShelfopsError, Unavailable
+from shelfops.errors import ArtifactNotFound, BadRequest, ShelfopsError, Unavailable
 from shelfops.serve.deps import Served, admin
 from shelfops.serve.routing import experiment_key
 from shelfops.serve.schemas import (
@@ -29,10 +30,8 @@ router = APIRouter(dependencies=[Depends(admin)])
 async def rollout(body: RolloutIn, state: Served):
     """Start or move a rollout: load the candidate beside production (shadow or canary %)."""
     cur = state.rollouts.get(body.task)
-    if body.folder and body.version and (cur is None or cur.version != body.version):
-        folder = Path(body.folder)
-        if not (folder / "manifest.json").exists():
-            raise BadRequest(f"{folder} is not a model folder (no manifest.json)", field="folder")
+    if body.version and (cur is None or cur.version != body.version):
+        folder = await _candidate(body, state)
         await swap(state, body.task, folder, body.version, key=f"{body.task}:candidate")
         cur = Rollout(body.mode, body.percent, body.version, folder, time.time())
     elif cur is None:
@@ -50,6 +49,22 @@ async def rollout(body: RolloutIn, state: Served):
         state.log_rollout(body.task, new.mode, new.version, new.percent)
     return {"task": body.task, "mode": body.mode, "percent": state.rollouts[body.task].percent,
             "candidate": cur.version}
+
+
+async def _candidate(body: RolloutIn, state) -> Path:
+    """The candidate's folder: the one named, where this server can read it; else its version
+    fetched from the registry this server follows (the controller may run on another machine)."""
+    if body.folder and (Path(body.folder) / "manifest.json").exists():
+        return Path(body.folder)
+    fetch = state.settings.fetch_version
+    if fetch is None:
+        raise BadRequest(f"{body.folder} is not a model folder (no manifest.json)" if body.folder else
+                         "give the candidate's folder: this server follows no registry to fetch "
+                         f"version {body.version} from", field="folder")
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, fetch, body.task, body.version, body.model)
+    except ArtifactNotFound as e:
+        raise BadRequest(f"version {body.version} for {body.task}: {e}", field="version") from e
 
 
 @router.post("/admin/rollout/end", response_model=RolloutEndOut, responses=ERRORS)
