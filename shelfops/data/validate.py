@@ -65,7 +65,8 @@ class Pseudonymiser:
         if len(self.cache) + len(values) > self.max_cache:
             self.cache.clear()
         cache, key = self.cache, self.key
-        return pl.Series([cache[u] if u in cache else cache.setdefault(u, pseudonymise(u, key)) for u in values],
+        # get, not `in` then []: another checking thread may clear the cache between the two
+        return pl.Series([cache.get(u) or cache.setdefault(u, pseudonymise(u, key)) for u in values],
                          dtype=pl.String)
 
 
@@ -175,11 +176,12 @@ def check_batch(
     becomes the quarantine's ``raw`` column.
     """
     schema = pl.Schema(pl.from_arrow(TABLES[table].empty_table()).schema)
-    if ids is not None:
-        df = df.with_columns(
-            [ids.column(df[c]).alias(c) for c in ID_COLUMNS if c in df.columns]
-        )
-    typed = df.select([_by_distinct(df, n, _typed(df, n, t, rules)) if t == pl.String else
+    hashed = {c for c in ID_COLUMNS if c in df.columns} if ids is not None else set()
+    if hashed:
+        df = df.with_columns([ids.column(df[c]).alias(c) for c in hashed])
+    # a pseudonymised id is 16 hex characters or null: already what typing would make of it
+    typed = df.select([pl.col(n) if n in hashed else
+                       _by_distinct(df, n, _typed(df, n, t, rules)) if t == pl.String else
                        _typed(df, n, t, rules) for n, t in schema.items() if n != "seq"])
     checks: list[tuple[pl.Expr, str, str, pl.Expr]] = []  # (failed, reason, column, detail)
 

@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 
 from shelfops.config.schema import CleaningConfig, DataConfig, SyntheticConfig
-from shelfops.data.dedupe import SeenHashes
-from shelfops.data.ingest import ingest
+from shelfops.data.ingest import _duplicates, ingest
 from shelfops.data.recipe import limits_from, rules_from
 from shelfops.data.sources import build_spec
 
@@ -108,21 +107,20 @@ def test_bot_sessions_are_quarantined(tmp_path):
     assert counts["events"]["kept"] == 60
 
 
-def test_seen_hashes_matches_python_set():
+def test_duplicates_are_rows_whose_hash_an_earlier_row_had():
+    """Across batches and within one: the first copy kept, every later one flagged, as a set of
+    seen hashes grown row by row would say."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    seen = SeenHashes()
-    ref: set[int] = set()
-    for _ in range(40):
-        h = rng.integers(0, 5000, size=300).astype(np.uint64)
-        got = seen.seen_before(h)
-        exp = []
-        for x in h.tolist():
-            exp.append(x in ref)
-            ref.add(x)
-        assert got.tolist() == exp
-    assert len(seen) == len(ref) and len(seen.levels) <= 12
+    batches = [rng.integers(0, 5000, size=300).astype(np.uint64) for _ in range(40)]
+    seen: set[int] = set()
+    want = []
+    for x in np.concatenate(batches).tolist():
+        want.append(x in seen)
+        seen.add(x)
+    assert _duplicates(batches).tolist() == want
+    assert _duplicates([]).tolist() == []
 
 
 def test_reject_ratio_makes_cli_fail(tmp_path):
