@@ -74,8 +74,8 @@ def one_size(n: int, n_queries: int, enc, tok, path: str) -> dict:
         embed_texts(enc, tok, sample, max_length=MAX_LENGTH)
         per_s = len(sample) / (time.perf_counter() - t)
         t = time.perf_counter()
-        emb = cached_embeddings(path, titles, MAX_LENGTH, lambda: embed_texts(
-            enc, tok, titles, max_length=MAX_LENGTH, progress=f"embed {n:,} titles"))
+        emb = cached_embeddings(path, titles, MAX_LENGTH, lambda ts: embed_texts(
+            enc, tok, ts, max_length=MAX_LENGTH), progress=f"embed {n:,} titles")
         embed_all = time.perf_counter() - t
         qv = embed_texts(enc, tok, queries, max_length=MAX_LENGTH)
 

@@ -44,8 +44,8 @@ class UntunedDense:
             path = resolve_encoder(self.encoder_name)
             self.enc, self.tok = TextEncoder(load_backbone(path), "mean"), load_tokenizer(path)
             with self._lock, torch.inference_mode():
-                emb = cached_embeddings(path, texts, self.max_length, lambda: embed_texts(
-                    self.enc, self.tok, texts, max_length=self.max_length))
+                emb = cached_embeddings(path, texts, self.max_length, lambda ts: embed_texts(
+                    self.enc, self.tok, ts, max_length=self.max_length))
             self.index, _ = build_index(emb)
         except Exception as e:  # the server keeps answering from BM25 and says why in /readyz
             self.error = f"{type(e).__name__}: {e}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,34 +94,106 @@ def embedding_cache() -> Path:
     return Path(os.environ.get("SHELFOPS_HOME") or Path.home() / ".shelfops") / "cache" / "embeddings"
 
 
-def cached_embeddings(encoder_path: str, texts: Sequence[str], max_length: int,
-                      compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """``compute()``, or the array an earlier call stored for the same encoder files, texts and
-    length: an untuned encoder never changes, so folds of a cross-validation, retrainings and
-    server starts on one catalogue embed it once (4.5 min for Home Depot's 54,666 titles on 2
-    cores). Stored as ``.npy`` (never a pickle); a damaged file is recomputed."""
+def _encoder_hash(encoder_path: str, max_length: int):
+    """The encoder's identity: its files (names, sizes, modification times), its path and the
+    length texts are cut to (a running sha256)."""
     h = hashlib.sha256(f"{max_length}\n".encode())
     for f in sorted(Path(encoder_path).glob("*")) if Path(encoder_path).is_dir() else []:
-        if f.is_file():  # the encoder's identity: its files' names, sizes and modification times
+        if f.is_file():
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     h.update(str(encoder_path).encode())
+    return h
+
+
+def _legacy(encoder_path: str, texts: Sequence[str], max_length: int) -> np.ndarray | None:
+    """The whole-catalogue array an earlier shelfops stored for exactly these texts (one
+    ``.npy`` per encoder, length and text list, before the store kept each text once), if any."""
+    h = _encoder_hash(encoder_path, max_length)
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
     path = embedding_cache() / f"{h.hexdigest()[:32]}.npy"
-    if path.exists():
+    try:
+        emb = np.load(path, allow_pickle=False) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+    return emb if emb is not None and emb.ndim == 2 and len(emb) == len(texts) else None
+
+
+def _text_keys(texts: Sequence[str]) -> pl.DataFrame:
+    """Each text's 128-bit content key, as two unsigned 64-bit columns ``k0``, ``k1``."""
+    raw = b"".join(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts)
+    k = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2) if texts else np.zeros((0, 2), np.uint64)
+    return pl.DataFrame({"k0": k[:, 0], "k1": k[:, 1]})
+
+
+def _read_segments(store: Path) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """Every readable segment of a store: keys (k0, k1, row) and the vectors, rows aligned. A
+    damaged or half-written segment is skipped (its texts are embedded again), never trusted."""
+    keys, vecs = [], []
+    for seg in sorted(store.glob("seg-*.npz")):
         try:
-            emb = np.load(path, allow_pickle=False)
-            if emb.shape[0] == len(texts):
-                return emb
-        except (OSError, ValueError):
-            pass
-    emb = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, emb)
-    tmp.replace(path)  # atomic: a reader never sees half a file
-    return emb
+            with np.load(seg, allow_pickle=False) as z:
+                k, e = z["keys"], z["emb"]
+            if k.ndim != 2 or k.shape[1] != 2 or e.ndim != 2 or len(k) != len(e):
+                raise ValueError("shape")
+        except (OSError, ValueError, KeyError):
+            continue
+        keys.append(k)
+        vecs.append(e)
+    if not keys:
+        return pl.DataFrame(schema={"k0": pl.UInt64, "k1": pl.UInt64, "row": pl.Int64}), None
+    k = np.concatenate(keys)
+    return (pl.DataFrame({"k0": k[:, 0], "k1": k[:, 1], "row": np.arange(len(k))})
+            .unique(["k0", "k1"], keep="first", maintain_order=True)), np.concatenate(vecs)
+
+
+def cached_embeddings(encoder_path: str, texts: Sequence[str], max_length: int,
+                      compute: Callable[[list[str]], np.ndarray], *, segment: int = 8192,
+                      progress: str | None = None) -> np.ndarray:
+    """The embeddings of ``texts`` (rows in their order), each distinct text embedded once per
+    encoder files and length, ever: an untuned encoder never changes, so folds of a
+    cross-validation, retrainings, server starts and a catalogue that grew embed only the texts
+    no earlier call did (Home Depot's 54,666 titles: 4.5 min on 2 cores, once).
+
+    The store is a folder per encoder and length under :func:`embedding_cache` of segments
+    (``.npz`` of 128-bit text keys and float32 vectors, never a pickle), written one at a time
+    as ``compute`` (texts -> vectors) finishes ``segment`` new texts: a run stopped midway keeps
+    what it finished and the next one goes on from there. ``progress``: a label for a bar over
+    the texts to embed."""
+    if not texts:
+        return compute([])
+    if (old := _legacy(encoder_path, texts, max_length)) is not None:
+        return old
+    store = embedding_cache() / _encoder_hash(encoder_path, max_length).hexdigest()[:32]
+    want = _text_keys(texts).with_row_index("i")
+    have, vecs = _read_segments(store)
+    joined = want.join(have, on=["k0", "k1"], how="left", maintain_order="left")
+    missing = joined.filter(pl.col("row").is_null()).unique(["k0", "k1"], keep="first", maintain_order=True)
+    if len(missing):
+        store.mkdir(parents=True, exist_ok=True)
+        todo = missing["i"].to_list()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc=progress, dynamic_ncols=True, leave=False)
+        for lo in range(0, len(todo), segment):
+            part = todo[lo:lo + segment]
+            emb = np.ascontiguousarray(compute([texts[i] for i in part]), dtype=np.float32)
+            keys = missing.slice(lo, len(part)).select("k0", "k1").to_numpy().astype(np.uint64)
+            tmp = store / f".seg-{os.getpid()}-{lo}.tmp.npz"
+            np.savez(tmp, keys=keys, emb=emb)
+            tmp.replace(store / f"seg-{time.time_ns():020d}-{os.getpid()}.npz")  # atomic: never half a segment
+            if bar is not None:
+                bar.update(len(part))
+        if bar is not None:
+            bar.close()
+        have, vecs = _read_segments(store)
+        joined = want.join(have, on=["k0", "k1"], how="left", maintain_order="left")
+    if vecs is None or joined["row"].null_count():
+        raise ModelError(f"embedding store {store}: texts still missing after embedding them")
+    return vecs[joined["row"].to_numpy()]
 
 
 def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, texts: Sequence[str],
@@ -142,15 +215,15 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
     def embed(queries: list[str]) -> np.ndarray:
         return embed_texts(enc, tok, queries, max_length=length)
 
-    def catalogue() -> np.ndarray:
-        return embed_texts(enc, tok, list(texts), max_length=length,
-                           progress="catalogue: embedding" if progress else None)
-
     if retriever:
         saved = Path(retriever) / "index" / "embeddings.npy"
         emb = np.load(saved, allow_pickle=False) if saved.exists() else None
-        return embed, name, emb if emb is not None and len(emb) == len(texts) else catalogue()
-    return embed, name, cached_embeddings(encoder_path, texts, length, catalogue)
+        if emb is not None and len(emb) == len(texts):
+            return embed, name, emb
+        return embed, name, embed_texts(enc, tok, list(texts), max_length=length,
+                                        progress="catalogue: embedding" if progress else None)
+    return embed, name, cached_embeddings(encoder_path, texts, length, embed,
+                                          progress="catalogue: embedding" if progress else None)
 
 
 def mined_negatives(train: pl.DataFrame, cat: Retrievers, *, per_query: int, depth: int, skip: int,

@@ -311,8 +311,8 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     bm_pq = catalogue_eval(None, None, test_q, data.test, ids, retrieved=bm_ids, **kw)
     zenc = TextEncoder(load_backbone(encoder_path), "mean")
     ztok = load_tokenizer(encoder_path)
-    z_items = catalogue.cached_embeddings(encoder_path, texts, c.max_length, lambda: embed_texts(
-        zenc, ztok, texts, max_length=c.max_length, progress="zero-shot: catalogue" if progress else None))
+    z_items = catalogue.cached_embeddings(encoder_path, texts, c.max_length, lambda ts: embed_texts(
+        zenc, ztok, ts, max_length=c.max_length), progress="zero-shot: catalogue" if progress else None)
     zi, _ = build_index(z_items)
     _, z_ids = index_search(zi, embed_texts(zenc, ztok, test_q, max_length=c.max_length), 50)
     zs_pq = catalogue_eval(None, None, test_q, data.test, ids, retrieved=z_ids, **kw)

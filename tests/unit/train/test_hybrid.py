@@ -113,31 +113,58 @@ def test_served_candidates_filter_each_list_before_fusing():
     assert candidates(lexical, dense, 0.5, 3, keep=lambda i: False) == []
 
 
-def test_catalogue_embeddings_are_computed_once_per_encoder_and_texts(tmp_path, monkeypatch):
+def test_catalogue_embeddings_are_computed_once_per_encoder_length_and_text(tmp_path, monkeypatch):
+    """Each distinct text is embedded once per encoder files and length: a catalogue that grew
+    embeds only its new texts, a run that fails midway keeps its finished segments, and a
+    damaged segment is embedded again, never trusted."""
+    import pytest
+
     from shelfops.train.catalogue import cached_embeddings, embedding_cache
 
     monkeypatch.setenv("SHELFOPS_CACHE", str(tmp_path / "cache"))
     enc = tmp_path / "enc"
     enc.mkdir()
     (enc / "model.safetensors").write_bytes(b"w1")
-    calls = []
+    calls: list[list[str]] = []
 
-    def compute(n=3):
-        calls.append(n)
-        return np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    def compute(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32).reshape(-1, 2)
 
-    first = cached_embeddings(str(enc), ["a", "b", "c"], 64, compute)
-    again = cached_embeddings(str(enc), ["a", "b", "c"], 64, compute)
-    assert np.array_equal(first, again) and calls == [3]
-    cached_embeddings(str(enc), ["a", "b", "d"], 64, compute)  # other texts
-    cached_embeddings(str(enc), ["a", "b", "c"], 32, compute)  # another length
-    (enc / "model.safetensors").write_bytes(b"weights 2")  # the encoder changed
-    cached_embeddings(str(enc), ["a", "b", "c"], 64, compute)
-    assert calls == [3, 3, 3, 3]
-    for f in embedding_cache().glob("*.npy"):
-        f.write_bytes(b"not an array")  # damaged files are recomputed, never trusted
-    assert np.array_equal(cached_embeddings(str(enc), ["a", "b", "c"], 64, compute), first)
-    assert len(calls) == 5
+    def want(texts):
+        return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32)
+
+    first = cached_embeddings(str(enc), ["a", "bb", "c"], 64, compute)
+    assert np.array_equal(first, want(["a", "bb", "c"])) and calls == [["a", "bb", "c"]]
+    # the same texts, reordered and repeated: nothing to embed, rows in the asked order
+    again = cached_embeddings(str(enc), ["c", "a", "a", "bb"], 64, compute)
+    assert np.array_equal(again, want(["c", "a", "a", "bb"])) and len(calls) == 1
+    # the catalogue grew: only the new texts are embedded
+    grown = cached_embeddings(str(enc), ["a", "bb", "c", "dd", "e"], 64, compute)
+    assert calls[-1] == ["dd", "e"] and np.array_equal(grown, want(["a", "bb", "c", "dd", "e"]))
+    cached_embeddings(str(enc), ["a"], 32, compute)  # another length: its own store
+    assert calls[-1] == ["a"]
+    (enc / "model.safetensors").write_bytes(b"weights 2")  # the encoder changed: all again
+    cached_embeddings(str(enc), ["a", "bb"], 64, compute)
+    assert calls[-1] == ["a", "bb"]
+
+    # a run that fails after its first segment keeps it; the next run embeds the rest only
+    def failing(texts):
+        if "h" in texts:
+            raise RuntimeError("killed")
+        return compute(texts)
+
+    with pytest.raises(RuntimeError):
+        cached_embeddings(str(enc), ["f", "g", "h", "i"], 64, failing, segment=2)
+    assert calls[-1] == ["f", "g"]
+    cached_embeddings(str(enc), ["f", "g", "h", "i"], 64, compute, segment=2)
+    assert calls[-1] == ["h", "i"]
+
+    for f in embedding_cache().rglob("seg-*.npz"):
+        f.write_bytes(b"not an archive")  # damaged segments are embedded again
+    n = len(calls)
+    assert np.array_equal(cached_embeddings(str(enc), ["a", "bb"], 64, compute), want(["a", "bb"]))
+    assert calls[n:] == [["a", "bb"]]
 
 
 def test_negative_triples_pair_each_negative_with_a_relevant_judged_product():
@@ -191,3 +218,30 @@ def test_final_order_blends_the_re_ranker_with_the_retrieved_order():
     assert final_order(s, 0.5)[0] == 1  # 1 is first or second in both
     two = final_order(np.array([[0.1, 0.9, -np.inf], [3.0, 2.0, 1.0]]), 0.5)
     assert two[0, -1] == 2 and two[1].tolist() == [0, 1, 2]  # a missing candidate stays last
+
+
+def test_an_earlier_whole_catalogue_embedding_file_is_still_read(tmp_path, monkeypatch):
+    """Caches written before the store (one .npy per encoder, length and text list) are used
+    as they are: a cross-validation's later folds do not embed the catalogue again."""
+    import hashlib
+
+    from shelfops.train.catalogue import cached_embeddings, embedding_cache
+
+    monkeypatch.setenv("SHELFOPS_CACHE", str(tmp_path / "cache"))
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "model.safetensors").write_bytes(b"w1")
+    st = (enc / "model.safetensors").stat()
+    h = hashlib.sha256(b"64\n")
+    h.update(f"model.safetensors:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update(str(enc).encode())
+    for t in ("a", "b"):
+        h.update(t.encode() + b"\0")
+    embedding_cache().mkdir(parents=True)
+    stored = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    np.save(embedding_cache() / f"{h.hexdigest()[:32]}.npy", stored)
+
+    def never(texts):
+        raise AssertionError(f"embedded {texts} again")
+
+    assert np.array_equal(cached_embeddings(str(enc), ["a", "b"], 64, never), stored)
