@@ -27,8 +27,10 @@ log = logging.getLogger("shelfops.serve")
 class UntunedDense:
     """An untuned encoder and a FAISS index of the catalogue under it."""
 
-    def __init__(self, encoder: str, texts: list[str], *, max_length: int = 64) -> None:
+    def __init__(self, encoder: str, texts: list[str], *, max_length: int = 64,
+                 queries: list[str] | None = None) -> None:
         self.encoder_name, self.max_length = encoder, max_length
+        self.queries = queries or []  # past searches: the index is tuned to find their products
         self.index = None
         self.error: str | None = None
         self._lock = threading.Lock()  # one forward pass at a time on this module
@@ -46,7 +48,9 @@ class UntunedDense:
             with self._lock, torch.inference_mode():
                 emb = cached_embeddings(path, texts, self.max_length, lambda ts: embed_texts(
                     self.enc, self.tok, ts, max_length=self.max_length))
-            self.index, _ = build_index(emb)
+                probes = embed_texts(self.enc, self.tok, self.queries, max_length=self.max_length) \
+                    if self.queries else None
+            self.index, _ = build_index(emb, probes=probes)
         except Exception as e:  # the server keeps answering from BM25 and says why in /readyz
             self.error = f"{type(e).__name__}: {e}"
             log.warning("untuned dense retriever unavailable, search stays lexical: %s", self.error)

@@ -37,6 +37,7 @@ class ServedCatalogue:
 
     def __init__(self, data_dir: Path) -> None:
         items = item_texts(pl.read_parquet(Path(data_dir) / "items.parquet"))
+        self.queries = past_queries(Path(data_dir))  # what the dense index is tuned for
         self.ids = items["item_id"].to_list()
         self.texts = items["text"].to_list()
         self.titles = items["title"].to_list()
@@ -47,14 +48,28 @@ class ServedCatalogue:
         self._bm25 = None
         self.untuned: UntunedDense | None = None  # the dense side when no bi-encoder is served
 
-    def build_index(self, emb: np.ndarray, version: str) -> None:
-        self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32))
+    def build_index(self, emb: np.ndarray, version: str, probes: np.ndarray | None = None) -> None:
+        self.index, _ = build_index(np.ascontiguousarray(emb, dtype=np.float32), probes=probes)
         self.index_version = version
 
     def bm25(self):
         if self._bm25 is None:
             self._bm25 = BM25Index(self.texts)
         return self._bm25
+
+
+def past_queries(data_dir: Path, n: int = 200, seed: int = 0) -> list[str]:
+    """Up to ``n`` distinct queries shoppers typed (search events drawn at random, so common
+    queries come up as often as they are typed; else the judged queries): what an approximate
+    index is tuned to find its products for (``train.index``). Empty when the folder has none."""
+    for table, where in (("events", pl.col("event_type") == "search"), ("judgements", pl.lit(True))):
+        path = data_dir / f"{table}.parquet"
+        if not path.exists() or "query" not in pl.read_parquet_schema(path):
+            continue
+        q = pl.scan_parquet(path).filter(where & pl.col("query").is_not_null()).select("query").collect()
+        if len(q):
+            return q.sample(min(len(q), 20 * n), seed=seed)["query"].unique(maintain_order=True).head(n).to_list()
+    return []
 
 
 def candidates(lexical: np.ndarray | None, dense: np.ndarray | None, weight: float, n: int,
@@ -163,12 +178,14 @@ async def _warm(state: State, slot: Slot) -> None:
         enc = slot.meta.get("dense_encoder")
         if enc and state.settings.serve.retriever != "lexical" and (
                 cat.untuned is None or cat.untuned.encoder_name != enc):
-            cat.untuned = UntunedDense(enc, cat.texts, max_length=int(slot.meta.get("dense_max_length") or 64))
+            cat.untuned = UntunedDense(enc, cat.texts, max_length=int(slot.meta.get("dense_max_length") or 64),
+                                       queries=cat.queries)
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
     elif slot.task == "retrieval" and cat is not None:
         emb = await slot.batcher.submit_many(cat.texts)
-        cat.build_index(np.stack(emb), slot.version)
+        probes = await slot.batcher.submit_many(cat.queries) if cat.queries else None  # the index tuned for them
+        cat.build_index(np.stack(emb), slot.version, np.stack(probes) if probes else None)
     elif slot.task == "classify":
         await slot.batcher.submit_many(["warm up"] * 4)
     elif slot.task == "recommend":
