@@ -4,7 +4,8 @@ one re-rank depth (issue 19: p99 should grow < 2x from 10k to 1M).
 For each size: the synthetic shop's catalogue at that size (``catalogue_scale.shop_catalogue``,
 the same products as bench/catalogue_scale.py) is written as a data folder; a copy of the
 search model is released on it (its manifest names that folder, as a model trained on it
-would); the app serves it over real loopback HTTP (uvicorn in this process) with hybrid
+would), with 200 past searches of the shop (other queries than the timed ones) for the index
+to be tuned on; the app serves it over real loopback HTTP (uvicorn in this process) with hybrid
 retrieval (BM25 + the untuned encoder's index, built and tuned by size) and the re-rank depth
 given; once ``/readyz`` says the dense side is ready, 300 of the shop's queries are sent one
 at a time after 20 to warm up. Prints p50/p99 of the whole request and of each stage the
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,6 +44,8 @@ from serve import parse_timing  # noqa: E402
 from shelfops.config.schema import ServeConfig  # noqa: E402
 from shelfops.serve.app import ServeSettings, create_app  # noqa: E402
 from shelfops.serve.server import start_in_thread  # noqa: E402
+
+PAST = 200  # past searches in the data folder: what the served index is tuned for
 
 
 def released_on(model: Path, data: Path, out: Path) -> Path:
@@ -61,10 +65,13 @@ def pcts(xs: list[float]) -> list[float]:
 
 
 def one_size(n: int, model: Path, work: Path, depth: int, searches: int) -> dict:
-    items, _, queries = shop_catalogue(n, searches + 20)
+    items, _, queries = shop_catalogue(n, PAST + searches + 20)
+    past, queries = queries[:PAST], queries[PAST:]
     data = work / f"data-{n}"
     data.mkdir(parents=True, exist_ok=True)
     pq.write_table(items.to_arrow(), data / "items.parquet")
+    # the shop's past searches, which the served index is tuned for (others than those timed)
+    pl.DataFrame({"event_type": ["search"] * PAST, "query": past}).write_parquet(data / "events.parquet")
     served = released_on(model, data, work / f"search-{n}")
     settings = ServeSettings(models={"search": (served, "1")}, data_dir=data,
                              serve=ServeConfig(rerank_depth=depth))
