@@ -233,7 +233,7 @@ def ingest(
                         ledger.rows_in[(tb, f)] += c
                     quarantine.add(batch.df)
                     continue
-                _pass_one(batch, checked, rules, ledger, quarantine, stages, derived, sessions, hashes)
+                _pass_one(batch, checked, ledger, quarantine, stages, derived, sessions, hashes)
                 bar.advance(task, len(batch.df))
         for s in (*stages.values(), derived):
             s.close()
@@ -291,13 +291,12 @@ def _file_id(files: list[str], file: str) -> int:
 
 @dataclass
 class _Checked:
-    """One batch's order-free work of pass one: typed, cleaned, pseudonymised rows with their
-    reasons (``check_batch``), the input with ids pseudonymised, the passing rows as staged
-    (Arrow, with their file's id), their sessions' sizes and spans (events), their 64-bit row hashes
-    (for duplicates: events and judgements) and the item rows the batch describes."""
+    """One batch's order-free work of pass one: its rejected rows as the quarantine takes them
+    (None when every row passed), the passing rows as staged (Arrow, with their file's id),
+    their sessions' sizes and spans (events), their 64-bit row hashes (for duplicates: events
+    and judgements) and the item rows the batch describes."""
 
-    rows: pl.DataFrame
-    source: pl.DataFrame
+    rejects: pl.DataFrame | None
     kept: pa.Table
     sessions: pl.DataFrame | None
     hashes: np.ndarray | None
@@ -308,6 +307,9 @@ def _check(batch: RawBatch, file_id: int, rules: Rules, ids: Pseudonymiser, dedu
     table = batch.table
     checked, source = check_batch(table, batch.df, rules, ids)
     good = checked["_reason"].is_null()
+    bad = ~good
+    rejects = _reject_rows(table, batch.file, batch.rows.filter(bad), checked.filter(bad),
+                           raw_json(source.filter(bad), mask_pii=rules.mask_pii)) if bad.any() else None
     dedupe_key = (batch.df["_dedupe_key"].cast(pl.Int64) if "_dedupe_key" in batch.df.columns
                   else pl.Series([None] * len(batch.df), dtype=pl.Int64))
     kept = checked.filter(good).select(_canonical(table)).with_columns(
@@ -322,7 +324,7 @@ def _check(batch: RawBatch, file_id: int, rules: Rules, ids: Pseudonymiser, dedu
         it, _ = check_batch("items", batch.items.filter(good), rules, None)
         items = it.filter(pl.col("_reason").is_null()).select(_canonical("items"))
     staged = kept.with_columns(pl.lit(file_id, pl.Int32).alias("_file")).to_arrow()
-    return _Checked(checked, source, staged, sessions, hashes, items)
+    return _Checked(rejects, staged, sessions, hashes, items)
 
 
 def _checked_ahead(batches: Iterator[RawBatch | Rejects], files: list[str], rules: Rules, ids: Pseudonymiser,
@@ -345,18 +347,14 @@ def _checked_ahead(batches: Iterator[RawBatch | Rejects], files: list[str], rule
             yield b, None if f is None else f.result()
 
 
-def _pass_one(batch: RawBatch, done: _Checked, rules: Rules, ledger: Ledger,
-              quarantine: Quarantine, stages: dict, derived: _Stage,
-              sessions: list[pl.DataFrame], hashes: dict[str, list[np.ndarray]]) -> None:
+def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quarantine, stages: dict,
+              derived: _Stage, sessions: list[pl.DataFrame], hashes: dict[str, list[np.ndarray]]) -> None:
     """Record one checked batch, in the source's order: its rejects, its passing rows staged,
     its sessions and row hashes kept for the whole-table checks, the items it describes."""
-    table, file = batch.table, batch.file
-    ledger.rows_in[(table, file)] += len(batch.df)
-    checked = done.rows
-    bad = checked["_reason"].is_not_null()
-    if bad.any():
-        quarantine.add(_reject_rows(table, file, batch.rows.filter(bad), checked.filter(bad),
-                                    raw_json(done.source.filter(bad), mask_pii=rules.mask_pii)))
+    table = batch.table
+    ledger.rows_in[(table, batch.file)] += len(batch.df)
+    if done.rejects is not None:
+        quarantine.add(done.rejects)
     stages[table].add(done.kept)
     if done.sessions is not None:
         sessions.append(done.sessions)
