@@ -178,6 +178,7 @@ def cached_embeddings(encoder_path: str, texts: Sequence[str], max_length: int,
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(todo), desc=progress, dynamic_ncols=True, leave=False)
+        new = []
         for lo in range(0, len(todo), segment):
             part = todo[lo:lo + segment]
             emb = np.ascontiguousarray(compute([texts[i] for i in part]), dtype=np.float32)
@@ -185,11 +186,16 @@ def cached_embeddings(encoder_path: str, texts: Sequence[str], max_length: int,
             tmp = store / f".seg-{os.getpid()}-{lo}.tmp.npz"
             np.savez(tmp, keys=keys, emb=emb)
             tmp.replace(store / f"seg-{time.time_ns():020d}-{os.getpid()}.npz")  # atomic: never half a segment
+            new.append(emb)
             if bar is not None:
                 bar.update(len(part))
         if bar is not None:
             bar.close()
-        have, vecs = _read_segments(store)
+        # what was just embedded joins what the store held, rows numbered after it (no second read)
+        start = 0 if vecs is None else len(vecs)
+        added = missing.select("k0", "k1").with_columns(pl.int_range(start, start + len(missing), dtype=pl.Int64)
+                                                        .alias("row"))
+        have, vecs = pl.concat([have, added]), np.concatenate(([] if vecs is None else [vecs]) + new)
         joined = want.join(have, on=["k0", "k1"], how="left", maintain_order="left")
     if vecs is None or joined["row"].null_count():
         raise ModelError(f"embedding store {store}: texts still missing after embedding them")
