@@ -9,9 +9,9 @@ at 2.5 ms; IVF nprobe 32 0.98 at 1.6 ms, half the build time, less memory; bench
 An approximate index is tuned as it is built: its search breadth (IVF's nprobe, HNSW's
 efSearch) is doubled until its Recall@10 against exact search reaches ``target_recall`` with
 95% confidence (0.95: the recall a shopper cannot tell from exact, at a fraction of its cost;
-a shop that wants more sets it) on ``probes``: real queries where the caller has them (past searches, validation
-queries), else vectors near the catalogue's own, which overestimate recall (0.996 where real
-queries got 0.85). It starts from a breadth already cheap at a million items (nprobe 16,
+a shop that wants more sets it) on ``probes``: real queries where the caller has them (past
+searches, validation queries), else vectors near the catalogue's own, which overestimate recall
+(0.996 where real queries got 0.85). It starts from a breadth already cheap at a million items (nprobe 16,
 efSearch 128), so tuning only ever widens it. What it reached, the build time and the bytes per
 item are recorded with the index. Files are FAISS's own binary format (no pickle).
 """
@@ -79,10 +79,10 @@ def build_index(
         raise ModelError(f"unknown index kind {kind!r} (flat, hnsw, ivf or auto)")
     index.add(x)
     if kind != "flat" and target_recall is not None:
-        q = probe_queries(x, seed=seed) if probes is None or not len(probes) else \
-            np.ascontiguousarray(probes, dtype=np.float32)
+        real = probes is not None and len(probes) > 0
+        q = np.ascontiguousarray(probes, dtype=np.float32) if real else probe_queries(x, seed=seed)
         params.update(_tune(index, kind, x, q, target_recall))
-        params["probes"] = "synthetic" if probes is None or not len(probes) else f"{len(q)} queries"
+        params["probes"] = f"{len(q)} queries" if real else "synthetic"
     params["build_seconds"] = round(time.perf_counter() - t0, 2)
     params["bytes_per_item"] = round(len(faiss.serialize_index(index)) / max(n, 1), 1)
     return index, IndexInfo(kind=kind, n=n, dim=d, params=params)
@@ -145,8 +145,8 @@ def _tune(index, kind: str, x: np.ndarray, q: np.ndarray, target: float) -> dict
     while True:
         breadth = index.hnsw.efSearch if kind == "hnsw" else index.nprobe
         r = per_query_recall(x, q, index.search(q, 10)[1], exact)
-        recall, lower = float(r.mean()), float(r.mean() - 1.645 * r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 \
-            else float(r.mean())
+        recall = float(r.mean())
+        lower = recall - (1.645 * float(r.std(ddof=1)) / np.sqrt(len(r)) if len(r) > 1 else 0.0)
         if lower >= target or breadth >= top:
             return {key: int(breadth), "recall@10": round(recall, 4), "recall@10_lower": round(lower, 4),
                     "target_recall": target}
