@@ -25,7 +25,7 @@ from shelfops.serve.sessions import shared_state
 from shelfops.serve.settings import ServeSettings
 from shelfops.train.baselines import BM25Index
 from shelfops.train.hybrid import fuse
-from shelfops.train.index import build_index
+from shelfops.train.index import build_index, choose_kind
 from shelfops.train.pairs import item_texts
 
 DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
@@ -37,8 +37,9 @@ class ServedCatalogue:
 
     def __init__(self, data_dir: Path) -> None:
         items = item_texts(pl.read_parquet(Path(data_dir) / "items.parquet"))
-        self.queries = past_queries(Path(data_dir))  # what the dense index is tuned for
         self.ids = items["item_id"].to_list()
+        # what an approximate dense index is tuned for; an exact one (a small catalogue) needs none
+        self.queries = past_queries(Path(data_dir)) if choose_kind(len(self.ids)) != "flat" else []
         self.texts = items["text"].to_list()
         self.titles = items["title"].to_list()
         self.categories = items["category"].fill_null("").to_list()

@@ -65,6 +65,10 @@ async def _candidate(body: RolloutIn, state) -> Path:
         return await asyncio.get_running_loop().run_in_executor(None, fetch, body.task, body.version, body.model)
     except ArtifactNotFound as e:
         raise BadRequest(f"version {body.version} for {body.task}: {e}", field="version") from e
+    except ShelfopsError:
+        raise
+    except Exception as e:  # the registry did not answer: nothing starts, production keeps serving
+        raise Unavailable(f"could not fetch version {body.version} for {body.task} from the registry: {e}") from e
 
 
 @router.post("/admin/rollout/end", response_model=RolloutEndOut, responses=ERRORS)

@@ -22,10 +22,10 @@ def registry(models, tmp_path_factory):
     return two_search_versions(models, tmp_path_factory.mktemp("by-version"))
 
 
-def _client(registry, small_shop, fetch: bool) -> TestClient:
+def _client(registry, small_shop, fetch: bool | object) -> TestClient:
+    loader = (registry_versions(registry, "shop") if fetch is True else None if fetch is False else fetch)
     settings = ServeSettings(models={"search": (registry.load("shop-search", "1"), "1")}, data_dir=small_shop,
-                             admin_token=TOKEN, serve=ServeConfig(rerank_depth=10),
-                             fetch_version=registry_versions(registry, "shop") if fetch else None)
+                             admin_token=TOKEN, serve=ServeConfig(rerank_depth=10), fetch_version=loader)
     return TestClient(create_app(settings))
 
 
@@ -55,3 +55,14 @@ def test_without_a_registry_the_version_alone_is_refused_naming_the_folder(regis
         assert r.status_code == 400 and r.json()["field"] == "folder", r.text
         assert "follows no registry" in r.json()["message"]
         assert c.get("/v1/rollout").json() == {}
+
+
+def test_a_registry_that_does_not_answer_is_a_503_and_production_keeps_serving(registry, small_shop):
+    def unreachable(task, version, model=None):
+        raise ConnectionError("registry at http://mlflow:5000 refused the connection")
+
+    with _client(registry, small_shop, fetch=unreachable) as c:
+        r = c.post("/admin/rollout", headers=ADMIN, json={"task": "search", "mode": "shadow", "version": "2"})
+        assert r.status_code == 503 and "could not fetch version 2" in r.json()["message"], r.text
+        assert c.get("/v1/rollout").json() == {}
+        assert c.post("/v1/search", json={"query": "shoes", "k": 3}).json()["versions"]["search"] == "1"
