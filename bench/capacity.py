@@ -77,7 +77,8 @@ def main() -> None:
     lines.append("- Re-rank depth at concurrency 1 (`search_latency.json`): " + "; ".join(
         f"depth {d}: p50 {p['p50_ms']:.1f} / p99 {p['p99_ms']:.1f} ms, NDCG@10 {p['ndcg10']:.3f}"
         for d, p in sorted(depth_points.items())))
-    lines.append(f"- Catalogue size (`search_scale.json`, {scale['cpu_flags']}; model served as trained, "
+    lines.append(f"- Catalogue size (`search_scale.json`, {scale['cpu']['model']}, flags "
+                 f"{', '.join(k for k, v in scale['cpu']['flags'].items() if v)}; model served as trained, "
                  f"depth {rows[min(rows)]['rerank_depth']}): " + "; ".join(
                      f"{n:,} products: p99 {r['search_ms_p50_p99'][1]} ms, retrieval p50 "
                      f"{r['stages_ms_p50_p99']['retrieval'][0]} ms" for n, r in sorted(rows.items()))

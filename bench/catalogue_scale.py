@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from demo_time import cpu  # bench/demo_time.py: the CPU and its vector extensions
 
 from shelfops.sim.shop.catalogue import build_query_bank, build_vocab, items_table, make_catalogue
 from shelfops.train.baselines import BM25Index
@@ -52,11 +53,6 @@ K = 100  # candidates per retriever, as the served search retrieves
 
 def percentiles(ms: list[float]) -> tuple[float, float]:
     return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 99)), 2)
-
-
-def flags() -> str:
-    have = Path("/proc/cpuinfo").read_text().split()
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in have)
 
 
 def shop_catalogue(n: int, n_queries: int) -> tuple[pl.DataFrame, list[str], list[str]]:
@@ -171,7 +167,7 @@ def main() -> None:
               f"{r['bm25_ms_p50_p99'][0]} / {r['bm25_ms_p50_p99'][1]} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.processor(),
-                                     "cpu_flags": flags(), "threads": torch.get_num_threads(),
+                                     "cpu": cpu(), "threads": torch.get_num_threads(),
                                      "encoder": ENCODER, "rows": rows}, indent=2))
 
 

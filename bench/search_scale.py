@@ -38,7 +38,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from catalogue_scale import flags, shop_catalogue  # noqa: E402
+from catalogue_scale import shop_catalogue  # noqa: E402
+from demo_time import cpu  # noqa: E402
 from serve import parse_timing  # noqa: E402
 
 from shelfops.config.schema import ServeConfig  # noqa: E402
@@ -128,7 +129,7 @@ def main() -> None:
     growth = p99[max(p99)] / p99[min(p99)]
     print(f"p99 {max(p99):,} items / {min(p99):,} items: {growth:.2f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpu_flags": flags(), "model": str(args.model),
+    args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpu": cpu(), "model": str(args.model),
                                      "rows": rows, "p99_growth": round(growth, 2)}, indent=2))
 
 
