@@ -76,7 +76,7 @@ class Retrievers:
         texts = items["text"].to_list()
         embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts,
                                       progress=progress)
-        index, _ = build_index(emb)
+        index, _ = build_index(emb, kind="flat")  # evaluation measures the model, not an index
         return cls(items["item_id"].to_list(), texts, BM25Index(texts), index, embed, name)
 
     def candidates(self, queries: Sequence[str], depth: int = RETRIEVE_DEPTH) -> Candidates:

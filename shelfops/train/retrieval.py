@@ -101,7 +101,7 @@ def catalogue_eval(
     retrieved list, over the whole catalogue."""
     kmax = max(ks)
     if retrieved is None:
-        index, _ = build_index(item_emb)
+        index, _ = build_index(item_emb, kind="flat")
         _, retrieved = search(index, query_emb, kmax)
     pos = {iid: i for i, iid in enumerate(item_ids)}
     grades: dict[str, dict[int, float]] = {}
