@@ -134,6 +134,9 @@ class ReportConfig(_Strict):
 
 class DataConfig(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: one process (threads); ray: ingest on Ray Data across a cluster "
+        "(RAY_ADDRESS, else a local one), reading and writing partitioned Parquet")
     synthetic: SyntheticConfig | None = None
     cleaning: CleaningConfig = CleaningConfig()
     privacy: PrivacyConfig = PrivacyConfig()

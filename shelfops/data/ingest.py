@@ -216,31 +216,20 @@ def ingest(
     files: list[str] = []
     sessions: list[pl.DataFrame] = []
     hashes: dict[str, list[np.ndarray]] = defaultdict(list)
-    title_mapped = False
 
-    ordered = sorted(specs, key=lambda s: 0 if s.table == "items" or s.format == "amazon" else 1)
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
         TimeElapsedColumn(), disable=not progress, transient=False,
     ) as bar:
         task = bar.add_task("ingest: read + check", total=None)
-        for spec in ordered:
-            title_mapped |= "title" in spec.item_columns
-            for batch, checked in _checked_ahead(iter_source(spec, limits.batch_rows), files, rules, ids,
-                                                  limits.drop_duplicates):
-                if isinstance(batch, Rejects):
-                    for tb, f, c in batch.df.group_by(["table", "file"]).len().iter_rows():
-                        ledger.rows_in[(tb, f)] += c
-                    quarantine.add(batch.df)
-                    continue
-                _pass_one(batch, checked, ledger, quarantine, stages, derived, sessions, hashes)
-                bar.advance(task, len(batch.df))
+        title_mapped = _read(specs, files, rules, ids, limits, ledger, quarantine, stages, derived, sessions,
+                             hashes, lambda k: bar.advance(task, k))
         for s in (*stages.values(), derived):
             s.close()
 
         bots = _bot_sessions(sessions, limits)
-        items, known = _finish_items(stages["items"], derived, title_mapped, files, ledger,
-                                     quarantine, out_dir, limits)
+        items, known = finish_items(stages["items"], derived, title_mapped, files, ledger,
+                                    quarantine, out_dir, limits)
         task2 = bar.add_task("ingest: duplicates, unknown items, bots", total=sum(
             stages[t].rows for t in ("events", "judgements")))
         counts_extra = {}
@@ -252,18 +241,62 @@ def ingest(
                           lambda k: bar.advance(task2, k))
             counts_extra[table] = n
         if items is None and stages["events"].rows:  # no catalogue at all: stub items from events
-            ev_items = pl.scan_parquet(out_dir / "events.parquet").select("item_id").drop_nulls().unique()
-            stub = ev_items.collect().sort("item_id")
-            full = stub.with_columns([pl.lit(None, dtype=pl.from_arrow(TABLES["items"].empty_table()).schema[c]).alias(c)
-                                      for c in TABLES["items"].names if c != "item_id"])
-            pq.write_table(full.select(TABLES["items"].names).to_arrow().cast(TABLES["items"]),
-                           out_dir / "items.parquet")
-            items = {"stub_items_from_events": len(stub)}
+            items = stub_items(out_dir)
     quarantine.close()
     for p in stage_dir.iterdir():
         p.unlink()
     stage_dir.rmdir()
+    return reconcile(ledger, items, len(bots), limits)
 
+
+def _read(specs: list[SourceSpec], files: list[str], rules: Rules, ids: Pseudonymiser, limits: Limits,
+          ledger: Ledger, quarantine: Quarantine, stages: dict, derived: _Stage, sessions: list[pl.DataFrame],
+          hashes: dict[str, list[np.ndarray]], advance) -> bool:
+    """Pass one over ``specs`` (the catalogue first), in the source's order; True when a
+    source maps a title (items described by rows without one are not known items)."""
+    title_mapped = False
+    for spec in sorted(specs, key=lambda s: 0 if s.table == "items" or s.format == "amazon" else 1):
+        title_mapped |= "title" in spec.item_columns
+        for batch, checked in _checked_ahead(iter_source(spec, limits.batch_rows), files, rules, ids,
+                                              limits.drop_duplicates):
+            if isinstance(batch, Rejects):
+                for tb, f, c in batch.df.group_by(["table", "file"]).len().iter_rows():
+                    ledger.rows_in[(tb, f)] += c
+                quarantine.add(batch.df)
+                continue
+            _pass_one(batch, checked, ledger, quarantine, stages, derived, sessions, hashes)
+            advance(len(batch.df))
+    return title_mapped
+
+
+def stage_items(specs: list[SourceSpec], stage_dir: Path, files: list[str], rules: Rules, ids: Pseudonymiser,
+                limits: Limits, ledger: Ledger, quarantine: Quarantine, progress: bool) -> tuple[dict, _Stage]:
+    """Pass one over the catalogue's own sources (items tables) alone, as :func:`ingest` does
+    it: their staged rows (closed) and the stage that takes items described by other rows (open)."""
+    stages = {"items": _Stage(stage_dir / "items.arrow")}
+    derived = _Stage(stage_dir / "derived_items.arrow")
+    with Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.completed:,} rows"),
+                  disable=not progress, transient=False) as bar:
+        task = bar.add_task("ingest: catalogue")
+        _read(specs, files, rules, ids, limits, ledger, quarantine, stages, derived, [], defaultdict(list),
+              lambda k: bar.advance(task, k))
+    stages["items"].close()
+    return stages, derived
+
+
+def stub_items(out_dir: Path) -> dict:
+    """No catalogue at all: items are the ids the events name, every other column null."""
+    ev_items = pl.scan_parquet(out_dir / "events.parquet").select("item_id").drop_nulls().unique()
+    stub = ev_items.collect().sort("item_id")
+    full = stub.with_columns([pl.lit(None, dtype=pl.from_arrow(TABLES["items"].empty_table()).schema[c]).alias(c)
+                              for c in TABLES["items"].names if c != "item_id"])
+    pq.write_table(full.select(TABLES["items"].names).to_arrow().cast(TABLES["items"]), out_dir / "items.parquet")
+    return {"stub_items_from_events": len(stub)}
+
+
+def reconcile(ledger: Ledger, items: dict | None, bots: int, limits: Limits) -> dict:
+    """The manifest's counts: every table and file reconciled (rows in = kept + quarantined),
+    the catalogue's own counts, bot sessions, the files whose reject ratio is too high."""
     summary = ledger.summary()
     for table, t in summary.items():
         if not t["reconciled"]:
@@ -271,7 +304,7 @@ def ingest(
     if isinstance(items, dict):
         summary.setdefault("items", {"rows_in": 0, "kept": 0, "quarantined": 0, "by_reason": {},
                                      "files": {}, "reconciled": True}).update(items)
-    summary["_bots"] = {"sessions": len(bots)}
+    summary["_bots"] = {"sessions": bots}
     too_bad = [
         f"{table} {file}: {v['quarantined']:,} of {v['rows_in']:,} rows quarantined "
         f"({v['quarantined'] / v['rows_in']:.1%} > {limits.max_reject_ratio:.1%})"
@@ -303,7 +336,7 @@ class _Checked:
     items: pl.DataFrame | None
 
 
-def _check(batch: RawBatch, file_id: int, rules: Rules, ids: Pseudonymiser, dedupe: bool) -> _Checked:
+def check_batch_rows(batch: RawBatch, file_id: int, rules: Rules, ids: Pseudonymiser, dedupe: bool) -> _Checked:
     table = batch.table
     checked, source = check_batch(table, batch.df, rules, ids)
     good = checked["_reason"].is_null()
@@ -337,7 +370,7 @@ def _checked_ahead(batches: Iterator[RawBatch | Rejects], files: list[str], rule
     with ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="ingest-check") as pool:
         for batch in batches:
             checking = (None if isinstance(batch, Rejects) else
-                        pool.submit(_check, batch, _file_id(files, batch.file), rules, ids, dedupe))
+                        pool.submit(check_batch_rows, batch, _file_id(files, batch.file), rules, ids, dedupe))
             pending.append((batch, checking))
             if len(pending) > ahead:
                 b, f = pending.popleft()
@@ -385,17 +418,17 @@ def _bot_sessions(parts: list[pl.DataFrame], limits: Limits) -> set[str]:
     """Sessions with at least ``bot_min_events`` events at a rate above the limit."""
     if not parts:
         return set()
-    s = _merge_sessions(parts)
+    return set(_merge_sessions(parts).filter(bot_rule(limits))["session_id"].to_list())
+
+
+def bot_rule(limits: Limits) -> pl.Expr:
+    """A session (``n`` events from ``t0`` to ``t1``) is a bot's."""
     minutes = ((pl.col("t1") - pl.col("t0")).dt.total_milliseconds() / 60_000).clip(lower_bound=1.0)
-    bots = s.filter(
-        (pl.col("n") >= limits.bot_min_events)
-        & pl.col("t0").is_not_null()
-        & (pl.col("n") / minutes > limits.bot_max_events_per_minute)
-    )
-    return set(bots["session_id"].to_list())
+    return ((pl.col("n") >= limits.bot_min_events) & pl.col("t0").is_not_null()
+            & (pl.col("n") / minutes > limits.bot_max_events_per_minute))
 
 
-def _finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: list[str],
+def finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: list[str],
                   ledger: Ledger, quarantine: Quarantine, out_dir: Path, limits: Limits):
     """Catalogue items deduplicated by id (later copies quarantined), plus items described
     by other tables' rows. Returns (counts or None when there is no item info, known ids)."""
@@ -435,6 +468,36 @@ def _finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: lis
     return {"derived_from_other_tables": n_derived, "total_items": len(items)}, known
 
 
+def whole_table_flags(df: pl.DataFrame, table: str, limits: Limits, known: pl.Series | None,
+                      bots: pl.Series | None, dup: pl.Series | None) -> pl.DataFrame:
+    """``df`` with ``_reason``, ``_column`` and ``_detail`` of the checks that need the whole
+    table (null where the row passes), the first that fails winning: an item not in the catalogue
+    (``known``, imploded), a bot's session (``bots``, imploded), an exact copy of an earlier row
+    (``dup``, per row)."""
+    reason = pl.lit(None, pl.String)
+    column = pl.lit(None, pl.String)
+    detail = pl.lit(None, pl.String)
+    conds = []
+    if known is not None:
+        conds.append((pl.col("item_id").is_not_null() & ~pl.col("item_id").is_in(known),
+                      Reason.unknown_item.value, "item_id",
+                      pl.lit("item_id ") + pl.col("item_id")
+                      + pl.lit(" is not in the catalogue (and the row does not describe it)")))
+    if table == "events" and bots is not None:
+        conds.append((pl.col("session_id").is_in(bots), Reason.bot_session.value, "session_id",
+                      pl.lit(f"session above {limits.bot_max_events_per_minute:g} events/minute "
+                             f"with >= {limits.bot_min_events} events")))
+    if dup is not None:
+        df = df.with_columns(dup.alias("_dup"))
+        conds.append((pl.col("_dup"), Reason.duplicate.value, None,
+                      pl.lit(f"exact duplicate of an earlier {table} row")))
+    for cond, why, col, msg in reversed(conds):
+        reason = pl.when(cond).then(pl.lit(why)).otherwise(reason)
+        column = pl.when(cond).then(pl.lit(col, pl.String)).otherwise(column)
+        detail = pl.when(cond).then(msg).otherwise(detail)
+    return df.with_columns(reason.alias("_reason"), column.alias("_column"), detail.alias("_detail"))
+
+
 def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
               quarantine: Quarantine, out_dir: Path, limits: Limits, known: pl.Series | None,
               bots: set[str], dups: np.ndarray | None, advance) -> int:
@@ -449,28 +512,8 @@ def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
     bot_s = pl.Series(sorted(bots), dtype=pl.String).implode()
     seq = 0
     for df in stage.batches(limits.batch_rows):
-        reason = pl.lit(None, pl.String)
-        column = pl.lit(None, pl.String)
-        detail = pl.lit(None, pl.String)
-        conds = []
-        if known_s is not None:
-            conds.append((pl.col("item_id").is_not_null() & ~pl.col("item_id").is_in(known_s),
-                          Reason.unknown_item.value, "item_id",
-                          pl.lit("item_id ") + pl.col("item_id")
-                          + pl.lit(" is not in the catalogue (and the row does not describe it)")))
-        if table == "events" and bots:
-            conds.append((pl.col("session_id").is_in(bot_s), Reason.bot_session.value, "session_id",
-                          pl.lit(f"session above {limits.bot_max_events_per_minute:g} events/minute "
-                                 f"with >= {limits.bot_min_events} events")))
-        if dups is not None:
-            df = df.with_columns(pl.Series("_dup", dups[at:at + len(df)]))
-            conds.append((pl.col("_dup"), Reason.duplicate.value, None,
-                          pl.lit(f"exact duplicate of an earlier {table} row")))
-        for cond, why, col, msg in reversed(conds):
-            reason = pl.when(cond).then(pl.lit(why)).otherwise(reason)
-            column = pl.when(cond).then(pl.lit(col, pl.String)).otherwise(column)
-            detail = pl.when(cond).then(msg).otherwise(detail)
-        df = df.with_columns(reason.alias("_reason"), column.alias("_column"), detail.alias("_detail"))
+        df = whole_table_flags(df, table, limits, known_s, bot_s if bots else None,
+                               pl.Series(dups[at:at + len(df)]) if dups is not None else None)
         bad = df.filter(pl.col("_reason").is_not_null())
         if not bad.is_empty():
             quarantine.add(bad.select(

@@ -25,8 +25,9 @@ from shelfops.data.augment import augment_train_split
 from shelfops.data.ingest import Limits, ingest
 from shelfops.data.labels import derive_judgements
 from shelfops.data.privacy import check_key, resolve_key
+from shelfops.data.ray_ingest import ingest_ray
 from shelfops.data.report.dataset import report_dataset
-from shelfops.data.sources import SourceSpec, amazon_files, build_spec, spec_from_config
+from shelfops.data.sources import SourceSpec, amazon_files, build_spec, source_files, spec_from_config
 from shelfops.data.validate import Rules
 from shelfops.errors import ConfigError, RejectRatioExceeded
 
@@ -98,7 +99,8 @@ def run(
 
     with stage_output(out, "data", config=config_dump or cfg.model_dump(mode="json"),
                       inputs=inputs) as w:
-        counts = ingest(specs, w.dir, rules=rules, key=key, limits=limits, progress=progress)
+        engine = ingest_ray if cfg.engine == "ray" else ingest
+        counts = engine(specs, w.dir, rules=rules, key=key, limits=limits, progress=progress)
         too_bad = counts.pop("_reject_ratio_exceeded")
         bots = counts.pop("_bots")
         say(_reconciliation_text(counts))
@@ -137,7 +139,7 @@ def run(
 def _all_paths(spec: SourceSpec) -> list[str]:
     if spec.format == "amazon":
         return [p for p in amazon_files(spec.paths) if p]
-    return list(spec.paths)
+    return source_files(spec)
 
 
 def _reconciliation_text(counts: dict) -> str:

@@ -333,14 +333,20 @@ def read_delimited(spec: SourceSpec, path: str, batch_rows: int) -> Iterator[Raw
         ))
 
 
-def read_parquet(spec: SourceSpec, path: str, batch_rows: int) -> Iterator[RawBatch | Rejects]:
+def _parquet_file(path: str) -> pq.ParquetFile:
     _check_readable(path)
     try:
-        pf = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise SourceReadError(path, f"not a readable Parquet file: {e}") from e
-    start = 1
-    for rb in pf.iter_batches(batch_size=batch_rows):
+
+
+def read_parquet(spec: SourceSpec, path: str, batch_rows: int,
+                 part: Unit | None = None) -> Iterator[RawBatch | Rejects]:
+    """A Parquet file's rows, or only ``part``'s row groups (numbered as in the whole file)."""
+    pf = _parquet_file(path)
+    start = part.first_row if part else 1
+    for rb in pf.iter_batches(batch_size=batch_rows, row_groups=part.row_groups if part else None):
         df = pl.from_arrow(rb)
         assert isinstance(df, pl.DataFrame)
         rows = pl.Series("row", range(start, start + len(df)), dtype=pl.Int64)
@@ -515,6 +521,75 @@ def _amazon_batch(path: str, users, items, lines, pos, errors) -> RawBatch:
     return RawBatch("events", path, pl.Series("row", lines, dtype=pl.Int64), df)
 
 
+def source_files(spec: SourceSpec) -> list[str]:
+    """The files of a source: its paths, a folder standing for the files in it (partitioned
+    Parquet as Spark, Ray Data or shelfops' own ray engine write it: ``*.parquet`` below it,
+    in name order; other formats: the regular files in it, hidden ones left out)."""
+    out: list[str] = []
+    for path in spec.paths:
+        p = Path(path)
+        if not p.is_dir():
+            out.append(path)
+            continue
+        pattern = "**/*.parquet" if spec.format == "parquet" else "*"
+        files = sorted(str(f) for f in p.glob(pattern) if f.is_file() and not f.name.startswith((".", "_")))
+        if not files:
+            raise SourceReadError(path, f"folder holds no {spec.format} files")
+        out.extend(files)
+    return out
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of a source that one worker reads on its own: a whole file, or some of a
+    Parquet file's row groups (``first_row``: the 1-based row number of their first row)."""
+
+    path: str
+    row_groups: tuple[int, ...] | None = None
+    first_row: int = 1
+
+
+def source_units(spec: SourceSpec, rows: int) -> list[Unit]:
+    """The source cut into units of about ``rows`` rows at least, in the source's order:
+    Parquet files at row-group boundaries, other formats whole files (a text file's rows are
+    found only by reading it from the start)."""
+    if spec.format == "amazon":
+        raise SourceReadError(",".join(spec.paths), "the Amazon format is read as one unit (engine local)")
+    units: list[Unit] = []
+    for path in source_files(spec):
+        if spec.format != "parquet":
+            units.append(Unit(path))
+            continue
+        meta = _parquet_file(path).metadata
+        groups: list[int] = []
+        first = at = 1
+        for g in range(meta.num_row_groups):
+            groups.append(g)
+            at += meta.row_group(g).num_rows
+            if at - first >= rows:
+                units.append(Unit(path, tuple(groups), first))
+                groups, first = [], at
+        if groups or not units or units[-1].path != path:
+            units.append(Unit(path, tuple(groups), first))
+    return units
+
+
+def read_unit(spec: SourceSpec, unit: Unit, batch_rows: int) -> Iterator[RawBatch | Rejects]:
+    """The batches of one unit, numbered as in its whole file."""
+    if spec.format == "parquet":
+        yield from read_parquet(spec, unit.path, batch_rows, unit)
+    else:
+        yield from _reader(spec)(spec, unit.path, batch_rows)
+
+
+def _reader(spec: SourceSpec):
+    reader = {"csv": read_delimited, "tsv": read_delimited, "parquet": read_parquet,
+              "jsonl": read_jsonl}.get(spec.format)
+    if reader is None:
+        raise SourceReadError(",".join(spec.paths), f"unknown format {spec.format!r}")
+    return reader
+
+
 def iter_source(spec: SourceSpec, batch_rows: int) -> Iterator[RawBatch | Rejects]:
     """All batches of a source, items sources of the Amazon set first."""
     if spec.format == "amazon":
@@ -522,10 +597,7 @@ def iter_source(spec: SourceSpec, batch_rows: int) -> Iterator[RawBatch | Reject
         yield from read_amazon_items(titles, attrs)
         yield from read_amazon_sequences(spec, seq, batch_rows)
         return
-    reader = {"csv": read_delimited, "tsv": read_delimited, "parquet": read_parquet,
-              "jsonl": read_jsonl}.get(spec.format)
-    if reader is None:
-        raise SourceReadError(",".join(spec.paths), f"unknown format {spec.format!r}")
-    for path in spec.paths:
+    reader = _reader(spec)
+    for path in source_files(spec):
         yield from reader(spec, path, batch_rows)
 

@@ -8,53 +8,22 @@ replicas on both nodes, and a click on one node is seen by a recommendation from
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
+from raycluster import two_nodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ray = pytest.importorskip("ray")
 REDIS = "redis://127.0.0.1:6379/0"
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _ray(*args: str) -> None:
-    # Ray 2.60's `ray start --head` turns token authentication on unless told not to, and a
-    # driver reads its mode once, when ray is imported: this test's cluster lives on this
-    # machine's loopback for the length of one test, so it runs without (RAY_AUTH_MODE=disabled)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run([RAY, *args], capture_output=True, text=True, timeout=180, env=env)
-    assert done.returncode == 0, f"ray {' '.join(args)}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
 
 
 @pytest.fixture
 def cluster():
-    from shelfops.serve.server import free_port
-
-    port, dashboard = free_port(), free_port()
-    # the dashboard serves Ray's state API: where each replica was placed
-    _ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         "--disable-usage-stats")
-    try:
-        _ray("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             "--disable-usage-stats")
-        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
-        deadline = time.time() + 60
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert time.time() < deadline, "the worker node did not join"
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        _ray("stop", "--force")
+    with two_nodes() as (_, dashboard):
+        yield dashboard
 
 
 def test_replicas_on_both_nodes_answer_under_load(cluster, models, small_shop, tmp_path, pg_url):
