@@ -1,29 +1,33 @@
 """The ingest on Ray Data (``data.engine: ray``): :mod:`shelfops.data.ingest`'s checks, outputs
-and reconciliation, with the events and judgements read and checked across a cluster.
+and reconciliation, with the events and judgements read, checked and written across a cluster.
 
-    units (whole text files, Parquet files at row-group boundaries), one task each:
-        read -> row checks -> kept rows (+ their row hash)  |  rejects -> quarantine parts
-    kept -> sessions (group by session id)          -> bot sessions (to every task)
-    kept -> row hashes (group by hash)              -> every copy after the first, in source order
-    kept -> unknown item | bot | duplicate -> good rows, numbered per unit -> Parquet parts
-                                            -> rejects -> quarantine parts
+    1. check   one task a unit (a whole text file, a Parquet file's row groups): read, row checks;
+               its kept rows to a scratch part, its rejects to a quarantine part, and for the
+               whole-table checks its sessions' spans and its rows' hashes, bucketed by key
+    2. reduce  one task a bucket: sessions merged -> bot sessions; hashes in source order ->
+               rows that repeat an earlier row (what comes back to the driver is only these few)
+    3. count   one task a unit, four columns read: good rows after unknown items, bots, copies
+    4. write   one task a unit: its good rows numbered (``seq``, from the counts of the units
+               before it) into ``<table>.parquet/part-<unit>.parquet``, its rejects quarantined
 
-The catalogue (items sources, and items described by other tables' rows) is finished on the
-driver by the local engine's own code: it is small next to the events, and every task needs
-its ids. Each table is written as a folder of Parquet parts, one per unit in the source's
-order (``events.parquet/part-000017.parquet``), which polars, pyarrow, DuckDB and Spark read
-as one table: rows, their order and ``seq`` are the local engine's. ``out`` must be a path
-every node of the cluster reaches (shared storage), as the inputs must.
+No step moves whole rows between workers: the keyed checks go through a shuffle of small
+per-unit summaries on shared storage (MapReduce's own pattern), so the work grows with the
+input and the driver holds only the catalogue, the bots and the duplicates' places. The
+catalogue (items sources, and items described by other tables' rows) is finished on the driver
+by the local engine's code: it is small next to the events, and every task needs its ids.
+
+Each table is written as a folder of Parquet parts in the source's order, which polars,
+pyarrow, DuckDB and Spark read as one table: its rows, their order and ``seq`` are the local
+engine's. ``out`` and the inputs must be paths every node reaches (shared storage).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -62,6 +66,11 @@ class _Job:
     limits: Limits
     scratch: str
     quarantine: str
+    out: str
+    buckets: int  # step 2's tasks: session spans and row hashes are split into this many by key
+
+    def table(self, u: int) -> str:
+        return self.specs[self.units[u][0]].table
 
 
 def ingest_ray(specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: bytes, limits: Limits,
@@ -101,223 +110,207 @@ def _ingest(ray, specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: b
     for _, u in units:
         if u.path not in files:
             files.append(u.path)
-    job = _Job(rest, units, files, rules, key, limits, str(scratch), str(qdir))
+    job = _Job(rest, units, files, rules, key, limits, str(scratch), str(qdir), str(out_dir),
+               buckets=max(1, min(64, len(units))))
 
-    kept = {t: _pass_one(ray, job, t) for t in ("events", "judgements")}
-    _record_units(job, ledger, derived)
+    kept = _tasks(ray, job, _check_unit, range(len(units)))
+    for r in kept:
+        ledger.rows_in[(job.table(r["unit"]), units[r["unit"]][1].path)] += r["rows_in"]
+    _record_side_outputs(job, ledger, derived)
     derived.close()
     title_mapped = any("title" in s.item_columns for s in specs)
     items, known = finish_items(stages["items"], derived, title_mapped, files, ledger, quarantine, out_dir,
                                 limits)
     quarantine.close()
 
-    bots: set[str] = set()
-    for table in ("events", "judgements"):
-        if kept[table] is None:
-            continue
-        if table == "events":
-            bots = _bot_sessions(kept[table], limits)
-        dups = _duplicate_rows(kept[table]) if limits.drop_duplicates else None
-        _pass_two(ray, job, table, kept[table], known if limits.require_known_items else None,
-                  bots if table == "events" else set(), dups, ledger, out_dir)
-    if items is None and kept["events"] is not None:  # no catalogue at all: stub items from events
+    reduced = _tasks(ray, job, _reduce_bucket, range(job.buckets))
+    flags = _Flags(known if limits.require_known_items else None,
+                   {r["session_id"] for r in reduced if r["session_id"] is not None},
+                   np.sort(np.array([r["order"] for r in reduced if r["order"] >= 0], np.int64))
+                   if limits.drop_duplicates else None)
+    ref = ray.put(flags)
+    good = {r["unit"]: r["good"] for r in _tasks(ray, job, _count_unit, range(len(units)), flags=ref)}
+    offsets, at = {}, {"events": 0, "judgements": 0}
+    for u in range(len(units)):
+        offsets[u] = at[job.table(u)]
+        at[job.table(u)] += good[u]
+    for r in _tasks(ray, job, _write_unit, range(len(units)), flags=ref, offsets=offsets):
+        table, path = job.table(r["unit"]), units[r["unit"]][1].path
+        ledger.kept[(table, path)] += r["good"]
+        for reason, n in json.loads(r["rejected"]).items():
+            ledger.rejected[(table, path, reason)] += n
+    for table in ("events", "judgements"):  # a table whose every row was rejected: empty, as locally
+        if any(job.table(u) == table for u in range(len(units))) and not at[table]:
+            (out_dir / f"{table}.parquet").mkdir(exist_ok=True)
+            pq.write_table(TABLES[table].empty_table(), out_dir / f"{table}.parquet" / "part-000000.parquet")
+    if items is None and at["events"]:  # no catalogue at all: stub items from events
         items = stub_items(out_dir)
-    for p in scratch.iterdir():
-        p.unlink()
-    scratch.rmdir()
-    return reconcile(ledger, items, len(bots), limits)
+    shutil.rmtree(scratch)
+    return reconcile(ledger, items, len(flags.bots), limits)
 
 
-# ----------------------------------------------------------------------------- pass one
+@dataclass(frozen=True)
+class _Flags:
+    """What the whole-table checks found, shipped to every task of steps 3 and 4."""
+
+    known: pl.Series | None  # the catalogue's ids (None: not checked)
+    bots: set[str]
+    dups: np.ndarray | None  # sorted places (``_order``) of rows that repeat an earlier one
 
 
-def _pass_one(ray, job: _Job, table: str):
-    """One task a unit of ``table``: read, check, write its rejects and the items its rows
-    describe, return its kept rows. The kept rows, materialised in the object store (spilled to
-    disk beyond it), or None when the table has no source."""
-    mine = [i for i, (s, _) in enumerate(job.units) if job.specs[s].table == table]
-    if not mine:
-        return None
-    ds = ray.data.from_items([{"unit": i} for i in mine], override_num_blocks=len(mine))
-    return ds.map_batches(_check_units, batch_size=1, batch_format="pyarrow", fn_kwargs={"job": job},
-                          num_cpus=1).materialize()
+def _tasks(ray, job: _Job, fn, ids, **kw) -> list[dict]:
+    """Run ``fn(job, id, **kw)`` on the cluster for each id (one Ray Data block, one task each,
+    one CPU each); the dicts it returned (a list of them counts as its items)."""
+    ids = list(ids)
+    if not ids:
+        return []
+    ds = ray.data.from_items([{"id": i} for i in ids], override_num_blocks=len(ids))
+    out = ds.map_batches(_each, batch_size=1, batch_format="pyarrow", num_cpus=1,
+                         fn_kwargs={"fn": fn, "job": job, "kw": kw})
+    got: list[dict] = []
+    for r in out.take_all():
+        res = json.loads(r["out"])
+        got.extend(res if isinstance(res, list) else [res])
+    return got
 
 
-def _staged_schema(table: str) -> pa.Schema:
-    canon = [f for f in TABLES[table] if f.name != "seq"]
-    return pa.schema([*canon, pa.field("_row", pa.int64()), pa.field("_dedupe_key", pa.int64()),
-                      pa.field("_file", pa.int32()), pa.field("_order", pa.int64()),
-                      pa.field("_hash", pa.uint64())])
+def _each(batch: pa.Table, fn, job: _Job, kw: dict) -> pa.Table:
+    import ray
+
+    kw = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kw.items()}
+    return pa.table({"out": [json.dumps(fn(job, i, **kw)) for i in batch.column("id").to_pylist()]})
 
 
-def _check_units(batch: pa.Table, job: _Job) -> pa.Table:
-    parts = [t for u in batch.column("unit").to_pylist() for t in _check_unit(job, u)]
-    if not parts:
-        return _staged_schema(job.specs[job.units[batch.column("unit")[0].as_py()][0]].table).empty_table()
-    return pa.concat_tables(parts)
+# ----------------------------------------------------------------------------- 1. check
 
 
-def _check_unit(job: _Job, u: int) -> Iterator[pa.Table]:
+def _check_unit(job: _Job, u: int) -> dict:
+    """Read and check unit ``u``: kept rows to ``kept-<u>``, rejects to the quarantine, the items
+    its rows describe, its sessions' spans and its rows' hashes bucketed for step 2."""
     s, unit = job.units[u]
     spec = job.specs[s]
-    schema = _staged_schema(spec.table)
-    file_id = job.files.index(unit.path)
     ids = Pseudonymiser(job.key)
-    rows_in, rejected, items = 0, [], []
+    file_id = job.files.index(unit.path)
+    rows_in, rejected, items, kept = 0, [], [], []
     for batch in read_unit(spec, unit, job.limits.batch_rows):
+        rows_in += len(batch.df)
         if isinstance(batch, Rejects):
-            rows_in += len(batch.df)
             rejected.append(batch.df)
             continue
-        rows_in += len(batch.df)
         done = check_batch_rows(batch, file_id, job.rules, ids, job.limits.drop_duplicates)
         if done.rejects is not None:
             rejected.append(done.rejects)
         if done.items is not None:
-            items.append(done.items.with_columns(pl.lit(u).alias("_unit")))
-        kept = pl.from_arrow(done.kept)
-        hashes = done.hashes if done.hashes is not None else np.zeros(len(kept), np.uint64)
-        yield kept.with_columns((pl.lit(u, pl.Int64) * (1 << _ORDER_BITS) + pl.col("_row")).alias("_order"),
-                                pl.Series("_hash", hashes, pl.UInt64)).to_arrow().select(schema.names).cast(schema)
+            items.append(done.items)
+        k = pl.from_arrow(done.kept)
+        kept.append(k.with_columns(
+            (pl.lit(u, pl.Int64) * (1 << _ORDER_BITS) + pl.col("_row")).alias("_order"),
+            pl.Series("_hash", done.hashes if done.hashes is not None else np.zeros(len(k), np.uint64),
+                      pl.UInt64)))
     if rejected:
         q = pl.concat([r.select(QUARANTINE.names) for r in rejected], how="vertical_relaxed")
         pq.write_table(q.to_arrow().cast(QUARANTINE), f"{job.quarantine}/part-1-{u:06d}.parquet")
     if items:
         pl.concat(items, how="vertical_relaxed").write_parquet(f"{job.scratch}/items-{u:06d}.parquet")
-    Path(f"{job.scratch}/unit-{u:06d}.json").write_text(json.dumps({"rows_in": rows_in}))
+    df = pl.concat(kept, how="vertical_relaxed") if kept else None
+    if df is not None and not df.is_empty():
+        df.write_parquet(f"{job.scratch}/kept-{u:06d}.parquet", compression="lz4")
+        if spec.table == "events":
+            spans = df.filter(pl.col("session_id").is_not_null()).group_by("session_id").agg(
+                pl.len().cast(pl.Int64).alias("n"), pl.col("timestamp").min().alias("t0"),
+                pl.col("timestamp").max().alias("t1"))
+            _bucketed(spans, pl.col("session_id").hash(seed=1), job, "spans", u)
+        if job.limits.drop_duplicates:
+            _bucketed(df.select("_hash", "_order"), pl.col("_hash"), job, f"hashes-{spec.table}", u)
+    return {"unit": u, "rows_in": rows_in}
 
 
-def _record_units(job: _Job, ledger: Ledger, derived) -> None:
-    """Fold what every unit's task wrote aside into the ledger (rows in, rows quarantined by
-    reason) and the derived items (in the source's order, as the local engine stages them)."""
-    for u, (s, unit) in enumerate(job.units):
-        table = job.specs[s].table
-        done = Path(job.scratch) / f"unit-{u:06d}.json"
-        ledger.rows_in[(table, unit.path)] += json.loads(done.read_text())["rows_in"]
+def _bucketed(df: pl.DataFrame, key: pl.Expr, job: _Job, name: str, u: int) -> None:
+    """``df``'s rows split by ``key`` into the step-2 buckets, one scratch file a bucket."""
+    df = df.with_columns((key % job.buckets).cast(pl.Int32).alias("_bucket"))
+    for (b,), part in df.partition_by("_bucket", as_dict=True).items():
+        part.drop("_bucket").write_parquet(f"{job.scratch}/{name}-{b:03d}-{u:06d}.parquet", compression="lz4")
+
+
+def _record_side_outputs(job: _Job, ledger: Ledger, derived) -> None:
+    """Rows quarantined by step 1 into the ledger; the items rows describe into ``derived``, in the
+    source's order (as the local engine stages them)."""
+    for u in range(len(job.units)):
         rej = Path(job.quarantine) / f"part-1-{u:06d}.parquet"
         if rej.exists():
             for tb, f, reason, c in pl.read_parquet(rej).group_by(["table", "file", "reason"]).len().iter_rows():
                 ledger.rejected[(tb, f, reason)] += c
         it = Path(job.scratch) / f"items-{u:06d}.parquet"
         if it.exists():
-            derived.add(pl.read_parquet(it).drop("_unit"))
+            derived.add(pl.read_parquet(it))
 
 
-# ----------------------------------------------------------------------------- whole-table checks
+# ----------------------------------------------------------------------------- 2. reduce
 
 
-def _bot_sessions(kept, limits: Limits) -> set[str]:
-    """Sessions with at least ``bot_min_events`` events at a rate above the limit: sizes and
-    spans summed per session in each block, then across the cluster; the few bots brought back."""
-    from ray.data.aggregate import Max, Min, Sum
-
-    per = (kept.select_columns(["session_id", "timestamp"]).map_batches(_session_spans, batch_format="pyarrow")
-           .groupby("session_id").aggregate(Sum("n", alias_name="n"), Min("t0", alias_name="t0"),
-                                            Max("t1", alias_name="t1")))
-    return {r["session_id"] for r in per.map_batches(_bots_of, batch_format="pyarrow",
-                                                     fn_kwargs={"limits": limits}).take_all()}
-
-
-def _session_spans(b: pa.Table) -> pa.Table:
-    df = pl.from_arrow(b).filter(pl.col("session_id").is_not_null())
-    return df.group_by("session_id").agg(
-        pl.len().cast(pl.Int64).alias("n"), pl.col("timestamp").min().dt.epoch("us").alias("t0"),
-        pl.col("timestamp").max().dt.epoch("us").alias("t1")).to_arrow()
-
-
-def _bots_of(b: pa.Table, limits: Limits) -> pa.Table:
-    s = pl.from_arrow(b).with_columns(pl.from_epoch("t0", "us"), pl.from_epoch("t1", "us"))
-    return s.filter(bot_rule(limits)).select("session_id").to_arrow()
+def _reduce_bucket(job: _Job, b: int) -> list[dict]:
+    """Bucket ``b``'s sessions merged into bot sessions, its hashes (per table, in the source's
+    order) into the places of rows that repeat an earlier one."""
+    out: list[dict] = []
+    scratch = Path(job.scratch)
+    spans = sorted(scratch.glob(f"spans-{b:03d}-*.parquet"))
+    if spans:
+        s = pl.read_parquet(spans).group_by("session_id").agg(pl.col("n").sum(), pl.col("t0").min(),
+                                                               pl.col("t1").max())
+        out += [{"session_id": x, "order": -1} for x in s.filter(bot_rule(job.limits))["session_id"].to_list()]
+    for table in ("events", "judgements"):
+        parts = sorted(scratch.glob(f"hashes-{table}-{b:03d}-*.parquet"))
+        if parts:
+            h = pl.read_parquet(parts).sort("_order")
+            out += [{"session_id": None, "order": o}
+                    for o in h.filter(~pl.col("_hash").is_first_distinct())["_order"].to_list()]
+    return out
 
 
-def _duplicate_rows(kept) -> np.ndarray:
-    """The places (``_order``) of rows that repeat an earlier row exactly: rows grouped by
-    their hash across the cluster, every one after the first in the source's order."""
-
-    dups = (kept.select_columns(["_hash", "_order"]).groupby("_hash")
-            .map_groups(_later_copies, batch_format="pyarrow").take_all())
-    return np.sort(np.fromiter((r["_order"] for r in dups), np.int64, len(dups)))
+# ----------------------------------------------------------------------------- 3. count, 4. write
 
 
-def _later_copies(g: pa.Table) -> pa.Table:
-    return pa.table({"_order": np.sort(g.column("_order").to_numpy())[1:]})
+def _flagged(job: _Job, u: int, flags: _Flags, columns: list[str] | None = None) -> pl.DataFrame:
+    table = job.table(u)
+    df = pl.read_parquet(f"{job.scratch}/kept-{u:06d}.parquet", columns=columns)
+    return whole_table_flags(
+        df, table, job.limits, flags.known.implode() if flags.known is not None else None,
+        pl.Series(sorted(flags.bots), dtype=pl.String).implode() if flags.bots and table == "events" else None,
+        pl.Series(np.isin(df["_order"].to_numpy(), flags.dups)) if flags.dups is not None else None)
 
 
-# ----------------------------------------------------------------------------- pass two
+def _needs(table: str) -> list[str]:
+    return ["item_id", "_order", *(["session_id"] if table == "events" else [])]
 
 
-def _pass_two(ray, job: _Job, table: str, kept, known: pl.Series | None, bots: set[str],
-              dups: np.ndarray | None, ledger: Ledger, out_dir: Path) -> None:
-    """Flag unknown items, bots and duplicates (the local engine's rules, in its order of
-    precedence); rejects go to the quarantine, good rows are numbered (``seq``: their place among
-    the table's good rows in the source's order) and written one part per unit."""
-    ctx = {"table": table, "job": job, "known": ray.put(known), "bots": ray.put(bots), "dups": ray.put(dups)}
-    flagged = kept.map_batches(_flag, batch_format="pyarrow", fn_kwargs=ctx).materialize()
-    good: dict[int, int] = {}
-    for r in flagged.map_batches(_good_per_unit, batch_format="pyarrow").take_all():
-        good[r["_unit"]] = good.get(r["_unit"], 0) + r["n"]
-    for r in flagged.map_batches(_rejected_per_file, batch_format="pyarrow").take_all():
-        ledger.rejected[(table, job.files[r["_file"]], r["reason"])] += r["n"]
-    start, offsets = 0, {}
-    for u in sorted(good):
-        offsets[u] = start
-        start += good[u]
-    folder = out_dir / f"{table}.parquet"
+def _count_unit(job: _Job, u: int, flags: _Flags) -> dict:
+    """Unit ``u``'s good rows after the whole-table checks, from the few columns they read."""
+    if not Path(f"{job.scratch}/kept-{u:06d}.parquet").exists():
+        return {"unit": u, "good": 0}
+    df = _flagged(job, u, flags, _needs(job.table(u)))
+    return {"unit": u, "good": int(df["_reason"].is_null().sum())}
+
+
+def _write_unit(job: _Job, u: int, flags: _Flags, offsets: dict[int, int]) -> dict:
+    """Unit ``u``'s good rows, numbered from ``offsets[u]``, to its part; its rejects quarantined."""
+    table = job.table(u)
+    if not Path(f"{job.scratch}/kept-{u:06d}.parquet").exists():
+        return {"unit": u, "good": 0, "rejected": "{}"}
+    df = _flagged(job, u, flags)
+    cols = [n for n in TABLES[table].names if n != "seq"]
+    bad = df.filter(pl.col("_reason").is_not_null())
+    if not bad.is_empty():
+        q = bad.select(pl.lit(table).alias("table"), pl.lit(job.units[u][1].path).alias("file"),
+                       pl.col("_row").alias("row"), pl.col("_column").alias("column"),
+                       pl.col("_reason").alias("reason"), pl.col("_detail").alias("detail"),
+                       pl.struct(cols).struct.json_encode().alias("raw"))
+        pq.write_table(q.to_arrow().cast(QUARANTINE), f"{job.quarantine}/part-2-{u:06d}.parquet")
+    good = df.filter(pl.col("_reason").is_null())
+    good = good.with_columns(pl.int_range(offsets[u], offsets[u] + len(good), dtype=pl.Int64).alias("seq"))
+    folder = Path(job.out) / f"{table}.parquet"
     folder.mkdir(exist_ok=True)
-    written = flagged.groupby("_unit").map_groups(
-        _write_unit, batch_format="pyarrow",
-        fn_kwargs={"table": table, "folder": str(folder), "offsets": offsets, "job": job}).take_all()
-    for r in written:
-        ledger.kept[(table, job.files[r["_file"]])] += r["n"]
-    if not good:  # every row rejected: an empty table, as the local engine writes it
-        pq.write_table(TABLES[table].empty_table(), folder / "part-000000.parquet")
-
-
-def _flag(b: pa.Table, table: str, job: _Job, known, bots, dups) -> pa.Table:
-    import ray
-
-    known, bots, dups = ray.get([known, bots, dups])  # put once by the driver, read by every task
-    df = pl.from_arrow(b)
-    out = whole_table_flags(
-        df, table, job.limits, known.implode() if known is not None else None,
-        pl.Series(sorted(bots), dtype=pl.String).implode() if bots else None,
-        pl.Series(np.isin(df["_order"].to_numpy(), dups)) if dups is not None else None,
-    ).with_columns((pl.col("_order") // (1 << _ORDER_BITS)).cast(pl.Int64).alias("_unit"))
-    rejects = out.filter(pl.col("_reason").is_not_null())
-    if not rejects.is_empty():
-        cols = [n for n in TABLES[table].names if n != "seq"]
-        q = rejects.select(
-            pl.lit(table).alias("table"),
-            pl.col("_file").replace_strict(list(range(len(job.files))), job.files, return_dtype=pl.String).alias("file"),
-            pl.col("_row").alias("row"), pl.col("_column").alias("column"),
-            pl.col("_reason").alias("reason"), pl.col("_detail").alias("detail"),
-            pl.struct(cols).struct.json_encode().alias("raw"))
-        first = int(rejects["_order"].min())
-        pq.write_table(q.to_arrow().cast(QUARANTINE), f"{job.quarantine}/part-2-{table}-{first:016x}.parquet")
-    return out.select(pl.all().exclude("_column", "_detail", "_hash", "_dup")).to_arrow()
-
-
-def _good_per_unit(b: pa.Table) -> pa.Table:
-    df = pl.from_arrow(b).filter(pl.col("_reason").is_null())
-    return df.group_by("_unit").len("n").to_arrow()
-
-
-def _rejected_per_file(b: pa.Table) -> pa.Table:
-    df = pl.from_arrow(b).filter(pl.col("_reason").is_not_null())
-    return df.group_by("_file", pl.col("_reason").alias("reason")).len("n").to_arrow()
-
-
-def _write_unit(g: pa.Table, table: str, folder: str, offsets: dict[int, int], job: _Job) -> pa.Table:
-    df = pl.from_arrow(g).filter(pl.col("_reason").is_null()).sort("_row")
-    if df.is_empty():
-        return pa.table({"_file": pa.array([], pa.int32()), "n": pa.array([], pa.int64())})
-    u = int(df["_unit"][0])
-    df = df.with_columns(pl.int_range(offsets[u], offsets[u] + len(df), dtype=pl.Int64).alias("seq"))
-    pq.write_table(df.select(TABLES[table].names).to_arrow().cast(TABLES[table]), f"{folder}/part-{u:06d}.parquet")
-    return df.group_by("_file").len("n").to_arrow()
-
-
-def stats(out_dir: Path) -> dict[str, Any]:
-    """Parts written per table (for the manifest)."""
-    return {t: len(list((Path(out_dir) / f"{t}.parquet").glob("*.parquet")))
-            for t in ("events", "judgements", "quarantine") if (Path(out_dir) / f"{t}.parquet").is_dir()}
+    if not good.is_empty():
+        pq.write_table(good.select(TABLES[table].names).to_arrow().cast(TABLES[table]),
+                       folder / f"part-{u:06d}.parquet")
+    return {"unit": u, "good": len(good),
+            "rejected": json.dumps(dict(bad.group_by("_reason").len().iter_rows()))}
