@@ -1,6 +1,7 @@
 """The ingest engine: sources -> validated, pseudonymised canonical tables + quarantine.
 
-Two streaming passes, memory bounded by a few batches plus 8 bytes a row (row hashes):
+Two streaming passes, memory bounded by a few batches and the sessions' spans (row hashes are
+spilled to scratch by bucket and decided a bucket at a time):
 
 1. every source is read in batches; row-level checks (types, required fields, values,
    timestamps, text cleaning, PII masking, pseudonymisation) run per batch on worker threads,
@@ -155,6 +156,50 @@ class _Stage:
                 yield pl.from_arrow(pa.Table.from_batches(pending))
 
 
+class _Hashes:
+    """One table's 64-bit row hashes, spilled to scratch by bucket (``hash % BUCKETS``) as its
+    batches come, with each row's place in the staging order; duplicates are then decided one
+    bucket at a time (rows of equal hash share a bucket, in staging order within it), so memory
+    stays a bucket's whatever the table's size (at 100M events, 800 MB of hashes held at once,
+    and twice that for the look-up, were most of a 4.9 GB peak)."""
+
+    BUCKETS = 32
+
+    def __init__(self, folder: Path, table: str) -> None:
+        self.folder, self.table = folder, table
+        self.sinks: dict[int, tuple[pa.OSFile, pa.ipc.RecordBatchFileWriter]] = {}
+        self.n = 0
+
+    def add(self, h: np.ndarray) -> None:
+        pos = np.arange(self.n, self.n + len(h), dtype=np.int64)
+        self.n += len(h)
+        b = (h % self.BUCKETS).astype(np.int64)
+        order = np.argsort(b, kind="stable")
+        cuts = np.searchsorted(b[order], np.arange(self.BUCKETS + 1))
+        for k in range(self.BUCKETS):
+            lo, hi = cuts[k], cuts[k + 1]
+            if lo == hi:
+                continue
+            rb = pa.record_batch({"h": h[order[lo:hi]], "pos": pos[order[lo:hi]]})
+            if k not in self.sinks:
+                sink = pa.OSFile(str(self.folder / f"hashes-{self.table}-{k:02d}.arrow"), "wb")
+                self.sinks[k] = (sink, pa.ipc.new_file(sink, rb.schema))
+            self.sinks[k][1].write_batch(rb)
+
+    def duplicates(self) -> np.ndarray:
+        """The sorted staging places of rows whose hash an earlier row had."""
+        found = [np.zeros(0, np.int64)]
+        for k, (sink, writer) in sorted(self.sinks.items()):
+            writer.close()
+            sink.close()
+            path = self.folder / f"hashes-{self.table}-{k:02d}.arrow"
+            with pa.OSFile(str(path)) as src:
+                t = pl.from_arrow(pa.ipc.open_file(src).read_all())
+            found.append(t.filter(~pl.col("h").is_first_distinct())["pos"].to_numpy())
+            path.unlink()
+        return np.sort(np.concatenate(found))
+
+
 class _Writer:
     """A table's final Parquet file, each batch converted and encoded on a writer thread while
     this one computes the next (pyarrow releases the GIL as it encodes: the writes were 3.5 s
@@ -215,7 +260,7 @@ def ingest(
     derived = _Stage(stage_dir / "derived_items.arrow")
     files: list[str] = []
     sessions: list[pl.DataFrame] = []
-    hashes: dict[str, list[np.ndarray]] = defaultdict(list)
+    hashes = {t: _Hashes(stage_dir, t) for t in ("events", "judgements")}
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
@@ -237,7 +282,7 @@ def ingest(
             n = _pass_two(table, stages[table], files, ledger, quarantine, out_dir, limits,
                           known if limits.require_known_items else None,
                           bots if table == "events" else set(),
-                          _duplicates(hashes.pop(table, [])) if limits.drop_duplicates else None,
+                          hashes[table].duplicates() if limits.drop_duplicates else None,
                           lambda k: bar.advance(task2, k))
             counts_extra[table] = n
         if items is None and stages["events"].rows:  # no catalogue at all: stub items from events
@@ -251,7 +296,7 @@ def ingest(
 
 def _read(specs: list[SourceSpec], files: list[str], rules: Rules, ids: Pseudonymiser, limits: Limits,
           ledger: Ledger, quarantine: Quarantine, stages: dict, derived: _Stage, sessions: list[pl.DataFrame],
-          hashes: dict[str, list[np.ndarray]], advance) -> bool:
+          hashes: dict[str, _Hashes], advance) -> bool:
     """Pass one over ``specs`` (the catalogue first), in the source's order; True when a
     source maps a title (items described by rows without one are not known items)."""
     title_mapped = False
@@ -278,7 +323,7 @@ def stage_items(specs: list[SourceSpec], stage_dir: Path, files: list[str], rule
     with Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.completed:,} rows"),
                   disable=not progress, transient=False) as bar:
         task = bar.add_task("ingest: catalogue")
-        _read(specs, files, rules, ids, limits, ledger, quarantine, stages, derived, [], defaultdict(list),
+        _read(specs, files, rules, ids, limits, ledger, quarantine, stages, derived, [], {},
               lambda k: bar.advance(task, k))
     stages["items"].close()
     return stages, derived
@@ -381,7 +426,7 @@ def _checked_ahead(batches: Iterator[RawBatch | Rejects], files: list[str], rule
 
 
 def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quarantine, stages: dict,
-              derived: _Stage, sessions: list[pl.DataFrame], hashes: dict[str, list[np.ndarray]]) -> None:
+              derived: _Stage, sessions: list[pl.DataFrame], hashes: dict[str, _Hashes]) -> None:
     """Record one checked batch, in the source's order: its rejects, its passing rows staged,
     its sessions and row hashes kept for the whole-table checks, the items it describes."""
     table = batch.table
@@ -394,18 +439,9 @@ def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quara
         if len(sessions) > 64:
             sessions[:] = [_merge_sessions(sessions)]
     if done.hashes is not None:
-        hashes[table].append(done.hashes)
+        hashes[table].add(done.hashes)
     if done.items is not None:
         derived.add(done.items)
-
-
-def _duplicates(hashes: list[np.ndarray]) -> np.ndarray:
-    """Per staged row, in staging order: an exact copy of an earlier row (its hash seen before).
-    One look at all the hashes at once (8 bytes a row), instead of a sorted set grown batch by
-    batch (2.7 s of a 10M-event ingest)."""
-    if not hashes:
-        return np.zeros(0, dtype=bool)
-    return (~pl.Series(np.concatenate(hashes)).is_first_distinct()).to_numpy()
 
 
 def _merge_sessions(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -468,6 +504,14 @@ def finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: list
     return {"derived_from_other_tables": n_derived, "total_items": len(items)}, known
 
 
+def _marked(places: np.ndarray, at: int, n: int) -> np.ndarray:
+    """Rows ``at .. at + n`` as booleans: True where the row's place is in sorted ``places``."""
+    out = np.zeros(n, dtype=bool)
+    lo, hi = np.searchsorted(places, [at, at + n])
+    out[places[lo:hi] - at] = True
+    return out
+
+
 def whole_table_flags(df: pl.DataFrame, table: str, limits: Limits, known: pl.Series | None,
                       bots: pl.Series | None, dup: pl.Series | None) -> pl.DataFrame:
     """``df`` with ``_reason``, ``_column`` and ``_detail`` of the checks that need the whole
@@ -501,19 +545,21 @@ def whole_table_flags(df: pl.DataFrame, table: str, limits: Limits, known: pl.Se
 def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
               quarantine: Quarantine, out_dir: Path, limits: Limits, known: pl.Series | None,
               bots: set[str], dups: np.ndarray | None, advance) -> int:
+    """Second pass over ``table``'s stage: unknown items, bots' sessions and the rows at the
+    places ``dups`` (sorted) quarantined, the rest numbered and written."""
     cols = _canonical(table)
     if stage.writer is None:
         if any(t == table for t, _ in ledger.rows_in):
             pq.write_table(TABLES[table].empty_table(), out_dir / f"{table}.parquet")
         return 0
     writer = _Writer(out_dir / f"{table}.parquet", TABLES[table])
-    at = 0  # rows of the stage read so far: where this batch's duplicate flags start
+    at = 0  # rows of the stage read so far: where this batch's places start
     known_s = known.implode() if known is not None else None
     bot_s = pl.Series(sorted(bots), dtype=pl.String).implode()
     seq = 0
     for df in stage.batches(limits.batch_rows):
         df = whole_table_flags(df, table, limits, known_s, bot_s if bots else None,
-                               pl.Series(dups[at:at + len(df)]) if dups is not None else None)
+                               pl.Series(_marked(dups, at, len(df))) if dups is not None else None)
         bad = df.filter(pl.col("_reason").is_not_null())
         if not bad.is_empty():
             quarantine.add(bad.select(

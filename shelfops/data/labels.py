@@ -87,6 +87,15 @@ def derive_judgements(
     :class:`ConfigError` for a non-finite grade or ``min_impressions < 1``.
     """
     _check_grades(purchase, add_to_cart, click, impression, min_impressions)
+    return grades_from_counts(occurrence_counts(events), purchase=purchase, add_to_cart=add_to_cart,
+                              click=click, impression=impression, min_impressions=min_impressions)
+
+
+def occurrence_counts(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Per (normalised query, item_id): how many occurrences reached each action strength
+    (``n_strength_0`` shown .. ``n_strength_3`` bought) and in how many a click, a cart, a
+    purchase happened. An occurrence lies within one request or one session, so the counts of
+    events split by ``coalesce(request_id, session_id)`` add up to the counts of all of them."""
     lf = events.lazy()
     names = lf.collect_schema().names()
     missing = [c for c in _REQUIRED if c not in names]
@@ -147,22 +156,34 @@ def derive_judgements(
         (pl.col("event_type") == "add_to_cart").any().alias("_carted"),
         (pl.col("event_type") == "purchase").any().alias("_purchased"),
     )
-    grade_of = {0: float(impression), 1: float(click), 2: float(add_to_cart), 3: float(purchase)}
+    return occurrences.group_by("query", "item_id").agg(
+        *[(pl.col("_strength") == k).sum().cast(pl.Int64).alias(f"n_strength_{k}") for k in range(4)],
+        pl.col("_clicked").sum().cast(pl.Int64).alias("n_clicks"),
+        pl.col("_carted").sum().cast(pl.Int64).alias("n_carts"),
+        pl.col("_purchased").sum().cast(pl.Int64).alias("n_purchases"),
+    )
+
+
+def grades_from_counts(counts: pl.LazyFrame | pl.DataFrame, *, purchase: float = 3.0, add_to_cart: float = 2.0,
+                       click: float = 1.0, impression: float = 0.0, min_impressions: int = 1) -> pl.DataFrame:
+    """Judgements from :func:`occurrence_counts` (summed over parts of the events, when they
+    were counted apart): a pair's grade is the mean of its occurrences' grades, computed from
+    how many occurrences reached each strength, so counts of any split of the events give the
+    same grades to the last bit."""
+    grade_of = (float(impression), float(click), float(add_to_cart), float(purchase))
+    n = pl.sum_horizontal(*[pl.col(f"n_strength_{k}") for k in range(4)])
+    total = pl.sum_horizontal(*[pl.col(f"n_strength_{k}") * grade_of[k] for k in range(4)])
     out = (
-        occurrences.with_columns(
-            pl.col("_strength").replace_strict(grade_of, return_dtype=pl.Float64).alias("_grade")
-        )
-        .group_by("query", "item_id")
-        .agg(
-            pl.col("_grade").mean().alias("grade"),
-            pl.len().cast(pl.Int64).alias("n_impressions"),
-            pl.col("_clicked").sum().cast(pl.Int64).alias("n_clicks"),
-            pl.col("_carted").sum().cast(pl.Int64).alias("n_carts"),
-            pl.col("_purchased").sum().cast(pl.Int64).alias("n_purchases"),
-        )
+        counts.lazy()
+        .with_columns((total / n).alias("grade"), n.cast(pl.Int64).alias("n_impressions"))
         .filter(pl.col("n_impressions") >= min_impressions)
         .sort("query", "item_id")
         .select(JUDGEMENT_COLUMNS)
         .collect()
     )
     return out.cast(dict(_EMPTY_SCHEMA))  # type: ignore[arg-type]
+
+
+def merge_counts(parts: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Occurrence counts of several parts of the events (concatenated) summed per pair."""
+    return parts.lazy().group_by("query", "item_id").agg(pl.all().sum())

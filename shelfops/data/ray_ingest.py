@@ -24,14 +24,12 @@ engine's. ``out`` and the inputs must be paths every node reaches (shared storag
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shelfops.data.ingest import (
@@ -46,6 +44,7 @@ from shelfops.data.ingest import (
     stub_items,
     whole_table_flags,
 )
+from shelfops.data.ray_tasks import run_tasks, session
 from shelfops.data.sources import Rejects, SourceSpec, Unit, read_unit, source_units
 from shelfops.data.validate import Pseudonymiser, Rules
 from shelfops.errors import ConfigError
@@ -76,18 +75,9 @@ class _Job:
 def ingest_ray(specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: bytes, limits: Limits,
                progress: bool = True) -> dict:
     """:func:`shelfops.data.ingest.ingest` on Ray Data: the same tables and counts, written as
-    folders of Parquet parts. Joins the cluster at ``RAY_ADDRESS`` (else starts a local one)."""
-    import ray
-
-    joined = not ray.is_initialized()
-    if joined:
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = progress
-    try:
+    folders of Parquet parts, on the cluster at ``RAY_ADDRESS`` (:func:`shelfops.data.ray_tasks.session`)."""
+    with session(progress) as ray:
         return _ingest(ray, specs, Path(out_dir), rules=rules, key=key, limits=limits, progress=progress)
-    finally:
-        if joined:
-            ray.shutdown()
 
 
 def _ingest(ray, specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: bytes, limits: Limits,
@@ -113,7 +103,7 @@ def _ingest(ray, specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: b
     job = _Job(rest, units, files, rules, key, limits, str(scratch), str(qdir), str(out_dir),
                buckets=max(1, min(64, len(units))))
 
-    kept = _tasks(ray, job, _check_unit, range(len(units)))
+    kept = run_tasks(ray, job, _check_unit, range(len(units)))
     for r in kept:
         ledger.rows_in[(job.table(r["unit"]), units[r["unit"]][1].path)] += r["rows_in"]
     _record_side_outputs(job, ledger, derived)
@@ -123,18 +113,18 @@ def _ingest(ray, specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: b
                                 limits)
     quarantine.close()
 
-    reduced = _tasks(ray, job, _reduce_bucket, range(job.buckets))
+    reduced = run_tasks(ray, job, _reduce_bucket, range(job.buckets))
     flags = _Flags(known if limits.require_known_items else None,
                    {r["session_id"] for r in reduced if r["session_id"] is not None},
                    np.sort(np.array([r["order"] for r in reduced if r["order"] >= 0], np.int64))
                    if limits.drop_duplicates else None)
     ref = ray.put(flags)
-    good = {r["unit"]: r["good"] for r in _tasks(ray, job, _count_unit, range(len(units)), flags=ref)}
+    good = {r["unit"]: r["good"] for r in run_tasks(ray, job, _count_unit, range(len(units)), flags=ref)}
     offsets, at = {}, {"events": 0, "judgements": 0}
     for u in range(len(units)):
         offsets[u] = at[job.table(u)]
         at[job.table(u)] += good[u]
-    for r in _tasks(ray, job, _write_unit, range(len(units)), flags=ref, offsets=offsets):
+    for r in run_tasks(ray, job, _write_unit, range(len(units)), flags=ref, offsets=offsets):
         table, path = job.table(r["unit"]), units[r["unit"]][1].path
         ledger.kept[(table, path)] += r["good"]
         for reason, n in json.loads(r["rejected"]).items():
@@ -156,29 +146,6 @@ class _Flags:
     known: pl.Series | None  # the catalogue's ids (None: not checked)
     bots: set[str]
     dups: np.ndarray | None  # sorted places (``_order``) of rows that repeat an earlier one
-
-
-def _tasks(ray, job: _Job, fn, ids, **kw) -> list[dict]:
-    """Run ``fn(job, id, **kw)`` on the cluster for each id (one Ray Data block, one task each,
-    one CPU each); the dicts it returned (a list of them counts as its items)."""
-    ids = list(ids)
-    if not ids:
-        return []
-    ds = ray.data.from_items([{"id": i} for i in ids], override_num_blocks=len(ids))
-    out = ds.map_batches(_each, batch_size=1, batch_format="pyarrow", num_cpus=1,
-                         fn_kwargs={"fn": fn, "job": job, "kw": kw})
-    got: list[dict] = []
-    for r in out.take_all():
-        res = json.loads(r["out"])
-        got.extend(res if isinstance(res, list) else [res])
-    return got
-
-
-def _each(batch: pa.Table, fn, job: _Job, kw: dict) -> pa.Table:
-    import ray
-
-    kw = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kw.items()}
-    return pa.table({"out": [json.dumps(fn(job, i, **kw)) for i in batch.column("id").to_pylist()]})
 
 
 # ----------------------------------------------------------------------------- 1. check

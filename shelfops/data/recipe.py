@@ -11,7 +11,8 @@ its sources), so this stage never knows whether a shop is real.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import polars as pl
 
 from shelfops.artifacts import Manifest, input_ref, read_manifest, stage_output
 from shelfops.config.schema import DataConfig
+from shelfops.data import ray_derive, ray_tasks
 from shelfops.data import splits as splitting
 from shelfops.data.augment import augment_train_split
 from shelfops.data.ingest import Limits, ingest
@@ -98,8 +100,8 @@ def run(
     limits = limits_from(cfg)
 
     with stage_output(out, "data", config=config_dump or cfg.model_dump(mode="json"),
-                      inputs=inputs) as w:
-        engine = ingest_ray if cfg.engine == "ray" else ingest
+                      inputs=inputs) as w, _engine(cfg, progress) as ray:
+        engine = ingest_ray if ray else ingest
         counts = engine(specs, w.dir, rules=rules, key=key, limits=limits, progress=progress)
         too_bad = counts.pop("_reject_ratio_exceeded")
         bots = counts.pop("_bots")
@@ -112,10 +114,10 @@ def run(
         if source_summary is not None:
             extra["synthetic"] = source_summary
 
-        labels = derive_labels(tables, cfg, w.dir)
+        labels = derive_labels(tables, cfg, w.dir, ray)
         if labels is not None:
             say(f"labels derived from behaviour: {labels:,} (query, item) grades")
-        split_counts = make_splits(w.dir, cfg, say)
+        split_counts = make_splits(w.dir, cfg, say, ray)
         extra["splits"] = split_counts
 
         written = report_dataset(w.dir, w.dir / "report", **cfg.report.model_dump())
@@ -134,6 +136,16 @@ def run(
         )
 
     return read_manifest(out)
+
+
+@contextmanager
+def _engine(cfg: DataConfig, progress: bool) -> Iterator[Any]:
+    """The ``ray`` module for ``data.engine: ray`` (joined for the whole stage), else None."""
+    if cfg.engine != "ray":
+        yield None
+        return
+    with ray_tasks.session(progress) as ray:
+        yield ray
 
 
 def _all_paths(spec: SourceSpec) -> list[str]:
@@ -161,8 +173,9 @@ def _reconciliation_text(counts: dict) -> str:
     return "\n".join(lines)
 
 
-def derive_labels(tables: dict[str, Path], cfg: DataConfig, out: Path) -> int | None:
-    """Graded relevance from behaviour, when there are searches with impressions."""
+def derive_labels(tables: dict[str, Path], cfg: DataConfig, out: Path, ray=None) -> int | None:
+    """Graded relevance from behaviour, when there are searches with impressions (on the
+    cluster with ``ray``: :mod:`shelfops.data.ray_derive`)."""
     if "events" not in tables:
         return None
     ev = pl.scan_parquet(tables["events"])
@@ -174,6 +187,8 @@ def derive_labels(tables: dict[str, Path], cfg: DataConfig, out: Path) -> int | 
         return None
 
     lab = cfg.labels
+    if ray is not None:
+        return ray_derive.derive_labels(ray, out, lab)
     df = derive_judgements(
         ev, purchase=lab.purchase, add_to_cart=lab.add_to_cart, click=lab.click,
         impression=lab.impression, min_impressions=lab.min_impressions,
@@ -182,24 +197,36 @@ def derive_labels(tables: dict[str, Path], cfg: DataConfig, out: Path) -> int | 
     return len(df)
 
 
-def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
-    """Write splits/<name>_{train,valid,test}.parquet for every table that supports one."""
+def make_splits(root: Path, cfg: DataConfig, say: Say, ray=None) -> dict[str, Any]:
+    """Write splits/<name>_{train,valid,test}.parquet for every table that supports one (the
+    events' splits on the cluster with ``ray``: :mod:`shelfops.data.ray_derive`)."""
 
     sc = cfg.splits
     out = root / "splits"
     out.mkdir(exist_ok=True)
     summary: dict[str, Any] = {}
 
-    def save(name: str, parts: dict[str, pl.DataFrame], method: str) -> None:
+    def save(name: str, parts: dict[str, pl.DataFrame | pl.LazyFrame], method: str) -> None:
         for part, df in parts.items():
-            df.write_parquet(out / f"{name}_{part}.parquet")
+            if isinstance(df, pl.DataFrame):  # (a LazyFrame scans what the cluster wrote)
+                df.write_parquet(out / f"{name}_{part}.parquet")
         summary[name] = {"method": method, **splitting.split_summary(parts)}
         say(f"split {name} ({method}): " + ", ".join(
-            f"{k} {len(v):,}" for k, v in parts.items()))
+            f"{k} {v['rows']:,}" for k, v in summary[name].items() if isinstance(v, dict)))
 
     items = pl.read_parquet(root / "items.parquet") if (root / "items.parquet").exists() else None
     events_path = root / "events.parquet"
-    if events_path.exists():
+    if events_path.exists() and ray is not None:
+        ev = pl.scan_parquet(events_path)
+        has = ev.select(
+            (pl.col("event_type").is_in(["view", "click", "add_to_cart", "purchase"]) & pl.col("user_id").is_not_null()
+             ).any().alias("users"), pl.col("timestamp").is_not_null().any().alias("ts")).collect()
+        if sc.method in ("auto", "leave_one_out") and has["users"][0]:
+            save("sequences", ray_derive.leave_one_out(ray, root), "leave_one_out")
+        if has["ts"][0] and sc.method in ("auto", "time"):
+            save("events", ray_derive.time_split(ray, root, cutoff=sc.cutoff, val_days=sc.val_days,
+                                                 test_days=sc.test_days), "time")
+    elif events_path.exists():
         ev = pl.read_parquet(events_path)
         interactions = ev.filter(pl.col("event_type").is_in(["view", "click", "add_to_cart", "purchase"]))
         if sc.method in ("auto", "leave_one_out") and interactions["user_id"].null_count() < len(interactions):
@@ -213,6 +240,8 @@ def make_splits(root: Path, cfg: DataConfig, say: Say) -> dict[str, Any]:
         if not path.exists():
             continue
         df = pl.read_parquet(path)
+        if name == "labels":  # in pair order, however they were written (the ray engine: in pair buckets)
+            df = df.sort("query", "item_id")
         if df.is_empty() or sc.method not in ("auto", "group_kfold"):
             continue
         parts = splitting.group_kfold(df, group_col="query", folds=sc.folds, test_fold=sc.test_fold,

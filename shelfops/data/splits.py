@@ -153,6 +153,24 @@ def time_split(
     Raises :class:`SchemaError` when ``time_col`` is missing or not a datetime/date, and
     :class:`DataError` when no row has a time (use :func:`leave_one_out` then).
     """
+    lf = df.lazy()
+    val_start, test_start, nulls = time_bounds(lf, time_col=time_col, cutoff=cutoff, val_days=val_days,
+                                               test_days=test_days)
+    t = pl.col(time_col)
+    parts = [
+        lf.filter(t < val_start),
+        lf.filter((t >= val_start) & (t < test_start)),
+        lf.filter(t >= test_start),
+    ]
+    if nulls:
+        parts.append(lf.filter(t.is_null()))
+    return dict(zip(("train", "valid", "test", "undated"), pl.collect_all(parts)))
+
+
+def time_bounds(lf: pl.LazyFrame, *, time_col: str = "timestamp", cutoff: datetime | None = None,
+                val_days: float = 1.0, test_days: float = 2.0) -> tuple[Any, Any, int]:
+    """(start of valid, start of test, rows without a time) of :func:`time_split`, from one look
+    at the time column (its latest value and its nulls); raises as :func:`time_split` does."""
     problems = []
     if not val_days >= 0:
         problems.append(f"val_days must be >= 0, got {val_days!r}")
@@ -160,7 +178,6 @@ def time_split(
         problems.append(f"test_days must be > 0, got {test_days!r}")
     if problems:
         raise ConfigError(problems, "time_split")
-    lf = df.lazy()
     schema = lf.collect_schema()
     _require(schema.names(), (time_col,), "time_split")
     dtype = schema[time_col]
@@ -182,15 +199,7 @@ def time_split(
     else:
         test_start = _as_column_time(cutoff, dtype)
     val_start = test_start - timedelta(days=val_days)
-    t = pl.col(time_col)
-    parts = [
-        lf.filter(t < val_start),
-        lf.filter((t >= val_start) & (t < test_start)),
-        lf.filter(t >= test_start),
-    ]
-    if nulls:
-        parts.append(lf.filter(t.is_null()))
-    return dict(zip(("train", "valid", "test", "undated"), pl.collect_all(parts)))
+    return val_start, test_start, nulls
 
 
 # --------------------------------------------------------------------------- group k-fold
@@ -271,8 +280,8 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def split_summary(splits: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, Any]]:
-    """JSON-ready counts per split for the manifest.
+def split_summary(splits: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[str, dict[str, Any]]:
+    """JSON-ready counts per split for the manifest (of frames, or of lazy scans of written ones).
 
     Every split gets ``rows``; ``users``, ``queries`` (normalised), ``items`` and
     ``sessions`` when the columns exist; ``first_timestamp``/``last_timestamp`` (ISO 8601)
@@ -280,7 +289,7 @@ def split_summary(splits: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, Any
     """
     out: dict[str, dict[str, Any]] = {}
     for name, frame in splits.items():
-        cols = frame.columns
+        cols = frame.collect_schema().names()
         exprs: list[pl.Expr] = [pl.len().alias("rows")]
         for col, label in (("user_id", "users"), ("item_id", "items"), ("session_id", "sessions")):
             if col in cols:
@@ -295,6 +304,6 @@ def split_summary(splits: Mapping[str, pl.DataFrame]) -> dict[str, dict[str, Any
                       pl.col("timestamp").max().alias("last_timestamp")]
         if "history" in cols:
             exprs.append(pl.col("history").list.len().mean().alias("history_mean_len"))
-        row = frame.select(exprs).row(0, named=True)
+        row = frame.lazy().select(exprs).collect(engine="streaming").row(0, named=True)
         out[name] = {k: _iso(v) for k, v in row.items()}
     return out

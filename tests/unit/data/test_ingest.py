@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from shelfops.config.schema import CleaningConfig, DataConfig, SyntheticConfig
-from shelfops.data.ingest import _duplicates, ingest
+from shelfops.data.ingest import _Hashes, ingest
 from shelfops.data.recipe import limits_from, rules_from
 from shelfops.data.sources import build_spec
 
@@ -107,9 +107,9 @@ def test_bot_sessions_are_quarantined(tmp_path):
     assert counts["events"]["kept"] == 60
 
 
-def test_duplicates_are_rows_whose_hash_an_earlier_row_had():
+def test_duplicates_are_rows_whose_hash_an_earlier_row_had(tmp_path):
     """Across batches and within one: the first copy kept, every later one flagged, as a set of
-    seen hashes grown row by row would say."""
+    seen hashes grown row by row would say; decided bucket by bucket from what was spilled."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -119,8 +119,14 @@ def test_duplicates_are_rows_whose_hash_an_earlier_row_had():
     for x in np.concatenate(batches).tolist():
         want.append(x in seen)
         seen.add(x)
-    assert _duplicates(batches).tolist() == want
-    assert _duplicates([]).tolist() == []
+    spill = _Hashes(tmp_path, "events")
+    for b in batches:
+        spill.add(b)
+    got = np.zeros(len(want), dtype=bool)
+    got[spill.duplicates()] = True
+    assert got.tolist() == want and sum(want) > 1000
+    assert list(tmp_path.iterdir()) == []  # the spilled buckets are gone once decided
+    assert _Hashes(tmp_path, "judgements").duplicates().tolist() == []
 
 
 def test_reject_ratio_makes_cli_fail(tmp_path):
