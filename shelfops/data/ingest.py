@@ -1,7 +1,8 @@
 """The ingest engine: sources -> validated, pseudonymised canonical tables + quarantine.
 
-Two streaming passes, memory bounded by a few batches and the sessions' spans (row hashes are
-spilled to scratch by bucket and decided a bucket at a time):
+Two streaming passes, memory bounded by a few batches whatever the input's size (what the
+whole-table checks need, row hashes and session spans, is spilled to scratch by bucket and
+decided a bucket at a time):
 
 1. every source is read in batches; row-level checks (types, required fields, values,
    timestamps, text cleaning, PII masking, pseudonymisation) run per batch on worker threads,
@@ -156,48 +157,78 @@ class _Stage:
                 yield pl.from_arrow(pa.Table.from_batches(pending))
 
 
-class _Hashes:
-    """One table's 64-bit row hashes, spilled to scratch by bucket (``hash % BUCKETS``) as its
-    batches come, with each row's place in the staging order; duplicates are then decided one
-    bucket at a time (rows of equal hash share a bucket, in staging order within it), so memory
-    stays a bucket's whatever the table's size (at 100M events, 800 MB of hashes held at once,
-    and twice that for the look-up, were most of a 4.9 GB peak)."""
+class _Spill:
+    """Rows of a whole-table check spilled to scratch by bucket (their 64-bit key ``% BUCKETS``)
+    as the batches come, then read back one bucket at a time: rows of equal key share a bucket,
+    in arrival order within it, so a check that groups by that key needs the memory of one
+    bucket whatever the table's size (at 100M events, all row hashes and session spans held at
+    once made a 4.8 GB peak)."""
 
     BUCKETS = 32
 
-    def __init__(self, folder: Path, table: str) -> None:
-        self.folder, self.table = folder, table
-        self.sinks: dict[int, tuple[pa.OSFile, pa.ipc.RecordBatchFileWriter]] = {}
-        self.n = 0
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        self.sinks: dict[int, tuple[pa.OSFile, pa.ipc.RecordBatchFileWriter, pa.Schema]] = {}
 
-    def add(self, h: np.ndarray) -> None:
-        pos = np.arange(self.n, self.n + len(h), dtype=np.int64)
-        self.n += len(h)
-        b = (h % self.BUCKETS).astype(np.int64)
+    def _path(self, k: int) -> Path:
+        return self.folder / f"spill-{self.name}-{k:02d}.arrow"
+
+    def add(self, df: pl.DataFrame, key: np.ndarray) -> None:
+        b = (key % self.BUCKETS).astype(np.int64)
         order = np.argsort(b, kind="stable")
         cuts = np.searchsorted(b[order], np.arange(self.BUCKETS + 1))
+        tbl = df.to_arrow()
         for k in range(self.BUCKETS):
-            lo, hi = cuts[k], cuts[k + 1]
-            if lo == hi:
+            if cuts[k] == cuts[k + 1]:
                 continue
-            rb = pa.record_batch({"h": h[order[lo:hi]], "pos": pos[order[lo:hi]]})
+            part = tbl.take(pa.array(order[cuts[k]:cuts[k + 1]]))
             if k not in self.sinks:
-                sink = pa.OSFile(str(self.folder / f"hashes-{self.table}-{k:02d}.arrow"), "wb")
-                self.sinks[k] = (sink, pa.ipc.new_file(sink, rb.schema))
-            self.sinks[k][1].write_batch(rb)
+                sink = pa.OSFile(str(self._path(k)), "wb")
+                self.sinks[k] = (sink, pa.ipc.new_file(sink, part.schema), part.schema)
+            self.sinks[k][1].write_table(part.cast(self.sinks[k][2]))
+
+    def buckets(self) -> Iterator[pl.DataFrame]:
+        """Each bucket's rows in arrival order; its file is gone once read."""
+        for k, (sink, writer, _) in sorted(self.sinks.items()):
+            writer.close()
+            sink.close()
+            with pa.OSFile(str(self._path(k))) as src:
+                yield pl.from_arrow(pa.ipc.open_file(src).read_all())
+            self._path(k).unlink()
+        self.sinks = {}
+
+
+class _Hashes(_Spill):
+    """One table's 64-bit row hashes with each row's place in the staging order."""
+
+    def __init__(self, folder: Path, table: str) -> None:
+        super().__init__(folder, f"hashes-{table}")
+        self.n = 0
+
+    def add(self, h: np.ndarray) -> None:  # type: ignore[override]
+        pos = np.arange(self.n, self.n + len(h), dtype=np.int64)
+        self.n += len(h)
+        super().add(pl.DataFrame({"h": h, "pos": pos}), h)
 
     def duplicates(self) -> np.ndarray:
         """The sorted staging places of rows whose hash an earlier row had."""
-        found = [np.zeros(0, np.int64)]
-        for k, (sink, writer) in sorted(self.sinks.items()):
-            writer.close()
-            sink.close()
-            path = self.folder / f"hashes-{self.table}-{k:02d}.arrow"
-            with pa.OSFile(str(path)) as src:
-                t = pl.from_arrow(pa.ipc.open_file(src).read_all())
-            found.append(t.filter(~pl.col("h").is_first_distinct())["pos"].to_numpy())
-            path.unlink()
-        return np.sort(np.concatenate(found))
+        found = [t.filter(~pl.col("h").is_first_distinct())["pos"].to_numpy() for t in self.buckets()]
+        return np.sort(np.concatenate([np.zeros(0, np.int64), *found]))
+
+
+class _Sessions(_Spill):
+    """The events' session spans (id, events, first and last time), a few rows a batch."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, "sessions")
+
+    def add(self, spans: pl.DataFrame) -> None:  # type: ignore[override]
+        super().add(spans, spans["session_id"].hash(seed=1).to_numpy())
+
+    def bots(self, limits: Limits) -> set[str]:
+        """Sessions with at least ``bot_min_events`` events at a rate above the limit."""
+        return {s for part in self.buckets()
+                for s in _merge_sessions([part]).filter(bot_rule(limits))["session_id"].to_list()}
 
 
 class _Writer:
@@ -259,7 +290,7 @@ def ingest(
     stages = {t: _Stage(stage_dir / f"{t}.arrow") for t in TABLES}
     derived = _Stage(stage_dir / "derived_items.arrow")
     files: list[str] = []
-    sessions: list[pl.DataFrame] = []
+    sessions = _Sessions(stage_dir)
     hashes = {t: _Hashes(stage_dir, t) for t in ("events", "judgements")}
 
     with Progress(
@@ -272,7 +303,7 @@ def ingest(
         for s in (*stages.values(), derived):
             s.close()
 
-        bots = _bot_sessions(sessions, limits)
+        bots = sessions.bots(limits)
         items, known = finish_items(stages["items"], derived, title_mapped, files, ledger,
                                     quarantine, out_dir, limits)
         task2 = bar.add_task("ingest: duplicates, unknown items, bots", total=sum(
@@ -295,7 +326,7 @@ def ingest(
 
 
 def _read(specs: list[SourceSpec], files: list[str], rules: Rules, ids: Pseudonymiser, limits: Limits,
-          ledger: Ledger, quarantine: Quarantine, stages: dict, derived: _Stage, sessions: list[pl.DataFrame],
+          ledger: Ledger, quarantine: Quarantine, stages: dict, derived: _Stage, sessions: _Sessions | None,
           hashes: dict[str, _Hashes], advance) -> bool:
     """Pass one over ``specs`` (the catalogue first), in the source's order; True when a
     source maps a title (items described by rows without one are not known items)."""
@@ -323,7 +354,7 @@ def stage_items(specs: list[SourceSpec], stage_dir: Path, files: list[str], rule
     with Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.completed:,} rows"),
                   disable=not progress, transient=False) as bar:
         task = bar.add_task("ingest: catalogue")
-        _read(specs, files, rules, ids, limits, ledger, quarantine, stages, derived, [], {},
+        _read(specs, files, rules, ids, limits, ledger, quarantine, stages, derived, None, {},
               lambda k: bar.advance(task, k))
     stages["items"].close()
     return stages, derived
@@ -426,7 +457,7 @@ def _checked_ahead(batches: Iterator[RawBatch | Rejects], files: list[str], rule
 
 
 def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quarantine, stages: dict,
-              derived: _Stage, sessions: list[pl.DataFrame], hashes: dict[str, _Hashes]) -> None:
+              derived: _Stage, sessions: _Sessions | None, hashes: dict[str, _Hashes]) -> None:
     """Record one checked batch, in the source's order: its rejects, its passing rows staged,
     its sessions and row hashes kept for the whole-table checks, the items it describes."""
     table = batch.table
@@ -434,10 +465,8 @@ def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quara
     if done.rejects is not None:
         quarantine.add(done.rejects)
     stages[table].add(done.kept)
-    if done.sessions is not None:
-        sessions.append(done.sessions)
-        if len(sessions) > 64:
-            sessions[:] = [_merge_sessions(sessions)]
+    if done.sessions is not None and sessions is not None:
+        sessions.add(done.sessions)
     if done.hashes is not None:
         hashes[table].add(done.hashes)
     if done.items is not None:
@@ -448,13 +477,6 @@ def _merge_sessions(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(parts).group_by("session_id").agg(
         pl.col("n").sum(), pl.col("t0").min(), pl.col("t1").max()
     )
-
-
-def _bot_sessions(parts: list[pl.DataFrame], limits: Limits) -> set[str]:
-    """Sessions with at least ``bot_min_events`` events at a rate above the limit."""
-    if not parts:
-        return set()
-    return set(_merge_sessions(parts).filter(bot_rule(limits))["session_id"].to_list())
 
 
 def bot_rule(limits: Limits) -> pl.Expr:
