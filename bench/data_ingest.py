@@ -72,12 +72,17 @@ def ensure_shop(workdir: Path, size: int) -> Path:
     return raw
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+def size_args(description: str, sizes: list[int], json_path: str) -> argparse.Namespace:
+    """The arguments the ingest benchmarks share: event counts, where exports are kept, the JSON out."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--sizes", type=int, nargs="+", default=sizes)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/shelfops-bench"))
-    ap.add_argument("--json", type=Path, default=Path("bench/results/data_ingest.json"))
-    args = ap.parse_args()
+    ap.add_argument("--json", type=Path, default=Path(json_path))
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = size_args(__doc__.split("\n\n")[0], [1_000_000, 10_000_000], "bench/results/data_ingest.json")
     rows = []
     for size in args.sizes:
         raw = ensure_shop(args.workdir, size)

@@ -12,7 +12,6 @@ kept and quarantined, the same events row for row. Wall time excludes starting t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_ingest import ensure_shop  # noqa: E402  (bench/data_ingest.py: the generated exports)
+from data_ingest import ensure_shop, size_args  # noqa: E402  (bench/data_ingest.py: the generated exports)
 from demo_time import cpu  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -77,11 +76,7 @@ def same_events(a: Path, b: Path, whole: bool) -> bool:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/shelfops-bench"))
-    ap.add_argument("--json", type=Path, default=Path("bench/results/ingest_ray.json"))
-    a = ap.parse_args()
+    a = size_args(__doc__.split("\n\n")[0], [1_000_000], "bench/results/ingest_ray.json")
     from shelfops.serve.server import free_port
 
     rows = []
