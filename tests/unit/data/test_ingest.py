@@ -164,3 +164,31 @@ def test_unreadable_file_is_named(tmp_path, content, problem):
     with pytest.raises(SourceReadError, match=problem) as e:
         _ingest([spec], tmp_path / "out")
     assert str(f) in str(e.value)
+
+
+def test_a_folder_of_parquet_parts_is_one_source_cut_into_row_group_units(tmp_path):
+    """Partitioned Parquet (as Spark, Ray Data or the ray engine write it) reads as one source;
+    the ray engine's units cut it at row groups, numbered as in each whole file, and together
+    read every row once."""
+    from shelfops.data.sources import read_unit, source_files, source_units
+
+    parts = tmp_path / "events"
+    parts.mkdir()
+    for p in range(2):
+        pl.DataFrame({"user_id": [f"u{p}-{k}" for k in range(2500)], "session_id": "s", "item_id": "i1",
+                      "event_type": "view"}).write_parquet(parts / f"part-{p}.parquet", row_group_size=400)
+    (parts / "_SUCCESS").write_text("")
+    spec = build_spec("parquet", [str(parts)], table="events")
+    assert [p.rsplit("/", 1)[1] for p in source_files(spec)] == ["part-0.parquet", "part-1.parquet"]
+    units = source_units(spec, 1000)
+    assert [(u.path.rsplit("/", 1)[1], u.first_row) for u in units] == [
+        ("part-0.parquet", 1), ("part-0.parquet", 1201), ("part-0.parquet", 2401),
+        ("part-1.parquet", 1), ("part-1.parquet", 1201), ("part-1.parquet", 2401)]
+    got = [(b.file.rsplit("/", 1)[1], r, u) for unit in units for b in read_unit(spec, unit, 1000)
+           for r, u in zip(b.rows, b.df["user_id"])]
+    want = [(f"part-{p}.parquet", k + 1, f"u{p}-{k}") for p in range(2) for k in range(2500)]
+    assert got == want
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\ni1,Kettle\n")
+    counts = _ingest([build_spec("csv", [str(items)], table="items"), spec], tmp_path / "out")
+    assert counts["events"]["kept"] == 5000 and set(counts["events"]["files"]) == set(source_files(spec))

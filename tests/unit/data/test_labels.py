@@ -164,3 +164,31 @@ def test_bad_arguments_are_config_errors():
         derive_judgements(ev, min_impressions=0)
     with pytest.raises(ConfigError, match="purchase"):
         derive_judgements(ev, purchase=float("nan"))
+
+
+def test_counts_of_events_split_by_occurrence_give_the_same_grades():
+    """What the ray engine relies on: events cut by their occurrence's key (request, else
+    session) and counted apart sum to the counts of all of them, grades equal to the last bit,
+    whatever the grade values."""
+    import random
+
+    from shelfops.data.labels import grades_from_counts, merge_counts, occurrence_counts
+
+    rng = random.Random(5)
+    rows = []
+    for r in range(300):
+        session = f"s{rng.randrange(60)}"
+        request = f"r{r}" if rng.random() < 0.7 else None
+        query = rng.choice(["red kettle", "Red  Kettle", "blue mug", "lamp"])
+        shown = rng.sample([f"i{k}" for k in range(12)], 4)
+        rows += served(request, query, session, shown) if request else []
+        for it in shown:
+            kind = rng.choice(["impression", "click", "view", "add_to_cart", "purchase"])
+            rows.append(act(kind, it, request, session, None if request else query))
+    ev = events(rows)
+    grades = {"purchase": 3.3, "add_to_cart": 2.1, "click": 0.7, "impression": 0.1}  # not exact in binary
+    whole = derive_judgements(ev, **grades, min_impressions=2)
+    key = pl.coalesce("request_id", "session_id")
+    parts = [occurrence_counts(ev.filter(key.hash(seed=3) % 4 == b)).collect() for b in range(4)]
+    apart = grades_from_counts(merge_counts(pl.concat(parts)), **grades, min_impressions=2)
+    assert len(whole) > 20 and whole.equals(apart)
