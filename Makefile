@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CORE   := $(VENV)/.installed-core
 DEV    := $(VENV)/.installed-dev
 
-.PHONY: install browser containers image demo test test-fast lint bench clean
+.PHONY: install browser containers image demo test test-fast lint bench bench-peers clean
 
 # Where pip finds the CPU build of torch. Elsewhere: the PyTorch CPU index (without it pip takes
 # the multi-GB CUDA build). On machines whose pip already finds the CPU wheel in a local folder
@@ -33,6 +33,15 @@ install: $(DEV)
 
 demo: $(CORE)
 	$(VENV)/bin/shelfops demo
+
+# The peer server bench/serve.py --peers compares with (infinity-emb), in a venv of its own.
+PEER_VENV := bench/peers/infinity/.venv
+bench-peers: $(PEER_VENV)/.installed
+$(PEER_VENV)/.installed: bench/peers/infinity/requirements.txt constraints.txt
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0
+	$(PEER_VENV)/bin/python -m pip install -q -c constraints.txt -r bench/peers/infinity/requirements.txt
+	@touch $@
 
 # The dashboard test drives Debian's chromium through Playwright (no browser download).
 browser:

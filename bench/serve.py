@@ -22,6 +22,13 @@ re-rank quality the optimize stage measured at that depth. Writes bench/results/
     .venv/bin/python bench/serve.py --serve-baseline runs/demo/optimized/search --port 8123  # (internal)
 
 Writes bench/results/serve.json.
+
+``--peers``: also infinity-emb (PyPI ``infinity-emb``, its own venv from ``make bench-peers``)
+serving the same weights, exported as a Hugging Face model (bench/peers/hf_export.py), with each
+of its CPU engines that can run them, under the same load in the same run; beside each, the
+largest gap of its scores to shelfops' fp32 model's. Writes bench/results/serve_peers.json.
+
+    make bench-peers && .venv/bin/python bench/serve.py --model runs/demo/optimized/search --peers
 """
 
 from __future__ import annotations
@@ -111,7 +118,7 @@ async def load(url: str, requests: list[dict], *, concurrency: int, seconds: flo
     bodies = [json.dumps(r).encode() for r in requests]
     heads = [(f"POST {path} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/json\r\n"
               f"Content-Length: {len(b)}\r\n\r\n").encode() for b in bodies]
-    sizes = [len(r.get("items", ())) or 1 for r in requests]
+    sizes = [len(r.get("items") or r.get("documents") or ()) or 1 for r in requests]
     lat, errors, pairs = [], 0, 0
     stop = time.perf_counter() + seconds
 
@@ -149,13 +156,13 @@ async def load(url: str, requests: list[dict], *, concurrency: int, seconds: flo
             "p99_ms": float(np.percentile(ms, 99))}
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300, health: str = "/healthz") -> None:
     import httpx
 
     t0 = time.time()
     while True:
         try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+            if httpx.get(url + health, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -250,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search-concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--depth", type=int, default=None, help="--search: re-rank this deep instead of the "
                     "depth the optimize stage chose (serving.json)")
+    ap.add_argument("--peers", action="store_true", help="also run infinity-emb (its own venv, "
+                    "bench/peers/infinity/.venv: `make bench-peers`) on the same weights, each engine")
+    ap.add_argument("--peer-venv", type=Path, default=ROOT / "bench" / "peers" / "infinity" / ".venv")
     ap.add_argument("--serve-baseline", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -344,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         r = results[name]
         print(f"{name:<20} {r['pairs_per_s']:8.0f} pairs/s  {r['req_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
               f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}/{r['requests']}")
+    peers = _peers(a, requests, text_of, env) if a.peers else {}
+    results.update(peers)
     ours, base = results["shelfops"], results["plain_fastapi_fp32"]
     summary = {
         "served_vs_in_process": ours["pairs_per_s"] / inproc,
@@ -351,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ours_ms": ours["p99_ms"], "p99_plain_ms": base["p99_ms"],
         "passes": bool(ours["pairs_per_s"] >= 0.8 * inproc and ours["pairs_per_s"] >= 4 * base["pairs_per_s"]
                        and ours["p99_ms"] < base["p99_ms"]),
+        "vs_peers": {n: {"throughput_ratio": ours["pairs_per_s"] / r["pairs_per_s"] if r.get("pairs_per_s") else None,
+                         "p99_ours_ms": ours["p99_ms"], "p99_peer_ms": r.get("p99_ms"),
+                         "max_score_diff_vs_fp32": r.get("max_score_diff_vs_fp32")}
+                     for n, r in peers.items()},
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus", "concurrency": a.concurrency,
         "candidates_per_request": a.candidates, "model": str(a.model)}
     print(f"in-process {inproc:.0f} pairs/s at batch {bs} x {workers} worker(s); served/in-process "
@@ -359,8 +375,135 @@ def main(argv: list[str] | None = None) -> int:
     print("PASS" if summary["passes"] else "FAIL")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "serve.json").write_text(json.dumps({"summary": summary, "results": results}, indent=2))
+    name = "serve_peers.json" if a.peers else "serve.json"
+    (out / name).write_text(json.dumps({"summary": summary, "results": results, "cpu": _cpu()}, indent=2))
     return 0 if summary["passes"] else 1
+
+
+# ----------------------------------------------------------------- a peer: infinity-emb
+#: infinity's CPU engines for a cross-encoder: torch fp32, and torch with its dynamic int8; its
+#: onnx engine (optimum) sends no token_type_ids, which the similarity head reads
+PEER_ENGINES = {"infinity_torch_fp32": ["--engine", "torch", "--dtype", "float32"],
+                "infinity_torch_int8": ["--engine", "torch", "--dtype", "int8"]}
+
+
+def _peers(a, requests: list[dict], text_of: dict[str, str], env: dict) -> dict:
+    """infinity-emb serving the same weights (exported by bench/peers/hf_export.py), under the same
+    load; beside each result, how far its scores are from shelfops' fp32 model's on 20 requests."""
+    import tempfile
+    from functools import partial
+
+    sys.path.insert(0, str(ROOT / "bench" / "peers"))
+    from hf_export import export
+
+    from shelfops.serve.server import free_port
+
+    exe = a.peer_venv / "bin" / "infinity_emb"
+    if not exe.exists():
+        raise SystemExit(f"no infinity-emb at {exe}: `make bench-peers` installs it")
+    folder = export(a.model, Path(tempfile.mkdtemp(prefix="shelfops-peer-")) / "model")
+    body = [{"model": "shelfops", "query": r["query"], "documents": [text_of[i] for i in r["items"]],
+             "return_documents": False} for r in requests]
+    want = _fp32_scores(a.model, body[:20])
+    pools = _judged_pools(a.model, text_of)
+    out = {"shelfops_fp32_in_process": {"judged_ndcg@10": _ndcg(pools, lambda b: _fp32_scores(a.model, [b])[0])},
+           "shelfops_variant_in_process": {"judged_ndcg@10": _ndcg(pools, _variant_scorer(a.model))}}
+    print(f"judged-pool NDCG@10 ({len(pools)} validation queries): shelfops fp32 "
+          f"{out['shelfops_fp32_in_process']['judged_ndcg@10']:.4f}, shelfops served variant "
+          f"{out['shelfops_variant_in_process']['judged_ndcg@10']:.4f}")
+    for name, flags in PEER_ENGINES.items():
+        port = free_port()
+        cmd = [str(exe), "v2", "--model-id", str(folder), "--served-model-name", "shelfops", "--device", "cpu",
+               "--port", str(port), "--host", "127.0.0.1", "--batch-size", "32", "--no-bettertransformer",
+               "--trust-remote-code", *flags]
+        proc = subprocess.Popen(cmd, env={**env, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(url, proc, health="/health")
+            got = [_peer_scores(url, b) for b in body[:20]]
+            asyncio.run(load(url, body[:20], concurrency=a.concurrency, seconds=3, path="/rerank"))
+            out[name] = asyncio.run(load(url, body, concurrency=a.concurrency, seconds=a.seconds, path="/rerank"))
+            out[name]["max_score_diff_vs_fp32"] = _sigmoid_gap(got, want)
+            out[name]["judged_ndcg@10"] = _ndcg(pools, partial(_peer_scores, url))
+        except RuntimeError as e:
+            out[name] = {"error": f"{e}: {proc.stderr.read().decode()[-800:] if proc.poll() is not None else ''}"}
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        r = out[name]
+        if "pairs_per_s" in r:
+            print(f"{name:<20} {r['pairs_per_s']:8.0f} pairs/s  {r['req_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+                  f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}/{r['requests']}  "
+                  f"score gap to fp32 {r['max_score_diff_vs_fp32']:.2e}  judged NDCG@10 {r['judged_ndcg@10']:.4f}")
+        else:
+            print(f"{name:<20} failed: {r['error'][:300]}")
+    return out
+
+
+def _peer_scores(url: str, body: dict) -> list[float]:
+    """A peer's scores for one /rerank request, in the documents' order."""
+    import httpx
+
+    got = httpx.post(url + "/rerank", json=body, timeout=60).json()["results"]
+    return [x["relevance_score"] for x in sorted(got, key=lambda x: x["index"])]
+
+
+def _judged_pools(model: Path, text_of: dict[str, str], n: int = 150) -> list[tuple[dict, list[float]]]:
+    """Up to ``n`` validation queries of the model's data with their judged products (a request
+    each, the grades beside): the pools every system's quality is measured on."""
+    import polars as pl
+
+    from shelfops.artifacts import read_manifest
+
+    data = Path(read_manifest(model).extra["data"])
+    j = pl.read_parquet(data / "splits" / "judgements_valid.parquet").filter(pl.col("item_id").is_in(list(text_of)))
+    pools = []
+    for (q,), g in j.group_by("query", maintain_order=True):
+        if len(g) >= 2 and g["grade"].n_unique() > 1:
+            pools.append(({"model": "shelfops", "query": q, "documents": [text_of[i] for i in g["item_id"]],
+                           "return_documents": False}, g["grade"].to_list()))
+        if len(pools) == n:
+            break
+    return pools
+
+
+def _ndcg(pools, score) -> float:
+    import numpy as np
+
+    from shelfops.eval.metrics import ndcg_at_k
+
+    return float(np.nanmean([ndcg_at_k(score(b), gains, 10) for b, gains in pools]))
+
+
+def _variant_scorer(model: Path):
+    from shelfops.optimize.shipped import load_shipped
+
+    s = load_shipped(model)
+    return lambda b: list(s.run([b["query"]] * len(b["documents"]), b["documents"]))
+
+
+def _fp32_scores(model: Path, body: list[dict]) -> list[list[float]]:
+    import torch
+
+    from shelfops.train import text_models
+
+    m, tok, spec = text_models.load(model)
+    out = []
+    for b in body:
+        enc = tok([b["query"]] * len(b["documents"]), b["documents"], truncation=True, max_length=spec.max_length,
+                  padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            out.append(m(**enc).tolist())
+    return out
+
+
+def _sigmoid_gap(got: list[list[float]], logits: list[list[float]]) -> float:
+    """The largest difference between a peer's scores and sigmoid(shelfops fp32 logits): a
+    sentence-transformers cross-encoder with one label puts its logit through a sigmoid."""
+    import math
+
+    return max(abs(g - 1 / (1 + math.exp(-x))) for gs, xs in zip(got, logits) for g, x in zip(gs, xs))
 
 
 def _cpu() -> dict:
