@@ -118,25 +118,34 @@ def _ingest(ray, specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: b
                    {r["session_id"] for r in reduced if r["session_id"] is not None},
                    np.sort(np.array([r["order"] for r in reduced if r["order"] >= 0], np.int64))
                    if limits.drop_duplicates else None)
+    written = _write_tables(ray, job, flags, ledger)
+    if items is None and written["events"]:  # no catalogue at all: stub items from events
+        items = stub_items(out_dir)
+    shutil.rmtree(scratch)
+    return reconcile(ledger, items, len(flags.bots), limits)
+
+
+def _write_tables(ray, job: _Job, flags: _Flags, ledger: Ledger) -> dict[str, int]:
+    """Steps 3 and 4: every unit's good rows counted, then numbered after the units before it
+    and written; the ledger takes what was kept and quarantined. Rows written per table."""
     ref = ray.put(flags)
-    good = {r["unit"]: r["good"] for r in run_tasks(ray, job, _count_unit, range(len(units)), flags=ref)}
+    units = range(len(job.units))
+    good = {r["unit"]: r["good"] for r in run_tasks(ray, job, _count_unit, units, flags=ref)}
     offsets, at = {}, {"events": 0, "judgements": 0}
-    for u in range(len(units)):
+    for u in units:
         offsets[u] = at[job.table(u)]
         at[job.table(u)] += good[u]
-    for r in run_tasks(ray, job, _write_unit, range(len(units)), flags=ref, offsets=offsets):
-        table, path = job.table(r["unit"]), units[r["unit"]][1].path
+    for r in run_tasks(ray, job, _write_unit, units, flags=ref, offsets=offsets):
+        table, path = job.table(r["unit"]), job.units[r["unit"]][1].path
         ledger.kept[(table, path)] += r["good"]
         for reason, n in json.loads(r["rejected"]).items():
             ledger.rejected[(table, path, reason)] += n
     for table in ("events", "judgements"):  # a table whose every row was rejected: empty, as locally
-        if any(job.table(u) == table for u in range(len(units))) and not at[table]:
-            (out_dir / f"{table}.parquet").mkdir(exist_ok=True)
-            pq.write_table(TABLES[table].empty_table(), out_dir / f"{table}.parquet" / "part-000000.parquet")
-    if items is None and at["events"]:  # no catalogue at all: stub items from events
-        items = stub_items(out_dir)
-    shutil.rmtree(scratch)
-    return reconcile(ledger, items, len(flags.bots), limits)
+        if any(job.table(u) == table for u in units) and not at[table]:
+            folder = Path(job.out) / f"{table}.parquet"
+            folder.mkdir(exist_ok=True)
+            pq.write_table(TABLES[table].empty_table(), folder / "part-000000.parquet")
+    return at
 
 
 @dataclass(frozen=True)
