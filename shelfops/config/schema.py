@@ -149,6 +149,9 @@ class DataConfig(_Strict):
     def _has_input(self) -> DataConfig:
         if not self.sources and self.synthetic is None:
             raise ValueError("give `sources` or `synthetic` (the built-in shop)")
+        if self.engine == "ray" and any(s.format == "amazon" for s in self.sources):
+            raise ValueError("engine: ray reads csv, tsv, jsonl, parquet and their presets; the amazon format "
+                             "is one sequence file read from the start (engine: local)")
         return self
 
 

@@ -100,3 +100,12 @@ def test_relative_source_paths_are_read_from_the_folder_the_config_was_named_in(
     """configs/ is a link into the package: '..' in a source path is the repo's parent, as written."""
     cfg = load_config(ROOT / "configs" / "examples" / "generic-judgements.yaml", check_files=False)
     assert Path(cfg.data.sources[0].paths[0]) == ROOT / "configs" / "examples" / "judgements.csv"
+
+
+def test_ray_engine_refuses_what_it_cannot_cut_into_units():
+    src = {"format": "amazon", "paths": ["Beauty.txt"]}
+    assert load_config(data={"data": {"sources": [src]}}, check_files=False).data.engine == "local"
+    with pytest.raises(ConfigError, match=r"data: .*engine: ray reads csv"):
+        load_config(data={"data": {"sources": [src], "engine": "ray"}}, check_files=False)
+    with pytest.raises(ConfigError, match=r"data.engine"):
+        load_config(data={"data": {"synthetic": {}, "engine": "spark"}})
