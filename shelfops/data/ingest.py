@@ -212,7 +212,7 @@ class _Hashes(_Spill):
 
     def duplicates(self) -> np.ndarray:
         """The sorted staging places of rows whose hash an earlier row had."""
-        found = [t.filter(~pl.col("h").is_first_distinct())["pos"].to_numpy() for t in self.buckets()]
+        found = [later_copies(t["h"], t["pos"]) for t in self.buckets()]
         return np.sort(np.concatenate([np.zeros(0, np.int64), *found]))
 
 
@@ -228,7 +228,7 @@ class _Sessions(_Spill):
     def bots(self, limits: Limits) -> set[str]:
         """Sessions with at least ``bot_min_events`` events at a rate above the limit."""
         return {s for part in self.buckets()
-                for s in _merge_sessions([part]).filter(bot_rule(limits))["session_id"].to_list()}
+                for s in merge_sessions([part]).filter(bot_rule(limits))["session_id"].to_list()}
 
 
 class _Writer:
@@ -473,7 +473,14 @@ def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quara
         derived.add(done.items)
 
 
-def _merge_sessions(parts: list[pl.DataFrame]) -> pl.DataFrame:
+def later_copies(hashes: pl.Series, places: pl.Series) -> np.ndarray:
+    """The places of rows whose hash a row of an earlier place had (rows given in any order)."""
+    df = pl.DataFrame({"h": hashes, "p": places}).sort("p")
+    return df.filter(~pl.col("h").is_first_distinct())["p"].to_numpy()
+
+
+def merge_sessions(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Session spans (``session_id, n, t0, t1``) of several parts summed per session."""
     return pl.concat(parts).group_by("session_id").agg(
         pl.col("n").sum(), pl.col("t0").min(), pl.col("t1").max()
     )
@@ -564,12 +571,20 @@ def whole_table_flags(df: pl.DataFrame, table: str, limits: Limits, known: pl.Se
     return df.with_columns(reason.alias("_reason"), column.alias("_column"), detail.alias("_detail"))
 
 
+def flagged_rejects(bad: pl.DataFrame, table: str, file: pl.Expr) -> pl.DataFrame:
+    """Rows :func:`whole_table_flags` failed, as the quarantine takes them (``file``: their file)."""
+    return bad.select(
+        pl.lit(table).alias("table"), file.alias("file"), pl.col("_row").alias("row"),
+        pl.col("_column").alias("column"), pl.col("_reason").alias("reason"), pl.col("_detail").alias("detail"),
+        pl.struct(_canonical(table)).struct.json_encode().alias("raw"),
+    )
+
+
 def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
               quarantine: Quarantine, out_dir: Path, limits: Limits, known: pl.Series | None,
               bots: set[str], dups: np.ndarray | None, advance) -> int:
     """Second pass over ``table``'s stage: unknown items, bots' sessions and the rows at the
     places ``dups`` (sorted) quarantined, the rest numbered and written."""
-    cols = _canonical(table)
     if stage.writer is None:
         if any(t == table for t, _ in ledger.rows_in):
             pq.write_table(TABLES[table].empty_table(), out_dir / f"{table}.parquet")
@@ -584,13 +599,8 @@ def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
                                pl.Series(_marked(dups, at, len(df))) if dups is not None else None)
         bad = df.filter(pl.col("_reason").is_not_null())
         if not bad.is_empty():
-            quarantine.add(bad.select(
-                pl.lit(table).alias("table"),
-                pl.col("_file").map_elements(lambda i: files[i], return_dtype=pl.String).alias("file"),
-                pl.col("_row").alias("row"), pl.col("_column").alias("column"),
-                pl.col("_reason").alias("reason"), pl.col("_detail").alias("detail"),
-                pl.struct(cols).struct.json_encode().alias("raw"),
-            ))
+            quarantine.add(flagged_rejects(bad, table, pl.col("_file").replace_strict(
+                list(range(len(files))), files, return_dtype=pl.String)))
         good = df.filter(pl.col("_reason").is_null())
         for fid, n in good.group_by("_file").len().iter_rows():
             ledger.kept[(table, files[fid])] += n

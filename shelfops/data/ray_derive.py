@@ -28,7 +28,7 @@ import polars as pl
 from shelfops.config.schema import LabelConfig
 from shelfops.data import splits as splitting
 from shelfops.data.labels import grades_from_counts, merge_counts, occurrence_counts
-from shelfops.data.ray_tasks import run_tasks
+from shelfops.data.ray_tasks import run_tasks, write_buckets
 from shelfops.tables import EVENTS
 
 _LABEL_COLUMNS = ["event_type", "item_id", "request_id", "session_id", "seq", "query"]
@@ -61,20 +61,14 @@ def derive_labels(ray, out_dir: Path, lab: LabelConfig) -> int:
     return sum(r["pairs"] for r in n)
 
 
-def _bucket_of(key: pl.Expr, buckets: int) -> pl.Expr:
-    return (key.hash(seed=3) % buckets).cast(pl.Int32).alias("_bucket")
-
-
-def _write_buckets(df: pl.DataFrame, job: _Job, name: str, piece: int) -> None:
-    for (b,), part in df.partition_by("_bucket", as_dict=True).items():
-        part.drop("_bucket").write_parquet(f"{job.scratch}/{name}-{b:03d}-{piece:06d}.parquet", compression="lz4")
+def _buckets(df: pl.DataFrame, key: pl.Expr, job: _Job, name: str, piece: int) -> None:
+    write_buckets(df, key.hash(seed=3), job.buckets, job.scratch, name, piece)
 
 
 def _by_occurrence(job: _Job, p: int) -> dict:
     ev = pl.read_parquet(job.parts[p], columns=_LABEL_COLUMNS)
     key = pl.coalesce("request_id", "session_id")
-    ev = ev.filter(key.is_not_null()).with_columns(_bucket_of(key, job.buckets))
-    _write_buckets(ev, job, "ev", p)
+    _buckets(ev.filter(key.is_not_null()), key, job, "ev", p)
     return {"part": p}
 
 
@@ -82,7 +76,7 @@ def _count_bucket(job: _Job, b: int) -> dict:
     files = sorted(Path(job.scratch).glob(f"ev-{b:03d}-*.parquet"))
     if files:
         counts = occurrence_counts(pl.scan_parquet(files)).collect()
-        _write_buckets(counts.with_columns(_bucket_of(pl.struct("query", "item_id"), job.buckets)), job, "cnt", b)
+        _buckets(counts, pl.struct("query", "item_id"), job, "cnt", b)
     return {"bucket": b}
 
 
@@ -140,7 +134,7 @@ def _by_user(job: _Job, p: int) -> dict:
     ev = pl.read_parquet(job.parts[p], columns=_LOO_COLUMNS).filter(
         pl.col("event_type").is_in(list(splitting.LOO_EVENT_TYPES)) & pl.col("user_id").is_not_null()
         & pl.col("item_id").is_not_null())
-    _write_buckets(ev.with_columns(_bucket_of(pl.col("user_id"), job.buckets)), job, "loo", p)
+    _buckets(ev, pl.col("user_id"), job, "loo", p)
     return {"part": p}
 
 

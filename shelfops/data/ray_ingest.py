@@ -39,12 +39,15 @@ from shelfops.data.ingest import (
     bot_rule,
     check_batch_rows,
     finish_items,
+    flagged_rejects,
+    later_copies,
+    merge_sessions,
     reconcile,
     stage_items,
     stub_items,
     whole_table_flags,
 )
-from shelfops.data.ray_tasks import run_tasks, session
+from shelfops.data.ray_tasks import run_tasks, session, write_buckets
 from shelfops.data.sources import Rejects, SourceSpec, Unit, read_unit, source_units
 from shelfops.data.validate import Pseudonymiser, Rules
 from shelfops.errors import ConfigError
@@ -103,10 +106,12 @@ def _ingest(ray, specs: list[SourceSpec], out_dir: Path, *, rules: Rules, key: b
     job = _Job(rest, units, files, rules, key, limits, str(scratch), str(qdir), str(out_dir),
                buckets=max(1, min(64, len(units))))
 
-    kept = run_tasks(ray, job, _check_unit, range(len(units)))
-    for r in kept:
-        ledger.rows_in[(job.table(r["unit"]), units[r["unit"]][1].path)] += r["rows_in"]
-    _record_side_outputs(job, ledger, derived)
+    for r in run_tasks(ray, job, _check_unit, range(len(units))):
+        table, path = job.table(r["unit"]), units[r["unit"]][1].path
+        ledger.rows_in[(table, path)] += r["rows_in"]
+        for reason, n in json.loads(r["rejected"]).items():
+            ledger.rejected[(table, path, reason)] += n
+    _derived_items(job, derived)
     derived.close()
     title_mapped = any("title" in s.item_columns for s in specs)
     items, known = finish_items(stages["items"], derived, title_mapped, files, ledger, quarantine, out_dir,
@@ -167,7 +172,7 @@ def _check_unit(job: _Job, u: int) -> dict:
     spec = job.specs[s]
     ids = Pseudonymiser(job.key)
     file_id = job.files.index(unit.path)
-    rows_in, rejected, items, kept = 0, [], [], []
+    rows_in, rejected, items, kept, spans = 0, [], [], [], []
     for batch in read_unit(spec, unit, job.limits.batch_rows):
         rows_in += len(batch.df)
         if isinstance(batch, Rejects):
@@ -178,44 +183,35 @@ def _check_unit(job: _Job, u: int) -> dict:
             rejected.append(done.rejects)
         if done.items is not None:
             items.append(done.items)
+        if done.sessions is not None:
+            spans.append(done.sessions)
         k = pl.from_arrow(done.kept)
         kept.append(k.with_columns(
             (pl.lit(u, pl.Int64) * (1 << _ORDER_BITS) + pl.col("_row")).alias("_order"),
             pl.Series("_hash", done.hashes if done.hashes is not None else np.zeros(len(k), np.uint64),
                       pl.UInt64)))
+    by_reason: dict[str, int] = {}
     if rejected:
         q = pl.concat([r.select(QUARANTINE.names) for r in rejected], how="vertical_relaxed")
         pq.write_table(q.to_arrow().cast(QUARANTINE), f"{job.quarantine}/part-1-{u:06d}.parquet")
+        by_reason = dict(q.group_by("reason").len().iter_rows())
+    if spans:
+        write_buckets(merge_sessions(spans), pl.col("session_id").hash(seed=1), job.buckets, job.scratch, "spans", u)
     if items:
         pl.concat(items, how="vertical_relaxed").write_parquet(f"{job.scratch}/items-{u:06d}.parquet")
     df = pl.concat(kept, how="vertical_relaxed") if kept else None
     if df is not None and not df.is_empty():
         df.write_parquet(f"{job.scratch}/kept-{u:06d}.parquet", compression="lz4")
-        if spec.table == "events":
-            spans = df.filter(pl.col("session_id").is_not_null()).group_by("session_id").agg(
-                pl.len().cast(pl.Int64).alias("n"), pl.col("timestamp").min().alias("t0"),
-                pl.col("timestamp").max().alias("t1"))
-            _bucketed(spans, pl.col("session_id").hash(seed=1), job, "spans", u)
         if job.limits.drop_duplicates:
-            _bucketed(df.select("_hash", "_order"), pl.col("_hash"), job, f"hashes-{spec.table}", u)
-    return {"unit": u, "rows_in": rows_in}
+            write_buckets(df.select("_hash", "_order"), pl.col("_hash"), job.buckets, job.scratch,
+                          f"hashes-{spec.table}", u)
+    return {"unit": u, "rows_in": rows_in, "rejected": json.dumps(by_reason)}
 
 
-def _bucketed(df: pl.DataFrame, key: pl.Expr, job: _Job, name: str, u: int) -> None:
-    """``df``'s rows split by ``key`` into the step-2 buckets, one scratch file a bucket."""
-    df = df.with_columns((key % job.buckets).cast(pl.Int32).alias("_bucket"))
-    for (b,), part in df.partition_by("_bucket", as_dict=True).items():
-        part.drop("_bucket").write_parquet(f"{job.scratch}/{name}-{b:03d}-{u:06d}.parquet", compression="lz4")
-
-
-def _record_side_outputs(job: _Job, ledger: Ledger, derived) -> None:
-    """Rows quarantined by step 1 into the ledger; the items rows describe into ``derived``, in the
-    source's order (as the local engine stages them)."""
+def _derived_items(job: _Job, derived) -> None:
+    """The items the units' rows describe, into ``derived`` in the source's order (as the local
+    engine stages them)."""
     for u in range(len(job.units)):
-        rej = Path(job.quarantine) / f"part-1-{u:06d}.parquet"
-        if rej.exists():
-            for tb, f, reason, c in pl.read_parquet(rej).group_by(["table", "file", "reason"]).len().iter_rows():
-                ledger.rejected[(tb, f, reason)] += c
         it = Path(job.scratch) / f"items-{u:06d}.parquet"
         if it.exists():
             derived.add(pl.read_parquet(it))
@@ -231,15 +227,13 @@ def _reduce_bucket(job: _Job, b: int) -> list[dict]:
     scratch = Path(job.scratch)
     spans = sorted(scratch.glob(f"spans-{b:03d}-*.parquet"))
     if spans:
-        s = pl.read_parquet(spans).group_by("session_id").agg(pl.col("n").sum(), pl.col("t0").min(),
-                                                               pl.col("t1").max())
+        s = merge_sessions([pl.read_parquet(spans)])
         out += [{"session_id": x, "order": -1} for x in s.filter(bot_rule(job.limits))["session_id"].to_list()]
     for table in ("events", "judgements"):
         parts = sorted(scratch.glob(f"hashes-{table}-{b:03d}-*.parquet"))
         if parts:
-            h = pl.read_parquet(parts).sort("_order")
-            out += [{"session_id": None, "order": o}
-                    for o in h.filter(~pl.col("_hash").is_first_distinct())["_order"].to_list()]
+            h = pl.read_parquet(parts)
+            out += [{"session_id": None, "order": int(o)} for o in later_copies(h["_hash"], h["_order"])]
     return out
 
 
@@ -273,13 +267,9 @@ def _write_unit(job: _Job, u: int, flags: _Flags, offsets: dict[int, int]) -> di
     if not Path(f"{job.scratch}/kept-{u:06d}.parquet").exists():
         return {"unit": u, "good": 0, "rejected": "{}"}
     df = _flagged(job, u, flags)
-    cols = [n for n in TABLES[table].names if n != "seq"]
     bad = df.filter(pl.col("_reason").is_not_null())
     if not bad.is_empty():
-        q = bad.select(pl.lit(table).alias("table"), pl.lit(job.units[u][1].path).alias("file"),
-                       pl.col("_row").alias("row"), pl.col("_column").alias("column"),
-                       pl.col("_reason").alias("reason"), pl.col("_detail").alias("detail"),
-                       pl.struct(cols).struct.json_encode().alias("raw"))
+        q = flagged_rejects(bad, table, pl.lit(job.units[u][1].path))
         pq.write_table(q.to_arrow().cast(QUARANTINE), f"{job.quarantine}/part-2-{u:06d}.parquet")
     good = df.filter(pl.col("_reason").is_null())
     good = good.with_columns(pl.int_range(offsets[u], offsets[u] + len(good), dtype=pl.Int64).alias("seq"))

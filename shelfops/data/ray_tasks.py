@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 
@@ -57,3 +58,12 @@ def _each(batch: pa.Table, fn, job, kw: dict) -> pa.Table:
 
     kw = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kw.items()}
     return pa.table({"out": [json.dumps(fn(job, i, **kw), default=str) for i in batch.column("id").to_pylist()]})
+
+
+def write_buckets(df: pl.DataFrame, key: pl.Expr, buckets: int, scratch: str, name: str, piece: int) -> None:
+    """``df``'s rows split by ``key`` (an unsigned 64-bit hash) ``% buckets``, one scratch file a
+    bucket (``<name>-<bucket>-<piece>.parquet``): a keyed shuffle through shared storage, whose
+    bucket ``b`` a later task reads whole with ``<name>-<b>-*.parquet``."""
+    df = df.with_columns((key % buckets).cast(pl.Int32).alias("_bucket"))
+    for (b,), part in df.partition_by("_bucket", as_dict=True).items():
+        part.drop("_bucket").write_parquet(f"{scratch}/{name}-{b:03d}-{piece:06d}.parquet", compression="lz4")
