@@ -216,25 +216,18 @@ def make_splits(root: Path, cfg: DataConfig, say: Say, ray=None) -> dict[str, An
 
     items = pl.read_parquet(root / "items.parquet") if (root / "items.parquet").exists() else None
     events_path = root / "events.parquet"
-    if events_path.exists() and ray is not None:
+    if events_path.exists():
         ev = pl.scan_parquet(events_path)
         has = ev.select(
-            (pl.col("event_type").is_in(["view", "click", "add_to_cart", "purchase"]) & pl.col("user_id").is_not_null()
+            (pl.col("event_type").is_in(list(splitting.LOO_EVENT_TYPES)) & pl.col("user_id").is_not_null()
              ).any().alias("users"), pl.col("timestamp").is_not_null().any().alias("ts")).collect()
         if sc.method in ("auto", "leave_one_out") and has["users"][0]:
-            save("sequences", ray_derive.leave_one_out(ray, root), "leave_one_out")
+            save("sequences", ray_derive.leave_one_out(ray, root) if ray else splitting.leave_one_out(ev),
+                 "leave_one_out")
         if has["ts"][0] and sc.method in ("auto", "time"):
-            save("events", ray_derive.time_split(ray, root, cutoff=sc.cutoff, val_days=sc.val_days,
-                                                 test_days=sc.test_days), "time")
-    elif events_path.exists():
-        ev = pl.read_parquet(events_path)
-        interactions = ev.filter(pl.col("event_type").is_in(["view", "click", "add_to_cart", "purchase"]))
-        if sc.method in ("auto", "leave_one_out") and interactions["user_id"].null_count() < len(interactions):
-            save("sequences", splitting.leave_one_out(ev), "leave_one_out")
-        has_ts = ev["timestamp"].null_count() < len(ev)
-        if has_ts and sc.method in ("auto", "time"):
-            save("events", splitting.time_split(ev, time_col="timestamp", cutoff=sc.cutoff,
-                                                val_days=sc.val_days, test_days=sc.test_days), "time")
+            times = dict(cutoff=sc.cutoff, val_days=sc.val_days, test_days=sc.test_days)
+            save("events", ray_derive.time_split(ray, root, **times) if ray else
+                 splitting.time_split(ev, time_col="timestamp", **times), "time")
     for name in ("judgements", "labels"):
         path = root / f"{name}.parquet"
         if not path.exists():
