@@ -13,7 +13,6 @@ kept and quarantined, the same events row for row. Wall time excludes starting t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,9 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data_ingest import ensure_shop, size_args  # noqa: E402  (bench/data_ingest.py: the generated exports)
 from demo_time import cpu  # noqa: E402
-
-RAY = str(Path(sys.executable).with_name("ray"))
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+from ray_cluster import ENV, ray_cli  # noqa: E402  (bench/ray_cluster.py: `ray` with token auth off)
 
 CHILD = """
 import json, resource, sys, time, shutil
@@ -45,10 +42,6 @@ print(json.dumps({"seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSA
                   "events": c["events"]["rows_in"], "kept": c["events"]["kept"],
                   "quarantined": c["events"]["quarantined"], "by_reason": c["events"]["by_reason"]}))
 """
-
-
-def ray_cli(*args: str) -> None:
-    subprocess.run([RAY, *args], check=True, capture_output=True, timeout=180, env=ENV)
 
 
 def run(raw: Path, out: Path, engine: str, env: dict) -> dict:

@@ -404,9 +404,10 @@ def _peers(a, requests: list[dict], text_of: dict[str, str], env: dict) -> dict:
     folder = export(a.model, Path(tempfile.mkdtemp(prefix="shelfops-peer-")) / "model")
     body = [{"model": "shelfops", "query": r["query"], "documents": [text_of[i] for i in r["items"]],
              "return_documents": False} for r in requests]
-    want = _fp32_scores(a.model, body[:20])
+    fp32 = _fp32_scorer(a.model)
+    want = [fp32(b) for b in body[:20]]
     pools = _judged_pools(a.model, text_of)
-    out = {"shelfops_fp32_in_process": {"judged_ndcg@10": _ndcg(pools, lambda b: _fp32_scores(a.model, [b])[0])},
+    out = {"shelfops_fp32_in_process": {"judged_ndcg@10": _ndcg(pools, fp32)},
            "shelfops_variant_in_process": {"judged_ndcg@10": _ndcg(pools, _variant_scorer(a.model))}}
     print(f"judged-pool NDCG@10 ({len(pools)} validation queries): shelfops fp32 "
           f"{out['shelfops_fp32_in_process']['judged_ndcg@10']:.4f}, shelfops served variant "
@@ -483,19 +484,20 @@ def _variant_scorer(model: Path):
     return lambda b: list(s.run([b["query"]] * len(b["documents"]), b["documents"]))
 
 
-def _fp32_scores(model: Path, body: list[dict]) -> list[list[float]]:
+def _fp32_scorer(model: Path):
+    """shelfops' fp32 model (loaded once): a /rerank body -> its logits, in the documents' order."""
     import torch
 
     from shelfops.train import text_models
 
     m, tok, spec = text_models.load(model)
-    out = []
-    for b in body:
+
+    def score(b: dict) -> list[float]:
         enc = tok([b["query"]] * len(b["documents"]), b["documents"], truncation=True, max_length=spec.max_length,
                   padding=True, return_tensors="pt")
         with torch.inference_mode():
-            out.append(m(**enc).tolist())
-    return out
+            return m(**enc).tolist()
+    return score
 
 
 def _sigmoid_gap(got: list[list[float]], logits: list[list[float]]) -> float:
