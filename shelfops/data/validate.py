@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from shelfops.data.privacy import mask_pii_expr, pseudonymise
+from shelfops.data.privacy import keyed_hasher, mask_pii_expr
 from shelfops.data.text import clean_text_expr
 from shelfops.tables import EVENT_TYPES, REQUIRED, TABLES, Reason
 
@@ -55,6 +57,7 @@ class Pseudonymiser:
         self.key = key
         self.cache: dict[str, str] = {}
         self.max_cache = max_cache
+        self._one = keyed_hasher(key)
 
     def column(self, s: pl.Series) -> pl.Series:
         """Each distinct id hashed once (cached across batches), mapped back to the rows."""
@@ -64,22 +67,28 @@ class Pseudonymiser:
         values = distinct.to_list()
         if len(self.cache) + len(values) > self.max_cache:
             self.cache.clear()
-        cache, key = self.cache, self.key
+        cache, one = self.cache, self._one
         # get, not `in` then []: another checking thread may clear the cache between the two
-        return pl.Series([cache.get(u) or cache.setdefault(u, pseudonymise(u, key)) for u in values],
-                         dtype=pl.String)
+        return pl.Series([cache.get(u) or cache.setdefault(u, one(u)) for u in values], dtype=pl.String)
 
 
 def per_distinct(col: pl.Series, done: Callable[[pl.Series], pl.Series], *,
-                 distinct: pl.Series | None = None) -> pl.Series:
+                 codes: pa.DictionaryArray | None = None) -> pl.Series:
     """``done`` (distinct values -> their results, in order) computed once per distinct non-null
-    value of ``col`` (``distinct``, when the caller has them already) and mapped back to its rows
-    (nulls stay null)."""
-    distinct = col.drop_nulls().unique() if distinct is None else distinct
-    if distinct.is_empty():
+    value of ``col`` and mapped back to its rows (nulls stay null). The distinct values and each
+    row's place among them come from one hashing pass (:func:`distinct_codes`, or ``codes`` when
+    the caller has them); the results go back to the rows by position (a ``replace_strict``
+    hashed every row again: a fifth of pseudonymising a batch)."""
+    codes = distinct_codes(col) if codes is None else codes
+    if len(codes.dictionary) == 0:
         return col
-    out = done(distinct)
-    return col.replace_strict(distinct, out, return_dtype=out.dtype).alias(col.name)
+    out = done(pl.Series(col.name, codes.dictionary, dtype=col.dtype))
+    return pl.Series(col.name, pc.take(out.to_arrow(), codes.indices), dtype=out.dtype)
+
+
+def distinct_codes(col: pl.Series) -> pa.DictionaryArray:
+    """``col``'s distinct non-null values and each row's index into them (null for null)."""
+    return pc.dictionary_encode(col.rechunk().to_arrow())
 
 
 def parse_timestamp(expr: pl.Expr, fmt: str | None = None) -> pl.Expr:
@@ -135,10 +144,10 @@ def _by_distinct(df: pl.DataFrame, name: str, expr: pl.Expr) -> pl.Expr | pl.Ser
     if name not in df.columns or df.schema[name] != pl.String:
         return expr
     col = df[name]
-    distinct = col.drop_nulls().unique()
-    if len(distinct) * 2 > len(col):
+    codes = distinct_codes(col)
+    if len(codes.dictionary) * 2 > len(col):
         return expr
-    return per_distinct(col, lambda d: d.to_frame().select(expr).to_series(), distinct=distinct)
+    return per_distinct(col, lambda d: d.to_frame().select(expr).to_series(), codes=codes)
 
 
 def _converted(df: pl.DataFrame, schema: pl.Schema) -> list[tuple[str, pl.DataType]]:

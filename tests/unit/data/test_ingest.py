@@ -107,9 +107,11 @@ def test_bot_sessions_are_quarantined(tmp_path):
     assert counts["events"]["kept"] == 60
 
 
-def test_duplicates_are_rows_whose_hash_an_earlier_row_had(tmp_path):
+@pytest.mark.parametrize("budget", [0, 20_000, _Hashes.BUDGET])
+def test_duplicates_are_rows_whose_hash_an_earlier_row_had(tmp_path, budget):
     """Across batches and within one: the first copy kept, every later one flagged, as a set of
-    seen hashes grown row by row would say; decided bucket by bucket from what was spilled."""
+    seen hashes grown row by row would say; decided bucket by bucket, whether the buckets were
+    spilled to scratch every batch, now and then, or held in memory throughout."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -120,8 +122,12 @@ def test_duplicates_are_rows_whose_hash_an_earlier_row_had(tmp_path):
         want.append(x in seen)
         seen.add(x)
     spill = _Hashes(tmp_path, "events")
+    spill.budget = budget
+    files = set()
     for b in batches:
         spill.add(b)
+        files |= set(tmp_path.iterdir())
+    assert bool(files) == (budget < _Hashes.BUDGET)
     got = np.zeros(len(want), dtype=bool)
     got[spill.duplicates()] = True
     assert got.tolist() == want and sum(want) > 1000
