@@ -33,7 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
 from shelfops.data.validate import Pseudonymiser, Rules, check_batch, raw_json
 from shelfops.errors import DataError
-from shelfops.tables import QUARANTINE, TABLES, Reason
+from shelfops.tables import QUARANTINE, TABLES, Reason, parquet_options
 
 CHECK_THREADS = 2
 _Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
@@ -278,7 +278,7 @@ class _Writer:
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema)
+        self.writer = pq.ParquetWriter(path, schema, **parquet_options(schema))
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-write")
         self.pending: deque[Future] = deque()
 
@@ -405,7 +405,8 @@ def stub_items(out_dir: Path) -> dict:
     stub = ev_items.collect().sort("item_id")
     full = stub.with_columns([pl.lit(None, dtype=pl.from_arrow(TABLES["items"].empty_table()).schema[c]).alias(c)
                               for c in TABLES["items"].names if c != "item_id"])
-    pq.write_table(full.select(TABLES["items"].names).to_arrow().cast(TABLES["items"]), out_dir / "items.parquet")
+    pq.write_table(full.select(TABLES["items"].names).to_arrow().cast(TABLES["items"]), out_dir / "items.parquet",
+                   **parquet_options(TABLES["items"]))
     return {"stub_items_from_events": len(stub)}
 
 
@@ -582,7 +583,8 @@ def finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: list
     items = pl.concat(frames, how="vertical_relaxed")
     known_rows = items.filter((pl.col("_src") == 0) | pl.col("title").is_not_null()) if title_mapped else items
     known = known_rows["item_id"]
-    pq.write_table(items.select(cols).to_arrow().cast(TABLES["items"]), out_dir / "items.parquet")
+    pq.write_table(items.select(cols).to_arrow().cast(TABLES["items"]), out_dir / "items.parquet",
+                   **parquet_options(TABLES["items"]))
     return {"derived_from_other_tables": n_derived, "total_items": len(items)}, known
 
 

@@ -51,7 +51,7 @@ from shelfops.data.ray_tasks import run_tasks, session, write_buckets
 from shelfops.data.sources import Rejects, SourceSpec, Unit, read_unit, source_units
 from shelfops.data.validate import Pseudonymiser, Rules
 from shelfops.errors import ConfigError
-from shelfops.tables import QUARANTINE, TABLES
+from shelfops.tables import QUARANTINE, TABLES, parquet_options
 
 _ORDER_BITS = 40  # a row's place in the source: unit << 40 | row (a file of up to 10^12 rows)
 
@@ -277,6 +277,6 @@ def _write_unit(job: _Job, u: int, flags: _Flags, offsets: dict[int, int]) -> di
     folder.mkdir(exist_ok=True)
     if not good.is_empty():
         pq.write_table(good.select(TABLES[table].names).to_arrow().cast(TABLES[table]),
-                       folder / f"part-{u:06d}.parquet")
+                       folder / f"part-{u:06d}.parquet", **parquet_options(TABLES[table]))
     return {"unit": u, "good": len(good),
             "rejected": json.dumps(dict(bad.group_by("_reason").len().iter_rows()))}
