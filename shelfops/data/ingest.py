@@ -474,7 +474,7 @@ def check_batch_rows(batch: RawBatch, file_id: int, rules: Rules, ids: Pseudonym
     rejects = _reject_rows(table, batch.file, batch.rows.filter(bad), checked.filter(bad),
                            raw_json(source.filter(bad), mask_pii=rules.mask_pii)) if bad.any() else None
     dedupe_key = (batch.df["_dedupe_key"].cast(pl.Int64) if "_dedupe_key" in batch.df.columns
-                  else pl.Series([None] * len(batch.df), dtype=pl.Int64))
+                  else pl.repeat(None, len(batch.df), dtype=pl.Int64, eager=True))
     kept = checked.filter(good).select(_canonical(table)).with_columns(
         batch.rows.filter(good).alias("_row"), dedupe_key.filter(good).alias("_dedupe_key"))
     sessions = hashes = items = None

@@ -21,6 +21,10 @@ from shelfops.tables import EVENT_TYPES, REQUIRED, TABLES, Reason
 
 TEXT_COLUMNS = {"title", "description", "query", "category", "brand"}
 ID_COLUMNS = {"user_id", "session_id"}
+# text whose typing costs more than finding its distinct values: cleaning, PII masking, the event
+# names' aliases (a query's cleaning on 200k rows: 174 ms, on its 4k distinct values: 15 ms); other
+# ids are only stripped, faster on every row (item_id 8 ms) than through their distinct values (12)
+_PER_DISTINCT = TEXT_COLUMNS | {"event_type"}
 EVENT_ALIASES = {
     "impressions": "impression", "impression": "impression", "show": "impression",
     "view": "view", "views": "view", "pageview": "view", "detail": "view",
@@ -190,7 +194,7 @@ def check_batch(
         df = df.with_columns([ids.column(df[c]).alias(c) for c in hashed])
     # a pseudonymised id is 16 hex characters or null: already what typing would make of it
     typed = df.select([pl.col(n) if n in hashed else
-                       _by_distinct(df, n, _typed(df, n, t, rules)) if t == pl.String else
+                       _by_distinct(df, n, _typed(df, n, t, rules)) if n in _PER_DISTINCT else
                        _typed(df, n, t, rules) for n, t in schema.items() if n != "seq"])
     checks: list[tuple[pl.Expr, str, str, pl.Expr]] = []  # (failed, reason, column, detail)
 
