@@ -93,6 +93,10 @@ def write_report(out: dict, workdir: Path, reports: Path) -> Path:
             f"two-proportion z-test p = {lf['p_value']:.2g}); by the hidden truth, {lf['truth']['v2']:.3f} vs "
             f"{lf['truth']['v1']:.3f} expected clicks per search ({lf['truth']['relative']:+.0%}, p = "
             f"{lf['truth']['p_value']:.2g})") if lf else ""
+    tp = out.get("truth_paired")
+    if tp:
+        lift += (f"; on the same {tp['searches']} drifted searches asked of both, {tp['v2']:.3f} vs {tp['v1']:.3f} "
+                 f"({tp['relative']:+.0%}, paired p = {tp['p_value']:.2g})")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>shelfops story</title>
 <style>body{{font:14px system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}

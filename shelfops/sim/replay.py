@@ -122,6 +122,36 @@ class Replay:
             self.tally.add(version, len(ids), len(clicked), float(p.sum()))
         return {"user": user, "query": query, "version": version, "shown": len(ids), "clicks": len(clicked)}
 
+    def panel(self, n: int, seed: int) -> list[tuple[str, str]]:
+        """``n`` searches (shopper, query) drawn as :meth:`one` draws them, fixed by ``seed``: a
+        panel that :meth:`probe` can put to two versions, so that they answer the same searches."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            user = self.truth.sample_user(rng, self.day)
+            out.append((user, self.query_for(rng, user)))
+        return out
+
+    def probe(self, panel: list[tuple[str, str]], *, concurrency: int = 4) -> list[dict]:
+        """Each panel search asked of the server as it serves now, with no feedback sent (a probe
+        is not a shopper, and must not move what the controller measures): which version answered
+        and what its list was worth by the hidden truth (expected clicks), in the panel's order."""
+        def ask(i: int) -> dict:
+            user, query = panel[i]
+            r = self._client().post("/v1/search", json={"query": query, "k": self.k, "user": user,
+                                                        "session": f"probe-{i}"})
+            r.raise_for_status()
+            got = r.json()
+            ids = [it["item_id"] for it in got["items"]]
+            p = (self.truth.click_probability(user, query, ids, np.arange(1, len(ids) + 1), self.day)
+                 if ids else np.zeros(0))
+            version = ("interleaved" if got.get("interleaving") else
+                       got["versions"].get("search") or got["versions"].get("retrieval", "?"))
+            return {"version": version, "expected": float(p.sum())}
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(ask, range(len(panel))))
+
     def run(self, searches: int | None = None, *, seconds: float | None = None, concurrency: int = 4,
             stop: threading.Event | None = None, rate: float | None = None, progress=None) -> ReplayTally:
         """Play ``searches`` searches (or until ``seconds`` pass, or ``stop`` is set) with

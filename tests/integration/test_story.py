@@ -103,3 +103,9 @@ def test_demo_tells_the_story(tmp_path, tiny_encoder):
     assert any(r["step"].startswith("rollout: ") for r in rows)  # v2's rollout steps, timed
     assert abs(sum(r["seconds"] for r in rows) - out["seconds"]) < 0.05 * out["seconds"] + 2
     assert "Where the time went" in report
+    # the same panel of drifted searches was asked of production as v2's build began (v1 alone
+    # served) and as v3's began (v2 alone)
+    assert [p["answered_by"] for p in out["probes"]] == [{v1: 400}, {v2: 400}], out["probes"]
+    paired = out["truth_paired"]
+    assert paired["searches"] + paired["left_out"] == 400 and paired["searches"] >= 300, paired
+    assert checks["v2_better_for_shoppers"] == (paired["relative"] > 0 and paired["p_value"] < 0.05)
