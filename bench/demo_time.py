@@ -118,7 +118,7 @@ def main() -> None:
            "budget_s": BUDGET_S.get(c["kind"], BUDGET_S["avx2"]),
            "checks": story["checks"], "timings": story["timings"],
            "timings_by_stage": story.get("timings_by_stage", {}),
-           "ctr_lift": story.get("ctr_lift")}
+           "ctr_lift": story.get("ctr_lift"), "truth_paired": story.get("truth_paired")}
     rec["within_budget"] = wall <= rec["budget_s"] and all(story["checks"].values())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rec, indent=2))
