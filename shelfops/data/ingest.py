@@ -210,8 +210,8 @@ class _Spill:
                 with pa.OSFile(str(self._path(k))) as src:
                     parts.append(pa.ipc.open_file(src).read_all())
                 self._path(k).unlink()
-            parts += [p.cast(parts[0].schema) if parts else p for p in self.held.pop(k, [])]
-            yield pl.from_arrow(pa.concat_tables(parts))
+            parts += self.held.pop(k, [])
+            yield pl.from_arrow(pa.concat_tables([p.cast(parts[0].schema) for p in parts]))
         self.held_bytes = 0
 
 
