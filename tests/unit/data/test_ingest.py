@@ -198,3 +198,18 @@ def test_a_folder_of_parquet_parts_is_one_source_cut_into_row_group_units(tmp_pa
     items.write_text("item_id,title\ni1,Kettle\n")
     counts = _ingest([build_spec("csv", [str(items)], table="items"), spec], tmp_path / "out")
     assert counts["events"]["kept"] == 5000 and set(counts["events"]["files"]) == set(source_files(spec))
+
+
+@pytest.mark.parametrize("key", [b"k" * 16, b"k" * 64, b"a longer key than one SHA-256 block, " * 3])
+def test_keyed_hasher_gives_hmac_sha256_of_each_id(key):
+    """The precomputed-key hasher ingest uses is HMAC-SHA256 truncated to 16 hex characters, for
+    keys shorter than, as long as, and longer than the hash's block (those are hashed first)."""
+    import hashlib
+    import hmac
+
+    from shelfops.data.privacy import keyed_hasher, pseudonymise
+
+    one = keyed_hasher(key)
+    for value in ["u1", "", "ünïcode-€", "x" * 300]:
+        want = hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
+        assert one(value) == pseudonymise(value, key) == want
