@@ -89,6 +89,17 @@ def test_events_jsonl_checks_and_privacy(tmp_path):
         assert secret not in text
     assert b"alice@example.com" not in blob
     assert kept["user_id"][0] == kept["user_id"][1] and len(kept["user_id"][0]) == 16
+    # written in the canonical schema, with statistics where readers filter and not on ids
+    import pyarrow.parquet as pq
+
+    from shelfops.tables import EVENTS
+
+    meta = pq.ParquetFile(out / "events.parquet")
+    assert meta.schema_arrow.remove_metadata().equals(EVENTS)
+    cols = {meta.metadata.row_group(0).column(i).path_in_schema: meta.metadata.row_group(0).column(i)
+            for i in range(meta.metadata.num_columns)}
+    assert cols["timestamp"].is_stats_set and not cols["user_id"].is_stats_set
+    assert cols["item_id"].has_dictionary_page and not cols["request_id"].has_dictionary_page
 
 
 def test_bot_sessions_are_quarantined(tmp_path):
