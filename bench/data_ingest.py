@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from demo_time import cpu  # bench/demo_time.py: the CPU and its vector extensions (lscpu)
 
 CHILD_PYARROW = """
 import resource, sys, time, pyarrow.parquet as pq
@@ -105,8 +108,10 @@ def main() -> None:
               f"{r['pyarrow_events_per_s']:,} | {r['pyarrow_peak_rss_mb']:,} | "
               f"{r['ratio_ingest_vs_pyarrow_throughput']:.4f} | {r['quarantined']:,} | {r['generate_s']} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                     "cpus": __import__("os").cpu_count(), "rows": rows}, indent=2))
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
+    args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpu": cpu(),
+                                     "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                     "cpus": os.cpu_count(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
