@@ -217,8 +217,8 @@ class _Spill:
 
 def bucketed(df: pl.DataFrame, key: np.ndarray, buckets: int = _Spill.BUCKETS) -> list[tuple[int, pa.Table]]:
     """``df``'s rows split by ``key % buckets``: (bucket, its rows in their order), non-empty
-    buckets only (one stable radix sort of the bucket numbers and one take)."""
-    b = (key % buckets).astype(np.uint8)
+    buckets only (one stable sort of the bucket numbers and one take)."""
+    b = (key % buckets).astype(np.min_scalar_type(buckets - 1))  # few bits: numpy's stable sort is a radix sort
     order = np.argsort(b, kind="stable")
     cuts = np.searchsorted(b[order], np.arange(buckets + 1))
     tbl = df.to_arrow().take(order)
@@ -238,7 +238,8 @@ class _Hashes(_Spill):
     def add_batch(self, parts: list[tuple[int, pa.Table]], n: int) -> None:
         """The next ``n`` staged rows' :func:`hash_parts` (places counted from 0 in the batch)."""
         base, self.n = self.n, self.n + n
-        self.add_parts([(k, t.set_column(1, "pos", pc.add(t["pos"], base))) for k, t in parts])
+        self.add_parts([(k, t.set_column(t.schema.get_field_index("pos"), "pos", pc.add(t["pos"], base)))
+                        for k, t in parts])
 
     def duplicates(self) -> np.ndarray:
         """The sorted staging places of rows whose hash an earlier row had."""

@@ -8,7 +8,6 @@ reversible without the key. The key comes from config or an environment variable
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -41,13 +40,14 @@ def resolve_key(key: str | None, key_env: str) -> tuple[bytes, str]:
 
 
 def pseudonymise(value: str, key: bytes) -> str:
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
+    """HMAC-SHA256 of ``value`` under ``key``, 16 hex characters (one id; many: :func:`keyed_hasher`)."""
+    return keyed_hasher(key)(value)
 
 
 def keyed_hasher(key: bytes) -> Callable[[str], str]:
     """:func:`pseudonymise` with ``key`` bound, for hashing many ids: HMAC's two key blocks
     (RFC 2104) are hashed once here and each id costs only its own two SHA-256 blocks
-    (0.75 us an id against 1.8 us for ``hmac.new``; the outputs are the same)."""
+    (0.75 us an id against 1.8 us for ``hmac.new``, whose digests these are)."""
     if len(key) > 64:  # SHA-256's block: longer keys are hashed first, as HMAC does
         key = hashlib.sha256(key).digest()
     block = key.ljust(64, b"\0")

@@ -17,6 +17,9 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shelfops.data.ingest import bucketed
 
 
 @contextmanager
@@ -64,6 +67,5 @@ def write_buckets(df: pl.DataFrame, key: pl.Expr, buckets: int, scratch: str, na
     """``df``'s rows split by ``key`` (an unsigned 64-bit hash) ``% buckets``, one scratch file a
     bucket (``<name>-<bucket>-<piece>.parquet``): a keyed shuffle through shared storage, whose
     bucket ``b`` a later task reads whole with ``<name>-<b>-*.parquet``."""
-    df = df.with_columns((key % buckets).cast(pl.Int32).alias("_bucket"))
-    for (b,), part in df.partition_by("_bucket", as_dict=True).items():
-        part.drop("_bucket").write_parquet(f"{scratch}/{name}-{b:03d}-{piece:06d}.parquet", compression="lz4")
+    for b, part in bucketed(df, df.select(key).to_series().to_numpy(), buckets):
+        pq.write_table(part, f"{scratch}/{name}-{b:03d}-{piece:06d}.parquet", compression="lz4")

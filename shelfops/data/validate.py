@@ -58,7 +58,6 @@ class Pseudonymiser:
     """Keyed hash with a bounded cache (ids recur across batches)."""
 
     def __init__(self, key: bytes, max_cache: int = 2_000_000) -> None:
-        self.key = key
         self.cache: dict[str, str] = {}
         self.max_cache = max_cache
         self._one = keyed_hasher(key)

@@ -322,6 +322,11 @@ def act_stale(sc: Scene, pilot, v1: str, v2: str, max_rollout_s: float) -> None:
                        "journal": pilot.journal[mark:]}
 
 
+def upper_p(z: float) -> float:
+    """P(Z >= z) for a standard normal Z: the one-sided p of a lift whose z-score is ``z``."""
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
 def truth_lift(a: dict, b: dict) -> dict:
     """v2's (``b``) expected clicks per search against v1's (``a``), by the hidden truth, with a
     one-sided Welch z-test (is v1's lower?)."""
@@ -329,7 +334,7 @@ def truth_lift(a: dict, b: dict) -> dict:
     var = [max(t["expected_sq"] / t["searches"] - m * m, 0.0) / t["searches"] for t, m in zip((a, b), mean)]
     z = (mean[1] - mean[0]) / max(math.sqrt(sum(var)), 1e-12)
     return {"v1": mean[0], "v2": mean[1], "relative": mean[1] / mean[0] - 1 if mean[0] else None,
-            "p_value": 0.5 * math.erfc(z / math.sqrt(2))}
+            "p_value": upper_p(z)}
 
 
 def paired_lift(before: list[dict], after: list[dict], v1: str, v2: str) -> dict | None:
@@ -346,7 +351,7 @@ def paired_lift(before: list[dict], after: list[dict], v1: str, v2: str) -> dict
     sd = math.sqrt(sum((x - (m2 - m1)) ** 2 for x in d) / (n - 1))
     z = (m2 - m1) / (sd / math.sqrt(n)) if sd > 0 else (math.inf if m2 > m1 else 0.0)
     return {"searches": n, "v1": m1, "v2": m2, "relative": m2 / m1 - 1 if m1 else None,
-            "p_value": 0.5 * math.erfc(z / math.sqrt(2)), "left_out": len(before) - n}
+            "p_value": upper_p(z), "left_out": len(before) - n}
 
 
 def decided_by(journal: list[dict], version: str) -> dict | None:

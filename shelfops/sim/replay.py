@@ -56,6 +56,14 @@ class ReplayTally:
                                for k, v in sorted(self.by_version.items())}}
 
 
+def served_version(answer: dict) -> str:
+    """The version a /v1/search answer came from; an interleaved list is both versions', tallied
+    apart ("interleaved"), so that each version's click-through is its own."""
+    if answer.get("interleaving"):
+        return "interleaved"
+    return answer["versions"].get("search") or answer["versions"].get("retrieval", "?")
+
+
 class Replay:
     """Plays shoppers of ``truth`` on ``day`` against the server at ``url``."""
 
@@ -101,13 +109,9 @@ class Replay:
                 self.tally.errors += 1
             return {"error": True}
         ids = [it["item_id"] for it in got["items"]]
-        # an interleaved list is both versions': tallied apart, so each version's CTR is its own
-        version = ("interleaved" if got.get("interleaving") else
-                   got["versions"].get("search") or got["versions"].get("retrieval", "?"))
+        version, p = served_version(got), self._click_probability(user, query, ids)
         clicked: list[str] = []
-        p = np.zeros(0)
         if ids:
-            p = self.truth.click_probability(user, query, ids, np.arange(1, len(ids) + 1), self.day)
             clicked = [i for i, hit in zip(ids, rng.random(len(ids)) < p) if hit]
             events = [{"type": "impression", "item_id": i, "request_id": got["request_id"], "user": user}
                       for i in ids] + [{"type": "click", "item_id": i, "request_id": got["request_id"],
@@ -121,6 +125,12 @@ class Replay:
         with self._lock:
             self.tally.add(version, len(ids), len(clicked), float(p.sum()))
         return {"user": user, "query": query, "version": version, "shown": len(ids), "clicks": len(clicked)}
+
+    def _click_probability(self, user: str, query: str, ids: list[str]) -> np.ndarray:
+        """Each shown item's click probability at its position, by the hidden truth."""
+        if not ids:
+            return np.zeros(0)
+        return self.truth.click_probability(user, query, ids, np.arange(1, len(ids) + 1), self.day)
 
     def panel(self, n: int, seed: int) -> list[tuple[str, str]]:
         """``n`` searches (shopper, query) drawn as :meth:`one` draws them, fixed by ``seed``: a
@@ -142,12 +152,8 @@ class Replay:
                                                         "session": f"probe-{i}"})
             r.raise_for_status()
             got = r.json()
-            ids = [it["item_id"] for it in got["items"]]
-            p = (self.truth.click_probability(user, query, ids, np.arange(1, len(ids) + 1), self.day)
-                 if ids else np.zeros(0))
-            version = ("interleaved" if got.get("interleaving") else
-                       got["versions"].get("search") or got["versions"].get("retrieval", "?"))
-            return {"version": version, "expected": float(p.sum())}
+            p = self._click_probability(user, query, [it["item_id"] for it in got["items"]])
+            return {"version": served_version(got), "expected": float(p.sum())}
 
         with ThreadPoolExecutor(concurrency) as pool:
             return list(pool.map(ask, range(len(panel))))
