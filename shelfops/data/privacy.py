@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 
 import polars as pl
+import polars_hash  # noqa: F401  (registers the ``chash`` expressions: native HMAC-SHA256)
 
 from shelfops.errors import ConfigError
 
@@ -62,6 +63,21 @@ def keyed_hasher(key: bytes) -> Callable[[str], str]:
         return o.hexdigest()[:16]
 
     return one
+
+
+def keyed_column_hasher(key: bytes) -> Callable[[pl.Series], pl.Series]:
+    """:func:`pseudonymise` of every value of a string column at once (nulls stay null): the
+    same digests, computed in native code (polars-hash's HMAC-SHA256, Rust, the GIL released)
+    at 0.38 us an id against ~1.4 us for :func:`keyed_hasher` called from Python with its list
+    and Series conversions, which also held the GIL the ingest's checking threads share. A key
+    that is not UTF-8 text (the plugin takes the key as text) is hashed id by id."""
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        one = keyed_hasher(key)
+        return lambda s: pl.Series(s.name, [None if v is None else one(v) for v in s.to_list()], dtype=pl.String)
+    expr = pl.first().chash.hmac_sha256(key=text).str.slice(0, 16)
+    return lambda s: s.to_frame().select(expr).to_series().rename(s.name)
 
 
 def mask_pii_expr(expr: pl.Expr) -> pl.Expr:
