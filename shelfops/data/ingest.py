@@ -18,10 +18,11 @@ Every table reconciles per file: rows in = rows kept + rows quarantined.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -80,29 +81,82 @@ class Ledger:
         return out
 
 
+class _Writer:
+    """A Parquet file written on a writer thread while the calling thread computes the next batch
+    (pyarrow releases the GIL as it encodes: the writes were 3.5 s of a 10M-event ingest, on the
+    thread that did everything else); two batches queued at most, so memory stays that of a few
+    batches. ``prepare`` (on the writer thread) turns what :meth:`write` is given into the Arrow
+    table to write, or None for nothing."""
+
+    def __init__(self, path: Path, schema: pa.Schema,
+                 prepare: Callable[[Any], pa.Table | None] | None = None) -> None:
+        self.schema = schema
+        self.prepare = prepare or _as_arrow
+        self.writer = pq.ParquetWriter(path, schema, **parquet_options(schema))
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-write")
+        self.pending: deque[Future] = deque()
+
+    def _write(self, item: Any) -> None:
+        tbl = self.prepare(item)
+        if tbl is not None and tbl.num_rows:
+            self.writer.write_table(tbl.cast(self.schema))
+
+    def write(self, item: Any) -> None:
+        while len(self.pending) >= 2:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, item))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown()
+            self.writer.close()
+
+
+def _as_arrow(df: pl.DataFrame | pa.Table) -> pa.Table:
+    return df.to_arrow() if isinstance(df, pl.DataFrame) else df
+
+
 class Quarantine:
+    """The rejected rows' file. What :meth:`add` is given (rows, or a function that makes them,
+    so that pass two's rejects are built off its thread: 1M bot-session rows as JSON were a
+    second of it) is made, counted and written on a writer thread, in the order given; the
+    counts reach the ledger at :meth:`close`."""
+
     def __init__(self, path: Path, ledger: Ledger) -> None:
         self.path = path
         self.ledger = ledger
-        self.writer: pq.ParquetWriter | None = None
+        self.writer: _Writer | None = None
+        self.counts: dict[tuple[str, str, str], int] = defaultdict(int)
         self.n = 0
 
-    def add(self, df: pl.DataFrame) -> None:
+    def _prepare(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> pa.Table | None:
+        df = rows() if callable(rows) else rows
         if df.is_empty():
-            return
+            return None
         df = df.select(_Q_SCHEMA.names()).cast(dict(_Q_SCHEMA))
         for table, file, reason, c in df.group_by(["table", "file", "reason"]).len().iter_rows():
-            self.ledger.rejected[(table, file, reason)] += c
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, QUARANTINE)
-        self.writer.write_table(df.to_arrow().cast(QUARANTINE))
+            self.counts[(table, file, reason)] += c
         self.n += len(df)
+        return df.to_arrow()
+
+    def add(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> None:
+        if isinstance(rows, pl.DataFrame) and rows.is_empty():
+            return
+        if self.writer is None:
+            self.writer = _Writer(self.path, QUARANTINE, self._prepare)
+        self.writer.write(rows)
 
     def close(self) -> None:
         if self.writer is None:
-            pq.write_table(QUARANTINE.empty_table(), self.path)
-        else:
-            self.writer.close()
+            pq.write_table(QUARANTINE.empty_table(), self.path, **parquet_options(QUARANTINE))
+            return
+        self.writer.close()
+        for k, c in self.counts.items():
+            self.ledger.rejected[k] += c
+        self.counts.clear()
 
 
 class _Stage:
@@ -270,35 +324,6 @@ class _Sessions(_Spill):
 def span_parts(spans: pl.DataFrame) -> list[tuple[int, pa.Table]]:
     """One batch's session spans bucketed by session."""
     return bucketed(spans, spans["session_id"].hash(seed=1).to_numpy())
-
-
-class _Writer:
-    """A table's final Parquet file, each batch converted and encoded on a writer thread while
-    this one computes the next (pyarrow releases the GIL as it encodes: the writes were 3.5 s
-    of a 10M-event ingest, on the thread that did everything else); two batches queued at most,
-    so memory stays that of a few batches."""
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema, **parquet_options(schema))
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-write")
-        self.pending: deque[Future] = deque()
-
-    def _write(self, df: pl.DataFrame | pa.Table) -> None:
-        self.writer.write_table((df.to_arrow() if isinstance(df, pl.DataFrame) else df).cast(self.schema))
-
-    def write(self, df: pl.DataFrame | pa.Table) -> None:
-        while len(self.pending) >= 2:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._write, df))
-
-    def close(self) -> None:
-        try:
-            while self.pending:
-                self.pending.popleft().result()
-        finally:
-            self.pool.shutdown()
-            self.writer.close()
 
 
 def _reject_rows(table: str, file: str, rows: pl.Series, checked: pl.DataFrame,
@@ -682,10 +707,15 @@ def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
         dup = _marked(dups, at, n) if dups is not None else None
         flagged = flagged_rows(tbl, known_a, bot_a, dup)
         if flagged.any():
-            bad = whole_table_flags(pl.from_arrow(tbl.filter(flagged)), table, limits, known_s, bot_s,
-                                    pl.Series(dup[flagged]) if dup is not None else None)
-            bad = bad.with_columns(pl.Series("_path", pc.take(names, bad["_file"].to_arrow())))
-            quarantine.add(flagged_rejects(bad, table, pl.col("_path")))
+            rows, dup_rows = tbl.filter(flagged), (dup[flagged] if dup is not None else None)
+
+            def rejects(rows: pa.Table = rows, dup_rows: np.ndarray | None = dup_rows) -> pl.DataFrame:
+                bad = whole_table_flags(pl.from_arrow(rows), table, limits, known_s, bot_s,
+                                        None if dup_rows is None else pl.Series(dup_rows))
+                bad = bad.with_columns(pl.Series("_path", pc.take(names, bad["_file"].to_arrow())))
+                return flagged_rejects(bad, table, pl.col("_path"))
+
+            quarantine.add(rejects)  # made on the quarantine's writer thread
             tbl = tbl.filter(~flagged)
         for c in pc.value_counts(tbl["_file"]).to_pylist():
             ledger.kept[(table, files[c["values"]])] += c["counts"]

@@ -345,19 +345,25 @@ def _parquet_file(path: str) -> pq.ParquetFile:
 
 def read_parquet(spec: SourceSpec, path: str, batch_rows: int,
                  part: Unit | None = None) -> Iterator[RawBatch | Rejects]:
-    """A Parquet file's rows, or only ``part``'s row groups (numbered as in the whole file)."""
+    """A Parquet file's rows, or only ``part``'s row groups (numbered as in the whole file).
+
+    Decoded by polars' streaming reader straight into polars' own string layout: decoding 10M
+    events and converting them took 2.4 CPU-s with pyarrow's reader, 0.6 with this one (the
+    file is still opened with pyarrow first, for its metadata and a clear error)."""
     pf = _parquet_file(path)
-    start = part.first_row if part else 1
-    # one decoding thread: the ingest's checking threads have the other cores (pyarrow's own
-    # threads took 3.0 CPU-s to decode 10M events against 2.4 without them)
-    for rb in pf.iter_batches(batch_size=batch_rows, row_groups=part.row_groups if part else None,
-                              use_threads=False):
-        df = pl.from_arrow(rb)
-        assert isinstance(df, pl.DataFrame)
-        rows = pl.Series("row", range(start, start + len(df)), dtype=pl.Int64)
-        start += len(df)
-        main, items = _rename(df, spec, path)
-        yield RawBatch(spec.table, path, rows, main, items)
+    lf = pl.scan_parquet(path)
+    start = 1
+    if part is not None:
+        lf = lf.slice(part.first_row - 1, sum(pf.metadata.row_group(g).num_rows for g in part.row_groups or ()))
+        start = part.first_row
+    try:
+        for df in lf.collect_batches(chunk_size=batch_rows):
+            rows = pl.Series("row", range(start, start + len(df)), dtype=pl.Int64)
+            start += len(df)
+            main, items = _rename(df, spec, path)
+            yield RawBatch(spec.table, path, rows, main, items)
+    except pl.exceptions.PolarsError as e:
+        raise SourceReadError(path, f"not a readable Parquet file: {e}") from e
 
 
 def read_jsonl(spec: SourceSpec, path: str, batch_rows: int) -> Iterator[RawBatch | Rejects]:
