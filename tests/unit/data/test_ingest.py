@@ -100,6 +100,9 @@ def test_events_jsonl_checks_and_privacy(tmp_path):
             for i in range(meta.metadata.num_columns)}
     assert cols["timestamp"].is_stats_set and not cols["user_id"].is_stats_set
     assert cols["item_id"].has_dictionary_page and not cols["request_id"].has_dictionary_page
+    # row numbers and times, which grow through the table, as deltas; text not
+    assert "DELTA_BINARY_PACKED" in cols["seq"].encodings and "DELTA_BINARY_PACKED" in cols["timestamp"].encodings
+    assert "DELTA_BINARY_PACKED" not in cols["user_id"].encodings
 
 
 def test_bot_sessions_are_quarantined(tmp_path):
@@ -245,3 +248,108 @@ def test_column_hasher_gives_the_same_pseudonyms_as_one_id_at_a_time(key):
     got = keyed_column_hasher(key)(pl.Series("user_id", values))
     assert got.name == "user_id" and got.dtype == pl.String and got.to_list() == want
     assert Pseudonymiser(key).column(pl.Series("user_id", values)).to_list() == want
+
+
+def test_text_memo_types_each_value_once_across_batches_and_keys_by_rules():
+    """Text typed in an earlier batch is taken from the memo (only new values are computed),
+    the results are what computing them gives, rules that change the result are separate
+    entries, and a full memo is emptied rather than grown."""
+    from shelfops.data.validate import TextMemo
+
+    memo, seen = TextMemo(limit=5), []
+
+    def upper(d: pl.Series) -> pl.Series:
+        seen.append(d.to_list())
+        return d.str.to_uppercase()
+
+    key = (pl.String, "query", True, True)
+    assert memo.typed(key, pl.Series("q", ["a", "b"]), upper).to_list() == ["A", "B"]
+    assert memo.typed(key, pl.Series("q", ["b", "c", "a"]), upper).to_list() == ["B", "C", "A"]
+    assert seen == [["a", "b"], ["c"]]
+    other = (pl.String, "query", True, False)  # other rules: not the same entry
+    assert memo.typed(other, pl.Series("q", ["a"]), lambda d: d + "!").to_list() == ["a!"]
+    assert memo.size == 4
+    memo.typed(key, pl.Series("q", ["d", "e"]), upper)  # 6 > 5: emptied, then these two kept
+    assert memo.size == 2 and seen[-1] == ["d", "e"]
+    assert memo.typed(key, pl.Series("q", ["a", "e"]), upper).to_list() == ["A", "E"] and seen[-1] == ["a"]
+
+
+def test_memo_gives_the_typing_of_each_batch_alone(tmp_path):
+    """Ingest with the memo warm from another run (other cleaning rules) types queries exactly
+    as a cold run: the memo is keyed by what decides the result."""
+    from shelfops.data import validate
+
+    f = tmp_path / "e.csv"
+    f.write_text("user_id,event_type,query\n" + "".join(
+        f"u{i},search,  <b>Mail</b> me at bob{i % 3}@example.com \n" for i in range(30)))
+    spec = build_spec("csv", [str(f)], table="events")
+    validate.TEXT_MEMO.values.clear()
+    _ingest([spec], tmp_path / "cold", strip_html=False)
+    validate.TEXT_MEMO.values.clear()
+    _ingest([spec], tmp_path / "warm-other", strip_html=True)
+    _ingest([spec], tmp_path / "warm", strip_html=False)
+    cold, warm, other = (pl.read_parquet(tmp_path / d / "events.parquet")["query"]
+                         for d in ("cold", "warm", "warm-other"))
+    assert cold.to_list() == warm.to_list() and "<b>" in cold[0] and "<email>" in cold[0]
+    assert "<b>" not in other[0] and "<email>" in other[0]
+
+
+def test_staged_batches_read_in_place_stay_whole_after_their_pages_are_dropped(tmp_path):
+    """Pass two reads its stage memory-mapped and drops the pages of batches it has handed on:
+    batches kept by a consumer (the writer's queue) still read as staged."""
+    import pyarrow as pa
+
+    from shelfops.data.ingest import _Stage
+
+    st = _Stage(tmp_path / "s.arrow")
+    parts = [pl.DataFrame({"i": list(range(k * 1000, (k + 1) * 1000)), "s": [f"v{k}-{j}" * 20 for j in range(1000)]})
+             for k in range(40)]
+    for part in parts:
+        st.add(part)
+    st.close()
+    got = list(st.batches(3000))  # all kept while later pages are dropped
+    assert [t.num_rows for t in got] == [3000] * 13 + [1000]
+    assert pa.concat_tables(got).equals(pl.concat(parts).to_arrow())
+    assert list(_Stage(tmp_path / "never-written.arrow").batches(10)) == []
+
+
+def test_quarantine_writes_rows_and_made_rows_in_order_and_counts_them_at_close(tmp_path):
+    from shelfops.data.ingest import Ledger, Quarantine
+
+    def rows(rs, reason):
+        return pl.DataFrame({"table": "events", "file": "f.csv", "row": rs, "column": "x",
+                             "reason": reason, "detail": "d", "raw": "{}"})
+
+    ledger = Ledger()
+    q = Quarantine(tmp_path / "q.parquet", ledger)
+    q.add(rows([1, 2], "bad_value"))
+    q.add(lambda: rows([3], "duplicate"))  # made on the writer thread
+    q.add(lambda: rows([], "duplicate"))
+    q.add(rows([4], "bad_value"))
+    q.close()
+    assert pl.read_parquet(tmp_path / "q.parquet")["row"].to_list() == [1, 2, 3, 4]
+    assert dict(ledger.rejected) == {("events", "f.csv", "bad_value"): 3, ("events", "f.csv", "duplicate"): 1}
+    empty = Quarantine(tmp_path / "none.parquet", Ledger())
+    empty.close()
+    assert pl.read_parquet(tmp_path / "none.parquet").columns == ["table", "file", "row", "column", "reason",
+                                                                   "detail", "raw"]
+
+
+def test_a_parquet_file_that_fails_to_decode_is_named(tmp_path):
+    """Decoding happens as batches are read (polars' streaming reader): a damaged page is a
+    SourceReadError naming the file, not a crash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shelfops.errors import SourceReadError
+
+    f = tmp_path / "events.parquet"
+    pq.write_table(pa.table({"user_id": [f"u{i}" for i in range(50_000)],
+                             "event_type": ["view"] * 50_000}), f, compression="snappy", use_dictionary=False)
+    raw = bytearray(f.read_bytes())
+    mid = len(raw) // 3
+    raw[mid:mid + 64] = b"\xff" * 64  # inside the first column's data pages, the footer intact
+    f.write_bytes(bytes(raw))
+    with pytest.raises(SourceReadError) as e:
+        _ingest([build_spec("parquet", [str(f)], table="events")], tmp_path / "out")
+    assert str(f) in str(e.value)
