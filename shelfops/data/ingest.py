@@ -688,17 +688,41 @@ def flagged_rejects(bad: pl.DataFrame, table: str, file: pl.Expr) -> pl.DataFram
     )
 
 
-def flagged_rows(tbl: pa.Table, known: pa.Array | None, bots: pa.Array | None,
+class Members:
+    """A fixed set of strings (the catalogue's ids, bots' sessions) that every batch of pass two
+    asks about. Asking Arrow's ``is_in`` builds a hash table of the whole set each time: with a
+    100M-event log's 500k catalogue ids, 500 batches spent ~200 ms each building it (pass two
+    4.5x slower than linear). Where the set is larger than a batch, each batch's distinct values
+    are looked up in a Python set built once instead, and only the few that matter (the misses
+    or the hits) go to ``is_in``."""
+
+    def __init__(self, values: pl.Series) -> None:
+        self.array = values.to_arrow()
+        self.values = set(values.to_list())
+
+    def rows(self, col: pa.ChunkedArray, *, inside: bool) -> np.ndarray:
+        """Per row of ``col``: its value is (``inside``) or is not in the set; nulls False."""
+        if len(self.values) <= len(col):
+            found = pc.is_in(col, value_set=self.array.cast(col.type))
+        else:
+            distinct = [v for v in pc.unique(col).to_pylist() if v is not None]
+            found = pc.is_in(col, value_set=pa.array([v for v in distinct if v in self.values], col.type))
+        return (found if inside else pc.and_(pc.is_valid(col), pc.invert(found))).to_numpy(zero_copy_only=False)
+
+    def among(self, values: pl.Series) -> pl.Series:
+        """Those of ``values`` (few) in the set, imploded, as :func:`whole_table_flags` takes it."""
+        return pl.Series([v for v in values.unique().to_list() if v in self.values], dtype=pl.String).implode()
+
+
+def flagged_rows(tbl: pa.Table, known: Members | None, bots: Members | None,
                  dup: np.ndarray | None) -> np.ndarray:
     """The rows of ``tbl`` that :func:`whole_table_flags` would flag (booleans), found in Arrow
     without converting the table: most rows pass, and only those flagged need their reasons."""
     out = np.zeros(tbl.num_rows, dtype=bool) if dup is None else dup.copy()
     if known is not None:
-        item = tbl["item_id"]
-        unknown = pc.and_(pc.is_valid(item), pc.invert(pc.is_in(item, value_set=known.cast(item.type))))
-        out |= unknown.to_numpy(zero_copy_only=False)
-    if bots is not None and len(bots):
-        out |= pc.is_in(tbl["session_id"], value_set=bots).to_numpy(zero_copy_only=False)
+        out |= known.rows(tbl["item_id"], inside=False)
+    if bots is not None and bots.values:
+        out |= bots.rows(tbl["session_id"], inside=True)
     return out
 
 
@@ -716,21 +740,21 @@ def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
         return 0
     writer = _Writer(out_dir / f"{table}.parquet", TABLES[table])
     at = 0  # rows of the stage read so far: where this batch's places start
-    known_a = known.to_arrow() if known is not None else None
-    known_s = known.implode() if known is not None else None
-    bot_a = pa.array(sorted(bots), pa.large_string()) if bots else None
-    bot_s = pl.Series(sorted(bots), dtype=pl.String).implode() if bots else None
+    known_m = Members(known) if known is not None else None
+    bot_m = Members(pl.Series(sorted(bots), dtype=pl.String)) if bots else None
     names = pa.array(files, pa.string())
     seq = 0
     for tbl in stage.batches(limits.batch_rows):
         n = tbl.num_rows
         dup = _marked(dups, at, n) if dups is not None else None
-        flagged = flagged_rows(tbl, known_a, bot_a, dup)
+        flagged = flagged_rows(tbl, known_m, bot_m, dup)
         if flagged.any():
             rows, dup_rows = tbl.filter(flagged), (dup[flagged] if dup is not None else None)
 
             def rejects(rows: pa.Table = rows, dup_rows: np.ndarray | None = dup_rows) -> pl.DataFrame:
-                bad = whole_table_flags(pl.from_arrow(rows), table, limits, known_s, bot_s,
+                df = pl.from_arrow(rows)
+                bad = whole_table_flags(df, table, limits, known_m and known_m.among(df["item_id"]),
+                                        bot_m and bot_m.among(df["session_id"]),
                                         None if dup_rows is None else pl.Series(dup_rows))
                 bad = bad.with_columns(pl.Series("_path", pc.take(names, bad["_file"].to_arrow())))
                 return flagged_rejects(bad, table, pl.col("_path"))
