@@ -353,3 +353,22 @@ def test_a_parquet_file_that_fails_to_decode_is_named(tmp_path):
     with pytest.raises(SourceReadError) as e:
         _ingest([build_spec("parquet", [str(f)], table="events")], tmp_path / "out")
     assert str(f) in str(e.value)
+
+
+@pytest.mark.parametrize("size", [3, 50])  # a set smaller than the batch, and one larger
+def test_members_finds_the_rows_in_and_not_in_a_set_either_way(size):
+    """Pass two's look-ups (unknown items, bots' sessions): per row, in or not in the set, nulls
+    in neither, whether the set is asked directly (smaller than the batch) or through the
+    batch's distinct values (larger)."""
+    import pyarrow as pa
+
+    from shelfops.data.ingest import Members
+
+    values = [f"i{k}" for k in range(size)]
+    m = Members(pl.Series(values))
+    col = pa.chunked_array([["i1", None, "x", "i2", "i1"], ["y", "i0"]], pa.large_string())
+    want_in = [v is not None and v in values for v in col.to_pylist()]
+    want_out = [v is not None and v not in values for v in col.to_pylist()]
+    assert m.rows(col, inside=True).tolist() == want_in
+    assert m.rows(col, inside=False).tolist() == want_out
+    assert sorted(m.among(pl.Series(["i1", "x", "i1", None])).explode().to_list()) == ["i1"]
