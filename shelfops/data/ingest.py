@@ -17,13 +17,11 @@ Every table reconciles per file: rows in = rows kept + rows quarantined.
 
 from __future__ import annotations
 
-import mmap
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -32,13 +30,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from shelfops.data.scratch import (
+    Hashes,
+    Ledger,
+    Quarantine,
+    Sessions,
+    Stage,
+    Writer,
+    hash_parts,
+    span_parts,
+)
 from shelfops.data.sources import RawBatch, Rejects, SourceSpec, iter_source
 from shelfops.data.validate import Pseudonymiser, Rules, check_batch, raw_json
 from shelfops.errors import DataError
-from shelfops.tables import QUARANTINE, TABLES, Reason, parquet_options
+from shelfops.tables import TABLES, Reason, parquet_options
 
 CHECK_THREADS = 2
-_Q_SCHEMA = pl.Schema(pl.from_arrow(QUARANTINE.empty_table()).schema)
 
 
 @dataclass
@@ -52,289 +59,6 @@ class Limits:
     bot_max_events_per_minute: float
     bot_min_events: int
     max_reject_ratio: float
-
-
-@dataclass
-class Ledger:
-    """Per (table, file) counts; the source of the manifest's reconciliation."""
-
-    rows_in: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    kept: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    rejected: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
-
-    def summary(self) -> dict:
-        out: dict = {}
-        for (table, file), n in sorted(self.rows_in.items()):
-            t = out.setdefault(table, {"rows_in": 0, "kept": 0, "quarantined": 0,
-                                       "by_reason": {}, "files": {}})
-            q = {r: c for (tb, f, r), c in self.rejected.items() if tb == table and f == file}
-            nq = sum(q.values())
-            k = self.kept[(table, file)]
-            t["files"][file] = {"rows_in": n, "kept": k, "quarantined": nq, "by_reason": q,
-                                "reconciled": n == k + nq}
-            t["rows_in"] += n
-            t["kept"] += k
-            t["quarantined"] += nq
-            for r, c in q.items():
-                t["by_reason"][r] = t["by_reason"].get(r, 0) + c
-        for t in out.values():
-            t["reconciled"] = t["rows_in"] == t["kept"] + t["quarantined"]
-        return out
-
-
-class _Writer:
-    """A Parquet file written on a writer thread while the calling thread computes the next batch
-    (pyarrow releases the GIL as it encodes: the writes were 3.5 s of a 10M-event ingest, on the
-    thread that did everything else); two batches queued at most, so memory stays that of a few
-    batches. ``prepare`` (on the writer thread) turns what :meth:`write` is given into the Arrow
-    table to write, or None for nothing."""
-
-    def __init__(self, path: Path, schema: pa.Schema,
-                 prepare: Callable[[Any], pa.Table | None] | None = None) -> None:
-        self.schema = schema
-        self.prepare = prepare or _as_arrow
-        self.writer = pq.ParquetWriter(path, schema, **parquet_options(schema))
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-write")
-        self.pending: deque[Future] = deque()
-
-    def _write(self, item: Any) -> None:
-        tbl = self.prepare(item)
-        if tbl is not None and tbl.num_rows:
-            self.writer.write_table(tbl.cast(self.schema))
-
-    def write(self, item: Any) -> None:
-        while len(self.pending) >= 2:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._write, item))
-
-    def close(self) -> None:
-        try:
-            while self.pending:
-                self.pending.popleft().result()
-        finally:
-            self.pool.shutdown()
-            self.writer.close()
-
-
-def _as_arrow(df: pl.DataFrame | pa.Table) -> pa.Table:
-    return df.to_arrow() if isinstance(df, pl.DataFrame) else df
-
-
-class Quarantine:
-    """The rejected rows' file. What :meth:`add` is given (rows, or a function that makes them,
-    so that pass two's rejects are built off its thread: 1M bot-session rows as JSON were a
-    second of it) is made, counted and written on a writer thread, in the order given; the
-    counts reach the ledger at :meth:`close`."""
-
-    def __init__(self, path: Path, ledger: Ledger) -> None:
-        self.path = path
-        self.ledger = ledger
-        self.writer: _Writer | None = None
-        self.counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.n = 0
-
-    def _prepare(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> pa.Table | None:
-        df = rows() if callable(rows) else rows
-        if df.is_empty():
-            return None
-        df = df.select(_Q_SCHEMA.names()).cast(dict(_Q_SCHEMA))
-        for table, file, reason, c in df.group_by(["table", "file", "reason"]).len().iter_rows():
-            self.counts[(table, file, reason)] += c
-        self.n += len(df)
-        return df.to_arrow()
-
-    def add(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> None:
-        if isinstance(rows, pl.DataFrame) and rows.is_empty():
-            return
-        if self.writer is None:
-            self.writer = _Writer(self.path, QUARANTINE, self._prepare)
-        self.writer.write(rows)
-
-    def close(self) -> None:
-        if self.writer is None:
-            pq.write_table(QUARANTINE.empty_table(), self.path, **parquet_options(QUARANTINE))
-            return
-        self.writer.close()
-        for k, c in self.counts.items():
-            self.ledger.rejected[k] += c
-        self.counts.clear()
-
-
-class _Stage:
-    """Append-only staging of one table's passing rows, read back once by the second pass: an
-    Arrow IPC file (written as the batches are, read back batch by batch), which
-    costs a fraction of a Parquet write and read for scratch space that never leaves the run."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._sink: pa.OSFile | None = None
-        self._schema: pa.Schema | None = None  # the first batch's: later ones are cast to it
-        self.rows = 0
-
-    def add(self, df: pl.DataFrame | pa.Table) -> None:
-        if len(df) == 0:
-            return
-        tbl = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-        if self.writer is None:
-            self._sink, self._schema = pa.OSFile(str(self.path), "wb"), tbl.schema
-            self.writer = pa.ipc.new_file(self._sink, tbl.schema)
-        self.writer.write_table(tbl.cast(self._schema))
-        self.rows += len(tbl)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self._sink.close()
-
-    def read(self) -> pl.DataFrame:
-        """The whole stage at once (the catalogue: small next to the events)."""
-        with pa.OSFile(str(self.path)) as src:
-            return pl.from_arrow(pa.ipc.open_file(src).read_all())
-
-    def batches(self, n: int) -> Iterator[pa.Table]:
-        """Batches of about ``n`` rows (Arrow tables, as staged), in the order they were staged.
-
-        The file is memory-mapped, its batches used where they lie (reading it into fresh
-        buffers was ~0.5-1 CPU-s of pass two at 10M events, most of it the kernel handing out
-        and zeroing pages); the pages of batches already handed on are dropped from the process
-        as it goes (a mapped file's pages count in its resident memory, which must stay flat
-        whatever the input's size; one touched again is read back from the page cache)."""
-        if self.writer is None:
-            return
-        with open(self.path, "rb") as fh:
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        whole = pa.py_buffer(mm)
-        reader = pa.ipc.open_file(whole)
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for i in range(reader.num_record_batches):
-            rb = reader.get_batch(i)
-            pending.append(rb)
-            rows += rb.num_rows
-            if rows >= n or i == reader.num_record_batches - 1:
-                first = min((b.address for c in pending[0].columns for b in c.buffers() if b is not None),
-                            default=whole.address) - whole.address
-                # two batches before this one may still be queued for writing: keep their pages
-                done = max(0, first - 3 * sum(b.nbytes for b in pending)) // mmap.PAGESIZE * mmap.PAGESIZE
-                if done:
-                    mm.madvise(mmap.MADV_DONTNEED, 0, done)
-                yield pa.Table.from_batches(pending)
-                pending, rows = [], 0
-
-
-class _Spill:
-    """Rows of a whole-table check kept by bucket (their 64-bit key ``% BUCKETS``) as the batches
-    come, then read back one bucket at a time: rows of equal key share a bucket, in arrival
-    order within it, so a check that groups by that key needs the memory of one bucket whatever
-    the table's size (at 100M events, all row hashes and session spans held at once made a 4.8 GB
-    peak). Buckets are held in memory up to ``budget`` bytes in all, then appended to their
-    scratch files together: a few large appends instead of 32 small ones a batch (spilling every
-    batch was 2 s of a 15 s ingest at 10M), and memory flat whatever the size (256 MB held made a
-    100M-event ingest peak at 2.65 GB, 64 MB at 1.43 GB)."""
-
-    BUCKETS = 32
-    BUDGET = 64 << 20
-
-    def __init__(self, folder: Path, name: str, budget: int = BUDGET) -> None:
-        self.folder, self.name, self.budget = folder, name, budget
-        self.sinks: dict[int, tuple[pa.OSFile, pa.ipc.RecordBatchFileWriter, pa.Schema]] = {}
-        self.held: dict[int, list[pa.Table]] = defaultdict(list)
-        self.held_bytes = 0
-
-    def _path(self, k: int) -> Path:
-        return self.folder / f"spill-{self.name}-{k:02d}.arrow"
-
-    def add(self, df: pl.DataFrame, key: np.ndarray) -> None:
-        self.add_parts(bucketed(df, key, self.BUCKETS))
-
-    def add_parts(self, parts: list[tuple[int, pa.Table]]) -> None:
-        """Append :func:`bucketed` parts (of one batch, in arrival order)."""
-        for k, part in parts:
-            self.held[k].append(part)
-            self.held_bytes += part.nbytes
-        if self.held_bytes > self.budget:
-            self._flush()
-
-    def _flush(self) -> None:
-        for k, parts in self.held.items():
-            if k not in self.sinks:
-                sink = pa.OSFile(str(self._path(k)), "wb")
-                self.sinks[k] = (sink, pa.ipc.new_file(sink, parts[0].schema), parts[0].schema)
-            self.sinks[k][1].write_table(pa.concat_tables(parts).cast(self.sinks[k][2]))
-        self.held, self.held_bytes = defaultdict(list), 0
-
-    def buckets(self) -> Iterator[pl.DataFrame]:
-        """Each bucket's rows in arrival order; its file is gone once read."""
-        for k in sorted(set(self.sinks) | set(self.held)):
-            parts = []
-            if k in self.sinks:
-                sink, writer, schema = self.sinks.pop(k)
-                writer.close()
-                sink.close()
-                with pa.OSFile(str(self._path(k))) as src:
-                    parts.append(pa.ipc.open_file(src).read_all())
-                self._path(k).unlink()
-            parts += self.held.pop(k, [])
-            yield pl.from_arrow(pa.concat_tables([p.cast(parts[0].schema) for p in parts]))
-        self.held_bytes = 0
-
-
-def bucketed(df: pl.DataFrame, key: np.ndarray, buckets: int = _Spill.BUCKETS) -> list[tuple[int, pa.Table]]:
-    """``df``'s rows split by ``key % buckets``: (bucket, its rows in their order), non-empty
-    buckets only (one stable sort of the bucket numbers and one take)."""
-    b = (key % buckets).astype(np.min_scalar_type(buckets - 1))  # few bits: numpy's stable sort is a radix sort
-    order = np.argsort(b, kind="stable")
-    cuts = np.searchsorted(b[order], np.arange(buckets + 1))
-    tbl = df.to_arrow().take(order)
-    return [(k, tbl.slice(cuts[k], cuts[k + 1] - cuts[k])) for k in range(buckets) if cuts[k + 1] > cuts[k]]
-
-
-class _Hashes(_Spill):
-    """One table's 64-bit row hashes with each row's place in the staging order."""
-
-    def __init__(self, folder: Path, table: str) -> None:
-        super().__init__(folder, f"hashes-{table}")
-        self.n = 0
-
-    def add(self, h: np.ndarray) -> None:  # type: ignore[override]
-        self.add_batch(hash_parts(h), len(h))
-
-    def add_batch(self, parts: list[tuple[int, pa.Table]], n: int) -> None:
-        """The next ``n`` staged rows' :func:`hash_parts` (places counted from 0 in the batch)."""
-        base, self.n = self.n, self.n + n
-        self.add_parts([(k, t.set_column(t.schema.get_field_index("pos"), "pos", pc.add(t["pos"], base)))
-                        for k, t in parts])
-
-    def duplicates(self) -> np.ndarray:
-        """The sorted staging places of rows whose hash an earlier row had."""
-        found = [later_copies(t["h"], t["pos"]) for t in self.buckets()]
-        return np.sort(np.concatenate([np.zeros(0, np.int64), *found]))
-
-
-def hash_parts(h: np.ndarray) -> list[tuple[int, pa.Table]]:
-    """One batch's row hashes with their places in it, bucketed by hash."""
-    return bucketed(pl.DataFrame({"h": h, "pos": np.arange(len(h), dtype=np.int64)}), h)
-
-
-class _Sessions(_Spill):
-    """The events' session spans (id, events, first and last time), a few rows a batch."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(folder, "sessions")
-
-    def add(self, spans: pl.DataFrame) -> None:  # type: ignore[override]
-        self.add_parts(span_parts(spans))
-
-    def bots(self, limits: Limits) -> set[str]:
-        """Sessions with at least ``bot_min_events`` events at a rate above the limit."""
-        return {s for part in self.buckets()
-                for s in merge_sessions([part]).filter(bot_rule(limits))["session_id"].to_list()}
-
-
-def span_parts(spans: pl.DataFrame) -> list[tuple[int, pa.Table]]:
-    """One batch's session spans bucketed by session."""
-    return bucketed(spans, spans["session_id"].hash(seed=1).to_numpy())
 
 
 def _reject_rows(table: str, file: str, rows: pl.Series, checked: pl.DataFrame,
@@ -364,11 +88,11 @@ def ingest(
     ledger = Ledger()
     quarantine = Quarantine(out_dir / "quarantine.parquet", ledger)
     ids = Pseudonymiser(key)
-    stages = {t: _Stage(stage_dir / f"{t}.arrow") for t in TABLES}
-    derived = _Stage(stage_dir / "derived_items.arrow")
+    stages = {t: Stage(stage_dir / f"{t}.arrow") for t in TABLES}
+    derived = Stage(stage_dir / "derived_items.arrow")
     files: list[str] = []
-    sessions = _Sessions(stage_dir)
-    hashes = {t: _Hashes(stage_dir, t) for t in ("events", "judgements")}
+    sessions = Sessions(stage_dir)
+    hashes = {t: Hashes(stage_dir, t) for t in ("events", "judgements")}
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
@@ -383,7 +107,7 @@ def ingest(
         # the whole-table decisions are independent of each other and of the catalogue's
         # finishing: bot sessions and each table's duplicates found at once, beside it
         with ThreadPoolExecutor(2, thread_name_prefix="ingest-whole") as pool:
-            bots_f = pool.submit(sessions.bots, limits)
+            bots_f = pool.submit(sessions.bots, bot_rule(limits))
             dups_f = {t: pool.submit(h.duplicates) for t, h in hashes.items()} if limits.drop_duplicates else {}
             items, known = finish_items(stages["items"], derived, title_mapped, files, ledger,
                                         quarantine, out_dir, limits)
@@ -409,8 +133,8 @@ def ingest(
 
 
 def _read(specs: list[SourceSpec], files: list[str], rules: Rules, ids: Pseudonymiser, limits: Limits,
-          ledger: Ledger, quarantine: Quarantine, stages: dict, derived: _Stage, sessions: _Sessions | None,
-          hashes: dict[str, _Hashes], advance) -> bool:
+          ledger: Ledger, quarantine: Quarantine, stages: dict, derived: Stage, sessions: Sessions | None,
+          hashes: dict[str, Hashes], advance) -> bool:
     """Pass one over ``specs`` (the catalogue first), in the source's order; True when a
     source maps a title (items described by rows without one are not known items)."""
     title_mapped = False
@@ -429,11 +153,11 @@ def _read(specs: list[SourceSpec], files: list[str], rules: Rules, ids: Pseudony
 
 
 def stage_items(specs: list[SourceSpec], stage_dir: Path, files: list[str], rules: Rules, ids: Pseudonymiser,
-                limits: Limits, ledger: Ledger, quarantine: Quarantine, progress: bool) -> tuple[dict, _Stage]:
+                limits: Limits, ledger: Ledger, quarantine: Quarantine, progress: bool) -> tuple[dict, Stage]:
     """Pass one over the catalogue's own sources (items tables) alone, as :func:`ingest` does
     it: their staged rows (closed) and the stage that takes items described by other rows (open)."""
-    stages = {"items": _Stage(stage_dir / "items.arrow")}
-    derived = _Stage(stage_dir / "derived_items.arrow")
+    stages = {"items": Stage(stage_dir / "items.arrow")}
+    derived = Stage(stage_dir / "derived_items.arrow")
     with Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.completed:,} rows"),
                   disable=not progress, transient=False) as bar:
         task = bar.add_task("ingest: catalogue")
@@ -562,7 +286,7 @@ def _checked_ahead(batches: Iterator[RawBatch | Rejects], files: list[str], rule
 
 
 def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quarantine, stages: dict,
-              derived: _Stage, sessions: _Sessions | None, hashes: dict[str, _Hashes]) -> None:
+              derived: Stage, sessions: Sessions | None, hashes: dict[str, Hashes]) -> None:
     """Record one checked batch, in the source's order: its rejects, its passing rows staged,
     its sessions and row hashes kept for the whole-table checks, the items it describes."""
     table = batch.table
@@ -578,21 +302,6 @@ def _pass_one(batch: RawBatch, done: _Checked, ledger: Ledger, quarantine: Quara
         derived.add(done.items)
 
 
-def later_copies(hashes: pl.Series, places: pl.Series) -> np.ndarray:
-    """The places of rows whose hash a row of an earlier place had (rows given in any order)."""
-    df = pl.DataFrame({"h": hashes, "p": places})
-    if not df["p"].is_sorted():  # a spill's bucket is already in arrival order: no sort
-        df = df.sort("p")
-    return df.filter(~pl.col("h").is_first_distinct())["p"].to_numpy()
-
-
-def merge_sessions(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Session spans (``session_id, n, t0, t1``) of several parts summed per session."""
-    return pl.concat(parts).group_by("session_id").agg(
-        pl.col("n").sum(), pl.col("t0").min(), pl.col("t1").max()
-    )
-
-
 def bot_rule(limits: Limits) -> pl.Expr:
     """A session (``n`` events from ``t0`` to ``t1``) is a bot's."""
     minutes = ((pl.col("t1") - pl.col("t0")).dt.total_milliseconds() / 60_000).clip(lower_bound=1.0)
@@ -600,7 +309,7 @@ def bot_rule(limits: Limits) -> pl.Expr:
             & (pl.col("n") / minutes > limits.bot_max_events_per_minute))
 
 
-def finish_items(stage: _Stage, derived: _Stage, title_mapped: bool, files: list[str],
+def finish_items(stage: Stage, derived: Stage, title_mapped: bool, files: list[str],
                   ledger: Ledger, quarantine: Quarantine, out_dir: Path, limits: Limits):
     """Catalogue items deduplicated by id (later copies quarantined), plus items described
     by other tables' rows. Returns (counts or None when there is no item info, known ids)."""
@@ -726,7 +435,7 @@ def flagged_rows(tbl: pa.Table, known: Members | None, bots: Members | None,
     return out
 
 
-def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
+def _pass_two(table: str, stage: Stage, files: list[str], ledger: Ledger,
               quarantine: Quarantine, out_dir: Path, limits: Limits, known: pl.Series | None,
               bots: set[str], dups: np.ndarray | None, advance) -> int:
     """Second pass over ``table``'s stage: unknown items, bots' sessions and the rows at the
@@ -738,7 +447,7 @@ def _pass_two(table: str, stage: _Stage, files: list[str], ledger: Ledger,
         if any(t == table for t, _ in ledger.rows_in):
             pq.write_table(TABLES[table].empty_table(), out_dir / f"{table}.parquet")
         return 0
-    writer = _Writer(out_dir / f"{table}.parquet", TABLES[table])
+    writer = Writer(out_dir / f"{table}.parquet", TABLES[table])
     at = 0  # rows of the stage read so far: where this batch's places start
     known_m = Members(known) if known is not None else None
     bot_m = Members(pl.Series(sorted(bots), dtype=pl.String)) if bots else None

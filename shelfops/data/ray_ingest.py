@@ -33,21 +33,18 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from shelfops.data.ingest import (
-    Ledger,
     Limits,
-    Quarantine,
     bot_rule,
     check_batch_rows,
     finish_items,
     flagged_rejects,
-    later_copies,
-    merge_sessions,
     reconcile,
     stage_items,
     stub_items,
     whole_table_flags,
 )
 from shelfops.data.ray_tasks import run_tasks, session, write_buckets
+from shelfops.data.scratch import Ledger, Quarantine, later_copies, merge_sessions
 from shelfops.data.sources import Rejects, SourceSpec, Unit, read_unit, source_units
 from shelfops.data.validate import Pseudonymiser, Rules
 from shelfops.errors import ConfigError

@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shelfops.data.ingest import bucketed
+from shelfops.data.scratch import bucketed
 
 
 @contextmanager

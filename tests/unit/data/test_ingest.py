@@ -8,8 +8,9 @@ import polars as pl
 import pytest
 
 from shelfops.config.schema import CleaningConfig, DataConfig, SyntheticConfig
-from shelfops.data.ingest import _Hashes, ingest
+from shelfops.data.ingest import ingest
 from shelfops.data.recipe import limits_from, rules_from
+from shelfops.data.scratch import Hashes
 from shelfops.data.sources import build_spec
 
 KEY = b"q" * 32
@@ -121,7 +122,7 @@ def test_bot_sessions_are_quarantined(tmp_path):
     assert counts["events"]["kept"] == 60
 
 
-@pytest.mark.parametrize("budget", [0, 20_000, _Hashes.BUDGET])
+@pytest.mark.parametrize("budget", [0, 20_000, Hashes.BUDGET])
 def test_duplicates_are_rows_whose_hash_an_earlier_row_had(tmp_path, budget):
     """Across batches and within one: the first copy kept, every later one flagged, as a set of
     seen hashes grown row by row would say; decided bucket by bucket, whether the buckets were
@@ -135,18 +136,18 @@ def test_duplicates_are_rows_whose_hash_an_earlier_row_had(tmp_path, budget):
     for x in np.concatenate(batches).tolist():
         want.append(x in seen)
         seen.add(x)
-    spill = _Hashes(tmp_path, "events")
+    spill = Hashes(tmp_path, "events")
     spill.budget = budget
     files = set()
     for b in batches:
         spill.add(b)
         files |= set(tmp_path.iterdir())
-    assert bool(files) == (budget < _Hashes.BUDGET)
+    assert bool(files) == (budget < Hashes.BUDGET)
     got = np.zeros(len(want), dtype=bool)
     got[spill.duplicates()] = True
     assert got.tolist() == want and sum(want) > 1000
     assert list(tmp_path.iterdir()) == []  # the spilled buckets are gone once decided
-    assert _Hashes(tmp_path, "judgements").duplicates().tolist() == []
+    assert Hashes(tmp_path, "judgements").duplicates().tolist() == []
 
 
 def test_reject_ratio_makes_cli_fail(tmp_path):
@@ -299,9 +300,9 @@ def test_staged_batches_read_in_place_stay_whole_after_their_pages_are_dropped(t
     batches kept by a consumer (the writer's queue) still read as staged."""
     import pyarrow as pa
 
-    from shelfops.data.ingest import _Stage
+    from shelfops.data.scratch import Stage
 
-    st = _Stage(tmp_path / "s.arrow")
+    st = Stage(tmp_path / "s.arrow")
     parts = [pl.DataFrame({"i": list(range(k * 1000, (k + 1) * 1000)), "s": [f"v{k}-{j}" * 20 for j in range(1000)]})
              for k in range(40)]
     for part in parts:
@@ -310,11 +311,11 @@ def test_staged_batches_read_in_place_stay_whole_after_their_pages_are_dropped(t
     got = list(st.batches(3000))  # all kept while later pages are dropped
     assert [t.num_rows for t in got] == [3000] * 13 + [1000]
     assert pa.concat_tables(got).equals(pl.concat(parts).to_arrow())
-    assert list(_Stage(tmp_path / "never-written.arrow").batches(10)) == []
+    assert list(Stage(tmp_path / "never-written.arrow").batches(10)) == []
 
 
 def test_quarantine_writes_rows_and_made_rows_in_order_and_counts_them_at_close(tmp_path):
-    from shelfops.data.ingest import Ledger, Quarantine
+    from shelfops.data.scratch import Ledger, Quarantine
 
     def rows(rs, reason):
         return pl.DataFrame({"table": "events", "file": "f.csv", "row": rs, "column": "x",
