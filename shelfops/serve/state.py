@@ -135,6 +135,10 @@ class State:
         self.registry_error: str | None = None  # the registry's last poll failed: why (None: it answered)
         self.refused: set[tuple[str, str]] = set()  # versions that failed to load (not retried)
         self.rollouts: dict[str, Rollout] = {}
+        # task -> (version, until): a rollout promoted here ahead of the registry's alias move (the
+        # controller ends the rollout on the server, then moves the alias); the watcher does not
+        # swap the task to another version until the registry names this one, or ``until`` passes
+        self.promoted: dict[str, tuple[str, float]] = {}
         self.arms: dict[tuple[str, str], dict] = {}  # (task, version) -> requests, errors, latencies
         self.shadow_tasks: set[asyncio.Task] = set()
         self.live: deque[tuple[float, float]] = deque(maxlen=50_000)  # (time, seconds) of served requests
@@ -218,12 +222,29 @@ async def follow(state: State) -> None:
         state.registry_error = None
         for task, (folder, version) in wanted.items():
             cur = state.host.slots.get(task)
+            if not follows(state, task, version, time.monotonic()):
+                continue
             if (cur is None or cur.version != version) and (task, version) not in state.refused:
                 try:
                     await swap(state, task, Path(folder), version)
                 except Exception:  # a version that fails to load never replaces the serving one
                     state.refused.add((task, version))
                     state.metrics.watch_error()
+
+
+def follows(state: State, task: str, wanted: str, now: float) -> bool:
+    """Whether the watcher may act on the registry naming ``wanted`` for ``task``: not while a
+    version promoted here by a rollout waits for the registry's alias to catch up (a poll read
+    before the alias moved would swap the promoted version straight back out: seen as a server
+    answering with the old version right after a promotion), unless that wait has expired."""
+    pinned = state.promoted.get(task)
+    if pinned is None:
+        return True
+    version, until = pinned
+    if wanted == version or now > until:
+        del state.promoted[task]
+        return True
+    return False
 
 
 REPLICA = f"{socket.gethostname()}:{os.getpid()}"

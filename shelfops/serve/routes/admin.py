@@ -23,6 +23,11 @@ from shelfops.serve.schemas import (
 )
 from shelfops.serve.state import Rollout, swap
 
+# how long a promotion made here waits for the registry's alias to follow before the watcher
+# goes by the registry again (the controller moves the alias right after; a minute covers a slow
+# registry and leaves a controller that died between the two no longer than that out of step)
+PROMOTION_WAIT_S = 60.0
+
 router = APIRouter(dependencies=[Depends(admin)])
 
 
@@ -79,6 +84,8 @@ async def rollout_end(body: RolloutEndIn, state: Served):
         raise BadRequest(f"no rollout running for {body.task}", field="task")
     if body.promote:
         await swap(state, body.task, r.folder, r.version)
+        # the registry's alias moves after this answer: the watcher waits for it (state.follows)
+        state.promoted[body.task] = (r.version, time.monotonic() + PROMOTION_WAIT_S)
     await state.host.remove(f"{body.task}:candidate")
     state.log_rollout(body.task, "promoted" if body.promote else "rolled back", r.version,
                       100 if body.promote else 0)
