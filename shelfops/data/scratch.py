@@ -102,7 +102,6 @@ class Quarantine:
         self.ledger = ledger
         self.writer: Writer | None = None
         self.counts: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.n = 0
 
     def _prepare(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> pa.Table | None:
         df = rows() if callable(rows) else rows
@@ -111,7 +110,6 @@ class Quarantine:
         df = df.select(_Q_SCHEMA.names()).cast(dict(_Q_SCHEMA))
         for table, file, reason, c in df.group_by(["table", "file", "reason"]).len().iter_rows():
             self.counts[(table, file, reason)] += c
-        self.n += len(df)
         return df.to_arrow()
 
     def add(self, rows: pl.DataFrame | Callable[[], pl.DataFrame]) -> None:

@@ -176,7 +176,7 @@ def _by_distinct(df: pl.DataFrame, name: str, expr: pl.Expr, memo_key: tuple | N
     text repeats (queries, event type names, ids): the query's HTML/unicode/PII cleaning alone
     was two thirds of validating a batch of events (4,156 distinct among 53,593 queries in 200k
     events), and is now done 4,156 times; with ``memo_key`` (what besides the value decides the
-    result), values typed in earlier batches are taken from :data:`TEXT_MEMO`."""
+    result: :meth:`TextMemo.typed`), values typed in earlier batches are taken from :data:`TEXT_MEMO`."""
     if name not in df.columns or df.schema[name] != pl.String:
         return expr
     col = df[name]
@@ -189,8 +189,7 @@ def _by_distinct(df: pl.DataFrame, name: str, expr: pl.Expr, memo_key: tuple | N
 
     if memo_key is None:
         return per_distinct(col, compute, codes=codes)
-    return per_distinct(col, lambda d: TEXT_MEMO.typed((memo_key[0], name, *memo_key[1:]), d, compute),
-                        codes=codes)
+    return per_distinct(col, lambda d: TEXT_MEMO.typed(memo_key, d, compute), codes=codes)
 
 
 def _converted(df: pl.DataFrame, schema: pl.Schema) -> list[tuple[str, pl.DataType]]:
@@ -233,7 +232,7 @@ def check_batch(
         df = df.with_columns([ids.column(df[c]).alias(c) for c in hashed])
     # a pseudonymised id is 16 hex characters or null: already what typing would make of it
     typed = df.select([pl.col(n) if n in hashed else
-                       _by_distinct(df, n, _typed(df, n, t, rules), (t, rules.strip_html, rules.mask_pii))
+                       _by_distinct(df, n, _typed(df, n, t, rules), (t, n, rules.strip_html, rules.mask_pii))
                        if n in _PER_DISTINCT else
                        _typed(df, n, t, rules) for n, t in schema.items() if n != "seq"])
     checks: list[tuple[pl.Expr, str, str, pl.Expr]] = []  # (failed, reason, column, detail)
