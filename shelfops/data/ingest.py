@@ -408,11 +408,14 @@ class Members:
     def __init__(self, values: pl.Series) -> None:
         self.array = values.to_arrow()
         self.values = set(values.to_list())
+        self._typed: dict[pa.DataType, pa.Array] = {}  # the set in each column type asked (cast once)
 
     def rows(self, col: pa.ChunkedArray, *, inside: bool) -> np.ndarray:
         """Per row of ``col``: its value is (``inside``) or is not in the set; nulls False."""
         if len(self.values) <= len(col):
-            found = pc.is_in(col, value_set=self.array.cast(col.type))
+            if col.type not in self._typed:
+                self._typed[col.type] = self.array.cast(col.type)
+            found = pc.is_in(col, value_set=self._typed[col.type])
         else:
             distinct = [v for v in pc.unique(col).to_pylist() if v is not None]
             found = pc.is_in(col, value_set=pa.array([v for v in distinct if v in self.values], col.type))

@@ -310,8 +310,26 @@ def test_staged_batches_read_in_place_stay_whole_after_their_pages_are_dropped(t
     st.close()
     got = list(st.batches(3000))  # all kept while later pages are dropped
     assert [t.num_rows for t in got] == [3000] * 13 + [1000]
-    assert pa.concat_tables(got).equals(pl.concat(parts).to_arrow())
+    whole = pa.concat_tables(got)
+    assert whole.schema.field("s").type == pa.string()  # staged with 32-bit offsets
+    assert whole.equals(pl.concat(parts).to_arrow().cast(whole.schema))
     assert list(Stage(tmp_path / "never-written.arrow").batches(10)) == []
+
+
+def test_a_staged_batch_with_more_text_than_32_bit_offsets_hold_is_written_in_parts(tmp_path):
+    import pyarrow as pa
+
+    from shelfops.data.scratch import Stage
+
+    st = Stage(tmp_path / "s.arrow")
+    st.max_column_bytes = 5_000  # as if 2 GiB: 1,000 rows of ~21 bytes do not fit in one batch
+    part = pl.DataFrame({"i": list(range(1000)), "s": [f"value-{j:05d}-{'x' * 8}" for j in range(1000)]})
+    st.add(part)
+    st.close()
+    with pa.ipc.open_file(str(tmp_path / "s.arrow")) as f:
+        sizes = [f.get_batch(k).num_rows for k in range(f.num_record_batches)]
+    assert len(sizes) > 1 and sum(sizes) == 1000
+    assert st.read().equals(part)
 
 
 def test_quarantine_writes_rows_and_made_rows_in_order_and_counts_them_at_close(tmp_path):
