@@ -202,6 +202,20 @@ def cached_embeddings(encoder_path: str, texts: Sequence[str], max_length: int,
     return vecs[joined["row"].to_numpy()]
 
 
+def untuned_embedder(encoder_path: str, max_length: int,
+                     progress: str | None = None) -> Callable[[list[str]], np.ndarray]:
+    """Texts -> normalised vectors under the untuned encoder, mean-pooled as it was pretrained to
+    be used, through :func:`cached_embeddings` (the encoder is loaded only when a text is new)."""
+    loaded: list = []
+
+    def compute(texts: list[str]) -> np.ndarray:
+        if not loaded:
+            loaded.extend([TextEncoder(load_backbone(encoder_path), "mean"), load_tokenizer(encoder_path)])
+        return embed_texts(loaded[0], loaded[1], texts, max_length=max_length)
+
+    return lambda texts: cached_embeddings(encoder_path, texts, max_length, compute, progress=progress)
+
+
 def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, texts: Sequence[str],
                progress: bool = True) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray]:
     """The dense retriever and the catalogue's embeddings under it: a trained bi-encoder folder
@@ -269,6 +283,20 @@ class PairScores:
                  score: Callable[[list[str], list[str]], np.ndarray]) -> None:
         self.queries, self.texts, self.score = list(queries), texts, score
         self.cache: dict[tuple[int, int], float] = {}
+
+    def seed(self, pairs: pl.DataFrame, scores: np.ndarray, ids: Sequence[str]) -> int:
+        """Take the scores the same re-ranker already gave some pairs (``pairs``: query, item_id,
+        text; a test set's judged pools, scored for the metrics within them) instead of scoring
+        them again; only pairs whose text is the catalogue row's own. Returns how many."""
+        qi = {q: i for i, q in enumerate(self.queries)}
+        row = {iid: r for r, iid in enumerate(ids)}
+        n = 0
+        for (q, iid, text), sc in zip(pairs.select("query", "item_id", "text").iter_rows(), scores):
+            r = row.get(iid)
+            if q in qi and r is not None and self.texts[r] == text:
+                self.cache[(qi[q], r)] = float(sc)
+                n += 1
+        return n
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """Scores of a ``(len(queries), depth)`` array of catalogue rows (-1 = none: NaN)."""

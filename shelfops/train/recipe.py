@@ -190,8 +190,8 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     bm25 = evaluate_scores(data.test, bm_scores, lo=lo, n_boot=cfg.bootstrap, ties="average")
     bm25_bounds = {t: float(np.nanmean(pool_metrics(data.test, bm_scores, lo=lo, ties=t)["ndcg@10"]))
                    for t in ("pessimistic", "optimistic")}
-    zs_scores = zero_shot_pool_scores(encoder_path, data.test, max_length=c.max_length,
-                                      progress=progress)
+    zs_scores = zero_shot_pool_scores(data.test, catalogue.untuned_embedder(
+        encoder_path, c.max_length, "zero-shot: embedding" if progress else None))
     zs = evaluate_scores(data.test, zs_scores, lo=lo, n_boot=cfg.bootstrap)
     # every test pair's score under the model and both baselines, for later analysis and for
     # pooling the folds of a cross-validation (search.pooled_folds)
@@ -215,7 +215,8 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     extra: dict[str, Any] = {"fit": fitres.to_dict(), "sources": data.sources, "grade_range": [lo, hi]}
     if cat is not None:
         metrics["catalogue"], extra["pipeline"] = _catalogue_test(cat, model, tok, data, cc, c.max_length,
-                                                                  out, cfg.bootstrap, say, progress)
+                                                                  out, cfg.bootstrap, say, progress,
+                                                                  judged_scores=model_scores)
         if cc.retriever is None:  # the server embeds its catalogue with the same untuned encoder
             extra["pipeline"].update(dense_encoder=encoder_path, dense_max_length=c.max_length)
     counts = {"train_pairs": len(data.train), "hard_negatives": mined, "test_pairs": len(data.test),
@@ -246,10 +247,12 @@ def _catalogue_validation(cat, data, cc, max_length: int):
 
 
 def _catalogue_test(cat, model, tok, data, cc, max_length: int, out: Path, n_boot: int, say: Say,
-                    progress: bool) -> tuple[dict, dict]:
+                    progress: bool, judged_scores: np.ndarray | None = None) -> tuple[dict, dict]:
     """Choose the fusion weight and re-rank depth on validation, then test the four systems
     (pipeline, hybrid, dense, BM25) over the whole catalogue; per-query values go to
-    ``catalogue_scores.parquet`` for pooling folds (catalogue.pooled)."""
+    ``catalogue_scores.parquet`` for pooling folds (catalogue.pooled). ``judged_scores``: the
+    model's scores of the test set's judged pairs, which retrieval brings again (a quarter of
+    the demo's re-ranked test pairs) and which are not scored twice."""
     lo, hi, th = data.grade_min, data.grade_max, cc.relevant_threshold
     vq = catalogue.relevant_queries(data.valid, lo, hi, th, cc.eval_queries)
     vscores = catalogue.PairScores(vq, cat.texts, _pair_scorer(model, tok, max_length))
@@ -258,6 +261,8 @@ def _catalogue_test(cat, model, tok, data, cc, max_length: int, out: Path, n_boo
     tq = catalogue.relevant_queries(data.test, lo, hi, th)
     tscores = catalogue.PairScores(tq, cat.texts, _pair_scorer(model, tok, max_length,
                                                                "catalogue: re-rank" if progress else None))
+    if judged_scores is not None:
+        tscores.seed(data.test, judged_scores, cat.ids)
     rows = catalogue.system_rows(cat.candidates(tq), tscores, choice.weight, choice.depth, choice.blend)
     result, frame = catalogue.evaluate_systems(rows, catalogue.Judged(data.test, lo, hi, th, cat.ids), tq,
                                                n_boot=n_boot)

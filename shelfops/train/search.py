@@ -23,7 +23,7 @@ from shelfops.config.schema import SearchTrainConfig
 from shelfops.errors import DataError, ModelError
 from shelfops.eval import metrics as eval_metrics
 from shelfops.train.baselines import BM25Index
-from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
+from shelfops.train.encoder import TextEncoder
 from shelfops.train.loop import FitResult, Schedule, fit
 from shelfops.train.pairs import PairSplits
 from shelfops.train.text_batches import (
@@ -297,20 +297,13 @@ def bm25_pool_scores(df: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:
     )
 
 
-def zero_shot_pool_scores(
-    encoder_path: str, df: pl.DataFrame, *, max_length: int = 64, progress: bool = True
-) -> np.ndarray:
-    """Cosine similarity under the untuned pretrained encoder (its intended use)."""
-    enc = TextEncoder(load_backbone(encoder_path), "mean")
-    tok = load_tokenizer(encoder_path)
+def zero_shot_pool_scores(df: pl.DataFrame, embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Cosine similarity under the untuned pretrained encoder (its intended use): ``embed`` maps
+    texts to its normalised, mean-pooled vectors (``catalogue.untuned_embedder``: each text
+    embedded once ever, so a retraining on the same judgements pays nothing for this baseline)."""
     qs = df["query"].unique(maintain_order=True).to_list()
     ts = df["text"].unique(maintain_order=True).to_list()
-    qe = embed_texts(
-        enc, tok, qs, max_length=max_length, progress="zero-shot queries" if progress else None
-    )
-    te = embed_texts(
-        enc, tok, ts, max_length=max_length, progress="zero-shot products" if progress else None
-    )
+    qe, te = embed(qs), embed(ts)
     qi = {q: i for i, q in enumerate(qs)}
     ti = {t: i for i, t in enumerate(ts)}
     a = qe[[qi[q] for q in df["query"].to_list()]]

@@ -90,6 +90,42 @@ def test_pair_scores_score_each_pair_once():
     assert calls == [3, 2]  # the second call scored only (q, t2) and (qq, t3)
 
 
+def test_pair_scores_seeded_with_judged_pairs_score_only_the_rest():
+    """The judged pools' scores, already computed for the metrics within them, are taken for
+    the pairs retrieval brings again; a pair whose text is not the catalogue row's is not."""
+    calls: list[int] = []
+
+    def score(qs, ts):
+        calls.append(len(qs))
+        return np.array([len(q) * 10 + int(t[1:]) for q, t in zip(qs, ts)], dtype=float)
+
+    texts = [f"t{i}" for i in range(4)]
+    s = PairScores(["q", "qq"], texts, score)
+    judged = pl.DataFrame({"query": ["q", "q", "qq", "other"], "item_id": ["i0", "i1", "i2", "i3"],
+                           "text": ["t0", "stale text", "t2", "t3"]})
+    assert s.seed(judged, np.array([-1.0, -2.0, -3.0, -4.0]), ["i0", "i1", "i2", "i3"]) == 2
+    got = s(np.array([[0, 1], [2, 3]]))
+    assert got.tolist() == [[-1.0, 11.0], [-3.0, 23.0]]  # (q, t0), (qq, t2) seeded; the rest scored
+    assert calls == [2]
+
+
+def test_the_untuned_embedder_loads_no_encoder_for_texts_it_has_embedded(tiny_encoder, tmp_path, monkeypatch):
+    from shelfops.train import catalogue
+
+    monkeypatch.setenv("SHELFOPS_CACHE", str(tmp_path / "cache"))
+    first = catalogue.untuned_embedder(tiny_encoder, 16)(["red shoe", "blue lamp"])
+    assert first.shape[0] == 2 and np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+    def no_load(*_a, **_k):
+        raise AssertionError("the encoder was loaded for cached texts")
+
+    monkeypatch.setattr(catalogue, "load_backbone", no_load)
+    again = catalogue.untuned_embedder(tiny_encoder, 16)(["blue lamp", "red shoe"])
+    assert np.array_equal(again, first[::-1])
+    with pytest.raises(AssertionError, match="was loaded"):
+        catalogue.untuned_embedder(tiny_encoder, 16)(["a new text"])
+
+
 def test_pooled_folds_need_disjoint_queries():
     f = pl.DataFrame({"query": ["a", "b"], "pipeline_ndcg@10": [1.0, 0.5], "pipeline_recall@10": [1.0, 0.5],
                       "bm25_ndcg@10": [0.5, 0.5], "bm25_recall@10": [0.5, 0.0]})
