@@ -47,6 +47,7 @@ from shelfops.train.hybrid import (
 )
 from shelfops.train.index import build_index
 from shelfops.train.index import search as index_search
+from shelfops.train.query_encoder import QueryEncoder
 from shelfops.train.retrieval import catalogue_eval
 from shelfops.train.search import embed_texts
 
@@ -242,8 +243,15 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
             return embed, name, emb
         return embed, name, embed_texts(enc, tok, list(texts), max_length=length,
                                         progress="catalogue: embedding" if progress else None)
-    return embed, name, cached_embeddings(encoder_path, texts, length, embed,
+    query = QueryEncoder(enc, tok, encoder_path, max_length=length, store=onnx_store(encoder_path))
+    return query, name, cached_embeddings(encoder_path, texts, length, embed,
                                           progress="catalogue: embedding" if progress else None)
+
+
+def onnx_store(encoder_path: str) -> Path:
+    """Where the untuned encoder's ONNX export for single queries is kept (``query_encoder``):
+    beside the embedding cache, one folder per encoder's files."""
+    return embedding_cache().parent / "onnx" / _encoder_hash(encoder_path, 0).hexdigest()[:32]
 
 
 def mined_negatives(train: pl.DataFrame, cat: Retrievers, *, per_query: int, depth: int, skip: int,
