@@ -96,8 +96,10 @@ def dense_status(cat: ServedCatalogue | None) -> str:
     u = cat.untuned
     if u is None:
         return "none"
-    return "untuned encoder ready" if u.ready else (f"untuned encoder failed: {u.error}" if u.error
-                                                    else "untuned encoder: embedding the catalogue")
+    if u.ready:  # and what embeds each query: a failed ONNX export says why it is PyTorch
+        q = u.query
+        return f"untuned encoder ready, queries by {q.engine}" + (f" ({q.why_torch})" if q.why_torch else "")
+    return f"untuned encoder failed: {u.error}" if u.error else "untuned encoder: embedding the catalogue"
 
 
 def known_rows(cat: ServedCatalogue, data_dir: str | None) -> frozenset[int] | None:
