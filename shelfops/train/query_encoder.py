@@ -48,11 +48,12 @@ class QueryEncoder:
         self.why_torch: str | None = None if store is not None else "no store for the export"
         self._torch_lock = threading.Lock()  # one PyTorch forward at a time on this module
         self._open_lock = threading.Lock()
+        self._tok_lock = threading.Lock()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if len(texts) == 1 and self._ready():
             return self._onnx(texts)
-        with self._torch_lock, torch.inference_mode():
+        with self._torch_lock, self._tok_lock, torch.inference_mode():
             return embed_texts(self.encoder, self.tok, texts, max_length=self.max_length)
 
     @property
@@ -72,7 +73,10 @@ class QueryEncoder:
         return self.session is not None
 
     def _onnx(self, texts: list[str], session=None) -> np.ndarray:
-        enc = self.tok(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+        # a fast tokenizer sets its truncation and padding on each call: two threads at once can
+        # fail ("Already borrowed"), so calls take turns (~0.1 ms); the session runs concurrently
+        with self._tok_lock:
+            enc = self.tok(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
         feed = {n: np.asarray(enc[n], dtype=np.int64) for n in self.names}
         out = (session or self.session).run(None, feed)[0]
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
@@ -94,7 +98,7 @@ class QueryEncoder:
             _export(self.encoder, self.tok, path)
             session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in session.get_inputs()]
-        with self._torch_lock, torch.inference_mode():
+        with self._torch_lock, self._tok_lock, torch.inference_mode():
             ref = embed_texts(self.encoder, self.tok, list(PROBES), max_length=self.max_length)
         got = np.concatenate([self._onnx([p], session) for p in PROBES])
         diff = float(np.abs(got - ref).max())
