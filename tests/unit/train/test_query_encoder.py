@@ -56,3 +56,15 @@ def test_without_a_store_queries_stay_on_pytorch(tiny_encoder):
     q = QueryEncoder(TextEncoder(load_backbone(tiny_encoder), "mean"), load_tokenizer(tiny_encoder),
                      tiny_encoder, max_length=16, store=None)
     assert q(["lamp"]).shape[0] == 1 and q.engine == "torch"
+
+
+def test_queries_from_many_threads_at_once_all_answer_as_one_at_a_time(tiny_encoder, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    q, _, _ = _encoder(tiny_encoder, tmp_path)
+    texts = [f"query number {i} " + "word " * (i % 7) for i in range(40)]
+    want = {t: q([t]) for t in texts}  # one at a time (the first call exports)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda t: q([t]), texts * 5))
+    assert q.engine == "onnxruntime"
+    assert all(np.array_equal(g, want[t]) for g, t in zip(got, texts * 5))
