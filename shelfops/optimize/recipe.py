@@ -144,7 +144,7 @@ def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
     if weight is None or not encoder or weight <= 0:
         return None, "BM25"
     cat = catalogue.Retrievers.open(items, encoder, None, max_length=int(serving.get("dense_max_length") or 64),
-                                    progress=False)
+                                    progress=False, served=True)
     return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), \
         f"hybrid (BM25 + {cat.dense_name}, weight {weight:g})"
 

@@ -72,11 +72,12 @@ class Retrievers:
 
     @classmethod
     def open(cls, items: pl.DataFrame, encoder_path: str, retriever: str | None, *, max_length: int,
-             progress: bool = True) -> Retrievers:
-        """BM25 and the dense side (:func:`dense_side`) over ``items`` (item_id, text)."""
+             progress: bool = True, served: bool = False) -> Retrievers:
+        """BM25 and the dense side (:func:`dense_side`) over ``items`` (item_id, text); ``served``:
+        one query at a time as the server embeds it (optimize times searches with it)."""
         texts = items["text"].to_list()
         embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts,
-                                      progress=progress)
+                                      progress=progress, served=served)
         index, _ = build_index(emb, kind="flat")  # evaluation measures the model, not an index
         return cls(items["item_id"].to_list(), texts, BM25Index(texts), index, embed, name)
 
@@ -218,7 +219,7 @@ def untuned_embedder(encoder_path: str, max_length: int,
 
 
 def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, texts: Sequence[str],
-               progress: bool = True) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray]:
+               progress: bool = True, served: bool = False) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray]:
     """The dense retriever and the catalogue's embeddings under it: a trained bi-encoder folder
     (``shelfops train --task retrieval``; its saved catalogue embeddings are reused when they
     cover this catalogue) or, by default, the untuned encoder, mean-pooled as it was pretrained
@@ -243,7 +244,10 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
             return embed, name, emb
         return embed, name, embed_texts(enc, tok, list(texts), max_length=length,
                                         progress="catalogue: embedding" if progress else None)
-    query = QueryEncoder(enc, tok, encoder_path, max_length=length, store=onnx_store(encoder_path))
+    # served: one query through ONNX Runtime, as the server does (train.query_encoder); training
+    # and evaluation keep PyTorch for every query, however few, so their numbers never depend on it
+    query = QueryEncoder(enc, tok, encoder_path, max_length=length, store=onnx_store(encoder_path)) \
+        if served else embed
     return query, name, cached_embeddings(encoder_path, texts, length, embed,
                                           progress="catalogue: embedding" if progress else None)
 
@@ -299,7 +303,7 @@ class PairScores:
         qi = {q: i for i, q in enumerate(self.queries)}
         row = {iid: r for r, iid in enumerate(ids)}
         n = 0
-        for (q, iid, text), sc in zip(pairs.select("query", "item_id", "text").iter_rows(), scores):
+        for (q, iid, text), sc in zip(pairs.select("query", "item_id", "text").iter_rows(), scores, strict=True):
             r = row.get(iid)
             if q in qi and r is not None and self.texts[r] == text:
                 self.cache[(qi[q], r)] = float(sc)

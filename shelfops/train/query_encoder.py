@@ -82,45 +82,59 @@ class QueryEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def _open(self) -> None:
+        """The session on the store's export, made first if there is none; an export on disk that
+        will not load or disagrees with PyTorch (made by another torch, say) is made once again."""
+        path = self.store / "encoder.onnx"
+        fresh = not path.exists()
+        if fresh:
+            self._export(path)
+        try:
+            session = self._checked(path)
+        except Exception:
+            path.unlink(missing_ok=True)  # never trusted again, by this start or a later one
+            if fresh:
+                raise
+            self._export(path)
+            session = self._checked(path)
+        self.session = session
+
+    def _export(self, path: Path) -> None:
+        with self._torch_lock, self._tok_lock:  # it tokenizes and traces the shared modules
+            _export(self.encoder, self.tok, path, self.max_length)
+
+    def _checked(self, path: Path):
         import onnxruntime as ort
 
-        path = self.store / "encoder.onnx"
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
         so.log_severity_level = 3
-        session = None
-        if path.exists():
-            try:
-                session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            except Exception:  # a damaged file (a disk that filled, say): made again below
-                path.unlink(missing_ok=True)
-        if session is None:
-            _export(self.encoder, self.tok, path)
-            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in session.get_inputs()]
         with self._torch_lock, self._tok_lock, torch.inference_mode():
             ref = embed_texts(self.encoder, self.tok, list(PROBES), max_length=self.max_length)
         got = np.concatenate([self._onnx([p], session) for p in PROBES])
         diff = float(np.abs(got - ref).max())
         if diff > TOLERANCE:
-            path.unlink(missing_ok=True)  # a later start exports again rather than trust it
             raise ValueError(f"the ONNX export of {self.path} differs from PyTorch by {diff:.2g}")
-        self.session = session
+        return session
 
 
-def _export(encoder: TextEncoder, tok, path: Path) -> None:
+def _export(encoder: TextEncoder, tok, path: Path, max_length: int) -> None:
     """The encoder's pooled output with dynamic batch and length (TorchScript exporter), written
     to a temporary name and moved into place: another process never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    enc = tok([PROBES[1]], return_tensors="pt")
+    enc = tok([PROBES[1]], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
     args = tuple(enc[n] for n in INPUTS if n in enc)
     names = [n for n in INPUTS if n in enc]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     import warnings
 
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(encoder.eval(), args, str(tmp), input_names=names, output_names=["out"],
-                          dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "out": {0: "batch"}},
-                          opset_version=17, dynamo=False)
-    tmp.replace(path)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(encoder.eval(), args, str(tmp), input_names=names, output_names=["out"],
+                              dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "out": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

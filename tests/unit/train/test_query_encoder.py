@@ -49,6 +49,28 @@ def test_an_export_that_disagrees_or_cannot_load_leaves_queries_on_pytorch(tiny_
     assert np.abs(mended(["lamp"]) - got).max() < 1e-5 and mended.engine == "onnxruntime"
 
 
+def test_an_export_on_disk_from_other_weights_is_made_again(tiny_encoder, tmp_path):
+    """An export that no longer matches the encoder (another torch made it, say) fails its check
+    and is replaced by a fresh one, not trusted and not left to fail every start."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    import shelfops.train.query_encoder as qe
+    from shelfops.train.encoder import TextEncoder, load_tokenizer
+
+    torch.manual_seed(1)
+    other = TextEncoder(BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, intermediate_size=64,
+                                             max_position_embeddings=128)), "mean")
+    qe._export(other, load_tokenizer(tiny_encoder), tmp_path / "onnx" / "encoder.onnx", 16)
+    q, enc, tok = _encoder(tiny_encoder, tmp_path)
+    from shelfops.train.search import embed_texts
+
+    assert np.abs(q(["lamp"]) - embed_texts(enc, tok, ["lamp"], max_length=16)).max() < 1e-5
+    assert q.engine == "onnxruntime"
+    assert not list((tmp_path / "onnx").glob(".*.tmp"))  # no temporary file left behind
+
+
 def test_without_a_store_queries_stay_on_pytorch(tiny_encoder):
     from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer
     from shelfops.train.query_encoder import QueryEncoder
