@@ -19,6 +19,33 @@ pytestmark = pytest.mark.slow
 TOKEN = "test-admin-token"
 
 
+def _load_schemathesis_now() -> None:
+    """schemathesis imports most of itself on first use, and pytest rewrites (parses) what it
+    imports; parsing in the test while the server thread compiles code can fail on CPython 3.11
+    ("SystemError: AST constructor recursion depth mismatch", gh-106905; seen once in CI). So a
+    small schema is loaded and its strategies built here, at collection, with no server running."""
+    spec = {"openapi": "3.0.0", "info": {"title": "warm-up", "version": "1"},
+            "paths": {"/x": {"post": {"requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "properties": {"q": {"type": "string"}}}}}},
+                "responses": {"200": {"description": "ok"}}}}}}
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # .example() outside a test
+        for r in schemathesis.openapi.from_dict(spec).get_all_operations():
+            r.ok().as_strategy().example()
+    for name in ("schemathesis.transport.requests", "schemathesis.transport.asgi", "schemathesis.transport.wsgi",
+                 "schemathesis.python.asgi"):  # what a case's call() imports
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another schemathesis version: nothing to load early
+            pass
+
+
+_load_schemathesis_now()
+
+
 @pytest.fixture(scope="module")
 def server(models, small_shop):
     settings = ServeSettings(models={t: (models / t, "1") for t in ("search", "retrieval", "classify", "recommend")},
