@@ -15,14 +15,12 @@ import logging
 import threading
 
 import numpy as np
-import torch
 
-from shelfops.train.catalogue import cached_embeddings, onnx_store
-from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
+from shelfops.train.catalogue import dense_side
+from shelfops.train.encoder import resolve_encoder
 from shelfops.train.index import build_index
 from shelfops.train.index import search as index_search
 from shelfops.train.query_encoder import QueryEncoder
-from shelfops.train.search import embed_texts
 
 log = logging.getLogger("shelfops.serve")
 
@@ -35,6 +33,7 @@ class UntunedDense:
         self.encoder_name, self.max_length = encoder, max_length
         self.queries = queries or []  # past searches: the index is tuned to find their products
         self.index = None
+        self.query: QueryEncoder | None = None  # set with the index: what embeds each search's query
         self.error: str | None = None
         self._thread = threading.Thread(target=self._build, args=(texts,), name="untuned-dense", daemon=True)
         self._thread.start()
@@ -45,14 +44,11 @@ class UntunedDense:
 
     def _build(self, texts: list[str]) -> None:
         try:
-            path = resolve_encoder(self.encoder_name)
-            enc, tok = TextEncoder(load_backbone(path), "mean"), load_tokenizer(path)
-            with torch.inference_mode():
-                emb = cached_embeddings(path, texts, self.max_length, lambda ts: embed_texts(
-                    enc, tok, ts, max_length=self.max_length))
-                probes = embed_texts(enc, tok, self.queries, max_length=self.max_length) \
-                    if self.queries else None
-            self.query = QueryEncoder(enc, tok, path, max_length=self.max_length, store=onnx_store(path))
+            # the same dense side optimize timed this model's searches with (served: one query
+            # through the encoder's checked ONNX export), its catalogue vectors from the cache
+            self.query, _, emb = dense_side(resolve_encoder(self.encoder_name), None, max_length=self.max_length,
+                                            texts=texts, progress=False, served=True)
+            probes = self.query(self.queries) if self.queries else None
             self.query(["warm-up"])  # the export (once per encoder) and its check, before the first search
             self.index, _ = build_index(emb, probes=probes)
         except Exception as e:  # the server keeps answering from BM25 and says why in /readyz
