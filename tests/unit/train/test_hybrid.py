@@ -74,13 +74,18 @@ def test_hard_negatives_skip_the_top_and_every_judged_product():
     assert len(few) == 2 and set(few["item_id"]) <= a
 
 
-def test_pair_scores_score_each_pair_once():
-    calls: list[int] = []
-
+def _counting_scorer(calls: list[int]):
+    """A re-ranker stub: query length x 10 + the text's number, each call's size kept in ``calls``."""
     def score(qs, ts):
         calls.append(len(qs))
         return np.array([len(q) * 10 + int(t[1:]) for q, t in zip(qs, ts)], dtype=float)
 
+    return score
+
+
+def test_pair_scores_score_each_pair_once():
+    calls: list[int] = []
+    score = _counting_scorer(calls)
     texts = [f"t{i}" for i in range(5)]
     s = PairScores(["q", "qq"], texts, score)
     first = s(np.array([[0, 1], [1, -1]]))
@@ -94,11 +99,7 @@ def test_pair_scores_seeded_with_judged_pairs_score_only_the_rest():
     """The judged pools' scores, already computed for the metrics within them, are taken for
     the pairs retrieval brings again; a pair whose text is not the catalogue row's is not."""
     calls: list[int] = []
-
-    def score(qs, ts):
-        calls.append(len(qs))
-        return np.array([len(q) * 10 + int(t[1:]) for q, t in zip(qs, ts)], dtype=float)
-
+    score = _counting_scorer(calls)
     texts = [f"t{i}" for i in range(4)]
     s = PairScores(["q", "qq"], texts, score)
     judged = pl.DataFrame({"query": ["q", "q", "qq", "other"], "item_id": ["i0", "i1", "i2", "i3"],
