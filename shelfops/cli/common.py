@@ -39,6 +39,11 @@ def exit_code(e: ShelfopsError) -> int:
     return 1
 
 
+# typer 0.29 raises its own copy of click's exceptions (its BadParameter is no click.BadParameter,
+# earlier ones were): a usage error either way, which click reports with the usage and exit 2
+_USAGE = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn shelfops errors into a clear message and a non-zero exit code."""
@@ -48,7 +53,7 @@ def reported_errors() -> Iterator[None]:
         err_console.print(f"[bold red]error[/] [dim]({e.code})[/]: {e.message}")
         raise SystemExit(exit_code(e)) from None
     except (SystemExit, KeyboardInterrupt, typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
-            click.Abort):
+            click.Abort, _USAGE):
         raise  # an exit the command chose, or the user's Ctrl-C
     except Exception:
         err_console.print_exception()
@@ -68,11 +73,12 @@ def split_overrides(args: list[str] | None) -> tuple[list[str], list[str]]:
     return paths, overrides
 
 
-def load(config: Path | None, overrides: list[str], default: dict[str, Any] | None = None):
+def load(config: Path | None, overrides: list[str], default: dict[str, Any] | None = None, *,
+         check_files: bool = True):
     from shelfops.config.load import load_config
 
     if config is not None:
-        return load_config(config, overrides)
+        return load_config(config, overrides, check_files=check_files)
     return load_config(data=default or {"data": {"synthetic": {}}}, overrides=overrides)
 
 

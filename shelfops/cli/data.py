@@ -77,6 +77,11 @@ def ingest(
             base["data"]["sources"] = [src]
             base["data"].pop("synthetic", None)
             cfg = load(None, ov, default=base)
+        elif files and config is not None:
+            cfg = _reading(files, config, ov)
+        elif files:
+            raise typer.BadParameter("say how to read the files: --format (and --table, --map) or a config "
+                                     "with one data source (-c)", param_hint="PATH")
         else:
             cfg = load(config, ov)
         specs = summary = None
@@ -89,6 +94,18 @@ def ingest(
         recipe.run(cfg.data, out, specs=specs, source_summary=summary, progress=progress, say=say,
                    config_dump=cfg.model_dump(mode="json"))
         say(f"[green]wrote[/] {out}  (manifest.json, quarantine.parquet, report/report.html)")
+
+
+def _reading(files: list[str], config: Path, overrides: list[str]):
+    """``config`` with its one data source reading ``files``: a config such as
+    configs/examples/generic-judgements.yaml says how to read a shop's file, the command which file."""
+    base = load(config, overrides, check_files=False).model_dump(mode="json")
+    sources = base["data"]["sources"]
+    if len(sources) != 1:
+        raise typer.BadParameter(f"{config} has {len(sources)} data sources, so the files named here replace "
+                                 "none of them: set data.sources.N.paths=[...] instead", param_hint="PATH")
+    sources[0]["paths"] = [str(Path(f).absolute()) for f in files]
+    return load(None, [], default=base)
 
 
 @app.command()
