@@ -171,6 +171,20 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300, health: st
         time.sleep(0.5)
 
 
+def wait_retriever(url: str, proc: subprocess.Popen, want: str, timeout: float = 1200) -> str:
+    """Search until the answer comes from ``want`` (a large catalogue is embedded in the background
+    after the server is up; until then search says it is lexical), so that no timed search is."""
+    import httpx
+
+    t0, got = time.time(), None
+    while time.time() - t0 < timeout and proc.poll() is None:
+        got = httpx.post(url + "/v1/search", json={"query": "warm up", "k": 10}, timeout=30).json().get("retriever")
+        if got == want:
+            return got
+        time.sleep(2)
+    raise RuntimeError(f"search still answered from {got!r}, not {want!r}, after {time.time() - t0:.0f} s")
+
+
 def parse_timing(header: str) -> dict[str, float]:
     """``retrieval;dur=0.31, rerank;dur=28.4, depth;desc=10, retriever;desc=hybrid`` ->
     {"retrieval": 0.31, "rerank": 28.4, "depth": 10.0} (ms; numeric desc values too; a word such
@@ -188,8 +202,8 @@ def parse_timing(header: str) -> dict[str, float]:
     return out
 
 
-def search_latency(model: Path, seconds: float, concurrencies: list[int], depth_override: int | None = None
-                   ) -> dict:
+def search_latency(model: Path, seconds: float, concurrencies: list[int], depth_override: int | None = None,
+                   retriever: str | None = None, retrieval_model: Path | None = None) -> dict:
     """One whole search as a shopper's browser sees it (see the module docstring)."""
     import numpy as np
 
@@ -211,9 +225,14 @@ def search_latency(model: Path, seconds: float, concurrencies: list[int], depth_
     cmd = [str(Path(sys.executable).parent / "shelfops"), "serve", "--model", f"search={model}", "--port", str(port)]
     if depth_override:  # what a config's serve.rerank_depth does (the demo story pins 20)
         cmd.append(f"serve.rerank_depth={depth_override}")
+    if retrieval_model:  # the bi-encoder the search model was validated with (train.search.catalogue.retriever)
+        cmd[cmd.index("--port"):cmd.index("--port")] = ["--model", f"retrieval={retrieval_model}"]
+    if retriever:  # serve.retriever: lexical is BM25 alone before the re-rank
+        cmd.append(f"serve.retriever={retriever}")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     out: dict = {"model": str(model), "variant": serving.get("variant"), "rerank_depth": served_depth,
+                 "retriever_override": retriever,
                  "depth_chosen_by_optimize": depth.get("chosen"), "depth_points": depth.get("points"),
                  "budget_p99_ms": depth.get("budget_p99_ms"), "catalogue": depth.get("catalogue"),
                  "quality_at_depth": point and {"ndcg@10": point["ndcg10"], "recall@10": point["recall10"],
@@ -222,6 +241,7 @@ def search_latency(model: Path, seconds: float, concurrencies: list[int], depth_
                  "by_concurrency": {}}
     try:
         wait_http(url, proc)
+        out["retriever"] = wait_retriever(url, proc, retriever or "hybrid")
         asyncio.run(load(url, requests[:20], concurrency=2, seconds=2, path="/v1/search"))  # warm-up
         for c in concurrencies:
             timing: list[str] = []
@@ -257,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search-concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--depth", type=int, default=None, help="--search: re-rank this deep instead of the "
                     "depth the optimize stage chose (serving.json)")
+    ap.add_argument("--retriever", choices=("hybrid", "dense", "lexical"), default=None,
+                    help="--search: serve.retriever instead of the model's own (lexical: BM25 alone retrieves)")
+    ap.add_argument("--retrieval-model", type=Path, default=None, help="--search: also serve this bi-encoder "
+                    "(the dense side of a search model trained with train.search.catalogue.retriever)")
+    ap.add_argument("--name", default=None, help="--search: results file name (default search_latency[_depthN].json)")
     ap.add_argument("--peers", action="store_true", help="also run infinity-emb (its own venv, "
                     "bench/peers/infinity/.venv: `make bench-peers`) on the same weights, each engine")
     ap.add_argument("--peer-venv", type=Path, default=ROOT / "bench" / "peers" / "infinity" / ".venv")
@@ -270,10 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if a.search:
-        res = {**search_latency(a.model, a.seconds, a.search_concurrency, a.depth), "cpu": _cpu()}
+        res = {**search_latency(a.model, a.seconds, a.search_concurrency, a.depth, a.retriever,
+                                      a.retrieval_model), "cpu": _cpu()}
         out = ROOT / "bench" / "results"
         out.mkdir(parents=True, exist_ok=True)
-        name = "search_latency.json" if a.depth is None else f"search_latency_depth{a.depth}.json"
+        name = a.name or ("search_latency.json" if a.depth is None else f"search_latency_depth{a.depth}.json")
         (out / name).write_text(json.dumps(res, indent=2))
         q = res["quality_at_depth"] or {}
         print(f"variant {res['variant']}, re-rank depth {res['rerank_depth']} (budget p99 {res['budget_p99_ms']} ms), "
