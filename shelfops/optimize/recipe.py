@@ -137,13 +137,21 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
     return student, info, imp
 
 
+#: what of the train stage's choice of pipeline (the model manifest's ``extra.pipeline``) goes to
+#: serving.json: how to fuse, and which dense side the fusion weight was chosen with
+SERVED_PIPELINE = ("fusion_weight", "rerank_blend", "dense_encoder", "dense_max_length", "dense_retriever")
+
+
 def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
-    """The retriever the server will run for this search model: the hybrid of BM25 and the
-    untuned encoder it was validated with, at its fusion weight (train.catalogue), or BM25."""
-    weight, encoder = serving.get("fusion_weight"), serving.get("dense_encoder")
-    if weight is None or not encoder or weight <= 0:
+    """The retriever the server will run for this search model: the hybrid of BM25 and the dense
+    side it was validated with (the untuned encoder, or the trained bi-encoder served beside it),
+    at its fusion weight (train.catalogue), or BM25."""
+    weight, encoder, bi = serving.get("fusion_weight"), serving.get("dense_encoder"), serving.get("dense_retriever")
+    if weight is None or weight <= 0 or not (encoder or bi):
         return None, "BM25"
-    cat = catalogue.Retrievers.open(items, encoder, None, max_length=int(serving.get("dense_max_length") or 64),
+    if bi and not (Path(bi) / "model.json").exists():
+        return None, f"BM25 (the bi-encoder it was validated with, {bi}, is not here)"
+    cat = catalogue.Retrievers.open(items, encoder or "", bi, max_length=int(serving.get("dense_max_length") or 64),
                                     progress=False, served=True)
     return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), \
         f"hybrid (BM25 + {cat.dense_name}, weight {weight:g})"
@@ -293,8 +301,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
             w.write_json("serving.json", {"variant": chosen["name"], "engine": chosen["engine"],
                                           "precision": chosen["precision"], "files": chosen["files"],
                                           "max_length": spec.max_length, **chosen["setting"],
-                                          **{k: pipeline[k] for k in ("fusion_weight", "rerank_blend", "dense_encoder", "dense_max_length")
-                                             if k in pipeline}})
+                                          **{k: pipeline[k] for k in SERVED_PIPELINE if k in pipeline}})
             if spec.task == "search" and cfg.rerank_depths:
                 report["depth"] = _rerank_depth(w, data_dir, cfg, say, pipeline.get("rerank_depth"))
                 w.write_json("optimize.json", report)

@@ -219,6 +219,8 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
                                                                   judged_scores=model_scores)
         if cc.retriever is None:  # the server embeds its catalogue with the same untuned encoder
             extra["pipeline"].update(dense_encoder=encoder_path, dense_max_length=c.max_length)
+        else:  # served beside it as the retrieval model; optimize times searches with it
+            extra["pipeline"].update(dense_retriever=str(Path(cc.retriever).resolve()))
     counts = {"train_pairs": len(data.train), "hard_negatives": mined, "test_pairs": len(data.test),
               "test_queries": data.test["query"].n_unique()}
     return metrics, counts, extra

@@ -123,3 +123,46 @@ def test_unbatched_scoring_equals_one_call_per_input(search_model):
     one = np.concatenate([v(encode(tok, [a], [b], spec.max_length)) for a, b in zip(q, t)])
     assert got.shape == one.shape and np.allclose(got, one, atol=1e-6)
     assert not np.allclose(got[:4], got[0])  # the inputs were not all scored the same
+
+
+def test_searches_are_timed_with_the_bi_encoder_the_model_was_validated_with(models, small_shop, tiny_encoder,
+                                                                              tmp_path):
+    """A search model trained with `train.search.catalogue.retriever` is served beside that
+    bi-encoder, so optimize times its searches (and measures quality by depth) with the same
+    hybrid, not with BM25 alone; a bi-encoder that is gone is said, and BM25 is timed."""
+    import numpy as np
+
+    from shelfops.optimize.recipe import served_retriever
+    from shelfops.train import catalogue
+    from shelfops.train.pairs import load_pairs
+
+    items, bi = load_pairs(small_shop, augmented=False).items, models / "retrieval"
+    retrieve, name = served_retriever({"fusion_weight": 1.0, "dense_retriever": str(bi)}, items)
+    assert name == f"hybrid (BM25 + bi-encoder {bi}, weight 1)"
+    queries = ["red shirt", "garden planter", "hair oil"]
+    own = catalogue.Retrievers.open(items, "", str(bi), max_length=32, progress=False)
+    assert np.array_equal(retrieve(queries, 10), own.candidates(queries).fused(1.0, 10))  # its ranking
+    untuned = catalogue.Retrievers.open(items, tiny_encoder, None, max_length=32, progress=False)
+    assert not np.array_equal(retrieve(queries, 10), untuned.candidates(queries).fused(1.0, 10))
+    gone, said = served_retriever({"fusion_weight": 0.5, "dense_retriever": str(tmp_path / "gone")}, items)
+    assert gone is None and said.startswith("BM25") and "gone, is not here" in said
+
+
+def test_a_search_model_trained_with_a_bi_encoder_is_optimized_with_it(models, small_shop, tiny_encoder, tmp_path):
+    """train records the bi-encoder it chose the fusion weight with; optimize hands it on in serving.json
+    and times the searches it chooses the depth by with that hybrid."""
+    bi = models / "retrieval"
+    res = CliRunner().invoke(app, ["train", "--task", "search", "--data", str(small_shop), "--out",
+                                   str(tmp_path / "search"), "--no-progress", f"train.encoder={tiny_encoder}",
+                                   "train.threads=1", "train.bootstrap=100", "train.search.schedule.max_steps=5",
+                                   f"train.search.catalogue.retriever={bi}", "train.search.catalogue.weights=[0.5]"])
+    assert res.exit_code == 0, res.output
+    assert read_manifest(tmp_path / "search").extra["pipeline"]["dense_retriever"] == str(bi.resolve())
+    res = CliRunner().invoke(app, ["optimize", str(tmp_path / "search"), "--out", str(tmp_path / "opt"),
+                                   "--no-progress", *QUICK, "optimize.variants=[torch-fp32]",
+                                   "optimize.prune.enabled=false", "optimize.rerank_depths=[10,20]"])
+    assert res.exit_code == 0, res.output
+    serving = json.loads((tmp_path / "opt" / "serving.json").read_text())
+    assert serving["dense_retriever"] == str(bi.resolve()) and serving["fusion_weight"] == 0.5
+    depth = json.loads((tmp_path / "opt" / "optimize.json").read_text())["depth"]
+    assert depth["retriever"] == f"hybrid (BM25 + bi-encoder {bi.resolve()}, weight 0.5)"
