@@ -142,6 +142,16 @@ def _prune(model, tok, spec, ev, cfg: OptimizeConfig, vdir: Path, say: Say, prog
 SERVED_PIPELINE = ("fusion_weight", "rerank_blend", "dense_encoder", "dense_max_length", "dense_retriever")
 
 
+def trained_pipeline(mm: Manifest) -> dict[str, Any]:
+    """The pipeline the train stage chose (``extra.pipeline``); for a model trained before it named
+    its bi-encoder there, the bi-encoder its config gave (``train.search.catalogue.retriever``)."""
+    pipeline = dict(mm.extra.get("pipeline") or {})
+    given = (((mm.config or {}).get("train") or {}).get("search") or {}).get("catalogue", {}).get("retriever")
+    if pipeline and given and "dense_encoder" not in pipeline:
+        pipeline.setdefault("dense_retriever", str(given))
+    return pipeline
+
+
 def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
     """The retriever the server will run for this search model: the hybrid of BM25 and the dense
     side it was validated with (the untuned encoder, or the trained bi-encoder served beside it),
@@ -297,7 +307,7 @@ def run(model_dir: Path, out: Path, cfg: OptimizeConfig, *, data_dir: Path | Non
         if chosen:
             # the hybrid retriever's fusion weight the train stage chose on validation travels
             # with the search model to the server
-            pipeline = mm.extra.get("pipeline") or {}
+            pipeline = trained_pipeline(mm)
             w.write_json("serving.json", {"variant": chosen["name"], "engine": chosen["engine"],
                                           "precision": chosen["precision"], "files": chosen["files"],
                                           "max_length": spec.max_length, **chosen["setting"],

@@ -238,3 +238,20 @@ def test_depths_deeper_than_the_quality_choice_are_not_timed():
     assert candidate_depths([10, 20, 30, 50, 100], 30) == [10, 20, 30]
     assert candidate_depths([50, 10, 20], None) == [10, 20, 50]  # no choice recorded: all of them
     assert candidate_depths([20, 30], 10) == [20]  # all deeper than the choice: the shallowest
+
+
+def test_the_pipeline_handed_to_the_server_names_the_bi_encoder_of_older_models_too():
+    """A search model trained before train named its bi-encoder in ``extra.pipeline`` still has it in
+    its config; one validated with the untuned encoder, or with no catalogue step, gets none."""
+    from shelfops.artifacts import Manifest
+    from shelfops.optimize.recipe import trained_pipeline
+
+    cfg = {"train": {"search": {"catalogue": {"retriever": "/models/bi"}}}}
+    old = Manifest(stage="train", config=cfg, extra={"pipeline": {"fusion_weight": 0.5, "dense": "bi-encoder /models/bi"}})
+    assert trained_pipeline(old) == {"fusion_weight": 0.5, "dense": "bi-encoder /models/bi", "dense_retriever": "/models/bi"}
+    new = Manifest(stage="train", config=cfg, extra={"pipeline": {"fusion_weight": 0.5, "dense_retriever": "/elsewhere/bi"}})
+    assert trained_pipeline(new)["dense_retriever"] == "/elsewhere/bi"  # what train recorded wins
+    untuned = Manifest(stage="train", config={"train": {"search": {"catalogue": {"retriever": None}}}},
+                       extra={"pipeline": {"fusion_weight": 0.5, "dense_encoder": "minilm"}})
+    assert "dense_retriever" not in trained_pipeline(untuned)
+    assert trained_pipeline(Manifest(stage="train", config=cfg)) == {}  # no catalogue step, nothing to fuse
