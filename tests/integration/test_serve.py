@@ -441,3 +441,24 @@ def test_search_reranks_to_the_depth_the_optimize_stage_chose_and_times_its_stag
         assert "depth;desc=20" in deeper.headers["server-timing"]  # never shallower than the page asked for
     finally:
         running.stop()
+
+
+def test_a_trained_retrieval_model_is_indexed_from_the_embeddings_its_training_saved(models, small_shop, tmp_path):
+    """What the server would compute for the catalogue, the train stage already saved: it is used
+    as it is when the served folder is that model and the catalogue the same, row for row; an
+    optimized folder (another variant's numbers) or a reordered catalogue is embedded anew."""
+    import shutil
+
+    from shelfops.optimize.shipped import load_shipped
+    from shelfops.serve.state import ServedCatalogue, saved_embeddings
+
+    cat, folder = ServedCatalogue(small_shop), models / "retrieval"
+    emb = saved_embeddings(folder, cat.ids)
+    assert emb is not None and emb.shape[0] == len(cat.ids) == len(cat.texts)
+    served = np.stack(load_shipped(folder).run(cat.texts[:24]))  # what the retrieval slot's batcher would say
+    np.testing.assert_allclose(emb[:24], served, atol=1e-4)
+    assert saved_embeddings(folder, cat.ids[::-1]) is None
+    optimized = tmp_path / "optimized"
+    shutil.copytree(folder, optimized)
+    (optimized / "serving.json").write_text("{}")
+    assert saved_embeddings(optimized, cat.ids) is None
