@@ -25,7 +25,7 @@ from shelfops.serve.sessions import shared_state
 from shelfops.serve.settings import ServeSettings
 from shelfops.train.baselines import BM25Index
 from shelfops.train.hybrid import fuse
-from shelfops.train.index import build_index, choose_kind
+from shelfops.train.index import build_index, choose_kind, saved_embeddings
 from shelfops.train.pairs import item_texts
 
 DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
@@ -59,19 +59,11 @@ class ServedCatalogue:
         return self._bm25
 
 
-def saved_embeddings(folder: Path, ids: list[str]) -> np.ndarray | None:
-    """The catalogue embeddings a retrieval model's train stage saved (``index/embeddings.npy``, rows
-    in ``index/items.parquet``'s order; checked against the manifest when the folder was loaded),
-    when that model is what is served and the catalogue is the same, row for row: a server (re)start
-    or a swap then indexes 55k products in seconds instead of embedding them for minutes. None for
-    an optimized folder (it serves a variant with numbers of its own) or another catalogue."""
-    emb_path, ids_path = folder / "index" / "embeddings.npy", folder / "index" / "items.parquet"
-    if (folder / "serving.json").exists() or not emb_path.exists() or not ids_path.exists():
-        return None
-    if pl.read_parquet(ids_path, columns=["item_id"])["item_id"].to_list() != ids:
-        return None
-    emb = np.load(emb_path, allow_pickle=False)
-    return np.ascontiguousarray(emb, dtype=np.float32) if emb.ndim == 2 and len(emb) == len(ids) else None
+def reusable_embeddings(folder: Path, ids: list[str]) -> np.ndarray | None:
+    """The catalogue embeddings a retrieval model's train stage saved (``train.index.saved_embeddings``)
+    when that model is what is served and the catalogue is the same, row for row. None for an
+    optimized folder (it serves a variant with numbers of its own) or another catalogue."""
+    return None if (folder / "serving.json").exists() else saved_embeddings(folder / "index", ids)
 
 
 def past_queries(data_dir: Path, n: int = 200, seed: int = 0) -> list[str]:
@@ -205,7 +197,7 @@ async def _warm(state: State, slot: Slot) -> None:
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
     elif slot.task == "retrieval" and cat is not None:
-        emb = saved_embeddings(slot.folder, cat.ids)
+        emb = reusable_embeddings(slot.folder, cat.ids)
         if emb is None:
             emb = np.stack(await slot.batcher.submit_many(cat.texts))
         probes = await slot.batcher.submit_many(cat.queries) if cat.queries else None  # the index tuned for them

@@ -43,9 +43,10 @@ from shelfops.train.hybrid import (
     choose,
     hard_negatives,
     negative_triples,
+    pool_order,
     rerank,
 )
-from shelfops.train.index import build_index
+from shelfops.train.index import build_index, saved_embeddings
 from shelfops.train.index import search as index_search
 from shelfops.train.query_encoder import QueryEncoder
 from shelfops.train.retrieval import catalogue_eval
@@ -69,6 +70,7 @@ class Retrievers:
     index: Any
     embed: Callable[[list[str]], np.ndarray]
     dense_name: str
+    vectors: np.ndarray | None = None  # the catalogue's embeddings, row-aligned with ids
 
     @classmethod
     def open(cls, items: pl.DataFrame, encoder_path: str, retriever: str | None, *, max_length: int,
@@ -76,10 +78,29 @@ class Retrievers:
         """BM25 and the dense side (:func:`dense_side`) over ``items`` (item_id, text); ``served``:
         one query at a time as the server embeds it (optimize times searches with it)."""
         texts = items["text"].to_list()
-        embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts,
+        ids = items["item_id"].to_list()
+        embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts, ids=ids,
                                       progress=progress, served=served)
         index, _ = build_index(emb, kind="flat")  # evaluation measures the model, not an index
-        return cls(items["item_id"].to_list(), texts, BM25Index(texts), index, embed, name)
+        return cls(ids, texts, BM25Index(texts), index, embed, name, emb)
+
+    def pair_scores(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """BM25's and the dense retriever's scores of each (query, item_id) row of ``pairs``:
+        what each retriever thinks of the products of a judged pool."""
+        if self.vectors is None:
+            raise ModelError("pair_scores: these retrievers hold no catalogue embeddings")
+        pos = {iid: i for i, iid in enumerate(self.ids)}
+        missing = [i for i in pairs["item_id"].unique().to_list() if i not in pos]
+        if missing:
+            raise ModelError(f"pair_scores: {len(missing)} judged item(s) not in the catalogue, "
+                             f"e.g. {missing[:3]}")
+        rows = np.asarray([pos[i] for i in pairs["item_id"].to_list()], dtype=np.int64)
+        queries = pairs["query"].to_list()
+        uniq = list(dict.fromkeys(queries))
+        qe = self.embed(uniq)
+        at = {q: j for j, q in enumerate(uniq)}
+        dense = (qe[[at[q] for q in queries]] * self.vectors[rows]).sum(1)
+        return np.asarray(self.bm25.score_pairs(queries, rows), dtype=np.float64), dense
 
     def candidates(self, queries: Sequence[str], depth: int = RETRIEVE_DEPTH) -> Candidates:
         depth = min(depth, len(self.ids))
@@ -219,10 +240,10 @@ def untuned_embedder(encoder_path: str, max_length: int,
 
 
 def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, texts: Sequence[str],
-               progress: bool = True, served: bool = False) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray]:
+               ids: Sequence[str] | None = None, progress: bool = True, served: bool = False) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray]:
     """The dense retriever and the catalogue's embeddings under it: a trained bi-encoder folder
-    (``shelfops train --task retrieval``; its saved catalogue embeddings are reused when they
-    cover this catalogue) or, by default, the untuned encoder, mean-pooled as it was pretrained
+    (``shelfops train --task retrieval``; its saved catalogue embeddings are reused when their
+    rows are ``ids``, this catalogue's products in order) or, by default, the untuned encoder, mean-pooled as it was pretrained
     to be used (its catalogue embeddings cached, :func:`cached_embeddings`)."""
     if retriever:
         model, tok, spec = text_models.load(Path(retriever))
@@ -238,9 +259,8 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
         return embed_texts(enc, tok, queries, max_length=length)
 
     if retriever:
-        saved = Path(retriever) / "index" / "embeddings.npy"
-        emb = np.load(saved, allow_pickle=False) if saved.exists() else None
-        if emb is not None and len(emb) == len(texts):
+        emb = saved_embeddings(Path(retriever) / "index", ids) if ids is not None else None
+        if emb is not None:
             return embed, name, emb
         return embed, name, embed_texts(enc, tok, list(texts), max_length=length,
                                         progress="catalogue: embedding" if progress else None)
@@ -357,6 +377,19 @@ def choose_pipeline(cands: Candidates, scores: PairScores, judged: Judged, queri
     # product per search is the price of depth, and a thousandth is below what ~400 validation
     # queries can resolve
     return choose(metric, weights, depths, blends=blends, tolerance=1e-3)
+
+
+def served_pool_scores(pools: pl.DataFrame, reranker: np.ndarray, lexical: np.ndarray, dense: np.ndarray,
+                       *, weight: float, depth: int, blend: float) -> np.ndarray:
+    """Each judged pair's score under the served pipeline restricted to its query's judged pool
+    (:func:`hybrid.pool_order`): minus its position, so higher is earlier, as any pool scorer."""
+    out = np.empty(len(pools), dtype=np.float64)
+    groups = pools.with_row_index("_row").group_by("query", maintain_order=True).agg("_row")["_row"]
+    for rows in groups.to_list():
+        rows = np.asarray(rows, dtype=np.int64)
+        order = pool_order(reranker[rows], lexical[rows], dense[rows], weight=weight, depth=depth, blend=blend)
+        out[rows[order]] = -np.arange(len(rows), dtype=np.float64)
+    return out
 
 
 def system_rows(cands: Candidates, scores: PairScores, weight: float, depth: int, blend: float = 0.0,

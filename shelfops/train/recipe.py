@@ -32,7 +32,7 @@ from shelfops.train.classify import classify_settings_from, load_items, predict_
 from shelfops.train.encoder import TextEncoder, load_backbone, load_tokenizer, resolve_encoder
 from shelfops.train.hybrid import DEFAULT_WEIGHT as DEFAULT_FUSION_WEIGHT
 from shelfops.train.hybrid import choose, fuse, rerank
-from shelfops.train.index import build_index, save_index
+from shelfops.train.index import build_index, save_embeddings, save_index
 from shelfops.train.index import search as index_search
 from shelfops.train.loop import schedule_from
 from shelfops.train.pairs import load_pairs
@@ -193,10 +193,6 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     zs_scores = zero_shot_pool_scores(data.test, catalogue.untuned_embedder(
         encoder_path, c.max_length, "zero-shot: embedding" if progress else None))
     zs = evaluate_scores(data.test, zs_scores, lo=lo, n_boot=cfg.bootstrap)
-    # every test pair's score under the model and both baselines, for later analysis and for
-    # pooling the folds of a cross-validation (search.pooled_folds)
-    write_test_scores(out, data.test, {"model": model_scores, "bm25": bm_scores,
-                                       "zero_shot": zs_scores})
     rng = np.random.default_rng(0)
     rnd = evaluate_scores(data.test, rng.random(len(data.test)), lo=lo, n_boot=cfg.bootstrap)
     comparisons = {name: eval_metrics.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],
@@ -213,6 +209,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     say(f"  bm25 is tie-averaged; NDCG@10 with its ties broken worst-first {bm25_bounds['pessimistic']:.4f}, "
         f"best-first {bm25_bounds['optimistic']:.4f}")
     extra: dict[str, Any] = {"fit": fitres.to_dict(), "sources": data.sources, "grade_range": [lo, hi]}
+    scores = {"model": model_scores, "bm25": bm_scores, "zero_shot": zs_scores}
     if cat is not None:
         metrics["catalogue"], extra["pipeline"] = _catalogue_test(cat, model, tok, data, cc, c.max_length,
                                                                   out, cfg.bootstrap, say, progress,
@@ -221,9 +218,35 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
             extra["pipeline"].update(dense_encoder=encoder_path, dense_max_length=c.max_length)
         else:  # served beside it as the retrieval model; optimize times searches with it
             extra["pipeline"].update(dense_retriever=str(Path(cc.retriever).resolve()))
+        scores["served"], metrics["served_in_pools"] = _served_in_pools(
+            cat, data, model_scores, extra["pipeline"], {"bm25": bm25, "zero_shot": zs}, cfg.bootstrap, say)
+    # every test pair's score under the model, as served and under both baselines, for later
+    # analysis and for pooling the folds of a cross-validation (search.pooled_folds)
+    write_test_scores(out, data.test, scores)
     counts = {"train_pairs": len(data.train), "hard_negatives": mined, "test_pairs": len(data.test),
               "test_queries": data.test["query"].n_unique()}
     return metrics, counts, extra
+
+
+def _served_in_pools(cat, data, model_scores: np.ndarray, pipeline: dict, baselines: dict[str, dict],
+                     n_boot: int, say: Say) -> tuple[np.ndarray, dict[str, Any]]:
+    """The judged pools ordered as the pipeline serves them (the re-ranker's order fused with the
+    retrievers' at the chosen weight, depth and blend; catalogue.served_pool_scores), against the
+    same baselines: how the re-ranker does as shipped, beside its own scores alone."""
+    lexical, dense = cat.pair_scores(data.test)
+    served = catalogue.served_pool_scores(data.test, model_scores, lexical, dense,
+                                          weight=pipeline["fusion_weight"], depth=pipeline["rerank_depth"],
+                                          blend=pipeline["rerank_blend"])
+    ev = evaluate_scores(data.test, served, lo=data.grade_min, n_boot=n_boot)
+    comparisons = {name: eval_metrics.compare(ev["per_query"]["ndcg@10"], b["per_query"]["ndcg@10"],
+                                              n_boot=n_boot) for name, b in baselines.items()}
+    s = ev["summary"]["ndcg@10"]
+    say(f"  as served (re-ranker fused with the retrievers' order, blend {pipeline['rerank_blend']:g}): "
+        f"NDCG@10 within judged pools {s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]; "
+        + ", ".join(f"- {n} {c['diff']['mean']:+.4f} [{c['diff']['ci_low']:+.4f}, {c['diff']['ci_high']:+.4f}]"
+                    for n, c in comparisons.items()))
+    return served, {"metrics": ev["summary"], "comparisons_ndcg@10": comparisons,
+                    "beats_baselines": beats(comparisons), "beats_baselines_paired": beats_paired(comparisons)}
 
 
 def _pair_scorer(model, tok, max_length: int, progress: str | None = None):
@@ -308,8 +331,7 @@ def _retrieval(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, sa
     # so its numbers measure the model and the index's own recall is recorded beside them
     served, info = build_index(item_emb, probes=embed_texts(model.encoder, tok, vq, max_length=c.max_length))
     save_index(served, info, out / "index")
-    items.select("item_id").with_row_index("row").write_parquet(out / "index" / "items.parquet")
-    np.save(out / "index" / "embeddings.npy", item_emb)
+    save_embeddings(out / "index", ids, item_emb)
     index, _ = build_index(item_emb, kind="flat")
 
     test_q = positives(data.test, lo, hi, c.positive_threshold)["query"].unique(maintain_order=True).to_list()

@@ -450,15 +450,15 @@ def test_a_trained_retrieval_model_is_indexed_from_the_embeddings_its_training_s
     import shutil
 
     from shelfops.optimize.shipped import load_shipped
-    from shelfops.serve.state import ServedCatalogue, saved_embeddings
+    from shelfops.serve.state import ServedCatalogue, reusable_embeddings
 
     cat, folder = ServedCatalogue(small_shop), models / "retrieval"
-    emb = saved_embeddings(folder, cat.ids)
+    emb = reusable_embeddings(folder, cat.ids)
     assert emb is not None and emb.shape[0] == len(cat.ids) == len(cat.texts)
     served = np.stack(load_shipped(folder).run(cat.texts[:24]))  # what the retrieval slot's batcher would say
     np.testing.assert_allclose(emb[:24], served, atol=1e-4)
-    assert saved_embeddings(folder, cat.ids[::-1]) is None
+    assert reusable_embeddings(folder, cat.ids[::-1]) is None
     optimized = tmp_path / "optimized"
     shutil.copytree(folder, optimized)
     (optimized / "serving.json").write_text("{}")
-    assert saved_embeddings(optimized, cat.ids) is None
+    assert reusable_embeddings(optimized, cat.ids) is None

@@ -60,6 +60,13 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
     assert len(per) == cat["queries"] > 0
     for name in ("pipeline", "bm25"):
         assert float(per[f"{name}_ndcg@10"].mean()) == pytest.approx(cat["systems"][name]["ndcg@10"]["mean"])
+    # the judged pools as the pipeline serves them, kept per pair and pooled like the model's scores
+    served = m.metrics["served_in_pools"]
+    assert set(served["comparisons_ndcg@10"]) == {"bm25", "zero_shot"}
+    assert "served" in scores.columns and scores["served"].max() == 0.0  # each pool's first product
+    as_model = pooled_folds([scores.with_columns(pl.col("served").alias("model"))],
+                            lo=m.extra["grade_range"][0], n_boot=100)
+    assert as_model["model"]["ndcg@10"]["mean"] == pytest.approx(served["metrics"]["ndcg@10"]["mean"], abs=1e-6)
 
     r = _train("retrieval", small_shop, tmp_path / "retrieval", tiny_encoder,
                "train.retrieval.schedule.max_steps=10", "train.retrieval.schedule.eval_every=5",

@@ -282,3 +282,49 @@ def test_an_earlier_whole_catalogue_embedding_file_is_still_read(tmp_path, monke
         raise AssertionError(f"embedded {texts} again")
 
     assert np.array_equal(cached_embeddings(str(enc), ["a", "b"], 64, never), stored)
+
+
+def test_a_judged_pool_is_ordered_as_the_pipeline_serves_it():
+    from shelfops.train.hybrid import pool_order
+
+    ce = np.array([0.0, 3.0, 1.0, 2.0])  # the re-ranker: 1, 3, 2, 0
+    lexical = np.array([2.0, 0.0, 1.0, 0.0])  # BM25 retrieves 0 then 2 (1 and 3 share no term)
+    dense = np.array([0.1, 0.9, 0.2, 0.5])  # dense: 1, 3, 2, 0
+    # blend 1 keeps the retrieved order: BM25 alone is its two products, then the rest in dense order
+    assert pool_order(ce, lexical, dense, weight=0.0, depth=4, blend=1.0).tolist() == [0, 2, 1, 3]
+    assert pool_order(ce, lexical, dense, weight=1.0, depth=4, blend=1.0).tolist() == [1, 3, 2, 0]
+    # blend 0 is the re-ranker's own order over the re-ranked head; the rest keep retrieval's
+    assert pool_order(ce, lexical, dense, weight=0.0, depth=4, blend=0.0).tolist() == [1, 3, 2, 0]
+    assert pool_order(ce, lexical, dense, weight=0.0, depth=2, blend=0.0).tolist() == [2, 0, 1, 3]
+    with pytest.raises(ValueError, match="4 re-ranker, 3 lexical and 4 dense"):
+        pool_order(ce, lexical[:3], dense, weight=0.5, depth=4)
+
+
+def test_served_pool_scores_rank_each_query_within_its_own_pool():
+    from shelfops.train.catalogue import served_pool_scores
+
+    pools = pl.DataFrame({"query": ["a", "b", "a", "b", "a"], "item_id": ["x", "x", "y", "y", "z"]})
+    ce = np.array([1.0, 5.0, 3.0, 4.0, 2.0])
+    got = served_pool_scores(pools, ce, np.zeros(5), np.zeros(5), weight=0.5, depth=10, blend=0.0)
+    # query a: y (3) first, z (2), x (1); query b: x (5), y (4); the score is minus the position
+    assert got.tolist() == [-2.0, 0.0, 0.0, -1.0, -1.0]
+
+
+def test_retrievers_score_judged_pairs_with_both_retrievers():
+    from shelfops.errors import ModelError
+    from shelfops.train.baselines import BM25Index
+    from shelfops.train.catalogue import Retrievers
+
+    texts = ["red drill", "blue hammer", "red paint"]
+    vectors = np.eye(3, dtype=np.float32)
+    cat = Retrievers(["i0", "i1", "i2"], texts, BM25Index(texts), None,
+                     lambda qs: np.stack([vectors[1] if "hammer" in q else vectors[2] for q in qs]),
+                     "test", vectors)
+    pairs = pl.DataFrame({"query": ["red", "red", "hammer"], "item_id": ["i0", "i1", "i1"]})
+    lexical, dense = cat.pair_scores(pairs)
+    assert lexical[0] > 0 and lexical[1] == 0 and lexical[2] > 0
+    assert dense.tolist() == [0.0, 0.0, 1.0]
+    with pytest.raises(ModelError, match="not in the catalogue"):
+        cat.pair_scores(pairs.with_columns(pl.lit("nope").alias("item_id")))
+    with pytest.raises(ModelError, match="no catalogue embeddings"):
+        Retrievers(cat.ids, texts, cat.bm25, None, cat.embed, "test").pair_scores(pairs)

@@ -80,3 +80,16 @@ def test_small_catalogues_are_exact_and_need_no_tuning():
     q = probe_queries(x, n=10)
     assert recall_at(x, q, index.search(q, 10)[1], exact_top(x, q)) == 1.0
     assert choose_kind(100_000) == "ivf" == choose_kind(5_000_000)
+
+
+def test_saved_embeddings_are_read_back_only_for_the_same_catalogue_row_for_row(tmp_path):
+    from shelfops.train.index import save_embeddings, saved_embeddings
+
+    emb = np.arange(12, dtype=np.float64).reshape(3, 4)
+    save_embeddings(tmp_path / "index", ["a", "b", "c"], emb)
+    got = saved_embeddings(tmp_path / "index", ["a", "b", "c"])
+    assert got is not None and got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(got, emb)
+    assert saved_embeddings(tmp_path / "index", ["c", "b", "a"]) is None  # reordered
+    assert saved_embeddings(tmp_path / "index", ["a", "b"]) is None  # another catalogue
+    assert saved_embeddings(tmp_path / "nothing", ["a"]) is None
