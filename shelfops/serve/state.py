@@ -197,6 +197,9 @@ async def _warm(state: State, slot: Slot) -> None:
     if slot.task == "search":
         await slot.batcher.submit_many([("warm up", t) for t in (cat.texts[:8] if cat else ["x"])])
     elif slot.task == "retrieval" and cat is not None:
+        # one query alone, as a search sends it: a trained model's ONNX export for single queries
+        # is made (or opened) and checked now, before any shopper waits for it (optimize.shipped)
+        await slot.batcher.submit("warm up")
         emb = reusable_embeddings(slot.folder, cat.ids)
         if emb is None:
             emb = np.stack(await slot.batcher.submit_many(cat.texts))

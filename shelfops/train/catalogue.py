@@ -250,24 +250,23 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
         if spec.task != "retrieval":
             raise ModelError(f"train.search.catalogue.retriever: {retriever} is a {spec.task} model, "
                              "not a retrieval one")
-        enc, length, name = model.encoder, spec.max_length, f"bi-encoder {retriever}"
+        enc, length, name, path = model.encoder, spec.max_length, f"bi-encoder {retriever}", str(retriever)
     else:
-        enc, tok, length, name = TextEncoder(load_backbone(encoder_path), "mean"), \
-            load_tokenizer(encoder_path), max_length, "untuned encoder"
+        enc, tok, length, name, path = TextEncoder(load_backbone(encoder_path), "mean"), \
+            load_tokenizer(encoder_path), max_length, "untuned encoder", encoder_path
 
     def embed(queries: list[str]) -> np.ndarray:
         return embed_texts(enc, tok, queries, max_length=length)
 
+    # served: one query through ONNX Runtime, as the server does (train.query_encoder); training
+    # and evaluation keep PyTorch for every query, however few, so their numbers never depend on it
+    query = QueryEncoder(enc, tok, path, max_length=length, store=onnx_store(path)) if served else embed
     if retriever:
         emb = saved_embeddings(Path(retriever) / "index", ids) if ids is not None else None
         if emb is not None:
-            return embed, name, emb
-        return embed, name, embed_texts(enc, tok, list(texts), max_length=length,
+            return query, name, emb
+        return query, name, embed_texts(enc, tok, list(texts), max_length=length,
                                         progress="catalogue: embedding" if progress else None)
-    # served: one query through ONNX Runtime, as the server does (train.query_encoder); training
-    # and evaluation keep PyTorch for every query, however few, so their numbers never depend on it
-    query = QueryEncoder(enc, tok, encoder_path, max_length=length, store=onnx_store(encoder_path)) \
-        if served else embed
     return query, name, cached_embeddings(encoder_path, texts, length, embed,
                                           progress="catalogue: embedding" if progress else None)
 
