@@ -233,6 +233,10 @@ class CatalogueSearchConfig(_Strict):
     negative_loss: Literal["pairwise", "pointwise"] = "pairwise"
     triples_per_batch: int = Field(8, ge=1, description="pairwise: (query, relevant, negative) triples "
                                    "added to each training batch")
+    # the pairwise term's weight beside the graded pairs' loss: 1 counts a triple's ordering as much as
+    # a batch's grades; below 1 leaves more of the gradient to ordering shades of relevance in pools
+    negative_weight: float = Field(1.0, gt=0, description="pairwise: weight of the hard-negative "
+                                   "(RankNet) term in the loss, the graded pairs' term weighing 1")
     weights: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0], min_length=1,
                                  description="dense weights of the fusion tried on validation "
                                  "(0: BM25 alone, 1: dense alone)")

@@ -49,6 +49,7 @@ class SearchSettings:
     head: str  # similarity | linear (text_models.CrossEncoder)
     eval_queries: int  # validation queries used for early stopping
     triples_per_batch: int  # (query, judged relevant, mined negative) triples added to each batch
+    negative_weight: float = 1.0  # the pairwise hard-negative term's weight in the loss
     ks: tuple[int, ...] = (5, 10)  # not a setting: the cut-offs every search metric reports
 
 
@@ -57,7 +58,8 @@ def search_settings_from(c: SearchTrainConfig) -> SearchSettings:
     rest of its catalogue section drives the recipe's mining and validation)."""
     return SearchSettings(loss=c.loss, batch_size=c.batch_size, freeze_layers=c.freeze_layers,
                           max_length=c.max_length, head=c.head, eval_queries=c.eval_queries,
-                          triples_per_batch=c.catalogue.triples_per_batch)
+                          triples_per_batch=c.catalogue.triples_per_batch,
+                          negative_weight=c.catalogue.negative_weight)
 
 
 def _group_batches(df: pl.DataFrame, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -116,7 +118,7 @@ def make_batches(df: pl.DataFrame, tok, s: SearchSettings, seed: int, lo: float,
     return batches
 
 
-def loss_fn(kind: str):
+def loss_fn(kind: str, negative_weight: float = 1.0):
     bce = nn.BCEWithLogitsLoss()
 
     def pointwise(model, b):
@@ -124,7 +126,7 @@ def loss_fn(kind: str):
         n, k = len(b["target"]), int(b.get("triples", 0))
         loss = bce(s[:n], b["target"])
         if k:  # hard negatives: a judged relevant product above a retrieved one nobody judged (RankNet)
-            loss = loss + nn.functional.softplus(s[n + k:] - s[n:n + k]).mean()
+            loss = loss + negative_weight * nn.functional.softplus(s[n + k:] - s[n:n + k]).mean()
         return loss
 
     def grouped(model, b):
@@ -368,7 +370,7 @@ def train_search(
     result = fit(
         model,
         batches=batches,
-        loss_fn=loss_fn(settings.loss),
+        loss_fn=loss_fn(settings.loss, settings.negative_weight),
         evaluate=evaluate,
         metric=metric or f"ndcg@{max(settings.ks)}",
         schedule=schedule,

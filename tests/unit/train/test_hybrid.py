@@ -242,6 +242,8 @@ def test_pairwise_hard_negatives_ride_along_with_graded_batches_and_push_negativ
     bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(len(b["target"])), b["target"])
     got = loss_fn("pointwise")(Fixed(), b)
     assert float(got) == pytest.approx(float(bce) + float(torch.nn.functional.softplus(torch.tensor(-2.0))))
+    quarter = loss_fn("pointwise", negative_weight=0.25)(Fixed(), b)  # train.search.catalogue.negative_weight
+    assert float(quarter) == pytest.approx(float(bce) + 0.25 * float(torch.nn.functional.softplus(torch.tensor(-2.0))))
     plain = make_batches(df, tok, s, seed=0, lo=1.0, hi=3.0)(0)[0]
     assert "triples" in plain and int(plain["triples"]) == 0
 
