@@ -24,11 +24,12 @@ def shelfops(*argv: str, log: Path | None = None) -> None:
 
 
 def run_fold(workdir: Path, k: int, *, config: Path, folds: int, train: list[str], done: str,
-             log: Path | None = None, reuse_data: bool = False) -> float | None:
+             log: Path | None = None, reuse_data: bool = False, model_name: str = "model") -> float | None:
     """Ingest fold ``k`` (test fold k, validation fold k+1, the rest train) into
-    ``workdir/data-k`` and train search into ``workdir/model-k`` with the ``train`` arguments;
-    a fold whose model folder holds ``done`` is not trained again (None). Seconds taken."""
-    data, model = workdir / f"data-{k}", workdir / f"model-{k}"
+    ``workdir/data-k`` and train search into ``workdir/<model_name>-k`` with the ``train``
+    arguments (an experiment names its own models, sharing the data); a fold whose model folder
+    holds ``done`` is not trained again (None). Seconds taken."""
+    data, model = workdir / f"data-{k}", workdir / f"{model_name}-{k}"
     if (model / done).exists():
         print(f"fold {k}: {model} is complete, not trained again")
         return None

@@ -22,12 +22,12 @@ from shelfops.optimize.variants import Variant
 
 # a fast tokenizer sets its truncation / padding state on every call, which two threads may not do
 # at once ("Already borrowed"): serving workers share one tokenizer through this lock
-_TOKENIZER = threading.Lock()
+TOKENIZER = threading.Lock()
 
 
 def _tokenize(tok, a: Sequence[str], b: Sequence[str] | None, max_length: int, **kw):
     """Single texts, or (query, text) pairs truncated longest-first; one thread at a time."""
-    with _TOKENIZER:
+    with TOKENIZER:
         return (tok(list(a), list(b), truncation="longest_first", max_length=max_length, **kw)
                 if b is not None else tok(list(a), truncation=True, max_length=max_length, **kw))
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from shelfops.artifacts import verify_outputs
 from shelfops.errors import ModelError
+from shelfops.optimize import measure
 from shelfops.optimize.measure import run_all
 from shelfops.optimize.variants import Variant, load_onnx_variant, torch_variant
 from shelfops.train import text_models
@@ -59,10 +60,15 @@ class Shipped:
             return self.query(a)
         v = self.reference if reference else self.variant
         bs = batch_size or int(self.serving.get("max_batch", 32))
-        return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs, workers=self.workers)
+        if self.query is None:
+            return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs, workers=self.workers)
+        with self.query.torch_lock:  # never beside the export tracing the same module
+            return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs, workers=self.workers)
 
 
-def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True) -> Shipped:
+def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True, fast_query: bool = False) -> Shipped:
+    """``fast_query``: a trained retrieval model embeds a text alone through its ONNX export (the
+    server's queries); offline callers leave it off and get PyTorch's numbers for any batch."""
     folder = Path(folder)
     m = verify_outputs(folder) if verify else None
     model, tok, spec = text_models.load(folder)
@@ -72,8 +78,10 @@ def load_shipped(folder: Path, *, threads: int = 1, verify: bool = True) -> Ship
     if not serving_path.exists():
         # the variant is PyTorch fp32, which the export matches to 1e-4: the catalogue embeddings
         # its training saved stay valid for the queries it embeds (an optimized folder has its own)
-        query = QueryEncoder(model.encoder, tok, str(folder), max_length=spec.max_length,
-                             store=onnx_store(str(folder)), threads=threads) if spec.task == "retrieval" else None
+        path = str(folder.resolve())  # one export per model, however its folder is named
+        query = QueryEncoder(model.encoder, tok, path, max_length=spec.max_length, store=onnx_store(path),
+                             threads=threads, tok_lock=measure.TOKENIZER) \
+            if fast_query and spec.task == "retrieval" else None
         return Shipped(folder, m.stage if m else "train", spec, tok, ref, ref, {"threads": threads}, query=query)
     serving = json.loads(serving_path.read_text())
     name, engine = serving["variant"], serving["engine"]

@@ -104,7 +104,7 @@ def load_slot(task: str, folder: Path, version: str, *, on_batch=None, batch_ove
                     on_batch=on_batch)
         return Slot(task, version, folder, b, rec, {"items": len(rec.items)})
 
-    shipped = load_shipped(folder)
+    shipped = load_shipped(folder, fast_query=True)
     serving = {**shipped.serving, **(batch_override or {})}
     max_batch, wait = int(serving.get("max_batch", 32)), float(serving.get("max_wait_ms", 2.0))
     unbatched = max_batch == 1

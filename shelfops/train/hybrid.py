@@ -110,10 +110,11 @@ def pool_order(reranker: np.ndarray, lexical: np.ndarray, dense: np.ndarray, *, 
                depth: int, blend: float = 0.0) -> np.ndarray:
     """The order the served pipeline gives one judged pool if the pool were all it could
     retrieve: BM25's list holds the products sharing a query term (``lexical`` > 0) in its
-    order, the dense list every product in its order, fused with ``weight`` (:func:`fuse`);
-    products no list kept follow in dense order; then the first ``depth`` are re-ranked by
-    ``reranker`` with ``blend`` (:func:`rerank`). Positions into the pool, best first. This is
-    how the re-ranker is judged as it serves, beside its own scores alone."""
+    order, the dense list every product in its order, fused with ``weight`` (:func:`fuse`; at 0
+    only BM25's list), and the first ``depth`` of that are re-ranked by ``reranker`` with
+    ``blend`` (:func:`rerank`). Products no list kept, which the server would never show, follow
+    in the order given. Positions into the pool, best first. This is how the re-ranker is judged
+    as it serves, beside its own scores alone."""
     reranker, lexical, dense = (np.asarray(a, dtype=np.float64) for a in (reranker, lexical, dense))
     if not len(reranker) == len(lexical) == len(dense):
         raise ValueError(f"pool_order: {len(reranker)} re-ranker, {len(lexical)} lexical and "
@@ -123,8 +124,8 @@ def pool_order(reranker: np.ndarray, lexical: np.ndarray, dense: np.ndarray, *, 
     den = np.argsort(-dense, kind="stable")
     kept = fuse(lex[None, :], den[None, :], weight, n=len(dense))[0]
     kept = kept[kept >= 0]
-    retrieved = np.concatenate([kept, den[~np.isin(den, kept)]])
-    return rerank(retrieved[None, :], lambda head: reranker[head], depth, blend)[0]
+    served = rerank(kept[None, :], lambda head: reranker[head], depth, blend)[0]
+    return np.concatenate([served, np.setdiff1d(np.arange(len(dense)), kept)])
 
 
 @dataclass(frozen=True)

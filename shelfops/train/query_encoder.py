@@ -40,7 +40,7 @@ class QueryEncoder:
     only embeds batches never exports), several through PyTorch. Thread-safe."""
 
     def __init__(self, encoder: TextEncoder, tok, encoder_path: str, *, max_length: int,
-                 store: Path | None, threads: int = 1) -> None:
+                 store: Path | None, threads: int = 1, tok_lock: threading.Lock | None = None) -> None:
         self.encoder, self.tok, self.path, self.max_length = encoder, tok, encoder_path, max_length
         self.store, self.threads = store, threads
         self.session = None
@@ -48,13 +48,20 @@ class QueryEncoder:
         self.why_torch: str | None = None if store is not None else "no store for the export"
         self._torch_lock = threading.Lock()  # one PyTorch forward at a time on this module
         self._open_lock = threading.Lock()
-        self._tok_lock = threading.Lock()
+        # the tokenizer's turns: a caller that shares the tokenizer with other code passes its lock
+        self._tok_lock = tok_lock or threading.Lock()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if len(texts) == 1 and self._ready():
             return self._onnx(texts)
         with self._torch_lock, self._tok_lock, torch.inference_mode():
             return embed_texts(self.encoder, self.tok, texts, max_length=self.max_length)
+
+    @property
+    def torch_lock(self) -> threading.Lock:
+        """Held by each PyTorch forward of this encoder and by its export: a caller running the same
+        module otherwise (a batch through its torch variant) takes it too."""
+        return self._torch_lock
 
     @property
     def engine(self) -> str:

@@ -173,6 +173,9 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
             + ("graded at the bottom of the scale" if cc.negative_loss == "pointwise" else
                f"pairwise below a judged relevant product ({len(triples):,} triples)"))
         extra_eval = _catalogue_validation(cat, data, cc, c.max_length)
+    if cc.negative_weight != 1.0 and (triples is None or c.loss != "pointwise"):
+        say(f"search: train.search.catalogue.negative_weight {cc.negative_weight:g} has no effect: only loss "
+            f"'pointwise' with catalogue.negative_loss 'pairwise' trains the hard-negative term it weighs")
     settings = search_settings_from(c)
     metric = "catalogue_ndcg@10" if cat is not None and cc.early_stop_on == "catalogue" else None
     model, tok, spec, fitres = train_search(data, encoder_path=encoder_path, workdir=work,
@@ -219,7 +222,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
         else:  # served beside it as the retrieval model; optimize times searches with it
             extra["pipeline"].update(dense_retriever=str(Path(cc.retriever).resolve()))
         scores["served"], metrics["served_in_pools"] = _served_in_pools(
-            cat, data, model_scores, extra["pipeline"], {"bm25": bm25, "zero_shot": zs}, cfg.bootstrap, say)
+            cat, data, model_scores, extra["pipeline"], {"bm25": bm25, "zero_shot": zs}, ev, cfg.bootstrap, say)
     # every test pair's score under the model, as served and under both baselines, for later
     # analysis and for pooling the folds of a cross-validation (search.pooled_folds)
     write_test_scores(out, data.test, scores)
@@ -229,7 +232,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
 
 
 def _served_in_pools(cat, data, model_scores: np.ndarray, pipeline: dict, baselines: dict[str, dict],
-                     n_boot: int, say: Say) -> tuple[np.ndarray, dict[str, Any]]:
+                     alone: dict, n_boot: int, say: Say) -> tuple[np.ndarray, dict[str, Any]]:
     """The judged pools ordered as the pipeline serves them (the re-ranker's order fused with the
     retrievers' at the chosen weight, depth and blend; catalogue.served_pool_scores), against the
     same baselines: how the re-ranker does as shipped, beside its own scores alone."""
@@ -245,7 +248,10 @@ def _served_in_pools(cat, data, model_scores: np.ndarray, pipeline: dict, baseli
         f"NDCG@10 within judged pools {s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]; "
         + ", ".join(f"- {n} {c['diff']['mean']:+.4f} [{c['diff']['ci_low']:+.4f}, {c['diff']['ci_high']:+.4f}]"
                     for n, c in comparisons.items()))
-    return served, {"metrics": ev["summary"], "comparisons_ndcg@10": comparisons,
+    vs_alone = eval_metrics.compare(ev["per_query"]["ndcg@10"], alone["per_query"]["ndcg@10"], n_boot=n_boot)
+    d = vs_alone["diff"]
+    say(f"    as served - the re-ranker alone: {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+    return served, {"metrics": ev["summary"], "comparisons_ndcg@10": comparisons, "vs_model_alone": vs_alone,
                     "beats_baselines": beats(comparisons), "beats_baselines_paired": beats_paired(comparisons)}
 
 

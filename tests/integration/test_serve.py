@@ -458,11 +458,12 @@ def test_a_trained_retrieval_model_is_indexed_from_the_embeddings_its_training_s
     served = np.stack(load_shipped(folder).run(cat.texts[:24]))  # what the retrieval slot's batcher would say
     np.testing.assert_allclose(emb[:24], served, atol=1e-4)
     # a query alone goes through the ONNX export, in the space of the saved embeddings
-    shipped = load_shipped(folder)
+    shipped = load_shipped(folder, fast_query=True)
     one = shipped.run(["cordless drill"])
     assert shipped.query is not None and shipped.query.engine == "onnxruntime"
     np.testing.assert_allclose(one[0], shipped.run(["cordless drill", cat.texts[0]])[0], atol=1e-4)
     np.testing.assert_allclose(shipped.run([cat.texts[3]])[0], emb[3], atol=1e-4)
+    assert load_shipped(folder).query is None  # offline callers (gate, pyfunc) keep PyTorch's numbers
     assert reusable_embeddings(folder, cat.ids[::-1]) is None
     optimized = tmp_path / "optimized"
     shutil.copytree(folder, optimized)

@@ -63,7 +63,10 @@ def test_train_and_evaluate_search_retrieval_classify(small_shop, tiny_encoder, 
     # the judged pools as the pipeline serves them, kept per pair and pooled like the model's scores
     served = m.metrics["served_in_pools"]
     assert set(served["comparisons_ndcg@10"]) == {"bm25", "zero_shot"}
-    assert "served" in scores.columns and scores["served"].max() == 0.0  # each pool's first product
+    assert served["vs_model_alone"]["a"]["mean"] == pytest.approx(served["metrics"]["ndcg@10"]["mean"])
+    assert served["vs_model_alone"]["b"]["mean"] == pytest.approx(ndcg["mean"])
+    positions = scores.group_by("query").agg(pl.col("served").sort(descending=True), pl.len())
+    assert all(list(p) == [-float(i) for i in range(n)] for p, n in positions.select("served", "len").iter_rows())
     as_model = pooled_folds([scores.with_columns(pl.col("served").alias("model"))],
                             lo=m.extra["grade_range"][0], n_boot=100)
     assert as_model["model"]["ndcg@10"]["mean"] == pytest.approx(served["metrics"]["ndcg@10"]["mean"], abs=1e-6)

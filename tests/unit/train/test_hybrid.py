@@ -292,12 +292,22 @@ def test_a_judged_pool_is_ordered_as_the_pipeline_serves_it():
     ce = np.array([0.0, 3.0, 1.0, 2.0])  # the re-ranker: 1, 3, 2, 0
     lexical = np.array([2.0, 0.0, 1.0, 0.0])  # BM25 retrieves 0 then 2 (1 and 3 share no term)
     dense = np.array([0.1, 0.9, 0.2, 0.5])  # dense: 1, 3, 2, 0
-    # blend 1 keeps the retrieved order: BM25 alone is its two products, then the rest in dense order
+    # blend 1 keeps the retrieved order; at weight 0 that is BM25's two products, and the two it
+    # never retrieves follow as given, never lifted by the re-ranker
     assert pool_order(ce, lexical, dense, weight=0.0, depth=4, blend=1.0).tolist() == [0, 2, 1, 3]
+    assert pool_order(ce, lexical, dense, weight=0.0, depth=4, blend=0.0).tolist() == [2, 0, 1, 3]
     assert pool_order(ce, lexical, dense, weight=1.0, depth=4, blend=1.0).tolist() == [1, 3, 2, 0]
     # blend 0 is the re-ranker's own order over the re-ranked head; the rest keep retrieval's
-    assert pool_order(ce, lexical, dense, weight=0.0, depth=4, blend=0.0).tolist() == [1, 3, 2, 0]
-    assert pool_order(ce, lexical, dense, weight=0.0, depth=2, blend=0.0).tolist() == [2, 0, 1, 3]
+    assert pool_order(ce, lexical, dense, weight=1.0, depth=4, blend=0.0).tolist() == [1, 3, 2, 0]
+    assert pool_order(ce, lexical, dense, weight=1.0, depth=2, blend=0.0).tolist() == [1, 3, 2, 0]
+    assert pool_order(-ce, lexical, dense, weight=1.0, depth=2, blend=0.0).tolist() == [3, 1, 2, 0]
+    # both lists fused: 2 is second for BM25 and third for dense, ahead of 3 (dense's second
+    # alone) and 0 (BM25's first, dense's last) at equal weights; the re-ranker then blends in
+    fused = fuse(np.array([[0, 2]]), np.array([[1, 3, 2, 0]]), 0.5, n=4)[0].tolist()
+    assert pool_order(ce, lexical, dense, weight=0.5, depth=4, blend=1.0).tolist() == fused
+    assert pool_order(ce, lexical, dense, weight=0.5, depth=4, blend=0.0).tolist() == [1, 3, 2, 0]
+    half = pool_order(ce, lexical, dense, weight=0.5, depth=4, blend=0.5).tolist()
+    assert sorted(half) == [0, 1, 2, 3] and half != fused
     with pytest.raises(ValueError, match="4 re-ranker, 3 lexical and 4 dense"):
         pool_order(ce, lexical[:3], dense, weight=0.5, depth=4)
 
@@ -310,6 +320,11 @@ def test_served_pool_scores_rank_each_query_within_its_own_pool():
     got = served_pool_scores(pools, ce, np.zeros(5), np.zeros(5), weight=0.5, depth=10, blend=0.0)
     # query a: y (3) first, z (2), x (1); query b: x (5), y (4); the score is minus the position
     assert got.tolist() == [-2.0, 0.0, 0.0, -1.0, -1.0]
+    # the retrieved order counts with a blend: dense puts x first in a, and at blend 0.75 it stays
+    dense = np.array([0.9, 0.0, 0.1, 0.0, 0.2])
+    got = served_pool_scores(pools, ce, np.zeros(5), dense, weight=1.0, depth=10, blend=0.75)
+    assert got[0] == 0.0 and got.tolist() != served_pool_scores(
+        pools, ce, np.zeros(5), dense, weight=1.0, depth=10, blend=0.0).tolist()
 
 
 def test_retrievers_score_judged_pairs_with_both_retrievers():
