@@ -35,6 +35,7 @@ from shelfops.optimize.report import plot_pareto, variant_table
 from shelfops.optimize.shipped import load_shipped
 from shelfops.optimize.variants import is_approximate, torch_variant
 from shelfops.train import catalogue, text_models
+from shelfops.train.index import choose_kind, past_queries
 from shelfops.train.pairs import load_pairs
 from shelfops.train.precision import bf16_auto
 
@@ -152,17 +153,19 @@ def trained_pipeline(mm: Manifest) -> dict[str, Any]:
     return pipeline
 
 
-def served_retriever(serving: dict, items) -> tuple[Callable | None, str]:
+def served_retriever(serving: dict, items, data_dir: Path | None = None) -> tuple[Callable | None, str]:
     """The retriever the server will run for this search model: the hybrid of BM25 and the dense
     side it was validated with (the untuned encoder, or the trained bi-encoder served beside it),
-    at its fusion weight (train.catalogue), or BM25."""
+    at its fusion weight (train.catalogue), or BM25; its index tuned for ``data_dir``'s past
+    queries, as the server's is."""
     weight, encoder, bi = serving.get("fusion_weight"), serving.get("dense_encoder"), serving.get("dense_retriever")
     if weight is None or weight <= 0 or not (encoder or bi):
         return None, "BM25"
     if bi and not (Path(bi) / "model.json").exists():
         return None, f"BM25 (the bi-encoder it was validated with, {bi}, is not here)"
+    probes = past_queries(data_dir) if data_dir is not None and choose_kind(len(items)) != "flat" else []
     cat = catalogue.Retrievers.open(items, encoder or "", bi, max_length=int(serving.get("dense_max_length") or 64),
-                                    progress=False, served=True)
+                                    progress=False, served=True, probes=probes)
     return (lambda qs, n: cat.candidates(qs, n).fused(weight, n)), \
         f"hybrid (BM25 + {cat.dense_name}, weight {weight:g})"
 
@@ -176,7 +179,7 @@ def _rerank_depth(w, data_dir: Path, cfg: OptimizeConfig, say: Say, quality_dept
     data = load_pairs(data_dir, augmented=False)
     shipped = load_shipped(w.dir, verify=False)
     lo, hi = shipped.spec.extra.get("grade_min", data.grade_min), shipped.spec.extra.get("grade_max", data.grade_max)
-    retrieve, retriever = served_retriever(shipped.serving, data.items)
+    retrieve, retriever = served_retriever(shipped.serving, data.items, data_dir)
     points, base = measure_depths(shipped, data.items, data.valid, lo=lo, hi=hi, depths=tuple(depths),
                                   queries=cfg.max_queries, seconds=cfg.seconds_per_point, retrieve=retrieve)
     depth, why = choose_depth(points, cfg.search_p99_ms)

@@ -25,7 +25,7 @@ from shelfops.serve.sessions import shared_state
 from shelfops.serve.settings import ServeSettings
 from shelfops.train.baselines import BM25Index
 from shelfops.train.hybrid import fuse
-from shelfops.train.index import build_index, choose_kind, saved_embeddings
+from shelfops.train.index import build_index, choose_kind, past_queries, saved_embeddings
 from shelfops.train.pairs import item_texts
 
 DEFAULT_RERANK_DEPTH = 50  # a search model whose optimize stage chose no depth
@@ -64,20 +64,6 @@ def reusable_embeddings(folder: Path, ids: list[str]) -> np.ndarray | None:
     when that model is what is served and the catalogue is the same, row for row. None for an
     optimized folder (it serves a variant with numbers of its own) or another catalogue."""
     return None if (folder / "serving.json").exists() else saved_embeddings(folder / "index", ids)
-
-
-def past_queries(data_dir: Path, n: int = 200, seed: int = 0) -> list[str]:
-    """Up to ``n`` distinct queries shoppers typed (search events drawn at random, so common
-    queries come up as often as they are typed; else the judged queries): what an approximate
-    index is tuned to find its products for (``train.index``). Empty when the folder has none."""
-    for table, where in (("events", pl.col("event_type") == "search"), ("judgements", pl.lit(True))):
-        path = data_dir / f"{table}.parquet"
-        if not path.exists() or "query" not in pl.read_parquet_schema(path):
-            continue
-        q = pl.scan_parquet(path).filter(where & pl.col("query").is_not_null()).select("query").collect()
-        if len(q):
-            return q.sample(min(len(q), 20 * n), seed=seed)["query"].unique(maintain_order=True).head(n).to_list()
-    return []
 
 
 def candidates(lexical: np.ndarray | None, dense: np.ndarray | None, weight: float, n: int,

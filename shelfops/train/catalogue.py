@@ -74,16 +74,18 @@ class Retrievers:
 
     @classmethod
     def open(cls, items: pl.DataFrame, encoder_path: str, retriever: str | None, *, max_length: int,
-             progress: bool = True, served: bool = False) -> Retrievers:
+             progress: bool = True, served: bool = False, probes: Sequence[str] = ()) -> Retrievers:
         """BM25 and the dense side (:func:`dense_side`) over ``items`` (item_id, text); ``served``:
-        one query at a time as the server embeds it (optimize times searches with it)."""
+        one query at a time as the server embeds it, on the index the server builds, tuned for
+        ``probes`` as the server tunes it for past queries (optimize times searches with it)."""
         texts = items["text"].to_list()
         ids = items["item_id"].to_list()
         embed, name, emb = dense_side(encoder_path, retriever, max_length=max_length, texts=texts, ids=ids,
                                       progress=progress, served=served)
         # evaluation measures the model, not an index; served, the index is the server's (exact up to
         # 50k products, then IVF tuned to 0.95 recall: serve.state), so optimize times what serves
-        index, _ = build_index(emb) if served else build_index(emb, kind="flat")
+        index, _ = build_index(emb, probes=embed(list(probes)) if probes else None) if served \
+            else build_index(emb, kind="flat")
         return cls(ids, texts, BM25Index(texts), index, embed, name, emb)
 
     def pair_scores(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -192,6 +192,20 @@ def saved_embeddings(folder: Path, ids: Sequence[str]) -> np.ndarray | None:
     return np.ascontiguousarray(emb, dtype=np.float32) if emb.ndim == 2 and len(emb) == len(ids) else None
 
 
+def past_queries(data_dir: Path, n: int = 200, seed: int = 0) -> list[str]:
+    """Up to ``n`` distinct queries shoppers typed (search events drawn at random, so common
+    queries come up as often as they are typed; else the judged queries): what an approximate
+    index is tuned to find its products for (``train.index``). Empty when the folder has none."""
+    for table, where in (("events", pl.col("event_type") == "search"), ("judgements", pl.lit(True))):
+        path = data_dir / f"{table}.parquet"
+        if not path.exists() or "query" not in pl.read_parquet_schema(path):
+            continue
+        q = pl.scan_parquet(path).filter(where & pl.col("query").is_not_null()).select("query").collect()
+        if len(q):
+            return q.sample(min(len(q), 20 * n), seed=seed)["query"].unique(maintain_order=True).head(n).to_list()
+    return []
+
+
 def load_index(folder: Path):
     import faiss
 

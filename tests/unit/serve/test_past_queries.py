@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from shelfops.serve.state import past_queries
+from shelfops.train.index import past_queries
 
 
 def test_past_searches_first_then_judged_queries_then_none(tmp_path):
