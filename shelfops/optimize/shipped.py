@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,9 @@ class Shipped:
             return self.query(a)
         v = self.reference if reference else self.variant
         bs = batch_size or int(self.serving.get("max_batch", 32))
-        # never beside the query encoder's export tracing the same module
-        with self.query.torch_lock if self.query is not None else nullcontext():
+        if self.query is None:
+            return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs, workers=self.workers)
+        with self.query.torch_lock:  # never beside the export tracing the same module
             return run_all(v, self.tok, a, b, max_length=self.spec.max_length, batch_size=bs, workers=self.workers)
 
 

@@ -88,21 +88,23 @@ class Retrievers:
             else build_index(emb, kind="flat")
         return cls(ids, texts, BM25Index(texts), index, embed, name, emb)
 
-    def dense_pair_scores(self, pairs: pl.DataFrame) -> np.ndarray:
-        """The dense retriever's score (cosine) of each (query, item_id) row of ``pairs``: what it
-        thinks of the products of a judged pool (BM25's: ``search.bm25_pool_scores``)."""
+    def pair_scores(self, pairs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """BM25's and the dense retriever's scores of each (query, item_id) row of ``pairs``:
+        what each retriever thinks of the products of a judged pool."""
         if self.vectors is None:
-            raise ModelError("dense_pair_scores: these retrievers hold no catalogue embeddings")
+            raise ModelError("pair_scores: these retrievers hold no catalogue embeddings")
         pos = {iid: i for i, iid in enumerate(self.ids)}
         missing = [i for i in pairs["item_id"].unique().to_list() if i not in pos]
         if missing:
-            raise ModelError(f"dense_pair_scores: {len(missing)} judged item(s) not in the catalogue, "
+            raise ModelError(f"pair_scores: {len(missing)} judged item(s) not in the catalogue, "
                              f"e.g. {missing[:3]}")
         rows = np.asarray([pos[i] for i in pairs["item_id"].to_list()], dtype=np.int64)
         queries = pairs["query"].to_list()
         uniq = list(dict.fromkeys(queries))
+        qe = self.embed(uniq)
         at = {q: j for j, q in enumerate(uniq)}
-        return (self.embed(uniq)[[at[q] for q in queries]] * self.vectors[rows]).sum(1)
+        dense = (qe[[at[q] for q in queries]] * self.vectors[rows]).sum(1)
+        return np.asarray(self.bm25.score_pairs(queries, rows), dtype=np.float64), dense
 
     def candidates(self, queries: Sequence[str], depth: int = RETRIEVE_DEPTH) -> Candidates:
         depth = min(depth, len(self.ids))
@@ -245,9 +247,8 @@ def dense_side(encoder_path: str, retriever: str | None, *, max_length: int, tex
                ids: Sequence[str] | None = None, progress: bool = True, served: bool = False) -> tuple[Callable[[list[str]], np.ndarray], str, np.ndarray]:
     """The dense retriever and the catalogue's embeddings under it: a trained bi-encoder folder
     (``shelfops train --task retrieval``; its saved catalogue embeddings are reused when their
-    rows are ``ids``, this catalogue's products in order) or, by default, the untuned encoder,
-    mean-pooled as it was pretrained to be used (its catalogue embeddings cached,
-    :func:`cached_embeddings`)."""
+    rows are ``ids``, this catalogue's products in order) or, by default, the untuned encoder, mean-pooled as it was pretrained
+    to be used (its catalogue embeddings cached, :func:`cached_embeddings`)."""
     if retriever:
         model, tok, spec = text_models.load(Path(retriever))
         if spec.task != "retrieval":

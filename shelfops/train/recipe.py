@@ -222,8 +222,7 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
         else:  # served beside it as the retrieval model; optimize times searches with it
             extra["pipeline"].update(dense_retriever=str(Path(cc.retriever).resolve()))
         scores["served"], metrics["served_in_pools"] = _served_in_pools(
-            cat, data, model_scores, bm_scores, extra["pipeline"], {"bm25": bm25, "zero_shot": zs}, ev,
-            cfg.bootstrap, say)
+            cat, data, model_scores, extra["pipeline"], {"bm25": bm25, "zero_shot": zs}, ev, cfg.bootstrap, say)
     # every test pair's score under the model, as served and under both baselines, for later
     # analysis and for pooling the folds of a cross-validation (search.pooled_folds)
     write_test_scores(out, data.test, scores)
@@ -232,14 +231,13 @@ def _search(data_dir, out, work, cfg: TrainConfig, encoder_path, progress, say, 
     return metrics, counts, extra
 
 
-def _served_in_pools(cat, data, model_scores: np.ndarray, lexical: np.ndarray, pipeline: dict,
-                     baselines: dict[str, dict], alone: dict, n_boot: int,
-                     say: Say) -> tuple[np.ndarray, dict[str, Any]]:
+def _served_in_pools(cat, data, model_scores: np.ndarray, pipeline: dict, baselines: dict[str, dict],
+                     alone: dict, n_boot: int, say: Say) -> tuple[np.ndarray, dict[str, Any]]:
     """The judged pools ordered as the pipeline serves them (the re-ranker's order fused with the
     retrievers' at the chosen weight, depth and blend; catalogue.served_pool_scores), against the
-    same baselines: how the re-ranker does as shipped, beside its own scores alone. ``lexical``:
-    BM25's scores of the same pairs (the BM25 baseline's, over the same catalogue texts)."""
-    served = catalogue.served_pool_scores(data.test, model_scores, lexical, cat.dense_pair_scores(data.test),
+    same baselines: how the re-ranker does as shipped, beside its own scores alone."""
+    lexical, dense = cat.pair_scores(data.test)
+    served = catalogue.served_pool_scores(data.test, model_scores, lexical, dense,
                                           weight=pipeline["fusion_weight"], depth=pipeline["rerank_depth"],
                                           blend=pipeline["rerank_blend"])
     ev = evaluate_scores(data.test, served, lo=data.grade_min, n_boot=n_boot)

@@ -327,11 +327,10 @@ def test_served_pool_scores_rank_each_query_within_its_own_pool():
         pools, ce, np.zeros(5), dense, weight=1.0, depth=10, blend=0.0).tolist()
 
 
-def test_both_retrievers_score_judged_pairs():
+def test_retrievers_score_judged_pairs_with_both_retrievers():
     from shelfops.errors import ModelError
     from shelfops.train.baselines import BM25Index
     from shelfops.train.catalogue import Retrievers
-    from shelfops.train.search import bm25_pool_scores
 
     texts = ["red drill", "blue hammer", "red paint"]
     vectors = np.eye(3, dtype=np.float32)
@@ -339,11 +338,10 @@ def test_both_retrievers_score_judged_pairs():
                      lambda qs: np.stack([vectors[1] if "hammer" in q else vectors[2] for q in qs]),
                      "test", vectors)
     pairs = pl.DataFrame({"query": ["red", "red", "hammer"], "item_id": ["i0", "i1", "i1"]})
-    lexical = bm25_pool_scores(pairs, pl.DataFrame({"item_id": cat.ids, "text": texts}))  # the served pools' BM25
-    dense = cat.dense_pair_scores(pairs)
+    lexical, dense = cat.pair_scores(pairs)
     assert lexical[0] > 0 and lexical[1] == 0 and lexical[2] > 0
     assert dense.tolist() == [0.0, 0.0, 1.0]
     with pytest.raises(ModelError, match="not in the catalogue"):
-        cat.dense_pair_scores(pairs.with_columns(pl.lit("nope").alias("item_id")))
+        cat.pair_scores(pairs.with_columns(pl.lit("nope").alias("item_id")))
     with pytest.raises(ModelError, match="no catalogue embeddings"):
-        Retrievers(cat.ids, texts, cat.bm25, None, cat.embed, "test").dense_pair_scores(pairs)
+        Retrievers(cat.ids, texts, cat.bm25, None, cat.embed, "test").pair_scores(pairs)
